@@ -1,0 +1,39 @@
+# nanbench: every target is one line a user could type. `make help` lists them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SWEEP  ?= default
+JOBS   ?= 1
+PORT   ?= 5000
+STORE  ?= sqlite:///results/mlflow.db
+ARGS   ?=
+
+.PHONY: help install test test-fast sweep summary ui report bench examples boundaries clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,parallel]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install nanbench (editable) with its dev and parallel extras
+
+test: $(STAMP)  ## run the whole test suite, slow tests included
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)  ## run the tests not marked slow
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+sweep: $(STAMP)  ## train every run of sweeps/$(SWEEP).yaml (JOBS=N workers), then summarize
+	$(PY) -m nanbench.sweep --sweep $(SWEEP) --jobs $(JOBS) $(ARGS)
+
+ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
+	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
+	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+
+clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
+	rm -rf outputs multirun

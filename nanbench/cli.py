@@ -1,0 +1,52 @@
+"""The Hydra application behind `python -m nanbench`.
+
+Config is validated into a RunSpec before anything is trained or recorded; a bad value exits with
+status 2 and one line on stderr naming the key. The last stdout line of a run is its JSON summary.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from nanbench.spec import ConfigError, from_config
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def fail(message: str) -> None:
+    print(f"nanbench: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def run_one(cfg: DictConfig) -> dict:
+    from nanbench.run import execute, resolve_device
+    from nanbench.tracking import Tracker
+
+    try:
+        spec = from_config(cfg)
+        device = resolve_device(spec.train.device)
+        tracker = Tracker(spec.tracking)
+    except ConfigError as exc:
+        fail(str(exc))
+    start = time.time()
+    result = execute(spec, device)
+    result.run_id = tracker.log(result, start_time=start)
+    print(result.to_json(), flush=True)
+    return result.summary()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    summary = run_one(cfg)
+    if summary["outcome"] == "error":
+        print(f"nanbench: run failed: {summary['error']}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    _hydra_main()

@@ -1,0 +1,83 @@
+"""Model, optimizer and loss: Keras's own objects, built from the run specification.
+
+Initial weights are drawn by Keras initializers with integer seeds derived from ``train.seed``
+(Keras makes an initializer with an integer seed return the same values on every call), so two
+engines, or two builds of the same structure, start from identical weights.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from nanbench.spec import ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
+
+# Keras dtype policy per precision; mixed_float16 also needs loss scaling (see build_optimizer).
+POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
+
+
+def _kernel_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
+    # Keras's Dense default initializer, made reproducible per (run seed, layer).
+    return keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
+
+
+def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str = "float32",
+                cls: type[keras.Sequential] = keras.Sequential) -> keras.Sequential:
+    """A Sequential model: hidden Dense layers for an MLP, then Dense(1).
+
+    The output layer stays float32 under mixed precision, as Keras's mixed-precision guide advises.
+    """
+    policy = POLICIES[precision]
+    regularizer = keras.regularizers.L2(spec.weight_decay) if spec.weight_decay > 0 else None
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
+    for i in range(spec.depth if spec.name == "mlp" else 0):
+        layers.append(keras.layers.Dense(spec.width, activation=spec.activation, dtype=policy,
+                                         kernel_initializer=_kernel_init(seed, i),
+                                         kernel_regularizer=regularizer, name=f"hidden{i}"))
+        if spec.dropout > 0:
+            layers.append(keras.layers.Dropout(spec.dropout, seed=seed * 1009 + 500 + i,
+                                               name=f"dropout{i}"))
+    layers.append(keras.layers.Dense(1, dtype="float32", name="output",
+                                     kernel_initializer=_kernel_init(seed, 999),
+                                     kernel_regularizer=regularizer))
+    return cls(layers, name=spec.name)
+
+
+def initial_weights(model: keras.Model, seed: int) -> list:
+    """The weights `build_model(..., seed=seed)` starts from, for any model of that structure."""
+    values = []
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for layer in dense:
+        index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
+        values.append(_kernel_init(seed, index)(layer.kernel.shape, dtype=layer.kernel.dtype))
+        values.append(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
+    return values
+
+
+def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: str = "float32",
+                    threshold=None) -> keras.optimizers.Optimizer:
+    """A Keras optimizer with Keras's own clipping argument.
+
+    Keras 3 semantics: ``clipnorm`` rescales each variable's gradient to its own L2 norm <= t;
+    ``global_clipnorm`` rescales all gradients together to a joint L2 norm <= t; ``clipvalue``
+    clips each element to [-t, t]. `threshold` may be a runtime value (see engine_fused).
+    Under mixed_float16 the optimizer is wrapped in LossScaleOptimizer, as `compile` would do.
+    """
+    clip = {} if clipping.kind == "none" else {
+        clipping.kind: clipping.threshold if threshold is None else threshold}
+    if spec.name in ("sgd", "momentum"):
+        opt = keras.optimizers.SGD(learning_rate=spec.lr, momentum=spec.momentum, **clip)
+    elif spec.name == "adam":
+        opt = keras.optimizers.Adam(learning_rate=spec.lr, **clip)
+    else:
+        opt = keras.optimizers.RMSprop(learning_rate=spec.lr, momentum=spec.momentum, **clip)
+    if precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def build_loss(spec: LossSpec) -> keras.losses.Loss:
+    if spec.name == "mse":
+        return keras.losses.MeanSquaredError()
+    if spec.name == "mae":
+        return keras.losses.MeanAbsoluteError()
+    return keras.losses.Huber(delta=spec.delta)

@@ -1,0 +1,83 @@
+"""The result of one run: what the engine measured, the verdict, and the timings."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from nanbench.forensics import StepSeries, Verdict
+from nanbench.spec import RunSpec
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON and MLflow get numbers only when finite; inf/NaN are reported through the outcome."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    outcome: str
+    verdict: Verdict | None = None
+    series: StepSeries | None = None
+    device: str = "cpu"
+    error: str | None = None
+    # seconds; they add up to the wall time of the run (tracking excluded)
+    data_s: float = 0.0        # making and preprocessing the data
+    build_s: float = 0.0       # building model, optimizer and loss
+    first_step_s: float = 0.0  # first step, including tracing/compilation
+    train_s: float = 0.0       # all later steps (steady state)
+    n_samples: int = 0         # rows trained on (after preprocessing)
+    run_id: str | None = None
+
+    @property
+    def steps_run(self) -> int:
+        return self.series.steps if self.series is not None else 0
+
+    @property
+    def wall_s(self) -> float:
+        return self.data_s + self.build_s + self.first_step_s + self.train_s
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Steady-state steps per second (the first, tracing step excluded when there are others)."""
+        if self.steps_run > 1 and self.train_s > 0:
+            return (self.steps_run - 1) / self.train_s
+        if self.steps_run == 1 and self.first_step_s > 0:
+            return 1 / self.first_step_s
+        return None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        sps = self.steps_per_s
+        if sps is None or self.series is None:
+            return None
+        # the mean batch of an epoch (the last batch may be partial)
+        return sps * self.n_samples / max(1, self.series.steps_per_epoch)
+
+    def summary(self) -> dict:
+        """The one-line JSON a run prints last: outcome, forensics, speed and identity."""
+        v = self.verdict
+        return {
+            "outcome": self.outcome,
+            "first_nonfinite_step": v.first_nonfinite_step if v else None,
+            "first_nonfinite_source": v.first_nonfinite_source if v else None,
+            "first_inf_step": v.first_inf_step if v else None,
+            "first_nan_step": v.first_nan_step if v else None,
+            "initial_loss": finite_or_none(v.initial_loss) if v else None,
+            "final_loss": finite_or_none(v.final_loss) if v else None,
+            "min_loss": finite_or_none(v.min_loss) if v else None,
+            "steps_run": self.steps_run,
+            "steps_per_s": self.steps_per_s,
+            "samples_per_s": self.samples_per_s,
+            "wall_s": self.wall_s,
+            "engine": self.spec.train.engine,
+            "device": self.device,
+            "config_hash": self.spec.config_hash(),
+            "run_id": self.run_id,
+            "error": self.error,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.summary(), allow_nan=False)
