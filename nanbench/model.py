@@ -20,6 +20,10 @@ def _kernel_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
     return keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
 
 
+def _dropout_seed(seed: int, layer_index: int) -> int:
+    return seed * 1009 + 500 + layer_index
+
+
 def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str = "float32",
                 cls: type[keras.Sequential] = keras.Sequential) -> keras.Sequential:
     """A Sequential model: hidden Dense layers for an MLP, then Dense(1).
@@ -34,7 +38,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
                                          kernel_initializer=_kernel_init(seed, i),
                                          kernel_regularizer=regularizer, name=f"hidden{i}"))
         if spec.dropout > 0:
-            layers.append(keras.layers.Dropout(spec.dropout, seed=seed * 1009 + 500 + i,
+            layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
     layers.append(keras.layers.Dense(1, dtype="float32", name="output",
                                      kernel_initializer=_kernel_init(seed, 999),
@@ -42,15 +46,19 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
     return cls(layers, name=spec.name)
 
 
-def initial_weights(model: keras.Model, seed: int) -> list:
-    """The weights `build_model(..., seed=seed)` starts from, for any model of that structure."""
-    values = []
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    for layer in dense:
-        index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
-        values.append(_kernel_init(seed, index)(layer.kernel.shape, dtype=layer.kernel.dtype))
-        values.append(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
-    return values
+def reset_model(model: keras.Model, seed: int) -> None:
+    """Put a built model in the state `build_model(..., seed=seed)` starts from: the same initial
+    weights and dropout seeds, without rebuilding (or touching TensorFlow's global seed, which
+    would make every traced function re-instantiate its graph)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
+            layer.kernel.assign(_kernel_init(seed, index)(layer.kernel.shape, dtype=layer.kernel.dtype))
+            layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
+        elif isinstance(layer, keras.layers.Dropout):
+            index = int(layer.name.removeprefix("dropout"))
+            state = layer.seed_generator.state
+            state.assign(keras.ops.convert_to_tensor([_dropout_seed(seed, index), 0], dtype=state.dtype))
 
 
 def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: str = "float32",

@@ -40,12 +40,15 @@ class RunResult:
         return self.data_s + self.build_s + self.first_step_s + self.train_s
 
     @property
+    def steady_steps(self) -> int:
+        """Steps timed by train_s: the fit engine times its first step apart, fused its trace."""
+        return self.steps_run - 1 if self.spec.train.engine == "fit" else self.steps_run
+
+    @property
     def steps_per_s(self) -> float | None:
-        """Steady-state steps per second (the first, tracing step excluded when there are others)."""
-        if self.steps_run > 1 and self.train_s > 0:
-            return (self.steps_run - 1) / self.train_s
-        if self.steps_run == 1 and self.first_step_s > 0:
-            return 1 / self.first_step_s
+        """Steady-state steps per second (tracing and the fit engine's first step excluded)."""
+        if self.steady_steps > 0 and self.train_s > 0:
+            return self.steady_steps / self.train_s
         return None
 
     @property

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 import traceback
-
-import numpy as np
 
 from nanbench.result import RunResult
 from nanbench.spec import ConfigError, RunSpec
@@ -36,13 +33,6 @@ def resolve_device(requested: str) -> str:
     return "/GPU:0" if gpus and requested in ("gpu", "auto") else "/CPU:0"
 
 
-def seed_everything(seed: int) -> None:
-    import keras
-    random.seed(seed)
-    np.random.seed(seed)
-    keras.utils.set_random_seed(seed)
-
-
 def execute(spec: RunSpec, device: str | None = None) -> RunResult:
     """Train one run and classify it. Exceptions during training become outcome 'error'."""
     from nanbench import engines
@@ -61,7 +51,6 @@ def execute(spec: RunSpec, device: str | None = None) -> RunResult:
         return RunResult(spec=spec, outcome="error", device=short_device, error=_describe(exc),
                          data_s=time.perf_counter() - t0)
     data_s = time.perf_counter() - t0
-    seed_everything(spec.train.seed)
     try:
         out = engines.train(spec, data, device)
     except Exception as exc:  # noqa: BLE001

@@ -53,7 +53,7 @@ class _Recorder(keras.callbacks.Callback):
 
 def train(spec, data, device: str) -> EngineOutput:
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(spec.train.seed)  # shuffling and dropout
+    keras.utils.set_random_seed(spec.train.seed)  # Python, NumPy and TensorFlow: fit's shuffling
     with tf.device(device):
         model = build_model(spec.model, data.n_features, seed=spec.train.seed,
                             precision=spec.train.precision, cls=ForensicSequential)

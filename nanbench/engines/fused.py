@@ -1,0 +1,203 @@
+"""The fast engine: a whole run (epochs, shuffling, batching, forensics) in one ``tf.function``.
+
+One :class:`Trainer` exists per structural signature (architecture, optimizer kind, loss, clipping
+kind, feature count, precision, device). Its model, optimizer and traced function are reused for
+every run that differs only in numbers (learning rate, clip threshold, seed, batch size, epochs,
+data values and row count): a run resets the weights to the seeded initial values, resets the
+optimizer's state and assigns its learning rate and clip threshold, then calls the traced function
+once. The step is nanbench.step's, i.e. Keras's own train_step math; per-step loss, norms and flags
+are written to TensorArrays and come back to the host once per run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from nanbench.engines import EngineOutput
+from nanbench.forensics import StepSeries
+from nanbench.model import build_loss, build_model, build_optimizer, reset_model
+from nanbench.step import INF_BIT, NAN_BIT, forensic_step
+
+
+class RuntimeThreshold:
+    """A clip threshold that lives in a variable, so changing it does not retrace.
+
+    Keras's optimizer tests ``clipnorm and clipnorm > 0`` in Python when the step is traced (true:
+    the spec guarantees a positive threshold) and then uses the value in graph arithmetic; this
+    object answers the first and turns into the variable's value for the second.
+    """
+
+    def __init__(self, value: float):
+        self.variable = tf.Variable(value, dtype=tf.float32, trainable=False, name="clip_threshold")
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __gt__(self, other) -> bool:
+        return other <= 0
+
+    def _value(self):
+        return self.variable.read_value()
+
+    def __neg__(self):
+        return -self._value()
+
+    def __mul__(self, other):
+        return self._value() * other
+
+    def __rmul__(self, other):
+        return other * self._value()
+
+    def __truediv__(self, other):
+        return self._value() / other
+
+    def __rtruediv__(self, other):
+        return other / self._value()
+
+    def __float__(self) -> float:
+        return float(self.variable.numpy())
+
+
+tf.register_tensor_conversion_function(
+    RuntimeThreshold, lambda value, dtype=None, name=None, as_ref=False:
+    tf.cast(value.variable.read_value(), dtype or tf.float32))
+
+
+def signature(spec, n_features: int, device: str, forensics: bool = True) -> tuple:
+    """What must be equal for two runs to share a traced function."""
+    return (spec.model, spec.optimizer.name, spec.optimizer.momentum, spec.clipping.kind,
+            spec.loss, n_features, spec.train.precision, device, forensics)
+
+
+class Trainer:
+    """A model, optimizer and traced whole-run training function for one signature."""
+
+    def __init__(self, spec, n_features: int, device: str, forensics: bool = True):
+        self.device = device
+        self.forensics = forensics
+        self.threshold = RuntimeThreshold(spec.clipping.threshold)
+        with tf.device(device):
+            self.model = build_model(spec.model, n_features, seed=spec.train.seed,
+                                     precision=spec.train.precision)
+            self.optimizer = build_optimizer(spec.optimizer, spec.clipping,
+                                             precision=spec.train.precision, threshold=self.threshold)
+            self.model.compile(optimizer=self.optimizer, loss=build_loss(spec.loss))
+            self.optimizer.build(self.model.trainable_variables)
+        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+        spec_x = tf.TensorSpec([None, n_features], tf.float32)
+        spec_y = tf.TensorSpec([None, 1], tf.float32)
+        scalar = tf.TensorSpec([], tf.int32)
+        self._fn = tf.function(self._train, input_signature=[spec_x, spec_y, scalar, scalar, scalar,
+                                                             tf.TensorSpec([], tf.bool)])
+
+    def trace(self) -> None:
+        """Trace the whole-run function now (its only trace: the input signature is fixed)."""
+        with tf.device(self.device):
+            self._fn.get_concrete_function()
+
+    def _train(self, X, y, epochs, batch_size, seed, shuffle):
+        n = tf.shape(X)[0]
+        per_epoch = (n + batch_size - 1) // batch_size
+        total = epochs * per_epoch
+        arrays = [tf.TensorArray(dt, size=total) for dt in (tf.float32, tf.float64, tf.float64, tf.int32)]
+        epoch_loss = tf.TensorArray(tf.float32, size=total)
+
+        def body(step, order, total_loss, count, stopped, arrays, epoch_loss):
+            epoch = step // per_epoch
+            i = step % per_epoch
+            # a new seeded permutation at the start of each epoch when shuffling
+            order = tf.cond(tf.logical_and(shuffle, tf.equal(i, 0)),
+                            lambda: tf.random.experimental.stateless_shuffle(
+                                tf.range(n), seed=tf.stack([seed, epoch])),
+                            lambda: order)
+            rows = order[i * batch_size:tf.minimum((i + 1) * batch_size, n)]
+            xb, yb = tf.gather(X, rows), tf.gather(y, rows)
+            out = forensic_step(self.model, self.optimizer, xb, yb, forensics=self.forensics)
+            # Keras's epoch loss: a Mean metric weighted by batch size, in float32
+            weight = tf.cast(tf.shape(rows)[0], tf.float32)
+            total_loss = tf.where(tf.equal(i, 0), 0.0, total_loss) + tf.cast(out["loss"], tf.float32) * weight
+            count = tf.where(tf.equal(i, 0), 0.0, count) + weight
+            if self.forensics:
+                values = (out["loss"], out["grad_norm"], out["weight_norm"], out["flags"])
+                arrays = [a.write(step, tf.cast(v, a.dtype)) for a, v in zip(arrays, values)]
+                stopped = tf.not_equal(tf.bitwise.bitwise_and(out["flags"], NAN_BIT["weights"]), 0)
+            else:
+                arrays = [arrays[0].write(step, tf.cast(out["loss"], tf.float32))] + arrays[1:]
+            epoch_loss = epoch_loss.write(step, total_loss / count)  # running epoch mean
+            return step + 1, order, total_loss, count, stopped, arrays, epoch_loss
+
+        step, _, _, _, _, arrays, epoch_loss = tf.while_loop(
+            lambda step, *_: step < total,
+            lambda *args: body(*args),
+            (tf.constant(0), tf.range(n), tf.constant(0.0), tf.constant(0.0), tf.constant(False),
+             arrays, epoch_loss),
+            maximum_iterations=total)
+        epochs_run = (step + per_epoch - 1) // per_epoch
+        if self.forensics:
+            series = [a.gather(tf.range(step)) for a in arrays]
+        else:
+            series = [arrays[0].gather(tf.range(step))]
+        # Keras's epoch loss is the running mean at each epoch's last step run
+        ends = tf.minimum(tf.range(1, epochs_run + 1) * per_epoch, step) - 1
+        return series, epoch_loss.gather(ends), per_epoch
+
+    def reset(self, spec) -> None:
+        """Start a run afresh: seeded initial weights, zero optimizer state, this run's numbers."""
+        reset_model(self.model, spec.train.seed)
+        for var, value in zip(self.optimizer.variables, self._optimizer_start):
+            var.assign(value)
+        self.optimizer.learning_rate = spec.optimizer.lr
+        self.threshold.variable.assign(spec.clipping.threshold)
+
+    def run(self, spec, X: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, int, float]:
+        """Train one run; returns the series, epoch losses, steps per epoch and the call's seconds."""
+        self.reset(spec)
+        t = time.perf_counter()
+        with tf.device(self.device):
+            series, epoch_loss, per_epoch = self._fn(
+                X, y, tf.constant(spec.train.epochs), tf.constant(spec.train.batch_size),
+                tf.constant(spec.train.seed), tf.constant(spec.train.shuffle))
+        series = [s.numpy() for s in series]
+        seconds = time.perf_counter() - t
+        return series, epoch_loss.numpy(), int(per_epoch), seconds
+
+
+_TRAINERS: dict[tuple, Trainer] = {}
+
+
+def trainer_for(spec, n_features: int, device: str, forensics: bool = True) -> tuple[Trainer, bool]:
+    """The cached Trainer for this run's signature, and whether it was just built."""
+    key = signature(spec, n_features, device, forensics)
+    fresh = key not in _TRAINERS
+    if fresh:
+        _TRAINERS[key] = Trainer(spec, n_features, device, forensics)
+    return _TRAINERS[key], fresh
+
+
+def clear_cache() -> None:
+    _TRAINERS.clear()
+
+
+def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
+    """Train one run. The run that builds a signature's Trainer also pays for its trace, which is
+    reported as its first-step (compile) time; the training call itself is the steady state."""
+    t0 = time.perf_counter()
+    trainer, fresh = trainer_for(spec, data.n_features, device, forensics)
+    build_s = time.perf_counter() - t0
+    trace_s = 0.0
+    if fresh:
+        trainer.trace()
+        trace_s = time.perf_counter() - t0 - build_s
+    series, epoch_loss, per_epoch, seconds = trainer.run(spec, data.X, data.y)
+    if not forensics:  # benchmark mode: only the loss was measured; flags follow from it alone
+        loss = series[0]
+        flags = np.where(np.isnan(loss), NAN_BIT["loss"], np.where(np.isinf(loss), INF_BIT["loss"], 0))
+        series += [np.full(len(loss), np.nan), np.full(len(loss), np.nan), flags]
+    loss, grad_norm, weight_norm, flags = series
+    out = StepSeries(loss=loss.astype(np.float64), grad_norm=grad_norm, weight_norm=weight_norm,
+                     flags=flags.astype(np.int64), epoch_loss=epoch_loss.astype(np.float64),
+                     steps_per_epoch=per_epoch)
+    return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=seconds)
