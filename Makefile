@@ -29,7 +29,7 @@ test-fast: $(STAMP)  ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 sweep: $(STAMP)  ## train every run of sweeps/$(SWEEP).yaml (JOBS=N workers), then summarize
-	$(PY) -m nanbench.sweep --sweep $(SWEEP) --jobs $(JOBS) $(ARGS)
+	$(PY) -m nanbench -m --config-dir sweeps --config-name $(SWEEP) $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
 ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)"

@@ -29,8 +29,8 @@ def run_one(cfg: DictConfig) -> dict:
 
     try:
         spec = from_config(cfg)
-        device = resolve_device(spec.train.device)
         tracker = Tracker(spec.tracking)
+        device = resolve_device(spec.train.device)
     except ConfigError as exc:
         fail(str(exc))
     start = time.time()
@@ -41,12 +41,22 @@ def run_one(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        from nanbench.sweep import run_job
+        return run_job(cfg)
     summary = run_one(cfg)
     if summary["outcome"] == "error":
         print(f"nanbench: run failed: {summary['error']}", file=sys.stderr, flush=True)
         sys.exit(1)
+    return summary
 
 
 def main() -> None:
     _hydra_main()
+    from nanbench import sweep
+    if sweep.exit_status:
+        sys.exit(sweep.exit_status)

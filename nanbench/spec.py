@@ -197,12 +197,10 @@ def _build(cls, key: str, values: Mapping[str, Any]):
 
 def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     """Validate a composed config (DictConfig or plain dict) into a :class:`RunSpec`."""
-    try:  # resolve OmegaConf interpolations into plain containers
-        from omegaconf import DictConfig, OmegaConf
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra-core
-        pass
+    from omegaconf import DictConfig, OmegaConf
+    if isinstance(cfg, DictConfig):  # resolve interpolations; Hydra's own node is not ours to read
+        cfg = {key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+               for key, node in cfg.items_ex(resolve=False) if key != "hydra"}
     cfg = dict(cfg)
 
     d = dict(cfg["dataset"])

@@ -15,15 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-# Bits of `flags`, one inf/NaN pair per place a non-finite value can first appear, in data-flow order.
-SOURCES = ("input", "loss", "gradients", "weights")
-INF_BIT = {s: 1 << (2 * i) for i, s in enumerate(SOURCES)}
-NAN_BIT = {s: 1 << (2 * i + 1) for i, s in enumerate(SOURCES)}
-# Under mixed_float16, scaled gradients that overflow are the loss scaler's business: it skips
-# the update and halves the scale. Such steps set this bit instead of the gradient bits.
-SKIPPED_BIT = 1 << 8
-ANY_INF = sum(INF_BIT.values())
-ANY_NAN = sum(NAN_BIT.values())
+from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT
 
 
 def _bits(tensors, source: str) -> tf.Tensor:

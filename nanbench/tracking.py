@@ -21,13 +21,14 @@ import numpy as np
 
 from nanbench.result import RunResult
 from nanbench.spec import ConfigError, TrackingSpec
-from nanbench.step import SOURCES, INF_BIT, NAN_BIT, SKIPPED_BIT
+from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, SOURCES
 
 DB_SCHEMES = ("postgresql", "mysql", "mssql")
 
 
 def _quiet() -> None:
-    for name in ("alembic", "mlflow"):
+    """MLflow logs schema migrations of a new SQLite store at INFO: keep them off the terminal."""
+    for name in ("alembic", "mlflow", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -134,8 +135,8 @@ class Tracker:
 
     def __init__(self, spec: TrackingSpec):
         check_uri(spec.uri)
-        _quiet()
         from mlflow.tracking import MlflowClient
+        _quiet()
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.uri)
         self._experiments: dict[str, str] = {}

@@ -19,7 +19,8 @@ import tensorflow as tf
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import INF_BIT, NAN_BIT, forensic_step
+from nanbench.forensics import INF_BIT, NAN_BIT
+from nanbench.step import forensic_step
 
 
 class RuntimeThreshold:

@@ -1,0 +1,37 @@
+"""Shared fixtures: compose the real configs with Hydra's compose API, shrunk for speed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+SWEEPS = ROOT / "sweeps"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "config"):
+    """The composed DictConfig for `overrides`, exactly as `python -m nanbench` would see it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides or []))
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A fresh SQLite MLflow store in a temporary directory."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def small():
+    """Compose the real config with overrides, shrunk to a few epochs of a small dataset."""
+    def make(*overrides: str, epochs: int = 3):
+        return compose_config([f"train.epochs={epochs}", *overrides])
+    return make
