@@ -43,7 +43,8 @@ def forensic_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True
     grads = tape.gradient(scaled_loss, weights)
     if forensics:
         if loss_scaled(optimizer):
-            optimizer.build(weights)  # no-op once built; dynamic_scale must exist to unscale
+            if not optimizer.built:  # dynamic_scale must exist to unscale
+                optimizer.build(weights)
             true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
         else:
             true_grads = grads

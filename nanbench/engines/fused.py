@@ -131,7 +131,7 @@ class Trainer:
             return step + 1, order, total_loss, count, stopped, arrays, epoch_loss
 
         step, _, _, _, _, arrays, epoch_loss = tf.while_loop(
-            lambda step, *_: step < total,
+            lambda step, _order, _total, _count, stopped, *_: tf.logical_and(step < total, tf.logical_not(stopped)),
             lambda *args: body(*args),
             (tf.constant(0), tf.range(n), tf.constant(0.0), tf.constant(0.0), tf.constant(False),
              arrays, epoch_loss),

@@ -1,0 +1,67 @@
+"""`python -m nanbench`: one run through the real CLI; bad input exits clearly with nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+
+
+def nanbench(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "nanbench", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_one_run_prints_json_last_and_logs_one_mlflow_run(tmp_path):
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = nanbench("dataset=outliers", "optimizer=sgd", "optimizer.lr=0.1", "train.epochs=3",
+                    f"tracking.uri={store}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("outcome", "first_nonfinite_step", "first_nonfinite_source", "final_loss", "steps_run",
+                "steps_per_s", "run_id"):
+        assert key in summary
+    runs = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("nanbench").experiment_id])
+    assert [r.info.run_id for r in runs] == [summary["run_id"]]
+    assert runs[0].data.tags["outcome"] == summary["outcome"]
+    assert not (tmp_path / "outputs").exists()  # a single run writes only to its store
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optimizer.lr=0", "optimizer.lr"),
+    ("train.epochs=0", "train.epochs"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("clipping.threshold=-1", "clipping.threshold"),
+    ("dataset=nan_inputs dataset.nan_fraction=1.5", "dataset.nan_fraction"),
+    ("tracking.uri=http://127.0.0.1:9", "tracking.uri"),
+    ("tracking.uri=sqlite:////proc/nonexistent/m.db", "tracking.uri"),
+])
+def test_bad_input_is_one_line_nonzero_exit_and_no_run(tmp_path, override, key):
+    store = tmp_path / "m.db"
+    args = override.split()
+    if not override.startswith("tracking.uri"):
+        args.append(f"tracking.uri=sqlite:///{store}")
+    proc = nanbench(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("nanbench:")]
+    assert len(lines) == 1 and key in lines[0] and "must be" in lines[0]
+    assert proc.stdout == ""
+    assert not store.exists()  # no MLflow run, not even a store
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["m.db"] if store.exists() else [])
+
+
+def test_unknown_option_lists_the_allowed_ones(tmp_path):
+    proc = nanbench("optimizer=adagrad", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "optimizer/adagrad" in proc.stderr and "sgd" in proc.stderr and "rmsprop" in proc.stderr
+
+
+def test_readme_and_ci_use_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make sweep" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

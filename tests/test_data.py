@@ -1,0 +1,100 @@
+"""nanbench.data: generators have their stated properties; the documents' arrays are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from nanbench.data import load, make_dataset, preprocess
+from nanbench.spec import from_config
+
+
+def raw(*overrides):
+    spec = from_config(compose_config(list(overrides)))
+    return make_dataset(spec.dataset)
+
+
+def test_doc_arrays_are_exact():
+    X, y = raw("dataset=doc000_outlier")
+    assert X.tolist() == [[1], [2], [3], [1000]] and y.ravel().tolist() == [2, 4, 6, 2000]
+    X, y = raw("dataset=doc000_clean")
+    assert X.tolist() == [[1], [2], [3], [4]] and y.ravel().tolist() == [2, 4, 6, 8]
+    X, y = raw("dataset=doc003_outlier")
+    assert X.tolist() == [[1, 2], [4, 5], [7, 8], [1000, 1000]] and y.ravel().tolist() == [3, 6, 9, 1000]
+
+
+def test_diabetes_is_sklearn_unscaled():
+    from sklearn.datasets import load_diabetes
+    X, y = raw("dataset=diabetes")
+    ref_X, ref_y = load_diabetes(return_X_y=True, scaled=False)
+    assert X.shape == (442, 10) and np.array_equal(X, ref_X) and np.array_equal(y.ravel(), ref_y)
+
+
+def test_clean_is_linear_plus_small_noise_and_seeded():
+    X, y = raw("dataset=clean", "dataset.noise=0.1")
+    assert X.shape == (256, 10) and y.shape == (256, 1)
+    design = np.hstack([X, np.ones((len(X), 1))])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ coef
+    assert 0.05 < residual.std() < 0.15  # the noise, nothing else
+    X2, _ = raw("dataset=clean")
+    X3, _ = raw("dataset=clean", "dataset.seed=1")
+    assert np.array_equal(X, X2) and not np.array_equal(X, X3)
+
+
+def test_outliers_are_a_few_rows_100_to_1000_times_larger():
+    clean_X, clean_y = raw("dataset=clean")
+    X, y = raw("dataset=outliers", "dataset.outlier_fraction=0.02")
+    ratio = np.abs(X).max(axis=1) / np.abs(clean_X).max(axis=1)
+    big = ratio > 50
+    assert big.sum() == 5  # round(0.02 * 256)
+    # each outlier row is the clean row times one factor in [100, 1000]
+    f = X[big] / clean_X[big]
+    assert np.allclose(f, f[:, :1]) and (f >= 100).all() and (f <= 1000).all()
+    assert np.allclose(y[big] / clean_y[big], f[:, :1])
+
+
+def test_unscaled_features_span_1e_minus3_to_1e4_with_offset():
+    X, y = raw("dataset=unscaled")
+    scales = X.std(axis=0)
+    assert scales.min() < 1e-2 and scales.max() > 1e3
+    assert y.mean() > 5e3
+
+
+def test_nan_inputs_have_one_nan_feature_in_a_fraction_of_rows():
+    X, y = raw("dataset=nan_inputs", "dataset.nan_fraction=0.05")
+    rows = np.isnan(X).any(axis=1)
+    assert rows.sum() == round(0.05 * 256)
+    assert (np.isnan(X[rows]).sum(axis=1) == 1).all() and np.isfinite(y).all()
+
+
+def test_scalers_are_fitted_on_x_and_optionally_y():
+    spec = from_config(compose_config(["dataset=unscaled", "preprocess=standard"]))
+    data = load(spec.dataset, spec.preprocess)
+    assert np.allclose(data.X.mean(axis=0), 0, atol=1e-4) and np.allclose(data.X.std(axis=0), 1, atol=1e-3)
+    assert data.y.mean() > 5e3  # target untouched by default
+    spec = from_config(compose_config(["dataset=unscaled", "preprocess=minmax", "preprocess.scale_target=true"]))
+    data = load(spec.dataset, spec.preprocess)
+    assert data.X.min() == pytest.approx(0) and data.X.max() == pytest.approx(1)
+    assert data.y.min() == pytest.approx(0) and data.y.max() == pytest.approx(1)
+    assert data.X.dtype == np.float32
+
+
+def test_scaling_keeps_nan_rows():
+    spec = from_config(compose_config(["dataset=nan_inputs", "preprocess=robust"]))
+    data = load(spec.dataset, spec.preprocess)
+    assert np.isnan(data.X).any()
+
+
+@pytest.mark.parametrize("mode", ["remove", "clip", "winsorize"])
+def test_outlier_handling_tames_doc000(mode):
+    X, y = raw("dataset=doc000_outlier")
+    spec = from_config(compose_config(["dataset=doc000_outlier", f"preprocess.outliers={mode}",
+                                       "preprocess.quantiles=[0.0,0.75]"]))
+    data = preprocess(X, y, spec.preprocess)
+    assert data.X.max() < 1000 and data.y.max() < 2000
+    if mode == "remove":
+        assert data.rows_removed == 1 and data.X.ravel().tolist() == [1, 2, 3]
+    else:
+        assert data.n_samples == 4

@@ -1,0 +1,87 @@
+"""nanbench.engines: the fused engine matches Keras fit, and reuses one trace per structure."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from nanbench.engines import fused
+from nanbench.run import execute
+from nanbench.spec import from_config
+
+OPTIMIZERS = ["sgd", "momentum", "adam", "rmsprop"]
+CLIPPING = ["none", "clipnorm", "clipvalue", "global_clipnorm"]
+LOSSES = ["mse", "mae", "huber"]
+
+
+SMALL_MLP = ["dataset=clean", "dataset.n_samples=70", "dataset.n_features=4", "model=mlp",
+             "model.width=8", "model.activation=tanh"]
+
+
+def _pair(*overrides, problem=tuple(SMALL_MLP)):
+    base = [*problem, "train.epochs=2", "train.batch_size=16", "optimizer.lr=0.05",
+            "clipping.threshold=0.3", *overrides]
+    fit = execute(from_config(compose_config([*base, "train.engine=fit"])))
+    fast = execute(from_config(compose_config([*base, "train.engine=fused"])))
+    return fit, fast
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer,clipping,loss", list(itertools.product(OPTIMIZERS, CLIPPING, LOSSES)))
+def test_fused_matches_fit_per_epoch_within_1e_5(optimizer, clipping, loss):
+    fit, fast = _pair(f"optimizer={optimizer}", f"clipping={clipping}", f"loss={loss}")
+    assert fit.outcome == fast.outcome
+    np.testing.assert_allclose(fast.series.epoch_loss, fit.series.epoch_loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.series.grad_norm, fit.series.grad_norm, rtol=1e-5)
+
+
+def test_fused_matches_fit_through_divergence_to_nan():
+    fit, fast = _pair("optimizer=sgd", "optimizer.lr=0.01", "train.epochs=30",
+                      problem=("dataset=doc000_outlier",))
+    assert fit.outcome == fast.outcome == "nan"
+    assert fit.verdict == fast.verdict
+    assert fit.steps_run == fast.steps_run
+    np.testing.assert_array_equal(fit.series.flags, fast.series.flags)
+
+
+def test_runs_that_differ_only_in_numbers_share_one_trace():
+    fused.clear_cache()
+    base = from_config(compose_config(["train.engine=fused", "clipping=clipnorm", "train.epochs=2"]))
+    results = [execute(base.replace(optimizer={"lr": lr}, clipping={"threshold": t}, train={"seed": s}))
+               for lr, t, s in [(1e-3, 1.0, 0), (1e-1, 0.5, 1), (1.0, 2.0, 2)]]
+    assert len(fused._TRAINERS) == 1
+    assert results[0].first_step_s > 0 and results[1].first_step_s == results[2].first_step_s == 0
+    # and each of them still equals a fresh fit run of the same numbers
+    for r in results[1:]:
+        ref = execute(r.spec.replace(train={"engine": "fit"}))
+        np.testing.assert_allclose(r.series.epoch_loss, ref.series.epoch_loss, rtol=1e-5)
+
+
+def test_runtime_clip_threshold_changes_the_result():
+    spec = from_config(compose_config(["train.engine=fused", "optimizer=sgd", "optimizer.lr=0.1",
+                                       "clipping=global_clipnorm", "train.epochs=1"]))
+    a = execute(spec.replace(clipping={"threshold": 1e-3}))
+    b = execute(spec.replace(clipping={"threshold": 1e3}))
+    assert not np.allclose(a.series.loss[1:], b.series.loss[1:])
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_in_both_engines(precision):
+    fit, fast = _pair(f"train.precision={precision}", "optimizer=adam")
+    assert fit.outcome == fast.outcome and fit.outcome in ("converged", "stalled")
+    np.testing.assert_allclose(fast.series.epoch_loss, fit.series.epoch_loss, rtol=1e-3)
+
+
+def test_gpu_requested_without_one_fails_clearly():
+    from nanbench.run import resolve_device
+    from nanbench.spec import ConfigError
+    import tensorflow as tf
+    if tf.config.list_physical_devices("GPU"):
+        assert resolve_device("gpu") == "/GPU:0"
+    else:
+        with pytest.raises(ConfigError, match="train.device"):
+            resolve_device("gpu")
+        assert resolve_device("auto") == "/CPU:0"

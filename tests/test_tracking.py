@@ -1,0 +1,73 @@
+"""nanbench.tracking: what one run leaves in a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import compose_config
+from nanbench.run import execute
+from nanbench.spec import ConfigError, from_config
+from nanbench.tracking import Tracker, check_uri, run_name
+
+
+def _log(store, *overrides):
+    spec = from_config(compose_config([f"tracking.uri={store}", *overrides]))
+    result = execute(spec)
+    tracker = Tracker(spec.tracking)
+    result.run_id = tracker.log(result)
+    return result, MlflowClient(store).get_run(result.run_id)
+
+
+def test_a_nan_run_is_recorded_with_params_tags_metrics_and_series(store):
+    result, run = _log(store, "dataset=doc000_outlier", "optimizer=sgd", "train.epochs=30")
+    assert run.info.status == "FINISHED"
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    # every factor, as flat dotted keys
+    assert params["optimizer.name"] == "sgd" and float(params["optimizer.lr"]) == 0.01
+    assert params["dataset.name"] == "doc000_outlier" and params["train.engine"] == "fit"
+    assert set(result.spec.factors()) == set(params)
+    assert tags["outcome"] == "nan" and tags["first_nonfinite_source"] == "loss"
+    assert tags["config_hash"] == result.spec.config_hash()
+    for key in ("git_commit", "tensorflow_version", "keras_version", "device", "engine"):
+        assert tags[key]
+    assert tags["mlflow.runName"] == run_name(result.spec)
+    # non-finite values never reach MLflow as metric values; 0/1 flags say what happened
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert metrics["is_nan"] == 1 and metrics["is_nonfinite"] == 1 and metrics["is_inf"] == 0
+    assert metrics["first_nonfinite_step"] == result.verdict.first_nonfinite_step
+    assert metrics["first_inf_step"] < metrics["first_nan_step"]
+    assert "final_loss" not in metrics  # it was inf
+    for key in ("data_s", "build_s", "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s"):
+        assert key in metrics
+    history = MlflowClient(store).get_metric_history(run.info.run_id, "loss")
+    finite_epochs = sum(math.isfinite(v) for v in result.series.epoch_loss)
+    assert len(history) == finite_epochs  # the series stops at the first non-finite epoch
+    # the per-step series is an artifact, one line per step run
+    path = MlflowClient(store).download_artifacts(run.info.run_id, "steps.csv")
+    lines = open(path).read().splitlines()
+    assert lines[0].startswith("step,epoch,loss,grad_norm,weight_norm,flags")
+    assert len(lines) == 1 + result.steps_run
+
+
+def test_converged_run_logs_final_loss_and_epoch_curves(store):
+    result, run = _log(store, "dataset=clean", "preprocess=standard", "optimizer=sgd", "optimizer.lr=0.05",
+                       "train.epochs=4", "train.engine=fused")
+    assert run.data.tags["outcome"] == "converged" and run.data.tags["first_nonfinite_source"] == "none"
+    assert run.data.metrics["final_loss"] == pytest.approx(result.verdict.final_loss)
+    assert len(MlflowClient(store).get_metric_history(run.info.run_id, "grad_norm")) == 4
+
+
+def test_run_name_reads_as_what_the_run_is():
+    spec = from_config(compose_config(["dataset=outliers", "model=mlp", "optimizer=sgd", "optimizer.lr=0.1",
+                                       "clipping=clipnorm", "loss=mse"]))
+    assert run_name(spec) == "outliers/none · mlp-relu · sgd lr=0.1 · clipnorm=1 · mse"
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////proc/nonexistent/m.db", "http://127.0.0.1:9", "file:///tmp/mlruns",
+                                 "/tmp/mlruns"])
+def test_unusable_tracking_uris_are_config_errors(uri):
+    with pytest.raises(ConfigError, match="tracking.uri"):
+        check_uri(uri)
