@@ -182,7 +182,7 @@ def _summarize(config: DictConfig, name: str, parent_run_id: str) -> None:
         from nanbench import summary
     except ImportError:
         return
-    out = Path(config.sweep.get("results_dir") or "results") / name
+    out = Path(config.sweep.results_dir) / name
     summary.summarize(name, config.tracking.uri, out, parent_run_id=parent_run_id)
     print(f"nanbench: summary written to {out}/summary.md", flush=True)
 
@@ -297,7 +297,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
     from nanbench.run import execute, resolve_device
-    from nanbench.spec import ConfigError, from_config
+    from nanbench.spec import ConfigError, TrackingSpec, from_config
     from nanbench.tracking import Tracker
 
     hydra_cfg = HydraConfig.get()
@@ -307,7 +307,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
     runs = expand(cfg)
-    tracker = Tracker(from_config(runs[0]).tracking) if runs else None
+    tracker = Tracker(TrackingSpec(**OmegaConf.to_container(cfg.tracking, resolve=True)))
     writer = _Writer(tracker, name, meta.get("parent_run_id"),
                      {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}

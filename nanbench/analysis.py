@@ -1,0 +1,490 @@
+"""The statistics of a sweep, computed from the frame nanbench.runtable builds (one row per run).
+
+Rates with Wilson intervals, main effects, two-way interactions, attribution (the rules of a shallow
+decision tree and a forest's factor importance), where non-finite values start, the largest stable
+learning rate of each configuration, and speed. Pure pandas and scikit-learn: nothing here reads
+MLflow, draws or formats.
+
+Counting conventions, used everywhere: a run is *non-finite* when its outcome is nan or inf;
+rates are over the runs that trained (outcome error excluded: they say nothing about stability);
+a rate with no trained run is NaN and stays NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+NONFINITE = ("nan", "inf")
+SOURCES = ("input", "loss", "gradients", "weights")
+LR = "optimizer.lr"
+REPEAT_FACTORS = ("train.seed",)  # repeats of one configuration, not a configuration of their own
+# Two-way tables always shown (when both sides vary): (rows, columns).
+INTERACTIONS = (("optimizer.lr", "optimizer.name"), ("preprocess", "dataset.name"),
+                ("clipping", "optimizer.name"), ("optimizer.lr", "preprocess"))
+# Where speed differs by construction; each is tabulated when it varies.
+SPEED_BY = ("optimizer.name", "clipping", "model.name", "model.activation", "train.precision",
+            "device", "train.engine", "train.batch_size")
+PICTURE_CHANGE = 0.25  # a per-dataset table is shown when a cell's rate moves this much
+Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
+
+
+def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a binomial proportion k/n (95% for the default z).
+
+    E. B. Wilson (1927), "Probable inference, the law of succession, and statistical inference",
+    Journal of the American Statistical Association 22(158): 209-212. With p = k/n:
+
+        center = (p + z^2 / 2n) / (1 + z^2 / n)
+        half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
+
+    Unlike the Wald interval p +- z sqrt(p(1-p)/n) it stays within [0, 1] and does not collapse to
+    a point at k = 0 or k = n, which is where most cells of a sweep sit. n = 0 gives NaN.
+    """
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        z2 = z * z
+        denom = 1.0 + z2 / n
+        center = (p + z2 / (2 * n)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation
+
+
+def outcome_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """0/1 columns nan, inf, nonfinite, diverged, error, trained; from the outcome tag."""
+    outcome = runs["outcome"]
+    flags = pd.DataFrame({
+        "nan": outcome.eq("nan"), "inf": outcome.eq("inf"),
+        "nonfinite": outcome.isin(NONFINITE), "diverged": outcome.eq("diverged"),
+        "error": outcome.eq("error"),
+    }, index=runs.index)
+    flags["trained"] = ~flags["error"]
+    flags["inf_before_nan"] = flags["nan"] & (runs["first_inf_step"] < runs["first_nan_step"])
+    return flags.astype(int)
+
+
+def split_factors(runs: pd.DataFrame, factors: list[str]) -> tuple[list[str], dict[str, object]]:
+    """The factors that vary in the sweep, and the constant ones with their value."""
+    varying, constant = [], {}
+    for f in factors:
+        values = runs[f]
+        if values.nunique(dropna=False) > 1:
+            varying.append(f)
+        else:
+            constant[f] = values.iloc[0]
+    return varying, constant
+
+
+def _labels(runs: pd.DataFrame, keys: list[str], label) -> pd.Categorical:
+    """One label per run from several factor columns, levels in the order of the columns' levels."""
+    combos = runs[keys].drop_duplicates().sort_values(keys)
+    names = {row: label(*row) for row in combos.itertuples(index=False, name=None)}
+    levels = list(dict.fromkeys(names.values()))
+    values = [names[row] for row in runs[keys].itertuples(index=False, name=None)]
+    return pd.Categorical(values, categories=levels, ordered=True)
+
+
+def add_composites(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    """Add 'preprocess' (scaler, plus outlier handling and target scaling where they vary) and
+    'clipping' (kind, plus the threshold where it varies) as single columns for two-way tables."""
+    runs = runs.copy()
+    keys = ["preprocess.scaler"] + [k for k in ("preprocess.outliers", "preprocess.scale_target")
+                                    if k in varying]
+
+    def preprocess(scaler, *rest):
+        parts = [str(scaler)]
+        for key, value in zip(keys[1:], rest):
+            if key == "preprocess.outliers" and value != "none":
+                parts.append(f"outliers={value}")
+            if key == "preprocess.scale_target" and str(value) == "True":
+                parts.append("scaled-y")
+        return " ".join(parts)
+
+    runs["preprocess"] = _labels(runs, keys, preprocess)
+    if "clipping.threshold" in varying:
+        runs["clipping"] = _labels(runs, ["clipping.kind", "clipping.threshold"],
+                                   lambda kind, thr: str(kind) if kind == "none" else f"{kind}@{_fmt(thr)}")
+    else:
+        runs["clipping"] = runs["clipping.kind"]
+    return runs
+
+
+def varies(runs: pd.DataFrame, column: str) -> bool:
+    return column in runs and runs[column].nunique(dropna=False) > 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Rates
+
+
+def rate_table(runs: pd.DataFrame, by: list[str] | str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per group of `by`: runs, nan, inf, diverged, error, nonfinite, trained, inf_before_nan,
+    rate (non-finite / trained) and its 95% Wilson interval ci_low, ci_high."""
+    by = [by] if isinstance(by, str) else list(by)
+    flags = outcome_flags(runs) if flags is None else flags
+    keys = [runs[b] for b in by]
+    table = flags.groupby(keys, observed=True, sort=True).sum()
+    table.insert(0, "runs", flags.groupby(keys, observed=True, sort=True).size())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["rate"] = table["nonfinite"] / table["trained"].where(table["trained"] > 0)
+    table["ci_low"], table["ci_high"] = wilson_interval(table["nonfinite"], table["trained"])
+    return table
+
+
+def main_effects(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """rate_table of every varying factor, stacked: columns factor, level, then the counts."""
+    flags = outcome_flags(runs) if flags is None else flags
+    parts = []
+    for f in varying:
+        t = rate_table(runs, f, flags).reset_index().rename(columns={f: "level"})
+        t.insert(0, "factor", f)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def two_way(runs: pd.DataFrame, rows: str, cols: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Non-finite rate by rows x cols, long: one line per observed cell with k, n and rate."""
+    return rate_table(runs, [rows, cols], flags)[["nonfinite", "trained", "rate"]]
+
+
+def picture_change(pooled: pd.DataFrame, part: pd.DataFrame) -> float:
+    """The largest change of a cell's rate between the pooled table and one dataset's."""
+    both = pooled[["rate"]].join(part[["rate"]], rsuffix="_part", how="inner")
+    diff = (both["rate"] - both["rate_part"]).abs()
+    return float(diff.max()) if diff.notna().any() else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribution: which factors and levels make a run non-finite
+
+
+@dataclass(frozen=True)
+class Condition:
+    factor: str
+    op: str     # '=', '!=', 'in', '>=', '<=', 'between'
+    value: object
+
+    @property
+    def text(self) -> str:
+        v = self.value
+        if self.op == "between":
+            return f"{_fmt(v[0])} <= {self.factor} <= {_fmt(v[1])}"
+        if self.op in ("in", "not in"):
+            return f"{self.factor} {self.op} {{{', '.join(_fmt(x) for x in v)}}}"
+        if self.op in ("=", "!="):
+            return f"{self.factor}{self.op}{_fmt(v)}"
+        return f"{self.factor} {self.op} {_fmt(v)}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    conditions: tuple[Condition, ...]
+    runs: int        # support: runs in the leaf
+    nonfinite: int   # of which non-finite
+
+    @property
+    def purity(self) -> float:
+        return self.nonfinite / self.runs
+
+    @property
+    def predicts_nonfinite(self) -> bool:
+        return self.nonfinite * 2 > self.runs
+
+    @property
+    def text(self) -> str:
+        lhs = " AND ".join(c.text for c in self.conditions) or "(all runs)"
+        verdict = "non-finite" if self.predicts_nonfinite else "finite, non-finite"
+        return f"{lhs} → {verdict} {self.nonfinite}/{self.runs}"
+
+
+@dataclass
+class Attribution:
+    rules: list[Rule]             # leaves holding non-finite runs, most non-finite runs first
+    importance: pd.DataFrame      # factor, importance (sums to 1), spread, rank
+    runs: int                     # runs used (trained)
+    nonfinite: int
+    depth: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
+
+
+def design_matrix(runs: pd.DataFrame, varying: list[str]) -> tuple[np.ndarray, list[tuple[str, object]]]:
+    """Numeric factors as they are; categorical ones one-hot. Each column is (factor, level),
+    level None for a numeric column."""
+    blocks, columns = [], []
+    for f in varying:
+        values = runs[f]
+        if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
+            cat = pd.Categorical(values)
+            present = [c for c in cat.categories if (cat == c).any()]
+            blocks.append(np.stack([(np.asarray(cat) == c) for c in present], axis=1).astype(float))
+            columns += [(f, c) for c in present]
+        else:
+            blocks.append(values.to_numpy(dtype=float)[:, None])
+            columns.append((f, None))
+    return np.hstack(blocks), columns
+
+
+def _leaf_conditions(path: list[tuple[int, float, bool]], columns, X: np.ndarray,
+                     levels: dict) -> tuple[Condition, ...]:
+    """Turn a root-to-leaf path of (feature, threshold, went_right) into conditions on
+    observed levels: `lr > 0.055` reads `optimizer.lr >= 0.1`, one-hot splits read `name=sgd`."""
+    lower: dict[str, float] = {}
+    upper: dict[str, float] = {}
+    equal: dict[str, object] = {}
+    excluded: dict[str, set] = {}
+    order: list[str] = []
+    for (feature, threshold, right) in path:
+        f, level = columns[feature]
+        if f not in order:
+            order.append(f)
+        if level is None:
+            observed = np.unique(X[:, feature])
+            if right:
+                lower[f] = max(lower.get(f, -np.inf), float(observed[observed > threshold].min()))
+            else:
+                upper[f] = min(upper.get(f, np.inf), float(observed[observed <= threshold].max()))
+        elif right:
+            equal[f] = level
+        else:
+            excluded.setdefault(f, set()).add(level)
+    out = []
+    for f in order:
+        if f in lower or f in upper:
+            lo, hi = lower.get(f), upper.get(f)
+            if lo is not None and hi is not None:
+                out.append(Condition(f, "=", lo) if lo == hi else Condition(f, "between", (lo, hi)))
+            elif lo is not None:
+                out.append(Condition(f, ">=", lo))
+            else:
+                out.append(Condition(f, "<=", hi))
+            continue
+        if f in equal:
+            out.append(Condition(f, "=", equal[f]))
+            continue
+        allowed = [lv for lv in levels[f] if lv not in excluded[f]]
+        gone = [lv for lv in levels[f] if lv in excluded[f]]
+        if len(allowed) == 1:
+            out.append(Condition(f, "=", allowed[0]))
+        elif len(gone) == 1:
+            out.append(Condition(f, "!=", gone[0]))
+        elif len(gone) <= len(allowed):
+            out.append(Condition(f, "not in", tuple(gone)))
+        else:
+            out.append(Condition(f, "in", tuple(allowed)))
+    return tuple(out)
+
+
+def attribution(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None,
+                max_depth: int = 4, n_trees: int = 60, seed: int = 0) -> Attribution:
+    """Rules of a shallow decision tree predicting non-finite from the varying factors, and a
+    random forest's impurity importance summed back from one-hot columns to factors.
+
+    Both are fitted on every run that trained, the non-finite ones included: that is the signal.
+    (Optuna's importance evaluators read only completed trials, and a NaN objective fails a trial.)
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    flags = outcome_flags(runs) if flags is None else flags
+    trained = flags["trained"].to_numpy(bool)
+    data = runs.loc[trained]
+    y = flags.loc[trained, "nonfinite"].to_numpy()
+    notes = []
+    if (~trained).any():
+        notes.append(f"{int((~trained).sum())} runs with outcome error left out (they did not train).")
+    empty = pd.DataFrame(columns=["factor", "importance", "spread", "rank"])
+    if not varying or len(y) == 0 or y.min() == y.max():
+        what = "no factor varies" if not varying else (
+            "no run turned non-finite" if len(y) == 0 or y.max() == 0 else "every run turned non-finite")
+        return Attribution([], empty, len(y), int(y.sum()), 0, notes + [f"Nothing to attribute: {what}."])
+    X, columns = design_matrix(data, varying)
+    min_leaf = max(1, len(y) // 500)
+    tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, random_state=seed)
+    tree.fit(X, y)
+    t = tree.tree_
+    leaves = tree.apply(X)
+    positives = pd.Series(y).groupby(leaves).agg(["sum", "size"])
+    levels = {f: [lv for (g, lv) in columns if g == f] for f in varying}
+    rules = []
+
+    def walk(node: int, path: list) -> None:
+        if t.children_left[node] == -1:
+            k, n = positives.loc[node]
+            if k > 0:
+                rules.append(Rule(_leaf_conditions(path, columns, X, levels), int(n), int(k)))
+            return
+        feat, thr = int(t.feature[node]), float(t.threshold[node])
+        walk(int(t.children_left[node]), path + [(feat, thr, False)])
+        walk(int(t.children_right[node]), path + [(feat, thr, True)])
+
+    walk(0, [])
+    rules.sort(key=lambda r: (not r.predicts_nonfinite, -r.nonfinite, -r.purity))
+
+    forest = RandomForestClassifier(n_estimators=n_trees, min_samples_leaf=min_leaf, max_depth=8,
+                                    random_state=seed, n_jobs=1)
+    forest.fit(X, y)
+    per_factor = pd.Series(forest.feature_importances_, index=[f for f, _ in columns]).groupby(level=0).sum()
+    per_factor = per_factor.reindex(varying).fillna(0.0)  # a factor the forest never split on: 0 importance
+    effects = main_effects(data, varying, flags.loc[trained])
+    spread = effects.groupby("factor")["rate"].agg(lambda r: r.max() - r.min()).reindex(varying)
+    importance = pd.DataFrame({"factor": varying, "importance": per_factor.to_numpy() / max(per_factor.sum(), 1e-12),
+                               "spread": spread.to_numpy()})
+    importance = importance.sort_values(["importance", "spread"], ascending=False, ignore_index=True)
+    importance["rank"] = np.arange(1, len(importance) + 1)
+    return Attribution(rules, importance, len(y), int(y.sum()), int(tree.get_depth()), notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where non-finite values start
+
+
+def source_table(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Among non-finite runs, per factor level: how many, the first source (input, loss,
+    gradients, weights), NaN runs and how many of them held inf first (first_inf < first_nan)."""
+    flags = outcome_flags(runs) if flags is None else flags
+    bad = flags["nonfinite"].astype(bool)
+    if not bad.any():
+        return pd.DataFrame()
+    data = runs.loc[bad]
+    source = pd.get_dummies(pd.Categorical(data["first_nonfinite_source"], categories=SOURCES + ("none",)))
+    source.index = data.index
+    counts = pd.concat([flags.loc[bad, ["nonfinite", "nan", "inf_before_nan"]], source[list(SOURCES)]], axis=1)
+    counts = counts.astype(int)
+    parts = [counts.sum().to_frame().T.assign(factor="all", level="")]
+    for f in varying:
+        t = counts.groupby(data[f], observed=True).sum().reset_index().rename(columns={f: "level"})
+        parts.append(t.assign(factor=f))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["factor", "level", "nonfinite", *SOURCES, "nan", "inf_before_nan"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stability by configuration
+
+
+def stability(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """For each configuration (the varying factors but lr and seed): lrs tried, the largest lr at
+    which every run stayed finite (lr_max_stable) and the smallest with a non-finite run
+    (lr_min_unstable). NaN means none. monotone is False where a smaller lr failed than one
+    that held."""
+    if LR not in varying:
+        return pd.DataFrame()
+    flags = outcome_flags(runs) if flags is None else flags
+    config = [f for f in varying if f != LR and f not in REPEAT_FACTORS]
+    trained = flags["trained"].astype(bool)
+    data = runs.loc[trained, config + [LR]].assign(nonfinite=flags.loc[trained, "nonfinite"])
+    if data.empty:
+        return pd.DataFrame()
+    keys = config or [pd.Series(0, index=data.index, name="_all")]
+    per_lr = data.groupby(keys + [LR], observed=True)["nonfinite"].max().reset_index()
+    keys = config or ["_all"]
+    grouped = per_lr.groupby(keys, observed=True)
+    out = pd.DataFrame({
+        "lrs": grouped[LR].size(),
+        "lr_max_stable": per_lr[per_lr["nonfinite"] == 0].groupby(keys, observed=True)[LR].max(),
+        "lr_min_unstable": per_lr[per_lr["nonfinite"] > 0].groupby(keys, observed=True)[LR].min(),
+    })
+    out = out[out["lrs"] > 0]
+    out["monotone"] = ~(out["lr_min_unstable"] < out["lr_max_stable"])
+    out = out.reset_index()
+    if not config:
+        out = out.drop(columns="_all")
+    return out.sort_values(["lr_max_stable", "lr_min_unstable"], na_position="first", kind="stable",
+                           ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed
+
+
+SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "first_step_s", "wall_s")
+
+
+def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Medians of steady-state steps/s and samples/s, first-step (compile) and wall seconds, per
+    level of each column in `by`, over the runs that trained."""
+    flags = outcome_flags(runs) if flags is None else flags
+    data = runs.loc[flags["trained"].astype(bool)]
+    parts = []
+    for f in by:
+        g = data.groupby(f, observed=True)
+        t = g[list(SPEED_COLUMNS)].median()
+        t.insert(0, "runs", g.size())
+        parts.append(t.reset_index().rename(columns={f: "level"}).assign(factor=f))
+    if not parts:
+        t = data[list(SPEED_COLUMNS)].median().to_frame().T
+        t.insert(0, "runs", len(data))
+        parts.append(t.assign(factor="all", level=""))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["factor", "level", "runs", *SPEED_COLUMNS]]
+
+
+def steps_to_nonfinite(runs: pd.DataFrame, rows: str, cols: str | None) -> pd.DataFrame:
+    """Median step of the first non-finite value, and how many runs, by rows (x cols)."""
+    data = runs.loc[runs["outcome"].isin(NONFINITE)]
+    by = [rows] + ([cols] if cols else [])
+    g = data.groupby(by, observed=True)["first_nonfinite_step"]
+    return pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max(), "runs": g.size()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Representative runs
+
+
+OUTCOME_RANK = {"converged": 0, "stalled": 1, "diverged": 2}
+
+
+def contrast_pairs(runs: pd.DataFrame, varying: list[str], max_pairs: int = 2) -> list[tuple[pd.Series, pd.Series, str]]:
+    """Pairs (non-finite run, finite run) that differ in one factor only, lr when possible.
+
+    For lr the finite run is the one with the largest lr below the failing one; finite runs that
+    converged or stalled are preferred over diverged. Pairs come from different datasets where
+    the sweep has several."""
+    bad_all = runs[runs["outcome"].isin(NONFINITE)]
+    good_all = runs[runs["outcome"].isin(tuple(OUTCOME_RANK))]
+    if bad_all.empty or good_all.empty:
+        return []
+    for factor in ([LR] if LR in varying else []) + [f for f in varying if f != LR]:
+        rest = [f for f in varying if f != factor]
+        key = (pd.util.hash_pandas_object(runs[rest].astype(str), index=False)
+               if rest else pd.Series(0, index=runs.index))
+        bad = pd.DataFrame({"pair_key": key.loc[bad_all.index], "factor": bad_all[factor],
+                            "rank": bad_all["outcome"].map({"nan": 0, "inf": 1})})
+        good = pd.DataFrame({"pair_key": key.loc[good_all.index], "factor": good_all[factor],
+                             "rank": good_all["outcome"].map(OUTCOME_RANK)})
+        cand = bad.reset_index().merge(good.reset_index(), on="pair_key", suffixes=("_bad", "_good"))
+        if cand.empty:
+            continue
+        if factor == LR:
+            below = cand["factor_good"] < cand["factor_bad"]
+            cand = cand[below] if below.any() else cand
+            cand = cand.assign(gap=np.abs(np.log10(cand["factor_bad"] / cand["factor_good"])))
+        else:
+            cand = cand.assign(gap=0.0)
+        cand = cand.sort_values(["rank_bad", "rank_good", "gap", "index_bad"], kind="stable")
+        pairs, seen = [], set()
+        by_dataset = "dataset.name" in varying and factor != "dataset.name"
+        for row in cand.itertuples(index=False):
+            tag = runs.at[row.index_bad, "dataset.name"] if by_dataset else row.pair_key
+            if tag in seen:
+                continue
+            seen.add(tag)
+            pairs.append((runs.loc[row.index_bad], runs.loc[row.index_good], factor))
+            if len(pairs) == max_pairs:
+                break
+        return pairs
+    return []

@@ -1,0 +1,315 @@
+"""A sweep's runs read back from MLflow into one pandas frame, one row per run.
+
+MLflow stays the source of truth. For SQLite stores, a read-only SQL query of MLflow's own tables
+(experiments, runs, tags, params, latest_metrics) is the fast path: ``search_runs`` builds Python
+objects for every run, param and metric and needs minutes for 10,000 runs, where the query takes
+about a second. Every other tracking URI (an http(s) server, another database) goes through
+MlflowClient, and both paths hand the same long tables to the same frame builder.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sqlite3
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+
+from nanbench import spec as specmod
+from nanbench.tracking import sqlite_path
+
+PARENT_TAG = ("nanbench.role", "parent")
+PARENT_RUN_ID = "mlflow.parentRunId"
+# Tags kept as columns (the rest are MLflow's own or constant per sweep).
+TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error", "sweep",
+        "git_commit", "tensorflow_version", "keras_version", "numpy_version")
+# Metrics kept as columns: everything Tracker.log writes except the per-epoch series.
+METRICS = ("is_nan", "is_inf", "is_nonfinite", "is_diverged", "is_error", "data_s", "build_s",
+           "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
+           "n_samples", "initial_loss", "final_loss", "min_loss", "first_nonfinite_step",
+           "first_inf_step", "first_nan_step")
+NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of clean data)
+# Known orders of categorical levels, so tables read none, standard, minmax, robust.
+LEVEL_ORDER = {
+    "dataset.name": specmod.DATASETS, "preprocess.scaler": specmod.SCALERS,
+    "preprocess.outliers": specmod.OUTLIER_HANDLING, "model.name": specmod.MODELS,
+    "model.activation": specmod.ACTIVATIONS, "optimizer.name": specmod.OPTIMIZERS,
+    "clipping.kind": specmod.CLIPPING, "loss.name": specmod.LOSSES,
+    "train.precision": specmod.PRECISIONS, "train.device": specmod.DEVICES,
+    "train.engine": specmod.ENGINES, "preprocess.scale_target": ("False", "True"),
+    "train.shuffle": ("False", "True"),
+}
+
+
+class SummaryError(RuntimeError):
+    """The sweep cannot be summarized (no such experiment, no runs). One line for the user."""
+
+
+@dataclass
+class SweepRuns:
+    """A sweep's child runs and where they came from."""
+
+    experiment: str
+    experiment_id: str
+    tracking_uri: str
+    parent_run_id: str | None       # None: the experiment has no parent run, all runs were read
+    parent_artifact_uri: str | None
+    runs: pd.DataFrame              # one row per run: run_id, run_name, status, artifact_uri, factors, tags, metrics
+    factors: list[str]              # the factor (param) columns, in RunSpec order
+
+
+def factor_order() -> list[str]:
+    """Every factor key RunSpec.factors() can produce, in its order (dataset.name first)."""
+    hints = typing.get_type_hints(specmod.RunSpec)
+    return [f"{group.name}.{f.name}" for group in fields(specmod.RunSpec) if group.name != "tracking"
+            for f in fields(hints[group.name])]
+
+
+def _file_path(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    return Path(uri) if parsed.scheme == "" else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path: SQL on an SQLite store, read-only
+
+
+def _connect(uri: str) -> sqlite3.Connection:
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        raise SummaryError(f"no MLflow store at {uri}")
+    return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+
+
+def _sql_experiment_id(con: sqlite3.Connection, experiment: str) -> str:
+    cols = {row[1] for row in con.execute("PRAGMA table_info(experiments)")}
+    order = "ORDER BY workspace = 'default' DESC" if "workspace" in cols else ""
+    row = con.execute("SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active' "
+                      + order, (experiment,)).fetchone()
+    if row is None:
+        raise SummaryError(f"no MLflow experiment named {experiment!r}")
+    return str(row[0])
+
+
+def _sql_load(uri: str, experiment: str, parent_run_id: str | None):
+    with _connect(uri) as con:
+        exp_id = _sql_experiment_id(con, experiment)
+        if parent_run_id is None:
+            row = con.execute(
+                "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ? "
+                "ORDER BY r.start_time DESC LIMIT 1", (exp_id, *PARENT_TAG)).fetchone()
+            parent_run_id = row[0] if row else None
+        parent_uri = None
+        if parent_run_id is not None:
+            row = con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (parent_run_id,)).fetchone()
+            if row is None:
+                raise SummaryError(f"no run {parent_run_id} in {uri}")
+            parent_uri = row[0]
+            selected = ("SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' "
+                        "AND t.key = 'mlflow.parentRunId' AND t.value = ?")
+            args: tuple = (exp_id, parent_run_id)
+        else:  # no sweep parent: every run of the experiment that is not a parent itself
+            selected = ("SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
+                        "AND run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
+            args = (exp_id, *PARENT_TAG)
+        info = pd.read_sql_query(
+            "SELECT run_uuid AS run_id, name AS run_name, status, start_time, artifact_uri FROM runs "
+            f"WHERE run_uuid IN ({selected})", con, params=args)
+        params = pd.read_sql_query(
+            f"SELECT run_uuid AS run_id, key, value FROM params WHERE run_uuid IN ({selected})",
+            con, params=args)
+        tags = pd.read_sql_query(
+            f"SELECT run_uuid AS run_id, key, value FROM tags WHERE run_uuid IN ({selected}) "
+            f"AND key IN ({','.join('?' * len(TAGS))})", con, params=args + TAGS)
+        metrics = pd.read_sql_query(
+            f"SELECT run_uuid AS run_id, key, value FROM latest_metrics WHERE run_uuid IN ({selected}) "
+            f"AND key IN ({','.join('?' * len(METRICS))}) AND is_nan = 0", con, params=args + METRICS)
+    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Any tracking URI: MlflowClient
+
+
+def _client(uri: str):
+    import logging
+
+    from mlflow.tracking import MlflowClient
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _api_load(uri: str, experiment: str, parent_run_id: str | None):
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SummaryError(f"no MLflow experiment named {experiment!r} at {uri}")
+    exp_id = exp.experiment_id
+    parent_filter = f"tags.`{PARENT_TAG[0]}` = '{PARENT_TAG[1]}'"
+    if parent_run_id is None:
+        found = client.search_runs([exp_id], parent_filter, order_by=["attributes.start_time DESC"],
+                                   max_results=1)
+        parent_run_id = found[0].info.run_id if found else None
+    parent_uri = client.get_run(parent_run_id).info.artifact_uri if parent_run_id else None
+    runs, token = [], None
+    query = f"tags.`{PARENT_RUN_ID}` = '{parent_run_id}'" if parent_run_id else ""
+    while True:
+        page = client.search_runs([exp_id], query, max_results=1000, page_token=token)
+        runs += [r for r in page if parent_run_id or r.data.tags.get(PARENT_TAG[0]) != PARENT_TAG[1]]
+        token = page.token
+        if not token:
+            break
+    info = pd.DataFrame([(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
+                          r.info.artifact_uri) for r in runs],
+                        columns=["run_id", "run_name", "status", "start_time", "artifact_uri"])
+
+    def long(rows):
+        return pd.DataFrame(rows, columns=["run_id", "key", "value"])
+
+    params = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.params.items()])
+    tags = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.tags.items() if k in TAGS])
+    metrics = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.metrics.items()
+                    if k in METRICS and np.isfinite(v)])
+    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# One frame from the long tables
+
+
+def _factor_column(key: str, values: pd.Series) -> pd.Series | pd.Categorical:
+    """Numbers stay numbers (so lr splits read `optimizer.lr >= 0.1`); the rest become ordered
+    categories. A factor some runs do not take is categorical, with the level 'n/a'."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    missing = values.isna()
+    all_numeric = bool(numeric[~missing].notna().all())
+    if all_numeric and not missing.any():
+        return numeric
+    if all_numeric:  # numbers that some runs do not take: labels, in number order
+        levels = [f"{v:g}" for v in sorted(numeric.dropna().unique())]
+        labels = numeric.map(lambda v: f"{v:g}", na_action="ignore")
+    else:
+        labels = values.astype(object)
+        known = LEVEL_ORDER.get(key, ())
+        present = set(labels.dropna().unique())
+        levels = [v for v in known if v in present] + sorted(present - set(known))
+    if missing.any():
+        labels = labels.where(~missing, NOT_APPLICABLE)
+        levels.append(NOT_APPLICABLE)
+    return pd.Categorical(labels, categories=levels, ordered=True)
+
+
+def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
+                metrics: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Pivot the long params/tags/metrics tables onto `info` (one row per run); the factor keys."""
+    frame = info.set_index("run_id")
+
+    def wide(long: pd.DataFrame) -> pd.DataFrame:
+        if long.empty:
+            return pd.DataFrame(index=frame.index)
+        return long.pivot(index="run_id", columns="key", values="value").reindex(frame.index)
+
+    p, t, m = wide(params), wide(tags), wide(metrics)
+    order = {k: i for i, k in enumerate(factor_order())}
+    factors = sorted(p.columns, key=lambda k: (order.get(k, len(order)), k))
+    columns = {k: _factor_column(k, p[k]) for k in factors}
+    for name in TAGS:
+        columns[name] = t[name] if name in t else pd.Series(None, index=frame.index, dtype=object)
+    for name in METRICS:  # absent: not logged, i.e. none (e.g. no NaN step) or not finite
+        columns[name] = (pd.to_numeric(m[name]) if name in m
+                         else pd.Series(np.nan, index=frame.index, dtype=float))
+    out = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+    out["outcome"] = out["outcome"].fillna("unknown")
+    out["first_nonfinite_source"] = out["first_nonfinite_source"].fillna("none")
+    out = out.sort_values("start_time", kind="stable").reset_index()
+    return out, factors
+
+
+def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = None, *,
+              fast: bool = True) -> SweepRuns:
+    """The runs of one sweep: the children of `parent_run_id`, by default of the latest run
+    tagged nanbench.role=parent in `experiment`; every run of it when it has no parent run.
+
+    `fast` uses SQL on SQLite stores; other URIs, or fast=False, go through MlflowClient.
+    """
+    loader = _sql_load if fast and sqlite_path(tracking_uri) is not None else _api_load
+    exp_id, parent, parent_uri, info, params, tags, metrics = loader(tracking_uri, experiment, parent_run_id)
+    if info.empty:
+        where = f"under parent run {parent}" if parent else "in it"
+        raise SummaryError(f"experiment {experiment!r} has no runs {where}")
+    runs, factors = build_frame(info, params, tags, metrics)
+    return SweepRuns(experiment=experiment, experiment_id=exp_id, tracking_uri=tracking_uri,
+                     parent_run_id=parent, parent_artifact_uri=parent_uri, runs=runs, factors=factors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Curves of single runs, and the summary's own artifacts
+
+
+def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.DataFrame | None:
+    """Loss and gradient norm of one run per step, from its steps.csv artifact (NaN and inf kept,
+    as written); else per epoch from its metric history; None when neither exists."""
+    text = None
+    local = _file_path(artifact_uri)
+    if local is not None:
+        path = local / "steps.csv"
+        text = path.read_text() if path.exists() else None
+    else:
+        try:
+            import tempfile
+            with tempfile.TemporaryDirectory() as tmp:
+                path = _client(sweep.tracking_uri).download_artifacts(run_id, "steps.csv", tmp)
+                text = Path(path).read_text()
+        except Exception:  # noqa: BLE001 - no such artifact: fall back to the metric history
+            text = None
+    if text is not None:
+        steps = pd.read_csv(io.StringIO(text))
+        return steps[["step", "loss", "grad_norm"]].assign(unit="step")
+    series = {}
+    if sqlite_path(sweep.tracking_uri) is not None:
+        with _connect(sweep.tracking_uri) as con:
+            hist = pd.read_sql_query("SELECT key, step, value FROM metrics WHERE run_uuid = ? "
+                                     "AND key IN ('loss', 'grad_norm')", con, params=(run_id,))
+        for key, part in hist.groupby("key"):
+            series[key] = part.set_index("step")["value"]
+    else:
+        client = _client(sweep.tracking_uri)
+        for key in ("loss", "grad_norm"):
+            hist = client.get_metric_history(run_id, key)
+            series[key] = pd.Series({m.step: m.value for m in hist}, dtype=float)
+    if not series:
+        return None
+    curve = pd.DataFrame(series).sort_index()
+    curve.index.name = "step"
+    return curve.reindex(columns=["loss", "grad_norm"]).reset_index().assign(unit="epoch")
+
+
+def log_summary_artifacts(sweep: SweepRuns, out_dir: Path, artifact_path: str = "summary") -> bool:
+    """Attach the files of `out_dir` to the parent run under `artifact_path`; False without a parent.
+
+    A local (file://) artifact root gets a plain copy, which is what MLflow's local artifact
+    repository does; anything else goes through MlflowClient.log_artifacts."""
+    if sweep.parent_run_id is None:
+        return False
+    local = _file_path(sweep.parent_artifact_uri)
+    if local is not None:
+        dest = local / artifact_path
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in Path(out_dir).iterdir():
+            if path.is_file():
+                shutil.copyfile(path, dest / path.name)
+    else:
+        _client(sweep.tracking_uri).log_artifacts(sweep.parent_run_id, str(out_dir), artifact_path)
+    return True

@@ -1,0 +1,148 @@
+"""nanbench.sweep: the smoke sweep end to end through the real CLI, resume, failures, workers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from conftest import CONF, ROOT, SWEEPS
+from nanbench.spec import from_config
+from nanbench.sweep import expand, inner_grid
+
+SMOKE_RUNS = 24
+
+
+def sweep_cmd(store, results, *extra, name="smoke"):
+    return [sys.executable, "-m", "nanbench", "-m", "--config-dir", str(SWEEPS), "--config-name", name,
+            f"tracking.uri={store}", f"sweep.results_dir={results}",
+            f"hydra.sweep.dir={results}/hydra", *extra]
+
+
+def children(store, experiment="smoke", status=None):
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'child'", ViewType.ALL, 10000)
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def parents(store, experiment="smoke"):
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'parent'", ViewType.ALL, 100)
+
+
+def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
+    proc = subprocess.run(sweep_cmd(store, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = children(store)
+    assert len(runs) == SMOKE_RUNS
+    assert all(r.info.status == "FINISHED" for r in runs)
+    (parent,) = parents(store)
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert {r.data.tags["sweep"] for r in runs} == {"smoke"}
+    assert len({r.data.tags["config_hash"] for r in runs}) == SMOKE_RUNS
+    assert parent.data.metrics["runs_total"] == SMOKE_RUNS
+    outcomes = [r.data.tags["outcome"] for r in runs]
+    for outcome in set(outcomes):
+        assert parent.data.metrics[f"runs_{outcome}"] == outcomes.count(outcome)
+    assert "nan" in outcomes or "inf" in outcomes  # the smoke grid holds failures to find
+    # not a terminal: one plain line per job
+    assert sum(line.startswith("[job ") for line in proc.stdout.splitlines()) == 8
+    # re-running skips everything already FINISHED; sweep.redo=true runs it again
+    again = subprocess.run(sweep_cmd(store, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0 and "24 configurations already FINISHED" in again.stdout
+    assert len(children(store)) == SMOKE_RUNS
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_to_exactly_once(tmp_path, store):
+    cmd = sweep_cmd(store, tmp_path, "train.epochs=40")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            if len(children(store)) >= 6:
+                break
+        except Exception:  # noqa: BLE001 - store or experiment not created yet
+            continue
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    recorded = len(children(store, status="FINISHED"))
+    assert 0 < recorded < SMOKE_RUNS, "the kill must land mid-sweep"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    finished = children(store, status="FINISHED")
+    hashes = [r.data.tags["config_hash"] for r in finished]
+    assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS  # 0 lost, 0 duplicated
+    assert not children(store, status="RUNNING")  # cut-off runs are KILLED, never FINISHED
+
+
+def test_an_invalid_combination_is_a_failed_run_and_the_sweep_goes_on(tmp_path, store):
+    # model=mlp with width 0 is rejected by validation: those runs are FAILED, the rest train
+    proc = subprocess.run(sweep_cmd(store, tmp_path, "model=linear,mlp", "model.width=0",
+                                    "dataset=doc000_clean", "preprocess=none"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 1
+    assert "6 run(s) errored" in proc.stderr
+    runs = children(store)
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(runs) == 12 and len(failed) == 6
+    assert all("model.width" in r.data.tags["error"] for r in failed)
+    assert all(r.data.tags["outcome"] == "error" for r in failed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [2, 4])
+def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):
+    proc = subprocess.run(sweep_cmd(store, tmp_path, "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hashes = [r.data.tags["config_hash"] for r in children(store, status="FINISHED")]
+    assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS
+    assert "locked" not in proc.stderr
+
+
+def _grid(name):
+    """Every job's overrides of a sweep file, as Hydra's basic sweeper expands them."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]"],
+                      return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    overrides = OverridesParser.create().parse_overrides(params)
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+            else [f"{o.get_key_element()}={o.get_value_element_as_str()}"] for o in overrides]
+    return list(itertools.product(*axes))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SWEEPS.glob("*.yaml")))
+def test_every_sweep_file_composes_for_every_combination(name):
+    jobs = _grid(name)
+    assert jobs
+    step = max(1, len(jobs) // 40)  # compose a spread of jobs, every run of each
+    for job in jobs[::step]:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+            cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]", *job])
+        runs = expand(cfg)
+        assert len(runs) == len(inner_grid(cfg))
+        for run in runs:
+            from_config(run)
+
+
+def test_sweep_sizes():
+    assert len(_grid("smoke")) * 3 == SMOKE_RUNS
