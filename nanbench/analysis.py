@@ -51,7 +51,9 @@ def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
         denom = 1.0 + z2 / n
         center = (p + z2 / (2 * n)) / denom
         half = z / denom * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+    low = np.where(k == 0, 0.0, np.clip(center - half, 0.0, 1.0))  # exact at the ends, where
+    high = np.where(k == n, 1.0, np.clip(center + half, 0.0, 1.0))  # rounding would leave 1e-19
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +119,23 @@ def add_composites(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
     return runs
 
 
+def alias_groups(runs: pd.DataFrame, varying: list[str]) -> dict[str, list[str]]:
+    """Varying factors that split the runs identically (model.width moves with model.name when the
+    grid has one MLP size): first factor -> the others. Such aliases are tabulated and attributed
+    once, under the first; no analysis could tell them apart."""
+    codes = {f: pd.factorize(runs[f], use_na_sentinel=False)[0].astype(np.int64) for f in varying}
+    groups: dict[str, list[str]] = {}
+    for f in varying:
+        for rep in groups:
+            a, b = codes[rep], codes[f]
+            if a.max() == b.max() and np.unique(a * (b.max() + 1) + b).size == a.max() + 1:
+                groups[rep].append(f)
+                break
+        else:
+            groups[f] = []
+    return groups
+
+
 def varies(runs: pd.DataFrame, column: str) -> bool:
     return column in runs and runs[column].nunique(dropna=False) > 1
 
@@ -157,7 +176,7 @@ def two_way(runs: pd.DataFrame, rows: str, cols: str, flags: pd.DataFrame | None
 
 def picture_change(pooled: pd.DataFrame, part: pd.DataFrame) -> float:
     """The largest change of a cell's rate between the pooled table and one dataset's."""
-    both = pooled[["rate"]].join(part[["rate"]], rsuffix="_part", how="inner")
+    both = pooled[["rate"]].join(part[["rate"]].rename(columns={"rate": "rate_part"}), how="inner")
     diff = (both["rate"] - both["rate_part"]).abs()
     return float(diff.max()) if diff.notna().any() else 0.0
 
@@ -289,7 +308,8 @@ def _leaf_conditions(path: list[tuple[int, float, bool]], columns, X: np.ndarray
 
 
 def attribution(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None,
-                max_depth: int = 4, n_trees: int = 60, seed: int = 0) -> Attribution:
+                effects: pd.DataFrame | None = None, max_depth: int = 4, n_trees: int = 60,
+                seed: int = 0) -> Attribution:
     """Rules of a shallow decision tree predicting non-finite from the varying factors, and a
     random forest's impurity importance summed back from one-hot columns to factors.
 
@@ -339,7 +359,8 @@ def attribution(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | No
     forest.fit(X, y)
     per_factor = pd.Series(forest.feature_importances_, index=[f for f, _ in columns]).groupby(level=0).sum()
     per_factor = per_factor.reindex(varying).fillna(0.0)  # a factor the forest never split on: 0 importance
-    effects = main_effects(data, varying, flags.loc[trained])
+    if effects is None:  # rates are over trained runs: the same with or without the errors
+        effects = main_effects(data, varying, flags.loc[trained])
     spread = effects.groupby("factor")["rate"].agg(lambda r: r.max() - r.min()).reindex(varying)
     importance = pd.DataFrame({"factor": varying, "importance": per_factor.to_numpy() / max(per_factor.sum(), 1e-12),
                                "spread": spread.to_numpy()})

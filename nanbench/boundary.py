@@ -159,7 +159,8 @@ def search(stable: Callable[[float, str], bool], bs: BoundarySpec, lr_start: flo
 def describe(result: Search, bs: BoundarySpec) -> str:
     """One plain sentence on what the search found, for tables and logs."""
     if result.status == "bracketed":
-        return f"boundary in ({result.lr_max_stable:.3g}, {result.lr_min_unstable:.3g}]"
+        return (f"boundary between {result.lr_max_stable:.3g} (stable) "
+                f"and {result.lr_min_unstable:.3g} (unstable)")
     if result.status == "stable_everywhere":
         return f"stable up to lr = {bs.lr_high:g}: no boundary in [{bs.lr_low:g}, {bs.lr_high:g}]"
     if result.status == "unstable_everywhere":
@@ -475,26 +476,28 @@ def run_grid(grid_path: str | Path, out_dir: str | Path, extra: list[str] | None
     t0 = time.perf_counter()
     try:
         configs = load_grid(grid_path)
-        prepared = []
-        for block, overrides in configs:
-            try:
-                spec, bs = prepare(compose(overrides + list(extra or [])))
-            except ConfigError as exc:
-                raise ConfigError(exc.key, f"valid in configuration [{' '.join(overrides)}]: {exc}", "") from None
-            prepared.append((block, overrides, spec, bs))
-        trackers: dict = {}
-        for _, _, spec, _ in prepared:
+    except ConfigError as exc:
+        fail(f"{grid_path}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - unreadable file, bad YAML or override syntax
+        fail(f"{grid_path}: {type(exc).__name__}: {exc}".replace("\n", " "))
+    prepared, trackers, devices = [], {}, {}
+    for block, overrides in configs:
+        where = f" (grid configuration: {' '.join(overrides)})"
+        try:
+            spec, bs = prepare(compose(overrides + list(extra or [])))
             if spec.tracking not in trackers:
                 trackers[spec.tracking] = Tracker(spec.tracking)
-        device = resolve_device(prepared[0][2].train.device) if prepared else None
-    except ConfigError as exc:
-        fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - a grid file that cannot be read or composed
-        fail(f"{grid_path}: {type(exc).__name__}: {exc}".replace("\n", " "))
+            if spec.train.device not in devices:
+                devices[spec.train.device] = resolve_device(spec.train.device)
+        except ConfigError as exc:
+            fail(f"{exc}{where}")
+        except Exception as exc:  # noqa: BLE001 - Hydra cannot compose it (unknown option, bad value)
+            fail(f"{type(exc).__name__}: {exc}{where}".replace("\n", " "))
+        prepared.append((block, overrides, spec, bs))
 
     summaries = []
     for i, (block, overrides, spec, bs) in enumerate(prepared, 1):
-        result = find_boundary(spec, bs, tracker=trackers[spec.tracking], device=device)
+        result = find_boundary(spec, bs, tracker=trackers[spec.tracking], device=devices[spec.train.device])
         s = result.summary()
         s["block"], s["overrides"] = block, overrides
         summaries.append(s)

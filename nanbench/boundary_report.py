@@ -116,8 +116,14 @@ def write_plot(summaries: list[dict], path: str | Path) -> None:
     ax.invert_yaxis()
     ax.grid(axis="x", which="major", alpha=0.3)
     ax.set_xlabel("learning rate")
-    ax.set_title("Largest stable learning rate (bar: [max stable, min unstable]; x: theory; "
-                 "> stable up to lr_high; < unstable down to lr_low)", fontsize=8)
+    ax.set_title("Largest stable learning rate per configuration", fontsize=10)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color="tab:blue", marker="o", lw=3, label="measured: max stable → min unstable"),
+               Line2D([], [], color="black", marker="x", ls="none", label="theory 2(1+β)/λmax (full-batch GD)"),
+               Line2D([], [], color="tab:green", marker=">", ls="none", label="stable up to lr_high: no boundary"),
+               Line2D([], [], color="tab:red", marker="<", ls="none", label="unstable down to lr_low: no boundary")]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / max(1, len(rows)) - 0.04),
+              ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

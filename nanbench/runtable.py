@@ -28,8 +28,9 @@ PARENT_RUN_ID = "mlflow.parentRunId"
 # Tags kept as columns (the rest are MLflow's own or constant per sweep).
 TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error", "sweep",
         "git_commit", "tensorflow_version", "keras_version", "numpy_version")
-# Metrics kept as columns: everything Tracker.log writes except the per-epoch series.
-METRICS = ("is_nan", "is_inf", "is_nonfinite", "is_diverged", "is_error", "data_s", "build_s",
+# Metrics kept as columns: what Tracker.log writes once per run (not the per-epoch series).
+# (The 0/1 is_* metrics are left out: the outcome tag says the same.)
+METRICS = ("data_s", "build_s",
            "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
            "n_samples", "initial_loss", "final_loss", "min_loss", "first_nonfinite_step",
            "first_inf_step", "first_nan_step")
@@ -61,6 +62,8 @@ class SweepRuns:
     parent_artifact_uri: str | None
     runs: pd.DataFrame              # one row per run: run_id, run_name, status, artifact_uri, factors, tags, metrics
     factors: list[str]              # the factor (param) columns, in RunSpec order
+    scope: str = "parent"           # "parent": one invocation's children; "experiment": all, latest per config
+    other_runs: int | None = None   # child runs of the experiment outside this summary (SQLite only)
 
 
 def factor_order() -> list[str]:
@@ -100,7 +103,19 @@ def _sql_experiment_id(con: sqlite3.Connection, experiment: str) -> str:
     return str(row[0])
 
 
-def _sql_load(uri: str, experiment: str, parent_run_id: str | None):
+def _long(con: sqlite3.Connection, sql: str, args: tuple, numeric: bool = False) -> pd.DataFrame:
+    # object dtype: pandas 3 would otherwise build Arrow strings first, three times slower
+    long = pd.DataFrame(con.execute(sql, args).fetchall(), columns=["run_id", "key", "value"], dtype=object)
+    if numeric:
+        long["value"] = long["value"].astype(float)
+    return long
+
+
+NOT_PARENT = ("run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = 'nanbench.role' "
+              "AND value = 'parent')")
+
+
+def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
     with _connect(uri) as con:
         exp_id = _sql_experiment_id(con, experiment)
         if parent_run_id is None:
@@ -115,27 +130,31 @@ def _sql_load(uri: str, experiment: str, parent_run_id: str | None):
             if row is None:
                 raise SummaryError(f"no run {parent_run_id} in {uri}")
             parent_uri = row[0]
+        if parent_run_id is not None and scope == "parent":
             selected = ("SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
                         "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' "
                         "AND t.key = 'mlflow.parentRunId' AND t.value = ?")
             args: tuple = (exp_id, parent_run_id)
-        else:  # no sweep parent: every run of the experiment that is not a parent itself
+        else:  # every run of the experiment that is not a parent (nor killed, in experiment scope)
+            killed = " AND status != 'KILLED'" if scope == "experiment" else ""
             selected = ("SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
-                        "AND run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
-            args = (exp_id, *PARENT_TAG)
-        info = pd.read_sql_query(
-            "SELECT run_uuid AS run_id, name AS run_name, status, start_time, artifact_uri FROM runs "
-            f"WHERE run_uuid IN ({selected})", con, params=args)
-        params = pd.read_sql_query(
-            f"SELECT run_uuid AS run_id, key, value FROM params WHERE run_uuid IN ({selected})",
-            con, params=args)
-        tags = pd.read_sql_query(
-            f"SELECT run_uuid AS run_id, key, value FROM tags WHERE run_uuid IN ({selected}) "
-            f"AND key IN ({','.join('?' * len(TAGS))})", con, params=args + TAGS)
-        metrics = pd.read_sql_query(
-            f"SELECT run_uuid AS run_id, key, value FROM latest_metrics WHERE run_uuid IN ({selected}) "
-            f"AND key IN ({','.join('?' * len(METRICS))}) AND is_nan = 0", con, params=args + METRICS)
-    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics
+                        f"AND {NOT_PARENT}{killed}")
+            args = (exp_id,)
+        info = pd.DataFrame(con.execute(
+            "SELECT run_uuid, name, status, start_time, artifact_uri FROM runs "
+            f"WHERE run_uuid IN ({selected})", args).fetchall(),
+            columns=["run_id", "run_name", "status", "start_time", "artifact_uri"])
+        # `+key` keeps SQLite on the run_uuid index: the (key, run_uuid) index is twice as slow here
+        params = _long(con, f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({selected})", args)
+        tags = _long(con, f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({selected}) "
+                          f"AND +key IN ({','.join('?' * len(TAGS))})", args + TAGS)
+        metrics = _long(con, f"SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN ({selected}) "
+                             f"AND +key IN ({','.join('?' * len(METRICS))}) AND is_nan = 0", args + METRICS,
+                        numeric=True)
+        all_children = con.execute(
+            "SELECT COUNT(*) FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
+            f"AND {NOT_PARENT}", (exp_id,)).fetchone()[0]
+    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics, all_children
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +170,7 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def _api_load(uri: str, experiment: str, parent_run_id: str | None):
+def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -164,10 +183,13 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None):
         parent_run_id = found[0].info.run_id if found else None
     parent_uri = client.get_run(parent_run_id).info.artifact_uri if parent_run_id else None
     runs, token = [], None
-    query = f"tags.`{PARENT_RUN_ID}` = '{parent_run_id}'" if parent_run_id else ""
+    by_parent = parent_run_id is not None and scope == "parent"
+    query = f"tags.`{PARENT_RUN_ID}` = '{parent_run_id}'" if by_parent else ""
     while True:
         page = client.search_runs([exp_id], query, max_results=1000, page_token=token)
-        runs += [r for r in page if parent_run_id or r.data.tags.get(PARENT_TAG[0]) != PARENT_TAG[1]]
+        runs += [r for r in page if by_parent or (
+            r.data.tags.get(PARENT_TAG[0]) != PARENT_TAG[1]
+            and not (scope == "experiment" and r.info.status == "KILLED"))]
         token = page.token
         if not token:
             break
@@ -182,24 +204,31 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None):
     tags = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.tags.items() if k in TAGS])
     metrics = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.metrics.items()
                     if k in METRICS and np.isfinite(v)])
-    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics
+    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics, None
 
 
 # ---------------------------------------------------------------------------------------------
 # One frame from the long tables
 
 
-def _factor_column(key: str, values: pd.Series) -> pd.Series | pd.Categorical:
+def _factor_column(key: str, values: pd.Series, trained: pd.Series) -> pd.Series | pd.Categorical:
     """Numbers stay numbers (so lr splits read `optimizer.lr >= 0.1`); the rest become ordered
-    categories. A factor some runs do not take is categorical, with the level 'n/a'."""
-    numeric = pd.to_numeric(values, errors="coerce")
+    categories. A factor some trained runs do not take is categorical, with the level 'n/a'.
+    Values of runs that did not train (a combination rejected by validation is recorded with its
+    raw config) do not make a numeric factor categorical: what does not parse becomes NaN there."""
     missing = values.isna()
-    all_numeric = bool(numeric[~missing].notna().all())
-    if all_numeric and not missing.any():
+    try:  # all numbers: C-speed parse, where to_numeric is 5x slower
+        numeric = values.astype(float)
+    except (TypeError, ValueError):
+        numeric = pd.to_numeric(values, errors="coerce")
+    parsed = numeric.notna() | missing
+    numeric_factor = bool(parsed[trained].all()) and bool(trained.any())
+    if numeric_factor and not missing[trained].any():
         return numeric
-    if all_numeric:  # numbers that some runs do not take: labels, in number order
+    if numeric_factor:  # numbers that some runs do not take: labels, in number order
         levels = [f"{v:g}" for v in sorted(numeric.dropna().unique())]
         labels = numeric.map(lambda v: f"{v:g}", na_action="ignore")
+        missing = numeric.isna()
     else:
         labels = values.astype(object)
         known = LEVEL_ORDER.get(key, ())
@@ -213,7 +242,8 @@ def _factor_column(key: str, values: pd.Series) -> pd.Series | pd.Categorical:
 
 def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
                 metrics: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Pivot the long params/tags/metrics tables onto `info` (one row per run); the factor keys."""
+    """Pivot the long (run_id, key, value) params/tags/metrics tables onto `info` (one row per
+    run); returns the frame and the factor (param) keys in RunSpec order."""
     frame = info.set_index("run_id")
 
     def wide(long: pd.DataFrame) -> pd.DataFrame:
@@ -224,11 +254,13 @@ def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
     p, t, m = wide(params), wide(tags), wide(metrics)
     order = {k: i for i, k in enumerate(factor_order())}
     factors = sorted(p.columns, key=lambda k: (order.get(k, len(order)), k))
-    columns = {k: _factor_column(k, p[k]) for k in factors}
+    outcome = t["outcome"] if "outcome" in t else pd.Series(None, index=frame.index, dtype=object)
+    trained = outcome.notna() & outcome.ne("error")
+    columns = {k: _factor_column(k, p[k], trained) for k in factors}
     for name in TAGS:
         columns[name] = t[name] if name in t else pd.Series(None, index=frame.index, dtype=object)
     for name in METRICS:  # absent: not logged, i.e. none (e.g. no NaN step) or not finite
-        columns[name] = (pd.to_numeric(m[name]) if name in m
+        columns[name] = (m[name].astype(float) if name in m
                          else pd.Series(np.nan, index=frame.index, dtype=float))
     out = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
     out["outcome"] = out["outcome"].fillna("unknown")
@@ -238,24 +270,50 @@ def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
 
 
 def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = None, *,
-              fast: bool = True) -> SweepRuns:
-    """The runs of one sweep: the children of `parent_run_id`, by default of the latest run
-    tagged nanbench.role=parent in `experiment`; every run of it when it has no parent run.
+              scope: str = "parent", fast: bool = True) -> SweepRuns:
+    """The runs of one sweep.
 
-    `fast` uses SQL on SQLite stores; other URIs, or fast=False, go through MlflowClient.
+    scope "parent": the children of `parent_run_id`, by default of the latest run tagged
+    nanbench.role=parent in `experiment` (every run of it when it has no parent run).
+    scope "experiment": every run of the experiment that is not a parent and was not KILLED,
+    the latest per configuration (config_hash): a sweep resumed by several invocations, whole.
+    `fast` reads SQLite stores with SQL; other URIs, or fast=False, go through MlflowClient.
     """
-    loader = _sql_load if fast and sqlite_path(tracking_uri) is not None else _api_load
-    exp_id, parent, parent_uri, info, params, tags, metrics = loader(tracking_uri, experiment, parent_run_id)
+    if scope not in ("parent", "experiment"):
+        raise ValueError(f"scope must be 'parent' or 'experiment', not {scope!r}")
+    loaded = None
+    if fast and sqlite_path(tracking_uri) is not None:
+        try:
+            loaded = _sql_load(tracking_uri, experiment, parent_run_id, scope)
+        except sqlite3.OperationalError:  # e.g. a WAL store in a folder we may not write: MLflow's way
+            loaded = None
+    if loaded is None:
+        loaded = _api_load(tracking_uri, experiment, parent_run_id, scope)
+    exp_id, parent, parent_uri, info, params, tags, metrics, all_children = loaded
     if info.empty:
-        where = f"under parent run {parent}" if parent else "in it"
+        where = f"under parent run {parent}" if parent and scope == "parent" else "in it"
         raise SummaryError(f"experiment {experiment!r} has no runs {where}")
     runs, factors = build_frame(info, params, tags, metrics)
+    if scope == "experiment":  # latest run per configuration; runs without a hash are kept
+        keep = runs["config_hash"].isna() | ~runs.duplicated("config_hash", keep="last")
+        runs = runs.loc[keep].reset_index(drop=True)
+    other = None if all_children is None else max(0, int(all_children) - len(runs))
     return SweepRuns(experiment=experiment, experiment_id=exp_id, tracking_uri=tracking_uri,
-                     parent_run_id=parent, parent_artifact_uri=parent_uri, runs=runs, factors=factors)
+                     parent_run_id=parent, parent_artifact_uri=parent_uri, runs=runs, factors=factors,
+                     scope=scope, other_runs=other)
 
 
 # ---------------------------------------------------------------------------------------------
 # Curves of single runs, and the summary's own artifacts
+
+
+def _csv_floats(values: pd.Series) -> pd.Series:
+    """Floats from a steps.csv column: plain numbers, 'nan', 'inf', or NumPy 2 reprs such as
+    'np.float32(1.5)' (written by tracking.steps_csv while it formats values with !r)."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    inner = values.astype(str).str.replace(r"^np\.float\d+\((.*)\)$", r"\1", regex=True)
+    return pd.to_numeric(inner, errors="coerce")
 
 
 def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.DataFrame | None:
@@ -275,8 +333,10 @@ def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.Da
         except Exception:  # noqa: BLE001 - no such artifact: fall back to the metric history
             text = None
     if text is not None:
-        steps = pd.read_csv(io.StringIO(text))
-        return steps[["step", "loss", "grad_norm"]].assign(unit="step")
+        steps = pd.read_csv(io.StringIO(text))[["step", "loss", "grad_norm"]]
+        for column in ("loss", "grad_norm"):
+            steps[column] = _csv_floats(steps[column])
+        return steps.assign(unit="step")
     series = {}
     if sqlite_path(sweep.tracking_uri) is not None:
         with _connect(sweep.tracking_uri) as con:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra_plugins.nanbench_sweeper.nanbench_sweeper import JOBS_FILE  # the job count, from the sweeper
 from omegaconf import DictConfig, OmegaConf
 
 PARENT_FILE = "nanbench_parent.json"
@@ -78,27 +79,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def count_jobs(config: DictConfig) -> int | None:
-    """How many jobs Hydra's basic sweeper will launch for this multirun (None if unknown)."""
-    try:
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        params = [f"{k}={v}" for k, v in (config.hydra.sweeper.params or {}).items()]
-        params += list(config.hydra.overrides.task)
-        loader = GlobalHydra.instance().config_loader()
-        overrides = OverridesParser.create(config_loader=loader).parse_overrides(params)
-        by_key: dict[str, int] = {}
-        for override in overrides:
-            n = len(list(override.sweep_string_iterator())) if override.is_sweep_override() else 1
-            by_key[override.get_key_element()] = n
-        total = 1
-        for n in by_key.values():
-            total *= n
-        return total
-    except Exception:  # noqa: BLE001 - progress then shows no total
-        return None
-
-
 # --------------------------------------------------------------------------------------------
 # Parent run (launching process)
 
@@ -121,7 +101,6 @@ class SweepCallback(Callback):
         client = tracker.client
         killed = mark_interrupted(client, exp_id)
         done = set() if config.sweep.redo else finished_hashes(client, exp_id)
-        jobs = count_jobs(config)
         runs_per_job = len(inner_grid(config))
         overrides = list(config.hydra.overrides.task)
         parent = client.create_run(exp_id, run_name=f"sweep {name}", tags={
@@ -130,20 +109,17 @@ class SweepCallback(Callback):
             "overrides": " ".join(overrides)[:5000] or "(none)",
             "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
         })
-        planned = jobs * runs_per_job if jobs is not None else None
-        if planned is not None:
-            client.log_metric(parent.info.run_id, "runs_planned", planned)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
         (sweep_dir / PARENT_FILE).write_text(json.dumps({
             "parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
-            "jobs": jobs, "runs_per_job": runs_per_job, "start": time.time()}))
+            "runs_per_job": runs_per_job, "start": time.time()}))
         self._start = time.time()
         self._parent = parent.info.run_id
         self._tracker = tracker
         self._exp_id = exp_id
-        msg = f"nanbench: sweep {name}: {jobs if jobs is not None else '?'} jobs x {runs_per_job} runs"
+        msg = f"nanbench: sweep {name}: {runs_per_job} run(s) per job"
         if done:
             msg += f"; {len(done)} configurations already FINISHED are skipped (sweep.redo=true re-runs them)"
         if killed:
@@ -302,7 +278,8 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(hydra_cfg.sweep.dir)
-    meta = json.loads((sweep_dir / PARENT_FILE).read_text()) if (sweep_dir / PARENT_FILE).exists() else {}
+    meta = _read_json(sweep_dir / PARENT_FILE)
+    jobs = _read_json(sweep_dir / JOBS_FILE).get("jobs")  # written by hydra/sweeper=nanbench
     done_file = sweep_dir / DONE_FILE
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
@@ -311,7 +288,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     writer = _Writer(tracker, name, meta.get("parent_run_id"),
                      {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}
-    bar = _progress((meta["jobs"] * meta["runs_per_job"]) if meta.get("jobs") else None)
+    bar = _progress(jobs * len(runs) if jobs else None)
     t0 = time.perf_counter()
     trained = 0
     for run in runs:
@@ -338,11 +315,15 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     elapsed = time.perf_counter() - t0
     if bar is None:
         overrides = " ".join(hydra_cfg.overrides.task) or "(defaults)"
-        total_jobs = meta.get("jobs") or "?"
+        total_jobs = jobs or "?"
         line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         print(f"[job {hydra_cfg.job.num + 1}/{total_jobs}] {overrides}: {line} "
               f"({trained / elapsed if elapsed > 0 else 0:.1f} runs/s)", flush=True)
     return counts
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _advance(bar, outcome: str | None) -> None:

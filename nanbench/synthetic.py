@@ -15,10 +15,8 @@ import math
 import sqlite3
 import time
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -123,8 +121,9 @@ class _RecordingClient:
 
     Any other MlflowClient method Tracker.log may start to call fails loudly (AttributeError)."""
 
-    def __init__(self, client):
+    def __init__(self, client, artifact_location: str):
         self._client = client
+        self._artifact_location = artifact_location.rstrip("/")
         self.runs: dict[str, dict[str, Any]] = {}
         self.tags: list[tuple[str, str, str]] = []
         self.params: list[tuple[str, str, str]] = []
@@ -142,28 +141,24 @@ class _RecordingClient:
         self.runs[run_id] = {"experiment_id": int(experiment_id), "start_time": start_time,
                              "name": run_name, "status": "RUNNING", "end_time": None}
         self.tags += [(k, str(v), run_id) for k, v in (tags or {}).items()]
-        return SimpleNamespace(info=SimpleNamespace(run_id=run_id))
+        uri = f"{self._artifact_location}/{run_id}/artifacts"
+        self.runs[run_id]["artifact_uri"] = uri
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id, artifact_uri=uri, experiment_id=experiment_id))
 
     def log_batch(self, run_id, metrics=(), params=(), tags=()):
         self.metrics += [(m.key, float(m.value), int(m.timestamp), run_id, int(m.step)) for m in metrics]
         self.params += [(p.key, p.value, run_id) for p in params]
         self.tags += [(t.key, t.value, run_id) for t in tags]
 
-    def log_text(self, run_id, text, artifact_file):
+    def log_text(self, run_id, text, artifact_file):  # artifact stores that are not local folders
         self.texts.append((run_id, artifact_file, text))
 
     def set_terminated(self, run_id, status="FINISHED", end_time=None):
         self.runs[run_id].update(status=status, end_time=end_time or int(time.time() * 1000))
 
 
-def _local_path(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else None
-
-
 def plant(results: Iterable[RunResult], tracking_uri: str, experiment: str,
-          parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-          artifacts: bool = True) -> list[str]:
+          parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> list[str]:
     """Record `results` as child runs of `parent_run_id` in an SQLite store, in bulk; their ids.
 
     The rows are those Tracker.log writes (same params, tags, metrics and steps.csv), inserted in
@@ -177,7 +172,7 @@ def plant(results: Iterable[RunResult], tracking_uri: str, experiment: str,
     tracker = Tracker(TrackingSpec(uri=tracking_uri, experiment=experiment))
     exp_id = tracker.experiment_id(experiment)
     artifact_location = tracker.client.get_experiment(exp_id).artifact_location
-    recorder = _RecordingClient(tracker.client)
+    recorder = _RecordingClient(tracker.client, artifact_location)
     tracker.client = recorder
     start = time.time()
     run_ids = []
@@ -190,26 +185,21 @@ def plant(results: Iterable[RunResult], tracking_uri: str, experiment: str,
         old = latest.get((run_id, key))
         if old is None or (step, ts) >= (old[3], old[2]):
             latest[(run_id, key)] = (key, value, ts, step, 0, run_id)
-    root = artifact_location.rstrip("/")
+    if recorder.texts:
+        raise ValueError(f"plant() needs a local (file://) artifact root, not {artifact_location}")
     with sqlite3.connect(db) as con:
         con.executemany(
             "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
             "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
             "VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', ?, ?, ?, '', 'active', ?, ?)",
             [(rid, r["name"], r["status"], r["start_time"], r["end_time"],
-              f"{root}/{rid}/artifacts", r["experiment_id"]) for rid, r in recorder.runs.items()])
+              r["artifact_uri"], r["experiment_id"]) for rid, r in recorder.runs.items()])
         con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", recorder.tags)
         con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)", recorder.params)
         con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
                         "VALUES (?, ?, ?, ?, ?, 0)", recorder.metrics)
         con.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
                         "VALUES (?, ?, ?, ?, ?, ?)", list(latest.values()))
-    local = _local_path(root)
-    if artifacts and local is not None:
-        for run_id, name, text in recorder.texts:
-            path = local / run_id / "artifacts" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
     return run_ids
 
 
@@ -229,11 +219,10 @@ def create_parent(tracking_uri: str, experiment: str, name: str | None = None) -
 
 
 def plant_sweep(tracking_uri: str, experiment: str, grid: dict[str, list[Any]] | None = None,
-                n_runs: int | None = None, rule: Callable[[RunSpec], bool] = planted_rule,
-                artifacts: bool = True) -> str:
+                n_runs: int | None = None, rule: Callable[[RunSpec], bool] = planted_rule) -> str:
     """A parent run and its synthetic children over `grid` (default PLANTED_GRID); the parent's id."""
     parent = create_parent(tracking_uri, experiment)
     results = (synthetic_result(spec, rule) for spec in grid_specs(grid or PLANTED_GRID, n_runs))
     plant(results, tracking_uri, experiment, parent_run_id=parent,
-          tags={"sweep": experiment, "nanbench.role": "child"}, artifacts=artifacts)
+          tags={"sweep": experiment, "nanbench.role": "child"})
     return parent

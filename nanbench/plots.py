@@ -1,0 +1,190 @@
+"""The summary's figures, drawn with Matplotlib's Agg canvas (no display, no pyplot global state).
+
+Each function takes tables computed by nanbench.analysis (or curves read by nanbench.runtable),
+writes one PNG and returns its path, or None when the sweep gives it nothing to show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nanbench.analysis import LR
+
+DPI = 100
+MAX_PANELS = 48
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)  # no layout engine: it costs seconds per figure
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _margins(fig, left: float, right: float, bottom: float, top: float,
+             wspace: float = 0.2, hspace: float = 0.2) -> None:
+    """Subplot margins in inches (Matplotlib takes figure fractions)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=wspace, hspace=hspace)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _label(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
+                       rows: str = "optimizer.name", cols: str = LR,
+                       panel_rows: str = "dataset.name", panel_cols: str = "preprocess") -> Path | None:
+    """Non-finite rate over lr (columns) x optimizer (rows), one panel per dataset x preprocessing.
+    Cells are annotated k/n (non-finite / trained); cells without a trained run stay blank."""
+    if runs[rows].nunique() < 2 and runs[cols].nunique() < 2:
+        return None
+    data = pd.DataFrame({"r": runs[rows], "c": runs[cols], "pr": runs[panel_rows], "pc": runs[panel_cols],
+                         "k": flags["nonfinite"], "n": flags["trained"]})
+    cells = data.groupby(["pr", "pc", "r", "c"], observed=True)[["k", "n"]].sum()
+    by_panel = {key: part.droplevel([0, 1]) for key, part in cells.groupby(level=[0, 1], observed=True)}
+    r_levels = list(pd.unique(data["r"].sort_values()))
+    c_levels = list(pd.unique(data["c"].sort_values()))
+    panels = data[["pr", "pc"]].drop_duplicates().sort_values(["pr", "pc"])
+    pr_levels = list(pd.unique(panels["pr"]))
+    pc_levels = list(pd.unique(panels["pc"]))
+    if len(pr_levels) * len(pc_levels) > MAX_PANELS:  # keep the figure readable: first datasets only
+        pr_levels = pr_levels[:max(1, MAX_PANELS // len(pc_levels))]
+    w = 1.2 + 0.55 * len(c_levels)
+    h = 0.9 + 0.38 * len(r_levels)
+    fig = _figure(min(40, w * len(pc_levels) + 2.6), min(60, h * len(pr_levels) + 1.4))
+    axes = fig.subplots(len(pr_levels), len(pc_levels), squeeze=False, sharex=True, sharey=True)
+    _margins(fig, 1.2, 1.4, 0.9, 0.7, wspace=0.08, hspace=0.35)
+    import matplotlib as mpl
+    cmap = mpl.colormaps["Reds"].with_extremes(bad="#eeeeee")
+    image = None
+    annotate = len(r_levels) * len(c_levels) <= 80
+    for i, pr in enumerate(pr_levels):
+        for j, pc in enumerate(pc_levels):
+            ax = axes[i][j]
+            k = np.full((len(r_levels), len(c_levels)), np.nan)
+            n = np.zeros_like(k)
+            part = by_panel.get((pr, pc))
+            for (r, c), kk, nn in ([] if part is None else zip(part.index, part["k"], part["n"])):
+                k[r_levels.index(r), c_levels.index(c)] = kk
+                n[r_levels.index(r), c_levels.index(c)] = nn
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = np.where(n > 0, k / n, np.nan)
+            image = ax.imshow(np.ma.masked_invalid(rate), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+            if annotate:
+                for (a, b), kk in np.ndenumerate(k):
+                    if n[a, b] > 0:
+                        ax.text(b, a, f"{int(kk)}/{int(n[a, b])}", ha="center", va="center", fontsize=7,
+                                color="white" if rate[a, b] > 0.6 else "black")
+            ax.set_title(f"{panel_rows}={_label(pr)} · {panel_cols}={_label(pc)}", fontsize=8)
+            ax.set_xticks(range(len(c_levels)), [_label(c) for c in c_levels], rotation=45, fontsize=8)
+            ax.set_yticks(range(len(r_levels)), [_label(r) for r in r_levels], fontsize=8)
+            if i == len(pr_levels) - 1:
+                ax.set_xlabel(f"{cols} (grid levels, log-spaced)" if cols == LR else cols, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(rows, fontsize=8)
+    cax = fig.add_axes((1 - 1.1 / fig.get_size_inches()[0], 0.15, 0.15 / fig.get_size_inches()[0], 0.7))
+    fig.colorbar(image, cax=cax, label="non-finite rate (nan or inf / trained runs)")
+    fig.suptitle(f"Non-finite rate by {cols} × {rows}, per {panel_rows} × {panel_cols}", fontsize=11)
+    return _save(fig, path)
+
+
+def main_effects_chart(effects: pd.DataFrame, factors: list[str], path: Path) -> Path | None:
+    """Non-finite rate per factor level with its 95% Wilson interval, one row per level."""
+    data = effects[effects["factor"].isin(factors)]
+    if data.empty:
+        return None
+    labels = [f"{f}={_label(v)}" for f, v in zip(data["factor"], data["level"])]
+    y = np.arange(len(data))[::-1]
+    rate = data["rate"].to_numpy(float)
+    err = np.clip(np.vstack([rate - data["ci_low"].to_numpy(float),
+                             data["ci_high"].to_numpy(float) - rate]), 0.0, None)
+    order = list(dict.fromkeys(data["factor"]))
+    colors = [f"C{order.index(f) % 10}" for f in data["factor"]]
+    fig = _figure(8, 1.2 + 0.24 * len(data))
+    _margins(fig, 0.3 + 0.065 * max(len(label) for label in labels), 0.3, 0.6, 0.4)
+    ax = fig.subplots()
+    ax.errorbar(rate, y, xerr=err, fmt="none", ecolor="#999999", capsize=2)
+    ax.scatter(rate, y, c=colors, zorder=3, s=18)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.7, len(data) - 0.3)
+    ax.set_xlabel("non-finite rate (nan or inf / trained runs), 95% Wilson interval")
+    ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Main effects: non-finite rate per factor level", fontsize=11)
+    return _save(fig, path)
+
+
+def speed_chart(speed: pd.DataFrame, path: Path) -> Path | None:
+    """Median steady-state steps/s and median first-step (trace/compile) seconds per level."""
+    data = speed.dropna(subset=["steps_per_s", "first_step_s"], how="all")
+    if data.empty:
+        return None
+    labels = [f"{f}={_label(v)}" if f != "all" else "all runs" for f, v in zip(data["factor"], data["level"])]
+    y = np.arange(len(data))[::-1]
+    factors = list(dict.fromkeys(data["factor"]))
+    colors = [f"C{factors.index(f) % 10}" for f in data["factor"]]
+    fig = _figure(10, 1.3 + 0.25 * len(data))
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    longest = max(len(label) for label in labels)
+    _margins(fig, 0.3 + 0.065 * longest, 0.2, 0.6, 0.4, wspace=0.05)
+    # dots, not bars: a bar on a log axis has no meaningful base
+    ax1.scatter(data["steps_per_s"], y, c=colors, s=22)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("median steps/s, steady state (log)")
+    ax1.set_yticks(y, labels, fontsize=8)
+    ax2.scatter(data["first_step_s"], y, c=colors, s=22)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("median first step incl. trace/compile, s (log)")
+    for ax in (ax1, ax2):
+        ax.grid(which="both", alpha=0.3)
+    fig.suptitle("Speed by factor level (runs that trained)", fontsize=11)
+    return _save(fig, path)
+
+
+def _positive(values: pd.Series) -> np.ndarray:
+    """Values a log axis can show: non-finite and non-positive ones become gaps in the line
+    (the figure marks where the run turned non-finite)."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    return np.where(np.isfinite(v) & (v > 0), v, np.nan)
+
+
+def contrast_curves(bad: pd.Series, good: pd.Series, factor: str, bad_curve: pd.DataFrame,
+                    good_curve: pd.DataFrame, path: Path) -> Path:
+    """Loss and gradient norm of a non-finite run beside a finite run that differs in `factor` only."""
+    fig = _figure(11, 4.2)
+    axes = fig.subplots(1, 2)
+    _margins(fig, 0.8, 0.2, 0.6, 0.8, wspace=0.25)
+    runs = ((bad, bad_curve, "#b2182b"), (good, good_curve, "#2166ac"))
+    for ax, column, title in zip(axes, ("loss", "grad_norm"), ("loss", "gradient norm (before clipping)")):
+        for run, curve, color in runs:
+            unit = curve["unit"].iloc[0] if len(curve) else "step"
+            ax.plot(curve["step"], _positive(curve[column]), color=color, marker="." if len(curve) < 40 else None,
+                    label=f"{factor}={_label(run[factor])}: {run['outcome']}")
+        step = bad.get("first_nonfinite_step")
+        if step is not None and np.isfinite(step) and (bad_curve["unit"].iloc[0] == "step" if len(bad_curve) else False):
+            ax.axvline(step, color="#b2182b", linestyle="--", linewidth=1)
+            ax.annotate(f" first non-finite: {bad['first_nonfinite_source']}", (step, 0.98),
+                        xycoords=("data", "axes fraction"), fontsize=8, color="#b2182b", ha="left",
+                        va="top", rotation=90)
+        shown = np.concatenate([_positive(c[column]) for _, c, _ in runs])
+        log = bool(np.isfinite(shown).any())  # a log axis needs one positive finite value
+        ax.set_yscale("log" if log else "linear")
+        ax.set_xlabel(unit)
+        ax.set_ylabel(f"{title}" + (" (log)" if log else ""))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{bad['run_name']}\n{factor}: {_label(bad[factor])} ({bad['outcome']}) "
+                 f"vs {_label(good[factor])} ({good['outcome']})", fontsize=10)
+    return _save(fig, path)
