@@ -17,12 +17,14 @@ iff lr < 2 / lambda_max(H); with heavy-ball momentum beta (Keras SGD(momentum=be
 lr < 2 (1 + beta) / lambda_max(H) (Cohen et al. 2021, "Gradient descent on neural networks
 typically occurs at the edge of stability", footnote 3; Goh 2017, "Why Momentum Really Works").
 
-Two ways to run it:
+Ways to run it:
 
 - ``python -m nanbench.boundary [hydra overrides]``: one search; the last stdout line is JSON.
-- ``python -m nanbench.boundary --grid sweeps/boundaries.yaml --out results``: one search per
-  configuration of the grid file, each composed from conf/boundary.yaml with Hydra's compose API;
+- ``python -m nanbench.boundary --grid sweeps/boundaries.yaml --out results``: one search per job
+  of a Hydra sweep file, each composed with Hydra's compose API, all validated before any trains;
   writes ``boundaries.json``, ``boundaries.md`` and ``boundaries.png`` (nanbench.boundary_report).
+- ``python -m nanbench.boundary -m --config-dir sweeps --config-name boundaries``: the same jobs
+  as a Hydra multirun; :class:`BoundaryCallback` writes the table into Hydra's sweep folder.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "boundary"
 STABLE_OUTCOMES = ("converged", "stalled")
 UNSTABLE_OUTCOMES = ("nan", "inf", "diverged", "error")
+ROLE = "nanbench.role"  # the tag nanbench.sweep uses too: "search" (parent) / "evaluation" (child) here
 
 
 def is_stable(outcome: str) -> bool:
@@ -165,7 +168,8 @@ def describe(result: Search, bs: BoundarySpec) -> str:
         return f"stable up to lr = {bs.lr_high:g}: no boundary in [{bs.lr_low:g}, {bs.lr_high:g}]"
     if result.status == "unstable_everywhere":
         return f"unstable down to lr = {bs.lr_low:g}: no stable lr in [{bs.lr_low:g}, {bs.lr_high:g}]"
-    return f"stopped after {len(result.probes)} evaluations (boundary.max_evaluations) before reaching the precision"
+    return (f"stopped after {len(result.probes)} evaluations (boundary.max_evaluations) "
+            "before reaching the precision")
 
 
 # --------------------------------------------------------------------------- theory
@@ -276,7 +280,9 @@ class BoundaryResult:
 
 def config_factors(spec: RunSpec, n_samples: int = 0) -> dict:
     """The factors a boundary table is indexed by (the learning rate is what is searched)."""
-    clip = spec.clipping.kind if spec.clipping.kind == "none" else f"{spec.clipping.kind}={spec.clipping.threshold:g}"
+    clip = spec.clipping.kind
+    if clip != "none":
+        clip = f"{clip}={spec.clipping.threshold:g}"
     opt = spec.optimizer.name
     if spec.optimizer.name in ("momentum", "rmsprop") and spec.optimizer.momentum > 0:
         opt = f"{opt} {spec.optimizer.momentum:g}"
@@ -298,7 +304,7 @@ def _start_parent(tracker, spec: RunSpec, bs: BoundarySpec) -> str:
     run = tracker.client.create_run(exp_id, run_name=name, tags={"mlflow.runName": name})
     params = {k: v for k, v in spec.factors().items() if k != "optimizer.lr"}
     params.update({f"boundary.{k}": v for k, v in dataclasses.asdict(bs).items() if v is not None})
-    tags = {"kind": "boundary_search", "engine": spec.train.engine, "git_commit": git_commit(), **versions()}
+    tags = {ROLE: "search", "engine": spec.train.engine, "git_commit": git_commit(), **versions()}
     tracker.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
     return run.info.run_id
@@ -329,9 +335,13 @@ def find_boundary(spec: RunSpec, bs: BoundarySpec, *, tracker=None, device: str 
     from nanbench.run import execute
 
     t0 = time.perf_counter()
-    data = load(spec.dataset, spec.preprocess)  # for the theory only; each run loads its own
+    try:  # for the theory only; each run loads its own (and records a failure as outcome error)
+        data = load(spec.dataset, spec.preprocess)
+        oracle, n_samples = theory(spec, data.X), data.n_samples
+    except Exception as exc:  # noqa: BLE001 - the runs will say what went wrong
+        oracle, n_samples = Theory(lr=None, lambda_max=None, reason=f"data not loaded: {exc}"), 0
     result = BoundaryResult(spec=spec, boundary=bs, search=Search(None, None, "max_evaluations"),
-                            theory=theory(spec, data.X), n_samples=data.n_samples)
+                            theory=oracle, n_samples=n_samples)
     if tracker is not None:
         t = time.perf_counter()
         result.parent_run_id = _start_parent(tracker, spec, bs)
@@ -344,7 +354,7 @@ def find_boundary(spec: RunSpec, bs: BoundarySpec, *, tracker=None, device: str 
         ok = is_stable(run.outcome)
         if tracker is not None:
             t = time.perf_counter()
-            tags = {"boundary.index": str(len(result.outcomes)), "boundary.phase": phase,
+            tags = {ROLE: "evaluation", "boundary.index": str(len(result.outcomes)), "boundary.phase": phase,
                     "boundary.stable": str(ok).lower()}
             run.run_id = tracker.log(run, experiment=spec.tracking.experiment,
                                      parent_run_id=result.parent_run_id, tags=tags)
@@ -409,49 +419,53 @@ def _hydra_app():
     import hydra
 
     @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=CONFIG_NAME)
-    def app(cfg) -> None:
-        run_one(cfg)
+    def app(cfg) -> dict:
+        return run_one(cfg)  # under -m, BoundaryCallback collects the returned summaries
 
     return app
 
 
-# ----- grid mode
+try:  # Hydra ships the callback base class; keep the module importable without it all the same
+    from hydra.experimental.callback import Callback as _Callback
+except ImportError:  # pragma: no cover
+    _Callback = object
 
-def load_grid(path: str | Path) -> list[tuple[str, list[str]]]:
-    """The configurations of a grid file, as (block name, Hydra overrides) pairs.
 
-    The file holds `overrides` (applied to every configuration) and `blocks`, each with a `name`,
-    optional `overrides` and `params`: a mapping of key -> comma-separated options in Hydra's
-    sweeper syntax, expanded as a Cartesian product with Hydra's own override parser.
+class BoundaryCallback(_Callback):
+    """Under `python -m nanbench.boundary -m ...`: collects each job's search summary and writes
+    boundaries.{json,md,png} into Hydra's sweep folder when the multirun ends.
+
+    It takes the place of nanbench.sweep.SweepCallback (conf/boundary.yaml), whose per-run parent
+    and resume logic are for single training runs, not searches. Jobs report through their return
+    value, so the table needs the basic (in-process) launcher; `--grid` needs no launcher at all.
     """
-    import yaml
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    grid = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(grid, dict) or not isinstance(grid.get("blocks"), list):
-        raise ConfigError("blocks", "a list of {name, params, overrides} in the grid file", grid)
-    parser = OverridesParser.create()
-    common = [str(o) for o in grid.get("overrides") or []]
-    out: list[tuple[str, list[str]]] = []
-    for i, block in enumerate(grid["blocks"]):
-        name = str(block.get("name", f"block{i}"))
-        params = block.get("params") or {}
-        own = [str(o) for o in block.get("overrides") or []]
-        parsed = parser.parse_overrides([f"{k}={_option_string(v)}" for k, v in params.items()])
-        axes = [[f"{o.get_key_element()}={v}" for v in
-                 (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])]
-                for o in parsed]
-        for combo in itertools.product(*axes):
-            out.append((name, common + own + list(combo)))
-    return out
+    def __init__(self) -> None:
+        self.summaries: list[dict] = []
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
+        if isinstance(value, dict) and "lr_max_stable" in value:
+            self.summaries.append({**value, "overrides": list(job_return.overrides or [])})
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if not self.summaries:
+            return
+        from nanbench.boundary_report import write_plot, write_table
+
+        out = Path(str(config.hydra.sweep.dir))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "boundaries.json").write_text(json.dumps(self.summaries, indent=1, allow_nan=False) + "\n")
+        name = str(config.hydra.job.config_name)
+        write_table(self.summaries, out / "boundaries.md",
+                    command=f"python -m nanbench.boundary -m --config-name {name} ...")
+        write_plot(self.summaries, out / "boundaries.png")
+        print(f"nanbench.boundary: {len(self.summaries)} searches; table {out / 'boundaries.md'}", flush=True)
 
 
-def _option_string(value: Any) -> str:
-    # YAML may read `a,b` as a string and a single number as a number; both mean the same here.
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
+# ----- grid mode
 
 def compose(overrides: list[str]):
     """conf/boundary.yaml composed with `overrides`, exactly as the command line would see it."""
@@ -463,28 +477,65 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
 
 
-def run_grid(grid_path: str | Path, out_dir: str | Path, extra: list[str] | None = None) -> list[dict]:
-    """One search per configuration of the grid; writes boundaries.{json,md,png} into out_dir.
+def _compose_in(config_dir: Path, name: str, overrides: list[str], *, hydra_config: bool = False):
+    """Compose `name` from `config_dir` with conf/ on the search path (as `--config-dir` does)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    Every configuration is composed and validated before anything is trained, so a bad grid
-    fails at once with one line naming the key.
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        return hydra_compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONFIG_DIR}]", *overrides],
+                             return_hydra_config=hydra_config)
+
+
+def load_grid(path: str | Path, extra: list[str] | None = None) -> list[list[str]]:
+    """The jobs of a sweep file (e.g. sweeps/boundaries.yaml), as Hydra's basic sweeper expands
+    its ``hydra.sweeper.params``: one override list per combination, in Hydra's order.
+
+    `extra` overrides apply first, so ``hydra.sweeper.params.dataset=doc000_clean`` narrows the grid.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(path)
+    cfg = _compose_in(path.parent, path.stem, list(extra or []), hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    if not params:
+        raise ConfigError("hydra.sweeper.params", f"a mapping of key -> options in {path}", params)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+            else [f"{o.get_key_element()}={o.get_value_element_as_str()}"] for o in parsed]
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
+def compose_job(path: str | Path, job: list[str], extra: list[str] | None = None):
+    """One job of a sweep file, composed exactly as `python -m nanbench.boundary -m` would."""
+    path = Path(path)
+    return _compose_in(path.parent, path.stem, [*(extra or []), *job])
+
+
+def run_grid(grid_path: str | Path, out_dir: str | Path, extra: list[str] | None = None) -> list[dict]:
+    """One search per job of a sweep file, in this process; writes boundaries.{json,md,png} to out_dir.
+
+    Every job is composed and validated before anything is trained, so a bad grid fails at once
+    with one line naming the key and the job.
     """
     from nanbench.boundary_report import write_plot, write_table
     from nanbench.run import resolve_device
     from nanbench.tracking import Tracker
 
     t0 = time.perf_counter()
+    extra = list(extra or [])
     try:
-        configs = load_grid(grid_path)
+        jobs = load_grid(grid_path, extra)
     except ConfigError as exc:
         fail(f"{grid_path}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - unreadable file, bad YAML or override syntax
+    except Exception as exc:  # noqa: BLE001 - missing file, bad YAML or override syntax
         fail(f"{grid_path}: {type(exc).__name__}: {exc}".replace("\n", " "))
     prepared, trackers, devices = [], {}, {}
-    for block, overrides in configs:
-        where = f" (grid configuration: {' '.join(overrides)})"
+    for job in jobs:
+        where = f" (job: {' '.join(job)})"
         try:
-            spec, bs = prepare(compose(overrides + list(extra or [])))
+            spec, bs = prepare(compose_job(grid_path, job, extra))
             if spec.tracking not in trackers:
                 trackers[spec.tracking] = Tracker(spec.tracking)
             if spec.train.device not in devices:
@@ -493,21 +544,22 @@ def run_grid(grid_path: str | Path, out_dir: str | Path, extra: list[str] | None
             fail(f"{exc}{where}")
         except Exception as exc:  # noqa: BLE001 - Hydra cannot compose it (unknown option, bad value)
             fail(f"{type(exc).__name__}: {exc}{where}".replace("\n", " "))
-        prepared.append((block, overrides, spec, bs))
+        prepared.append((job, spec, bs))
 
     summaries = []
-    for i, (block, overrides, spec, bs) in enumerate(prepared, 1):
+    for i, (job, spec, bs) in enumerate(prepared, 1):
         result = find_boundary(spec, bs, tracker=trackers[spec.tracking], device=devices[spec.train.device])
         s = result.summary()
-        s["block"], s["overrides"] = block, overrides
+        s["overrides"] = job
         summaries.append(s)
-        theory_part = f" theory={s['lr_theory']:.3g}" if s["lr_theory"] is not None else ""
-        print(f"[{i}/{len(prepared)}] {block}: {' '.join(overrides)} -> {s['note']}{theory_part} "
-              f"({s['evaluations']} runs, {s['wall_s']:.1f}s)", flush=True)
+        theory_part = f"; theory {s['lr_theory']:.3g}" if s["lr_theory"] is not None else ""
+        print(f"[{i}/{len(prepared)}] {' '.join(job)}: {s['note']}{theory_part} "
+              f"({s['evaluations']} runs, {s['wall_s']:.1f} s)", flush=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "boundaries.json").write_text(json.dumps(summaries, indent=1, allow_nan=False) + "\n")
-    write_table(summaries, out / "boundaries.md", grid=str(grid_path))
+    write_table(summaries, out / "boundaries.md",
+                command=" ".join(["python -m nanbench.boundary --grid", str(grid_path), *extra]))
     write_plot(summaries, out / "boundaries.png")
     print(json.dumps({"configurations": len(summaries), "json": str(out / "boundaries.json"),
                       "table": str(out / "boundaries.md"), "plot": str(out / "boundaries.png"),

@@ -59,30 +59,34 @@ def table(summaries: list[dict]) -> str:
 def agreement(summaries: list[dict]) -> str:
     """One line on how measured boundaries compare with theory where the theory applies."""
     ratios = [s["measured_over_theory"] for s in summaries if s["measured_over_theory"] is not None]
+    slack = 1.0001  # float rounding of the printed learning rates
     inside = [s for s in summaries if s["lr_theory"] is not None and s["found"]
-              and s["lr_max_stable"] <= s["lr_theory"] * 1.0001 and s["lr_theory"] <= s["lr_min_unstable"] * 1.0001]
+              and s["lr_max_stable"] <= s["lr_theory"] * slack and s["lr_theory"] <= s["lr_min_unstable"] * slack]
     n_theory = sum(s["lr_theory"] is not None for s in summaries)
     if not ratios:
         return "No configuration of this grid has a closed-form bound."
-    return (f"Theory applies to {n_theory} configurations: measured max stable lr / theory ranges over "
-            f"{min(ratios):.3f} … {max(ratios):.3f}; the theoretical bound lies inside the measured bracket "
-            f"[max stable, min unstable] in {len(inside)} of them.")
+    return (f"The closed form applies to {n_theory} of {len(summaries)} configurations: measured max stable lr / "
+            f"theory ranges over {min(ratios):.3f} … {max(ratios):.3f}, and the theoretical bound lies inside "
+            f"the measured bracket [max stable, min unstable] in {len(inside)} of {n_theory}.")
 
 
-def write_table(summaries: list[dict], path: str | Path, *, grid: str = "") -> None:
-    s0 = summaries[0] if summaries else {}
+def write_table(summaries: list[dict], path: str | Path, *, command: str = "python -m nanbench.boundary") -> None:
+    epochs = sorted({s["epochs"] for s in summaries})
+    budget = f"{epochs[0]}-epoch" if len(epochs) == 1 else "fixed-budget"
+    precision = sorted({s["rel_precision"] for s in summaries}) or [0.05]
     first = (f"Each row is one search: bracket on a log scale, then bisect to a relative precision of "
-             f"{s0.get('rel_precision', 0.05):g}, each evaluation a {s0.get('epochs', '?')}-epoch training run. "
+             f"{', '.join(f'{p:g}' for p in precision)}, each evaluation a {budget} training run. "
              "Stable: finite, and the last epoch's loss at most outcome.diverge_factor × the first step's. "
              "Theory: 2(1+momentum)/λmax((2/n)·[X,1]ᵀ[X,1]) for linear + MSE + full-batch SGD/momentum; "
              "n/a elsewhere.")
     text = ["# Stability boundaries: the largest stable learning rate per configuration", "",
-            f"Made by `python -m nanbench.boundary --grid {grid or 'GRID'}`. {first}", "",
+            f"Made by `{command}`. {first}", "",
             agreement(summaries), "", table(summaries)]
     missing = [s for s in summaries if not s["found"]]
     if missing:
         text += ["Searches without a boundary inside the range:", ""]
-        text += [f"- {' · '.join(str(s['factors'][k]) for k in FACTORS)}: {s['note']}" for s in sorted(missing, key=_key)]
+        text += [f"- {' · '.join(str(s['factors'][k]) for k in FACTORS)}: {s['note']}"
+                 for s in sorted(missing, key=_key)]
         text.append("")
     Path(path).write_text("\n".join(text))
 
@@ -118,12 +122,15 @@ def write_plot(summaries: list[dict], path: str | Path) -> None:
     ax.set_xlabel("learning rate")
     ax.set_title("Largest stable learning rate per configuration", fontsize=10)
     from matplotlib.lines import Line2D
-    handles = [Line2D([], [], color="tab:blue", marker="o", lw=3, label="measured: max stable → min unstable"),
-               Line2D([], [], color="black", marker="x", ls="none", label="theory 2(1+β)/λmax (full-batch GD)"),
-               Line2D([], [], color="tab:green", marker=">", ls="none", label="stable up to lr_high: no boundary"),
-               Line2D([], [], color="tab:red", marker="<", ls="none", label="unstable down to lr_low: no boundary")]
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / max(1, len(rows)) - 0.04),
-              ncol=2, frameon=False)
+    handles = [
+        Line2D([], [], color="tab:blue", marker="o", lw=3, label="measured: max stable → min unstable"),
+        Line2D([], [], color="black", marker="x", ls="none", label="theory 2(1+β)/λmax (full-batch GD)"),
+        Line2D([], [], color="tab:green", marker=">", ls="none", label="stable up to lr_high: no boundary"),
+        Line2D([], [], color="tab:red", marker="<", ls="none", label="unstable down to lr_low: no boundary"),
+    ]
+    below = -0.6 / max(1, len(rows)) - 0.04  # just under the x label, whatever the figure height
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, below), ncol=2,
+              frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

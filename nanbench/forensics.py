@@ -13,8 +13,8 @@ from nanbench.spec import OutcomeSpec
 
 OUTCOMES = ("converged", "stalled", "diverged", "inf", "nan", "error")
 
-# Bits of a step's `flags` (set in nanbench.step): one inf/NaN pair per place a non-finite value
-# can first appear, in data-flow order.
+# Bits of a step's `flags` (see step_flags): one inf/NaN pair per place a non-finite value can
+# first appear, in data-flow order.
 SOURCES = ("input", "loss", "gradients", "weights")
 INF_BIT = {s: 1 << (2 * i) for i, s in enumerate(SOURCES)}
 NAN_BIT = {s: 1 << (2 * i + 1) for i, s in enumerate(SOURCES)}
@@ -32,7 +32,7 @@ class StepSeries:
     loss: np.ndarray         # batch loss (float)
     grad_norm: np.ndarray    # global gradient norm before clipping
     weight_norm: np.ndarray  # global weight norm after the update
-    flags: np.ndarray        # int bit set, see nanbench.step
+    flags: np.ndarray        # int bit set per step, see step_flags
     epoch_loss: np.ndarray   # Keras's epoch loss: batch losses averaged, weighted by batch size
     steps_per_epoch: int
 
@@ -53,6 +53,22 @@ class Verdict:
     min_loss: float | None
 
 
+def step_flags(input_sq, loss, grad_norm, weight_norm, *, loss_scaled: bool = False) -> np.ndarray:
+    """Per-step flags from the four numbers nanbench.step measures (each NaN iff its tensors held a
+    NaN, inf iff they held an inf and no NaN). With loss scaling (mixed_float16), non-finite
+    gradients are the scaler's business: the step is skipped, which sets SKIPPED_BIT instead."""
+    flags = np.zeros(len(loss), dtype=np.int64)
+    for source, values in (("input", input_sq), ("loss", loss), ("gradients", grad_norm),
+                           ("weights", weight_norm)):
+        values = np.asarray(values, dtype=np.float64)
+        if source == "gradients" and loss_scaled:
+            flags |= np.where(~np.isfinite(values), SKIPPED_BIT, 0)
+            continue
+        flags |= np.where(np.isinf(values), INF_BIT[source], 0)
+        flags |= np.where(np.isnan(values), NAN_BIT[source], 0)
+    return flags
+
+
 def _first(mask: np.ndarray) -> int | None:
     hits = np.flatnonzero(mask)
     return int(hits[0]) if hits.size else None
@@ -66,9 +82,6 @@ def first_source(flags: int) -> str | None:
     return None
 
 
-def nan_in_weights(flags: np.ndarray) -> np.ndarray:
-    """Steps after which the weights hold NaN: every later step is NaN too, so training may stop."""
-    return (np.asarray(flags) & NAN_BIT["weights"]) != 0
 
 
 def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:

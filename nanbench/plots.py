@@ -61,11 +61,11 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
     pc_levels = list(pd.unique(panels["pc"]))
     if len(pr_levels) * len(pc_levels) > MAX_PANELS:  # keep the figure readable: first datasets only
         pr_levels = pr_levels[:max(1, MAX_PANELS // len(pc_levels))]
-    w = 1.2 + 0.55 * len(c_levels)
-    h = 0.9 + 0.38 * len(r_levels)
-    fig = _figure(min(40, w * len(pc_levels) + 2.6), min(60, h * len(pr_levels) + 1.4))
+    w = max(2.2, 0.3 + 0.55 * len(c_levels))
+    h = max(1.4, 0.7 + 0.38 * len(r_levels))
+    fig = _figure(min(40, w * len(pc_levels) + 2.8), min(60, h * len(pr_levels) + 1.6))
     axes = fig.subplots(len(pr_levels), len(pc_levels), squeeze=False, sharex=True, sharey=True)
-    _margins(fig, 1.2, 1.4, 0.9, 0.7, wspace=0.08, hspace=0.35)
+    _margins(fig, 1.2, 1.6, 1.0, 0.7, wspace=0.12, hspace=0.45)
     import matplotlib as mpl
     cmap = mpl.colormaps["Reds"].with_extremes(bad="#eeeeee")
     image = None
@@ -94,8 +94,9 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
                 ax.set_xlabel(f"{cols} (grid levels, log-spaced)" if cols == LR else cols, fontsize=8)
             if j == 0:
                 ax.set_ylabel(rows, fontsize=8)
-    cax = fig.add_axes((1 - 1.1 / fig.get_size_inches()[0], 0.15, 0.15 / fig.get_size_inches()[0], 0.7))
-    fig.colorbar(image, cax=cax, label="non-finite rate (nan or inf / trained runs)")
+    width, height = fig.get_size_inches()
+    cax = fig.add_axes((1 - 1.3 / width, 1.0 / height, 0.15 / width, 1 - 1.7 / height))
+    fig.colorbar(image, cax=cax, label="non-finite rate")
     fig.suptitle(f"Non-finite rate by {cols} × {rows}, per {panel_rows} × {panel_cols}", fontsize=11)
     return _save(fig, path)
 

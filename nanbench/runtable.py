@@ -143,7 +143,7 @@ def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
         info = pd.DataFrame(con.execute(
             "SELECT run_uuid, name, status, start_time, artifact_uri FROM runs "
             f"WHERE run_uuid IN ({selected})", args).fetchall(),
-            columns=["run_id", "run_name", "status", "start_time", "artifact_uri"])
+            columns=["run_id", "run_name", "status", "start_time", "artifact_uri"], dtype=object)
         # `+key` keeps SQLite on the run_uuid index: the (key, run_uuid) index is twice as slow here
         params = _long(con, f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({selected})", args)
         tags = _long(con, f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({selected}) "
@@ -217,10 +217,9 @@ def _factor_column(key: str, values: pd.Series, trained: pd.Series) -> pd.Series
     Values of runs that did not train (a combination rejected by validation is recorded with its
     raw config) do not make a numeric factor categorical: what does not parse becomes NaN there."""
     missing = values.isna()
-    try:  # all numbers: C-speed parse, where to_numeric is 5x slower
-        numeric = values.astype(float)
-    except (TypeError, ValueError):
-        numeric = pd.to_numeric(values, errors="coerce")
+    codes, uniques = pd.factorize(values)  # parse each distinct value once, not every row
+    parsed_uniques = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(float)
+    numeric = pd.Series(np.where(codes >= 0, parsed_uniques[codes], np.nan), index=values.index)
     parsed = numeric.notna() | missing
     numeric_factor = bool(parsed[trained].all()) and bool(trained.any())
     if numeric_factor and not missing[trained].any():

@@ -16,11 +16,8 @@ Data flows one way: runtable (read MLflow) -> analysis (statistics) -> plots -> 
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import json
 import os
-import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nanbench import analysis as A
+from nanbench.report import Report
 from nanbench.runtable import SummaryError, SweepRuns, load_curve, load_runs, log_summary_artifacts
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"  # as conf/tracking/default.yaml
@@ -38,115 +36,14 @@ PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed
               "Optuna's `get_param_importances` reads trials in state COMPLETE, and a trial whose "
               "objective is NaN is marked FAIL. The runs they drop are exactly the signal measured here, "
               "so the forest above is fitted on every run that trained, the non-finite ones included.")
-SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training speed, steps timed by "
-              "`train_s` divided by `train_s` (the fit engine's first step and the fused engine's "
-              "trace are excluded); **samples/s** is steps/s times the mean batch; **first step** "
+SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training speed, the steps timed "
+              "by `train_s` over `train_s` (the fit engine's first step and the fused engine's trace "
+              "are left out); **samples/s** is steps/s times the mean batch; **first step** "
               "(`first_step_s`) is the first call, including tracing and compilation; **wall** is "
               "data + build + first step + training (MLflow logging excluded). The engine matters: "
               "`fit` runs Keras `Model.fit` with a forensic step, `fused` runs the whole training in one "
               "traced `tf.function`. All are medians over the runs that trained; timings of a shared "
               "machine are indicative, ratios within one sweep more than absolute values.")
-
-
-# ---------------------------------------------------------------------------------------------
-# A report is a list of blocks, rendered twice: Markdown and self-contained HTML
-
-
-class Report:
-    def __init__(self) -> None:
-        self.blocks: list[tuple[str, object]] = []
-
-    def heading(self, level: int, text: str) -> None:
-        self.blocks.append((f"h{level}", text))
-
-    def para(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def bullets(self, items: list[str]) -> None:
-        if items:
-            self.blocks.append(("ul", items))
-
-    def code(self, text: str) -> None:
-        self.blocks.append(("pre", text))
-
-    def table(self, frame: pd.DataFrame) -> None:
-        """`frame` holds display strings already; its columns are the header."""
-        if not frame.empty:
-            self.blocks.append(("table", frame))
-
-    def image(self, path: Path | None, alt: str) -> None:
-        if path is not None:
-            self.blocks.append(("img", (Path(path), alt)))
-
-    def markdown(self) -> str:
-        out = []
-        for kind, content in self.blocks:
-            if kind.startswith("h"):
-                out.append("#" * int(kind[1]) + " " + content)
-            elif kind == "p":
-                out.append(content)
-            elif kind == "ul":
-                out.append("\n".join(f"- {item}" for item in content))
-            elif kind == "pre":
-                out.append(f"```\n{content}\n```")
-            elif kind == "table":
-                out.append(_md_table(content))
-            elif kind == "img":
-                path, alt = content
-                out.append(f"![{alt}]({path.name})")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, title: str) -> str:
-        body = []
-        for kind, content in self.blocks:
-            if kind.startswith("h"):
-                body.append(f"<{kind}>{_inline(content)}</{kind}>")
-            elif kind == "p":
-                body.append(f"<p>{_inline(content)}</p>")
-            elif kind == "ul":
-                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in content) + "</ul>")
-            elif kind == "pre":
-                body.append(f"<pre>{html.escape(content)}</pre>")
-            elif kind == "table":
-                body.append(_html_table(content))
-            elif kind == "img":
-                path, alt = content
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                body.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-                            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
-        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-                + "\n".join(body) + "\n</body></html>\n")
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
-        "code,pre{background:#f6f6f6;font-size:13px}pre{padding:.8em;overflow-x:auto}"
-        "img{max-width:100%}figcaption{font-size:12px;color:#555}")
-
-
-def _inline(text: str) -> str:
-    text = html.escape(text)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
-
-
-def _md_table(frame: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |",
-             "|" + "|".join("---" for _ in frame.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 # ---------------------------------------------------------------------------------------------

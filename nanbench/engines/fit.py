@@ -14,37 +14,36 @@ import numpy as np
 import tensorflow as tf
 
 from nanbench.engines import EngineOutput
-from nanbench.forensics import StepSeries, nan_in_weights
+from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer
-from nanbench.step import forensic_step
+from nanbench.step import forensic_step, loss_scaled
 
 
 class ForensicSequential(keras.Sequential):
-    """A Sequential model whose fit also reports per-step loss, norms and non-finite flags."""
+    """A Sequential model whose fit also reports per-step loss and forensic sums (nanbench.step)."""
 
     def train_step(self, data):
         x, y = data[0], data[1]
         out = forensic_step(self, self.optimizer, x, y)
         # As Keras's own train_step: the epoch loss is the batch-size-weighted mean of batch losses.
         self._loss_tracker.update_state(out["loss"], sample_weight=tf.shape(x)[0])
-        return {"loss": self._loss_tracker.result(), "step_loss": out["loss"],
-                "grad_norm": out["grad_norm"], "weight_norm": out["weight_norm"], "flags": out["flags"]}
+        return {"loss": self._loss_tracker.result(), "step_loss": out["loss"], "input_sq": out["input_sq"],
+                "grad_sq": out["grad_sq"], "weight_sq": out["weight_sq"]}
 
 
 class _Recorder(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
-        self.rows: list[tuple[float, float, float, int]] = []
+        self.rows: list[tuple[float, float, float, float]] = []
         self.epoch_loss: list[float] = []
         self.first_step_end: float | None = None
 
     def on_train_batch_end(self, batch, logs=None):
         if self.first_step_end is None:
             self.first_step_end = time.perf_counter()
-        flags = int(np.asarray(logs["flags"]))
-        self.rows.append((float(np.asarray(logs["step_loss"])), float(np.asarray(logs["grad_norm"])),
-                          float(np.asarray(logs["weight_norm"])), flags))
-        if nan_in_weights(flags):
+        row = tuple(float(np.asarray(logs[k])) for k in ("input_sq", "step_loss", "grad_sq", "weight_sq"))
+        self.rows.append(row)
+        if np.isnan(row[3]):  # NaN weights: every later step is NaN too
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -66,9 +65,11 @@ def train(spec, data, device: str) -> EngineOutput:
         model.fit(data.X, data.y, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
                   shuffle=spec.train.shuffle, verbose=0, callbacks=[recorder])
         t2 = time.perf_counter()
-    rows = np.array(recorder.rows, dtype=np.float64).reshape(-1, 4)
-    series = StepSeries(loss=rows[:, 0], grad_norm=rows[:, 1], weight_norm=rows[:, 2],
-                        flags=rows[:, 3].astype(np.int64), epoch_loss=np.array(recorder.epoch_loss),
+    input_sq, loss, grad_sq, weight_sq = np.array(recorder.rows, dtype=np.float64).reshape(-1, 4).T
+    grad_norm, weight_norm = np.sqrt(grad_sq), np.sqrt(weight_sq)
+    flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(model.optimizer))
+    series = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
+                        flags=flags, epoch_loss=np.array(recorder.epoch_loss),
                         steps_per_epoch=-(-data.n_samples // spec.train.batch_size))
     first = (recorder.first_step_end or t2) - t1
     return EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first)

@@ -17,10 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from nanbench.engines import EngineOutput
-from nanbench.forensics import StepSeries
+from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.forensics import INF_BIT, NAN_BIT
-from nanbench.step import forensic_step
+from nanbench.step import forensic_step, loss_scaled
 
 
 class RuntimeThreshold:
@@ -103,7 +102,8 @@ class Trainer:
         n = tf.shape(X)[0]
         per_epoch = (n + batch_size - 1) // batch_size
         total = epochs * per_epoch
-        arrays = [tf.TensorArray(dt, size=total) for dt in (tf.float32, tf.float64, tf.float64, tf.int32)]
+        # per step: the batch loss, and (forensics) the sums of squares of input, gradients, weights
+        arrays = [tf.TensorArray(tf.float32, size=total), tf.TensorArray(tf.float64, size=total)]
         epoch_loss = tf.TensorArray(tf.float32, size=total)
 
         def body(step, order, total_loss, count, stopped, arrays, epoch_loss):
@@ -122,11 +122,11 @@ class Trainer:
             total_loss = tf.where(tf.equal(i, 0), 0.0, total_loss) + tf.cast(out["loss"], tf.float32) * weight
             count = tf.where(tf.equal(i, 0), 0.0, count) + weight
             if self.forensics:
-                values = (out["loss"], out["grad_norm"], out["weight_norm"], out["flags"])
-                arrays = [a.write(step, tf.cast(v, a.dtype)) for a, v in zip(arrays, values)]
-                stopped = tf.not_equal(tf.bitwise.bitwise_and(out["flags"], NAN_BIT["weights"]), 0)
+                sums = tf.stack([out["input_sq"], out["grad_sq"], out["weight_sq"]])
+                arrays = [arrays[0].write(step, tf.cast(out["loss"], tf.float32)), arrays[1].write(step, sums)]
+                stopped = tf.math.is_nan(out["weight_sq"])  # every later step would be NaN too
             else:
-                arrays = [arrays[0].write(step, tf.cast(out["loss"], tf.float32))] + arrays[1:]
+                arrays = [arrays[0].write(step, tf.cast(out["loss"], tf.float32)), arrays[1]]
             epoch_loss = epoch_loss.write(step, total_loss / count)  # running epoch mean
             return step + 1, order, total_loss, count, stopped, arrays, epoch_loss
 
@@ -193,12 +193,11 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
         trainer.trace()
         trace_s = time.perf_counter() - t0 - build_s
     series, epoch_loss, per_epoch, seconds = trainer.run(spec, data.X, data.y)
-    if not forensics:  # benchmark mode: only the loss was measured; flags follow from it alone
-        loss = series[0]
-        flags = np.where(np.isnan(loss), NAN_BIT["loss"], np.where(np.isinf(loss), INF_BIT["loss"], 0))
-        series += [np.full(len(loss), np.nan), np.full(len(loss), np.nan), flags]
-    loss, grad_norm, weight_norm, flags = series
+    loss = series[0]
+    sums = series[1] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
+    input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
+    flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
     out = StepSeries(loss=loss.astype(np.float64), grad_norm=grad_norm, weight_norm=weight_norm,
-                     flags=flags.astype(np.int64), epoch_loss=epoch_loss.astype(np.float64),
+                     flags=flags, epoch_loss=epoch_loss.astype(np.float64),
                      steps_per_epoch=per_epoch)
     return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=seconds)

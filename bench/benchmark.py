@@ -1,0 +1,328 @@
+"""`make bench`: nanbench's speed, measured side by side, written to results/benchmark.{md,csv}.
+
+Every figure is a median of repeated measurements taken in this one invocation, with the things
+compared interleaved (A, B, A, B, ...) so that a noisy machine hits both alike. Speed is never
+asserted in tests; this file is where it is measured.
+
+    python bench/benchmark.py [--reps 3] [--out results] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+# The grid of the throughput comparison: 4 structures x 3 learning rates x 2 seeds = 24 runs.
+GRID = {"dataset": ["clean", "outliers"], "optimizer": ["sgd", "adam"]}
+LRS = [0.001, 0.01, 0.1]
+SEEDS = [0, 1]
+EPOCHS = 20
+
+
+def _median(xs):
+    return statistics.median(xs)
+
+
+def _machine() -> dict:
+    import keras
+    import mlflow
+    import numpy as np
+    import tensorflow as tf
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "mlflow": mlflow.__version__, "gpu": ", ".join(g.name for g in gpus) or "none"}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1 and 4: per-step cost of the fused engine vs a minimal hand-written loop; forensics on/off
+
+
+def per_step(reps: int) -> list[dict]:
+    import numpy as np
+    import tensorflow as tf
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import compose_config
+    from nanbench.data import load
+    from nanbench.engines import fused
+    from nanbench.model import build_loss, build_model, build_optimizer, reset_model
+    from nanbench.run import configure_tensorflow
+    from nanbench.spec import from_config
+
+    configure_tensorflow()
+    spec = from_config(compose_config(["dataset=clean", "model=mlp", "model.width=64", "optimizer=adam",
+                                       "train.batch_size=32", f"train.epochs={EPOCHS}", "train.engine=fused"]))
+    data = load(spec.dataset, spec.preprocess)
+    steps = EPOCHS * 8
+    with_f = fused.Trainer(spec, data.n_features, "/CPU:0", forensics=True)
+    without_f = fused.Trainer(spec, data.n_features, "/CPU:0", forensics=False)
+
+    # The limit: the same Keras model, optimizer and loss in the smallest whole-run tf.function
+    # (fixed-order batches by slicing, no forensics, no per-step outputs), reset the same way.
+    model = build_model(spec.model, data.n_features, seed=0)
+    opt = build_optimizer(spec.optimizer, spec.clipping)
+    loss_fn = build_loss(spec.loss)
+    opt.build(model.trainable_variables)
+    opt_start = [v.numpy() for v in opt.variables]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, data.n_features]), tf.TensorSpec([None, 1])])
+    def minimal(X, y):
+        def body(i, _):
+            s = (i % 8) * 32
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y[s:s + 32], model(X[s:s + 32], training=True))
+            opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            return i + 1, loss
+        return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), tf.constant(0.0)))[1]
+
+    def run_minimal():
+        reset_model(model, 0)
+        for v, value in zip(opt.variables, opt_start):
+            v.assign(value)
+        minimal(data.X, data.y).numpy()
+
+    candidates = {"fused": lambda: with_f.run(spec, data.X, data.y),
+                  "fused_no_forensics": lambda: without_f.run(spec, data.X, data.y),
+                  "minimal": run_minimal}
+    for fn in candidates.values():  # trace and warm up
+        fn(), fn(), fn()
+    times: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(max(reps, 5)):
+        for name, fn in candidates.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) / steps * 1e3)
+    med = {k: _median(v) for k, v in times.items()}
+    return [
+        {"item": "1", "measure": "ms per step, whole run incl. reset (MLP 10-64-1, batch 32, 160 steps)",
+         "nanbench": med["fused"], "reference": med["minimal"], "reference_name": "minimal tf.function loop",
+         "ratio": med["fused"] / med["minimal"], "goal": "<= 1.5", "met": med["fused"] / med["minimal"] <= 1.5},
+        {"item": "4", "measure": "ms per step, fused with forensics vs without",
+         "nanbench": med["fused"], "reference": med["fused_no_forensics"], "reference_name": "fused, forensics off",
+         "ratio": med["fused"] / med["fused_no_forensics"], "goal": "<= 1.10",
+         "met": med["fused"] / med["fused_no_forensics"] <= 1.10},
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2 and 6: sweep throughput through the real CLIs
+
+
+def _nanbench_sweep(store: str, workdir: Path, jobs: int = 1, grid: dict | None = None,
+                    lrs=LRS, seeds=SEEDS, epochs=EPOCHS, extra=()) -> tuple[float, int]:
+    grid = grid or GRID
+    cfg = workdir / f"bench_{len(lrs)}x{len(seeds)}.yaml"
+    cfg.write_text(
+        "defaults:\n  - config\n  - _self_\n"
+        f"sweep:\n  name: bench\n  inner:\n    optimizer.lr: {list(lrs)}\n    train.seed: {list(seeds)}\n"
+        f"train:\n  engine: fused\n  epochs: {epochs}\n")
+    params = [f"{k}={','.join(v)}" for k, v in grid.items()]
+    launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
+    cmd = [PY, "-m", "nanbench", "-m", "--config-dir", str(workdir), "--config-name", cfg.stem, *params,
+           f"tracking.uri={store}", f"sweep.results_dir={workdir}/results", "sweep.redo=true",
+           f"hydra.sweep.dir={workdir}/hydra", *launcher, *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(proc.stderr[-2000:])
+    n = len(lrs) * len(seeds)
+    for v in grid.values():
+        n *= len(v)
+    return wall, n
+
+
+def _peer_sweep(store: str, workdir: Path) -> tuple[float, int]:
+    params = [f"{k}={','.join(v)}" for k, v in GRID.items()]
+    cmd = [PY, str(ROOT / "bench" / "naive_peer.py"), "-m", *params,
+           f"optimizer.lr={','.join(map(str, LRS))}", f"train.seed={','.join(map(str, SEEDS))}",
+           f"train.epochs={EPOCHS}", "train.engine=fit", f"tracking.uri={store}", "tracking.experiment=bench",
+           "hydra/sweeper=basic", "~hydra.callbacks.nanbench", f"hydra.sweep.dir={workdir}/peer"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    n = len(LRS) * len(SEEDS)
+    for v in GRID.values():
+        n *= len(v)
+    return wall, n
+
+
+def _outcomes(store: str) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("bench")
+    runs = client.search_runs([exp.experiment_id], "tags.outcome != ''", max_results=10000)
+    return {r.data.tags["config_hash"]: r.data.tags["outcome"] for r in runs if "config_hash" in r.data.tags}
+
+
+def throughput(reps: int, tmp: Path) -> list[dict]:
+    ours, peer = [], []
+    for rep in range(reps):
+        a, b = tmp / f"a{rep}", tmp / f"b{rep}"
+        a.mkdir()
+        b.mkdir()
+        wall, n = _nanbench_sweep(f"sqlite:///{a}/m.db", a)
+        ours.append(n / wall * 60)
+        wall, n = _peer_sweep(f"sqlite:///{b}/m.db", b)
+        peer.append(n / wall * 60)
+    theirs_out = _outcomes(f"sqlite:///{tmp}/b0/m.db")
+    ours_out = _outcomes(f"sqlite:///{tmp}/a0/m.db")
+    same = sum(ours_out.get(h) == o for h, o in theirs_out.items())
+    med_ours, med_peer = _median(ours), _median(peer)
+    return [{"item": "2", "measure": f"runs/min end to end (process start included), {n}-run grid; "
+                                     f"same outcome on {same}/{len(theirs_out)} runs",
+             "nanbench": med_ours, "reference": med_peer,
+             "reference_name": "naive peer: Hydra job per run, model.fit, MLflow per value",
+             "ratio": med_ours / med_peer, "goal": ">= 30", "met": med_ours / med_peer >= 30}]
+
+
+def workers(reps: int, tmp: Path) -> list[dict]:
+    grid = {"dataset": ["clean", "outliers"], "optimizer": ["sgd", "adam"], "loss": ["mse", "huber"]}
+    one, two = [], []
+    for rep in range(reps):
+        for jobs, out in ((1, one), (2, two)):
+            d = tmp / f"w{jobs}_{rep}"
+            d.mkdir()
+            wall, n = _nanbench_sweep(f"sqlite:///{d}/m.db", d, jobs=jobs, grid=grid, lrs=[1e-3, 1e-2, 1e-1, 1.0],
+                                      seeds=[0, 1, 2])
+            out.append(wall)
+    speedup = _median(one) / _median(two)
+    return [{"item": "6", "measure": f"sweep wall seconds, {n} runs in 8 jobs, JOBS=2 vs JOBS=1",
+             "nanbench": _median(two), "reference": _median(one), "reference_name": "JOBS=1",
+             "ratio": speedup, "goal": ">= 1.7 (speed-up)", "met": speedup >= 1.7}]
+
+
+def scaling(tmp: Path, sizes=(100, 1000, 10000)) -> list[dict]:
+    """Runs/s of the sweep (its parent run's wall time) at growing sizes of a cheap grid."""
+    from mlflow.tracking import MlflowClient
+    rows = []
+    for n in sizes:
+        d = tmp / f"s{n}"
+        d.mkdir()
+        seeds = list(range(n // 10))
+        _nanbench_sweep(f"sqlite:///{d}/m.db", d, grid={"dataset": ["doc000_clean"], "optimizer": ["sgd"]},
+                        lrs=[10.0 ** -k for k in range(1, 11)], seeds=seeds, epochs=5,
+                        extra=["model=linear"])
+        client = MlflowClient(f"sqlite:///{d}/m.db")
+        exp = client.get_experiment_by_name("bench")
+        parent = client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'parent'")[0]
+        rows.append({"item": "5", "measure": f"runs/s at {n} runs (doc000_clean, linear, SGD, 5 epochs; sweep wall)",
+                     "nanbench": n / parent.data.metrics["wall_s"], "reference": None, "reference_name": "",
+                     "ratio": None, "goal": "flat", "met": None})
+    first = rows[0]["nanbench"]
+    for r in rows:
+        r["ratio"] = r["nanbench"] / first
+    return rows
+
+
+def harness_overhead(store: str = "sqlite:///results/mlflow.db") -> list[dict]:
+    """Item 3, from the latest `make sweep` of the default grid in the project's store."""
+    from mlflow.tracking import MlflowClient
+    path = ROOT / "results" / "mlflow.db"
+    if not path.exists():
+        return [{"item": "3", "measure": "default sweep: run `make sweep` first", "nanbench": None,
+                 "reference": None, "reference_name": "", "ratio": None, "goal": "<= 1.5", "met": None}]
+    client = MlflowClient(f"sqlite:///{path}")
+    exp = client.get_experiment_by_name("default")
+    parent = client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'parent'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  max_results=50000)
+    train = sum(r.data.metrics.get("first_step_s", 0) + r.data.metrics.get("train_s", 0) for r in children)
+    wall = parent.data.metrics["wall_s"]
+    return [{"item": "3", "measure": f"default sweep ({len(children)} runs): sweep wall s / sum of engine s "
+                                     "(trace + training)",
+             "nanbench": wall, "reference": train, "reference_name": "sum of engine time",
+             "ratio": wall / train, "goal": "<= 1.5", "met": wall / train <= 1.5}]
+
+
+def summary_scale() -> list[dict]:
+    try:
+        from nanbench.summary import benchmark_summary
+    except ImportError:
+        return []
+    seconds = benchmark_summary(10000)
+    return [{"item": "S", "measure": "summarize 10,000 runs (seconds)", "nanbench": seconds, "reference": None,
+             "reference_name": "", "ratio": None, "goal": "<= 10 s", "met": seconds <= 10}]
+
+
+def write(rows: list[dict], machine: dict, out: Path, elapsed: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "benchmark.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["item", "measure", "nanbench", "reference", "reference_name", "ratio",
+                                          "goal", "met"])
+        w.writeheader()
+        w.writerows(rows)
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+
+    lines = ["# nanbench benchmark", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores; GPU: {machine['gpu']}. "
+             f"Python {machine['python']}, TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
+             f"NumPy {machine['numpy']}, MLflow {machine['mlflow']}.",
+             f"Produced by `make bench` in {elapsed:.0f} s. Figures are medians of repeated, interleaved "
+             "measurements; ratios are taken within this one run. CPU only: no GPU was available, so no "
+             "GPU rows were measured." if machine["gpu"] == "none" else "", "",
+             "| # | measure | nanbench | reference | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = f"{fmt(r['reference'])} ({r['reference_name']})" if r["reference"] is not None else ""
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        lines.append(f"| {r['item']} | {r['measure']} | {fmt(r['nanbench'])} | {ref} | {fmt(r['ratio'])} | "
+                     f"{r['goal']} | {met} |")
+    (out / "benchmark.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (>= 3)")
+    parser.add_argument("--out", default=str(ROOT / "results"), help="folder for benchmark.md and .csv")
+    parser.add_argument("--quick", action="store_true", help="scaling up to 1,000 runs only")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="nanbench-bench-"))
+    try:
+        machine = _machine()
+        rows = per_step(args.reps)
+        print(json.dumps(rows[-2:], default=str), flush=True)
+        rows += throughput(args.reps, tmp)
+        print(json.dumps(rows[-1], default=str), flush=True)
+        rows += harness_overhead()
+        rows += workers(args.reps, tmp)
+        print(json.dumps(rows[-1], default=str), flush=True)
+        rows += scaling(tmp, (100, 1000) if args.quick else (100, 1000, 10000))
+        rows += summary_scale()
+        rows.sort(key=lambda r: r["item"])
+        write(rows, machine, Path(args.out), time.perf_counter() - start)
+        print((Path(args.out) / "benchmark.md").read_text())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
