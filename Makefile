@@ -9,7 +9,7 @@ PORT   ?= 5000
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary ui report bench examples boundaries clean
+.PHONY: help install test test-fast sweep summary report examples boundaries bench ui clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,22 @@ test-fast: $(STAMP)  ## run the tests not marked slow
 
 sweep: $(STAMP)  ## train every run of sweeps/$(SWEEP).yaml (JOBS=N workers), then summarize
 	$(PY) -m nanbench -m --config-dir sweeps --config-name $(SWEEP) $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
+
+summary: $(STAMP)  ## re-summarize sweep $(SWEEP) from its MLflow experiment into results/$(SWEEP)/
+	$(PY) -m nanbench.summary --sweep $(SWEEP) --tracking-uri $(STORE) --out results/$(SWEEP)
+
+report:  ## print the path of sweep $(SWEEP)'s self-contained HTML report
+	@test -f results/$(SWEEP)/summary.html || { echo "no report yet: make sweep SWEEP=$(SWEEP)" >&2; exit 1; }
+	@echo "$(CURDIR)/results/$(SWEEP)/summary.html"
+
+examples: $(STAMP)  ## run the documents' examples and check their claims: results/examples.md
+	$(PY) -m nanbench.examples --out results --tracking-uri $(STORE)
+
+boundaries: $(STAMP)  ## largest stable learning rate per configuration: results/boundaries.md
+	$(PY) -m nanbench.boundary --grid sweeps/boundaries.yaml --out results
+
+bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
+	$(PY) bench/benchmark.py --out results
 
 ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
