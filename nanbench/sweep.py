@@ -209,7 +209,7 @@ def _progress(total: int | None):
     global _bar
     if _bar is None and sys.stdout.isatty():
         from tqdm import tqdm
-        _bar = tqdm(total=total, unit="run", dynamic_ncols=True, smoothing=0.05)
+        _bar = tqdm(total=total, unit="run", dynamic_ncols=True, smoothing=0.05, file=sys.stdout)
         _bar.counts = {"nan": 0, "inf": 0, "error": 0}
     return _bar
 
