@@ -42,7 +42,7 @@ examples: $(STAMP)  ## run the documents' examples and check their claims: resul
 	$(PY) -m nanbench.examples --out results --tracking-uri $(STORE)
 
 boundaries: $(STAMP)  ## largest stable learning rate per configuration: results/boundaries.md
-	$(PY) -m nanbench.boundary --grid sweeps/boundaries.yaml --out results
+	$(PY) -m nanbench.boundary --grid sweeps/boundaries.yaml --out results $(ARGS)
 
 bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
 	$(PY) bench/benchmark.py --out results

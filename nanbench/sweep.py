@@ -159,7 +159,8 @@ def _summarize(config: DictConfig, name: str, parent_run_id: str) -> None:
     except ImportError:
         return
     out = Path(config.sweep.results_dir) / name
-    summary.summarize(name, config.tracking.uri, out, parent_run_id=parent_run_id)
+    # every configuration of the experiment (its latest run), so a resumed sweep is summarized whole
+    summary.summarize(name, config.tracking.uri, out, parent_run_id=parent_run_id, scope="experiment")
     print(f"nanbench: summary written to {out}/summary.md", flush=True)
 
 

@@ -24,6 +24,7 @@ from nanbench.spec import ConfigError, TrackingSpec
 from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, SOURCES
 
 DB_SCHEMES = ("postgresql", "mysql", "mssql")
+MAX_EPOCH_POINTS = 100  # per-epoch curves longer than this are thinned; steps.csv keeps everything
 
 
 def _quiet() -> None:
@@ -145,10 +146,15 @@ def _epoch_metrics(result: RunResult, log_steps: bool) -> list[tuple[str, float,
     a row in MLflow's store, and rows are most of the cost of recording a run."""
     s = result.series
     out: list[tuple[str, float, int]] = []
+    # at most ~MAX_EPOCH_POINTS points per curve: long runs are thinned evenly (last epoch kept)
+    stride = max(1, -(-len(s.epoch_loss) // MAX_EPOCH_POINTS))
+    keep = set(range(0, len(s.epoch_loss), stride)) | {len(s.epoch_loss) - 1}
     for epoch, value in enumerate(s.epoch_loss):
-        if np.isfinite(value):
+        if epoch in keep and np.isfinite(value):
             out.append(("loss", float(value), epoch))
     for epoch, start in enumerate(range(0, s.steps, s.steps_per_epoch)):
+        if epoch not in keep:
+            continue
         grad = s.grad_norm[start:start + s.steps_per_epoch]
         grad = grad[np.isfinite(grad)]
         if grad.size:

@@ -70,7 +70,7 @@ def test_stable_outcomes():
 def test_boundary_config_composes_from_the_real_configs():
     spec, bs = prepare(_compose("dataset=doc000_outlier", "optimizer=sgd"))
     assert spec.train.engine == "fused" and spec.tracking.experiment == "boundaries"
-    assert bs == BoundarySpec()  # conf/boundary.yaml and the dataclass defaults agree
+    assert bs == BoundarySpec() == boundary_spec(None)  # conf/boundary.yaml and the dataclass agree
 
 
 @pytest.mark.parametrize("override, key", [
@@ -86,13 +86,19 @@ def test_bad_boundary_values_name_the_key(override, key):
     assert info.value.key == key
 
 
-def test_grid_file_expands_and_composes():
-    configs = load_grid("sweeps/boundaries.yaml")
-    assert len(configs) >= 20
-    for _, overrides in configs:
-        spec, bs = prepare(_compose(*overrides))  # every configuration is valid
-    theory_block = [o for name, o in configs if name == "theory"]
-    assert any("dataset=doc000_outlier" in o for o in theory_block)
+@pytest.mark.slow
+def test_grid_file_is_a_hydra_sweep_whose_jobs_compose():
+    from nanbench.boundary import compose_job
+
+    jobs = load_grid("sweeps/boundaries.yaml")
+    assert len(jobs) == len({tuple(j) for j in jobs}) >= 20
+    for job in jobs[::5]:  # a spread of jobs, each composed as `-m` would
+        spec, bs = prepare(compose_job("sweeps/boundaries.yaml", job))
+        assert spec.train.engine == "fused" and bs == BoundarySpec()
+    theory_cells = [j for j in jobs if {"optimizer=sgd", "clipping=none", "loss=mse"} <= set(j)]
+    assert theory_cells  # the grid holds configurations the closed form covers
+    narrowed = load_grid("sweeps/boundaries.yaml", ["hydra.sweeper.params.dataset=doc000_clean"])
+    assert len(narrowed) == len(jobs) // 2 and all("dataset=doc000_clean" in j for j in narrowed)
 
 
 # ----------------------------------------------------------------- theory
@@ -113,7 +119,8 @@ def test_theory_applies_only_where_its_assumptions_hold():
 
     sgd = th("dataset=doc000_clean", "preprocess=standard", "optimizer=sgd")
     assert sgd.lr == pytest.approx(1.0, rel=1e-5) and sgd.reason is None
-    assert th("dataset=doc000_clean", "preprocess=standard", "optimizer=momentum").lr == pytest.approx(1.9, rel=1e-5)
+    heavy_ball = th("dataset=doc000_clean", "preprocess=standard", "optimizer=momentum")
+    assert heavy_ball.lr == pytest.approx(1.9, rel=1e-5)
     mini = th("dataset=clean", "optimizer=sgd", "train.batch_size=32")
     assert mini.lr is None and mini.reason.startswith("mini-batch")
     for override in ("optimizer=adam", "loss=huber", "clipping=clipnorm", "model=mlp", "model.weight_decay=0.1"):
@@ -147,6 +154,7 @@ def test_measured_boundary_matches_theory(data, optimizer, store):
     assert s["lr_max_stable"] <= s["lr_theory"] * 1.005 and s["lr_theory"] <= s["lr_min_unstable"] * 1.005
 
 
+@pytest.mark.slow
 def test_search_is_tracked_as_parent_and_children(store, capsys):
     from mlflow.tracking import MlflowClient
     from nanbench.boundary import run_one
