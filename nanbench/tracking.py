@@ -217,7 +217,7 @@ class Tracker:
     def log(self, result: RunResult, *, experiment: str | None = None, parent_run_id: str | None = None,
             tags: dict[str, str] | None = None, start_time: float | None = None) -> str:
         """Record one finished run; returns its run id."""
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         spec = result.spec
         exp_id = self.experiment_id(experiment or spec.tracking.experiment)
@@ -238,8 +238,10 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_run_id
         now_ms = int(time.time() * 1000)
         start_ms = int((start_time if start_time is not None else time.time() - result.wall_s) * 1000)
+        # tags go in with the run itself: log_batch would merge them one SELECT at a time
+        all_tags["mlflow.runName"] = run_name(spec)
         run = self.client.create_run(exp_id, start_time=start_ms, run_name=run_name(spec),
-                                     tags={"mlflow.runName": run_name(spec)})
+                                     tags={k: str(v) for k, v in all_tags.items()})
         run_id = run.info.run_id
         metrics: list[Metric] = []
 
@@ -263,8 +265,7 @@ class Tracker:
             metrics += [Metric(n, val, now_ms, step) for n, val, step in
                         _epoch_metrics(result, self.spec.log_steps)]
         params = [Param(k, str(val)) for k, val in spec.factors().items()]
-        self.client.log_batch(run_id, metrics=metrics[:1000], params=params,
-                              tags=[RunTag(k, str(val)) for k, val in all_tags.items()])
+        self.client.log_batch(run_id, metrics=metrics[:1000], params=params)
         for start in range(1000, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
         if result.series is not None:
