@@ -188,7 +188,7 @@ def picture_change(pooled: pd.DataFrame, part: pd.DataFrame) -> float:
 @dataclass(frozen=True)
 class Condition:
     factor: str
-    op: str     # '=', '!=', 'in', '>=', '<=', 'between'
+    op: str     # '=', '!=', 'in', 'not in', '>=', '<=', 'between'
     value: object
 
     @property
@@ -246,7 +246,7 @@ def design_matrix(runs: pd.DataFrame, varying: list[str]) -> tuple[np.ndarray, l
     blocks, columns = [], []
     for f in varying:
         values = runs[f]
-        if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
+        if not pd.api.types.is_numeric_dtype(values.dtype):
             cat = pd.Categorical(values)
             present = [c for c in cat.categories if (cat == c).any()]
             blocks.append(np.stack([(np.asarray(cat) == c) for c in present], axis=1).astype(float))
@@ -437,21 +437,28 @@ SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "first_step_s", "wall_s")
 
 def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """Medians of steady-state steps/s and samples/s, first-step (compile) and wall seconds, per
-    level of each column in `by`, over the runs that trained."""
+    level of each column in `by`, over the runs that trained. The first-step median is over the
+    runs that paid one (`traced`): the fused engine traces once per job and later runs of the
+    job reuse the graph, with first_step_s = 0."""
     flags = outcome_flags(runs) if flags is None else flags
-    data = runs.loc[flags["trained"].astype(bool)]
+    data = runs.loc[flags["trained"].astype(bool)].copy()
+    data["traced"] = (data["first_step_s"] > 0).astype(int)
+    data["first_step_s"] = data["first_step_s"].where(data["first_step_s"] > 0)
+    columns = list(SPEED_COLUMNS)
     parts = []
     for f in by:
         g = data.groupby(f, observed=True)
-        t = g[list(SPEED_COLUMNS)].median()
+        t = g[columns].median()
         t.insert(0, "runs", g.size())
+        t.insert(1, "traced", g["traced"].sum())
         parts.append(t.reset_index().rename(columns={f: "level"}).assign(factor=f))
     if not parts:
-        t = data[list(SPEED_COLUMNS)].median().to_frame().T
+        t = data[columns].median().to_frame().T
         t.insert(0, "runs", len(data))
+        t.insert(1, "traced", int(data["traced"].sum()))
         parts.append(t.assign(factor="all", level=""))
     out = pd.concat(parts, ignore_index=True)
-    return out[["factor", "level", "runs", *SPEED_COLUMNS]]
+    return out[["factor", "level", "runs", "traced", *SPEED_COLUMNS]]
 
 
 def steps_to_nonfinite(runs: pd.DataFrame, rows: str, cols: str | None) -> pd.DataFrame:

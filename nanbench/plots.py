@@ -39,6 +39,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _log_axis(ax, which: str, log: bool) -> None:
+    """Log scale on axis `which` ('x' or 'y') when the data allow it, with major ticks only:
+    Matplotlib's minor ticks on log axes are most of the cost of drawing these small figures."""
+    from matplotlib.ticker import NullLocator
+
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log" if log else "linear")
+    if log:
+        (ax.xaxis if which == "x" else ax.yaxis).set_minor_locator(NullLocator())
+
+
 def _label(v) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
@@ -62,10 +72,10 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
     if len(pr_levels) * len(pc_levels) > MAX_PANELS:  # keep the figure readable: first datasets only
         pr_levels = pr_levels[:max(1, MAX_PANELS // len(pc_levels))]
     w = max(2.2, 0.3 + 0.55 * len(c_levels))
-    h = max(1.4, 0.7 + 0.38 * len(r_levels))
+    h = max(1.6, 0.9 + 0.38 * len(r_levels))
     fig = _figure(min(40, w * len(pc_levels) + 2.8), min(60, h * len(pr_levels) + 1.6))
     axes = fig.subplots(len(pr_levels), len(pc_levels), squeeze=False, sharex=True, sharey=True)
-    _margins(fig, 1.2, 1.6, 1.0, 0.7, wspace=0.12, hspace=0.45)
+    _margins(fig, 1.2, 1.6, 1.0, 0.9, wspace=0.12, hspace=0.6)
     import matplotlib as mpl
     cmap = mpl.colormaps["Reds"].with_extremes(bad="#eeeeee")
     image = None
@@ -87,7 +97,7 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
                     if n[a, b] > 0:
                         ax.text(b, a, f"{int(kk)}/{int(n[a, b])}", ha="center", va="center", fontsize=7,
                                 color="white" if rate[a, b] > 0.6 else "black")
-            ax.set_title(f"{panel_rows}={_label(pr)} · {panel_cols}={_label(pc)}", fontsize=8)
+            ax.set_title(f"{panel_rows}={_label(pr)}\n{panel_cols}={_label(pc)}", fontsize=8)
             ax.set_xticks(range(len(c_levels)), [_label(c) for c in c_levels], rotation=45, fontsize=8)
             ax.set_yticks(range(len(r_levels)), [_label(r) for r in r_levels], fontsize=8)
             if i == len(pr_levels) - 1:
@@ -116,7 +126,7 @@ def main_effects_chart(effects: pd.DataFrame, factors: list[str], path: Path) ->
     fig = _figure(8, 1.2 + 0.24 * len(data))
     _margins(fig, 0.3 + 0.065 * max(len(label) for label in labels), 0.3, 0.6, 0.4)
     ax = fig.subplots()
-    ax.errorbar(rate, y, xerr=err, fmt="none", ecolor="#999999", capsize=2)
+    ax.errorbar(rate, y, xerr=err, fmt="none", ecolor="#999999", elinewidth=2)
     ax.scatter(rate, y, c=colors, zorder=3, s=18)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(-0.02, 1.02)
@@ -141,15 +151,16 @@ def speed_chart(speed: pd.DataFrame, path: Path) -> Path | None:
     longest = max(len(label) for label in labels)
     _margins(fig, 0.3 + 0.065 * longest, 0.2, 0.6, 0.4, wspace=0.05)
     # dots, not bars: a bar on a log axis has no meaningful base
-    ax1.scatter(data["steps_per_s"], y, c=colors, s=22)
-    ax1.set_xscale("log")
-    ax1.set_xlabel("median steps/s, steady state (log)")
+    for ax, column, label in ((ax1, "steps_per_s", "median steps/s, steady state"),
+                              (ax2, "first_step_s", "median first step incl. trace/compile, s")):
+        values = _positive(data[column])
+        ax.scatter(values, y, c=colors, s=22)
+        log = bool(np.isfinite(values).any())
+        _log_axis(ax, "x", log)
+        ax.set_xlabel(label + (" (log)" if log else ""))
     ax1.set_yticks(y, labels, fontsize=8)
-    ax2.scatter(data["first_step_s"], y, c=colors, s=22)
-    ax2.set_xscale("log")
-    ax2.set_xlabel("median first step incl. trace/compile, s (log)")
     for ax in (ax1, ax2):
-        ax.grid(which="both", alpha=0.3)
+        ax.grid(alpha=0.3)
     fig.suptitle("Speed by factor level (runs that trained)", fontsize=11)
     return _save(fig, path)
 
@@ -161,31 +172,34 @@ def _positive(values: pd.Series) -> np.ndarray:
     return np.where(np.isfinite(v) & (v > 0), v, np.nan)
 
 
-def contrast_curves(bad: pd.Series, good: pd.Series, factor: str, bad_curve: pd.DataFrame,
-                    good_curve: pd.DataFrame, path: Path) -> Path:
-    """Loss and gradient norm of a non-finite run beside a finite run that differs in `factor` only."""
-    fig = _figure(11, 4.2)
-    axes = fig.subplots(1, 2)
-    _margins(fig, 0.8, 0.2, 0.6, 0.8, wspace=0.25)
-    runs = ((bad, bad_curve, "#b2182b"), (good, good_curve, "#2166ac"))
-    for ax, column, title in zip(axes, ("loss", "grad_norm"), ("loss", "gradient norm (before clipping)")):
-        for run, curve, color in runs:
-            unit = curve["unit"].iloc[0] if len(curve) else "step"
-            ax.plot(curve["step"], _positive(curve[column]), color=color, marker="." if len(curve) < 40 else None,
-                    label=f"{factor}={_label(run[factor])}: {run['outcome']}")
-        step = bad.get("first_nonfinite_step")
-        if step is not None and np.isfinite(step) and (bad_curve["unit"].iloc[0] == "step" if len(bad_curve) else False):
-            ax.axvline(step, color="#b2182b", linestyle="--", linewidth=1)
-            ax.annotate(f" first non-finite: {bad['first_nonfinite_source']}", (step, 0.98),
-                        xycoords=("data", "axes fraction"), fontsize=8, color="#b2182b", ha="left",
-                        va="top", rotation=90)
-        shown = np.concatenate([_positive(c[column]) for _, c, _ in runs])
-        log = bool(np.isfinite(shown).any())  # a log axis needs one positive finite value
-        ax.set_yscale("log" if log else "linear")
-        ax.set_xlabel(unit)
-        ax.set_ylabel(f"{title}" + (" (log)" if log else ""))
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"{bad['run_name']}\n{factor}: {_label(bad[factor])} ({bad['outcome']}) "
-                 f"vs {_label(good[factor])} ({good['outcome']})", fontsize=10)
+def contrast_curves(pairs: list[tuple[pd.Series, pd.Series, str, pd.DataFrame, pd.DataFrame]],
+                    path: Path) -> Path | None:
+    """Loss and gradient norm of a non-finite run beside a finite run that differs in one factor
+    only, one row per pair (bad run, good run, factor, bad curve, good curve)."""
+    if not pairs:
+        return None
+    fig = _figure(11, 0.5 + 3.4 * len(pairs))
+    axes = fig.subplots(len(pairs), 2, squeeze=False)
+    _margins(fig, 0.8, 0.2, 0.55, 0.3, wspace=0.22, hspace=0.45)
+    for row, (bad, good, factor, bad_curve, good_curve) in zip(axes, pairs):
+        runs = ((bad, bad_curve, "#b2182b"), (good, good_curve, "#2166ac"))
+        for ax, column, title in zip(row, ("loss", "grad_norm"), ("loss", "gradient norm (before clipping)")):
+            for run, curve, color in runs:
+                ax.plot(curve["step"], _positive(curve[column]), color=color, linewidth=1.5,
+                        label=f"{factor}={_label(run[factor])}: {run['outcome']}")
+            step = bad.get("first_nonfinite_step")
+            if step is not None and np.isfinite(step) and bad_curve["unit"].iloc[0] == "step":
+                ax.axvline(step, color="#b2182b", linestyle="--", linewidth=1)
+                ax.annotate(f" first non-finite: {bad['first_nonfinite_source']}", (step, 0.98),
+                            xycoords=("data", "axes fraction"), fontsize=8, color="#b2182b", ha="left",
+                            va="top", rotation=90)
+            shown = np.concatenate([_positive(c[column]) for _, c, _ in runs])
+            log = bool(np.isfinite(shown).any())  # a log axis needs one positive finite value
+            _log_axis(ax, "y", log)
+            ax.set_xlabel(bad_curve["unit"].iloc[0])
+            ax.set_ylabel(title + (" (log)" if log else ""))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="best")
+        row[0].set_title(f"{bad['run_name']}: {factor} {_label(bad[factor])} ({bad['outcome']}) "
+                         f"vs {_label(good[factor])} ({good['outcome']})", fontsize=9, loc="left")
     return _save(fig, path)

@@ -13,7 +13,7 @@ import io
 import shutil
 import sqlite3
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -25,15 +25,14 @@ from nanbench.tracking import sqlite_path
 
 PARENT_TAG = ("nanbench.role", "parent")
 PARENT_RUN_ID = "mlflow.parentRunId"
-# Tags kept as columns (the rest are MLflow's own or constant per sweep).
-TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error", "sweep",
-        "git_commit", "tensorflow_version", "keras_version", "numpy_version")
-# Metrics kept as columns: what Tracker.log writes once per run (not the per-epoch series).
-# (The 0/1 is_* metrics are left out: the outcome tag says the same.)
-METRICS = ("data_s", "build_s",
-           "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
-           "n_samples", "initial_loss", "final_loss", "min_loss", "first_nonfinite_step",
-           "first_inf_step", "first_nan_step")
+# Tags kept as columns (the rest are MLflow's own, or the same for a whole sweep: SOFTWARE).
+TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error")
+SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version")
+# Metrics kept as columns: what the summary reports of each run (not the per-epoch series;
+# the 0/1 is_* metrics say what the outcome tag says).
+METRICS = ("first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
+           "initial_loss", "final_loss", "min_loss", "first_nonfinite_step", "first_inf_step",
+           "first_nan_step")
 NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of clean data)
 # Known orders of categorical levels, so tables read none, standard, minmax, robust.
 LEVEL_ORDER = {
@@ -51,6 +50,10 @@ class SummaryError(RuntimeError):
     """The sweep cannot be summarized (no such experiment, no runs). One line for the user."""
 
 
+class NoRunsError(SummaryError):
+    """The experiment, or the parent run asked for, has no runs to summarize."""
+
+
 @dataclass
 class SweepRuns:
     """A sweep's child runs and where they came from."""
@@ -64,6 +67,7 @@ class SweepRuns:
     factors: list[str]              # the factor (param) columns, in RunSpec order
     scope: str = "parent"           # "parent": one invocation's children; "experiment": all, latest per config
     other_runs: int | None = None   # child runs of the experiment outside this summary (SQLite only)
+    software: dict[str, dict[str, int]] = field(default_factory=dict)  # e.g. git_commit -> {sha: runs}
 
 
 def factor_order() -> list[str]:
@@ -151,10 +155,16 @@ def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
         metrics = _long(con, f"SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN ({selected}) "
                              f"AND +key IN ({','.join('?' * len(METRICS))}) AND is_nan = 0", args + METRICS,
                         numeric=True)
+        software: dict[str, dict[str, int]] = {}
+        for key, value, count in con.execute(
+                f"SELECT key, value, COUNT(*) FROM tags WHERE run_uuid IN ({selected}) "
+                f"AND +key IN ({','.join('?' * len(SOFTWARE))}) GROUP BY key, value", args + SOFTWARE):
+            software.setdefault(key, {})[value] = count
         all_children = con.execute(
             "SELECT COUNT(*) FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
             f"AND {NOT_PARENT}", (exp_id,)).fetchone()[0]
-    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics, all_children
+    return dict(exp_id=exp_id, parent=parent_run_id, parent_uri=parent_uri, info=info, params=params,
+                tags=tags, metrics=metrics, software=software, all_children=all_children)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,76 +205,92 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
             break
     info = pd.DataFrame([(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
                           r.info.artifact_uri) for r in runs],
-                        columns=["run_id", "run_name", "status", "start_time", "artifact_uri"])
+                        columns=["run_id", "run_name", "status", "start_time", "artifact_uri"], dtype=object)
+    software: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for key in SOFTWARE:
+            if key in r.data.tags:
+                counts = software.setdefault(key, {})
+                counts[r.data.tags[key]] = counts.get(r.data.tags[key], 0) + 1
 
     def long(rows):
-        return pd.DataFrame(rows, columns=["run_id", "key", "value"])
+        return pd.DataFrame(rows, columns=["run_id", "key", "value"], dtype=object)
 
     params = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.params.items()])
     tags = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.tags.items() if k in TAGS])
     metrics = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.metrics.items()
                     if k in METRICS and np.isfinite(v)])
-    return exp_id, parent_run_id, parent_uri, info, params, tags, metrics, None
+    metrics["value"] = metrics["value"].astype(float)
+    return dict(exp_id=exp_id, parent=parent_run_id, parent_uri=parent_uri, info=info, params=params,
+                tags=tags, metrics=metrics, software=software, all_children=None)
 
 
 # ---------------------------------------------------------------------------------------------
 # One frame from the long tables
 
 
-def _factor_column(key: str, values: pd.Series, trained: pd.Series) -> pd.Series | pd.Categorical:
+def _factor_column(key: str, values: np.ndarray, trained: np.ndarray) -> np.ndarray | pd.Categorical:
     """Numbers stay numbers (so lr splits read `optimizer.lr >= 0.1`); the rest become ordered
     categories. A factor some trained runs do not take is categorical, with the level 'n/a'.
     Values of runs that did not train (a combination rejected by validation is recorded with its
     raw config) do not make a numeric factor categorical: what does not parse becomes NaN there."""
-    missing = values.isna()
     codes, uniques = pd.factorize(values)  # parse each distinct value once, not every row
-    parsed_uniques = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(float)
-    numeric = pd.Series(np.where(codes >= 0, parsed_uniques[codes], np.nan), index=values.index)
-    parsed = numeric.notna() | missing
-    numeric_factor = bool(parsed[trained].all()) and bool(trained.any())
+    missing = codes < 0
+    parsed = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(float)
+    numeric = np.where(missing, np.nan, parsed[codes])
+    numeric_factor = bool(trained.any()) and bool((~np.isnan(numeric) | missing)[trained].all())
     if numeric_factor and not missing[trained].any():
         return numeric
     if numeric_factor:  # numbers that some runs do not take: labels, in number order
-        levels = [f"{v:g}" for v in sorted(numeric.dropna().unique())]
-        labels = numeric.map(lambda v: f"{v:g}", na_action="ignore")
-        missing = numeric.isna()
+        values_ = np.unique(numeric[~np.isnan(numeric)])
+        levels = [f"{v:g}" for v in values_]
+        codes = np.where(np.isnan(numeric), -1, np.searchsorted(values_, numeric))
     else:
-        labels = values.astype(object)
+        labels = [str(u) for u in uniques]
         known = LEVEL_ORDER.get(key, ())
-        present = set(labels.dropna().unique())
-        levels = [v for v in known if v in present] + sorted(present - set(known))
-    if missing.any():
-        labels = labels.where(~missing, NOT_APPLICABLE)
+        levels = [v for v in known if v in labels] + sorted(set(labels) - set(known))
+        position = np.array([levels.index(label) for label in labels] + [-1], dtype=np.int64)
+        codes = position[codes]  # -1 (missing) picks the trailing -1
+    if (codes < 0).any():
         levels.append(NOT_APPLICABLE)
-    return pd.Categorical(labels, categories=levels, ordered=True)
+        codes = np.where(codes < 0, len(levels) - 1, codes)
+    return pd.Categorical.from_codes(codes, categories=levels, ordered=True)
+
+
+def _wide(long: pd.DataFrame, index: pd.Index, dtype) -> dict[str, np.ndarray]:
+    """The long (run_id, key, value) table as one array per key, aligned on `index` (run ids);
+    a run without the key gets None (object) or NaN (float)."""
+    if long.empty:
+        return {}
+    rows = index.get_indexer(long["run_id"])
+    keep = rows >= 0
+    cols, keys = pd.factorize(long["key"].to_numpy()[keep])
+    table = np.full((len(index), len(keys)), None if dtype is object else np.nan, dtype=dtype)
+    table[rows[keep], cols] = long["value"].to_numpy()[keep]
+    return {key: table[:, j] for j, key in enumerate(keys)}
 
 
 def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
                 metrics: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Pivot the long (run_id, key, value) params/tags/metrics tables onto `info` (one row per
-    run); returns the frame and the factor (param) keys in RunSpec order."""
-    frame = info.set_index("run_id")
-
-    def wide(long: pd.DataFrame) -> pd.DataFrame:
-        if long.empty:
-            return pd.DataFrame(index=frame.index)
-        return long.pivot(index="run_id", columns="key", values="value").reindex(frame.index)
-
-    p, t, m = wide(params), wide(tags), wide(metrics)
+    """Put the long (run_id, key, value) params/tags/metrics tables side by side with `info`, one
+    row per run; returns the frame and the factor (param) keys in RunSpec order."""
+    index = pd.Index(info["run_id"])
+    p, t, m = _wide(params, index, object), _wide(tags, index, object), _wide(metrics, index, float)
     order = {k: i for i, k in enumerate(factor_order())}
-    factors = sorted(p.columns, key=lambda k: (order.get(k, len(order)), k))
-    outcome = t["outcome"] if "outcome" in t else pd.Series(None, index=frame.index, dtype=object)
-    trained = outcome.notna() & outcome.ne("error")
-    columns = {k: _factor_column(k, p[k], trained) for k in factors}
-    for name in TAGS:
-        columns[name] = t[name] if name in t else pd.Series(None, index=frame.index, dtype=object)
-    for name in METRICS:  # absent: not logged, i.e. none (e.g. no NaN step) or not finite
-        columns[name] = (m[name].astype(float) if name in m
-                         else pd.Series(np.nan, index=frame.index, dtype=float))
-    out = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+    factors = sorted(p, key=lambda k: (order.get(k, len(order)), k))
+    outcome = t.get("outcome", np.full(len(index), None, dtype=object))
+    trained = np.array([o is not None and o != "error" for o in outcome])
+    columns: dict[str, object] = {c: info[c].to_numpy() for c in info.columns}
+    columns.update({k: _factor_column(k, p[k], trained) for k in factors})
+    nothing = np.full(len(index), None, dtype=object)
+    columns.update({name: t.get(name, nothing) for name in TAGS})
+    # absent metric: not logged, i.e. none (no NaN step, say) or not finite
+    columns.update({name: m.get(name, np.full(len(index), np.nan)) for name in METRICS})
+    out = pd.DataFrame(columns)
+    out["start_time"] = pd.to_numeric(out["start_time"])
     out["outcome"] = out["outcome"].fillna("unknown")
     out["first_nonfinite_source"] = out["first_nonfinite_source"].fillna("none")
-    out = out.sort_values("start_time", kind="stable").reset_index()
+    out = out.sort_values("start_time", kind="stable", ignore_index=True)
     return out, factors
 
 
@@ -288,18 +314,18 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
             loaded = None
     if loaded is None:
         loaded = _api_load(tracking_uri, experiment, parent_run_id, scope)
-    exp_id, parent, parent_uri, info, params, tags, metrics, all_children = loaded
-    if info.empty:
+    parent, all_children = loaded["parent"], loaded["all_children"]
+    if loaded["info"].empty:
         where = f"under parent run {parent}" if parent and scope == "parent" else "in it"
-        raise SummaryError(f"experiment {experiment!r} has no runs {where}")
-    runs, factors = build_frame(info, params, tags, metrics)
+        raise NoRunsError(f"experiment {experiment!r} has no runs {where}")
+    runs, factors = build_frame(loaded["info"], loaded["params"], loaded["tags"], loaded["metrics"])
     if scope == "experiment":  # latest run per configuration; runs without a hash are kept
         keep = runs["config_hash"].isna() | ~runs.duplicated("config_hash", keep="last")
         runs = runs.loc[keep].reset_index(drop=True)
     other = None if all_children is None else max(0, int(all_children) - len(runs))
-    return SweepRuns(experiment=experiment, experiment_id=exp_id, tracking_uri=tracking_uri,
-                     parent_run_id=parent, parent_artifact_uri=parent_uri, runs=runs, factors=factors,
-                     scope=scope, other_runs=other)
+    return SweepRuns(experiment=experiment, experiment_id=loaded["exp_id"], tracking_uri=tracking_uri,
+                     parent_run_id=parent, parent_artifact_uri=loaded["parent_uri"], runs=runs,
+                     factors=factors, scope=scope, other_runs=other, software=loaded["software"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,20 +381,21 @@ def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.Da
     return curve.reindex(columns=["loss", "grad_norm"]).reset_index().assign(unit="epoch")
 
 
-def log_summary_artifacts(sweep: SweepRuns, out_dir: Path, artifact_path: str = "summary") -> bool:
-    """Attach the files of `out_dir` to the parent run under `artifact_path`; False without a parent.
+def log_summary_artifacts(sweep: SweepRuns, files: list[Path], artifact_path: str = "summary") -> bool:
+    """Attach `files` to the parent run under `artifact_path`; False when there is no parent.
 
     A local (file://) artifact root gets a plain copy, which is what MLflow's local artifact
-    repository does; anything else goes through MlflowClient.log_artifacts."""
+    repository does; anything else goes through MlflowClient.log_artifact."""
     if sweep.parent_run_id is None:
         return False
     local = _file_path(sweep.parent_artifact_uri)
     if local is not None:
         dest = local / artifact_path
         dest.mkdir(parents=True, exist_ok=True)
-        for path in Path(out_dir).iterdir():
-            if path.is_file():
-                shutil.copyfile(path, dest / path.name)
+        for path in files:
+            shutil.copyfile(path, dest / Path(path).name)
     else:
-        _client(sweep.tracking_uri).log_artifacts(sweep.parent_run_id, str(out_dir), artifact_path)
+        client = _client(sweep.tracking_uri)
+        for path in files:
+            client.log_artifact(sweep.parent_run_id, str(path), artifact_path)
     return True

@@ -4,11 +4,15 @@
                                [--parent-run-id ID | --all]
 
 reads the child runs of the sweep's latest parent run (tag nanbench.role=parent), of
---parent-run-id, or with --all of every invocation (latest run per configuration), and writes to the output folder: summary.md, summary.html (self-contained, the
-figures embedded as data URIs), runs.csv (one row per run), main_effects.csv, stability.csv and
-the PNG figures. :func:`summarize` does the same for the sweep code and attaches the files to the
-parent run under ``summary/``. ``--benchmark N`` plants N synthetic runs in a temporary store and
-times the summary of them.
+--parent-run-id, or with --all of every invocation (the latest run per configuration), and
+writes to the output folder: summary.md, summary.html (self-contained: figures embedded as data
+URIs, no CDN), runs.csv (one row per run), main_effects.csv, stability.csv and the PNG figures.
+:func:`summarize` does the same for the sweep code and attaches the files to the parent run under
+``summary/``. ``--benchmark N`` plants N synthetic runs in a temporary store and times the summary.
+
+runs.csv writes the outcome ``nan`` as the word nan: read it with
+``pd.read_csv(path, keep_default_na=False, na_values=[""])`` so that pandas keeps it a value;
+empty cells are values that were not logged (no such step, or not finite).
 
 Data flows one way: runtable (read MLflow) -> analysis (statistics) -> plots -> this report.
 """
@@ -28,7 +32,8 @@ import pandas as pd
 
 from nanbench import analysis as A
 from nanbench.report import Report
-from nanbench.runtable import SummaryError, SweepRuns, load_curve, load_runs, log_summary_artifacts
+from nanbench.runtable import (NoRunsError, SummaryError, SweepRuns, load_curve, load_runs,
+                               log_summary_artifacts)
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"  # as conf/tracking/default.yaml
 MAX_STABILITY_ROWS = 40
@@ -39,7 +44,9 @@ PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed
 SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training speed, the steps timed "
               "by `train_s` over `train_s` (the fit engine's first step and the fused engine's trace "
               "are left out); **samples/s** is steps/s times the mean batch; **first step** "
-              "(`first_step_s`) is the first call, including tracing and compilation; **wall** is "
+              "(`first_step_s`) is the first call, including tracing and compilation, its median taken "
+              "over the runs that paid one (the fused engine traces once per Hydra job; the job's later "
+              "runs reuse the graph and record 0 s); **wall** is "
               "data + build + first step + training (MLflow logging excluded). The engine matters: "
               "`fit` runs Keras `Model.fit` with a forensic step, `fused` runs the whole training in one "
               "traced `tf.function`. All are medians over the runs that trained; timings of a shared "
@@ -79,7 +86,8 @@ def _factor_name(factor: str, aliases: dict[str, list[str]]) -> str:
 # Sections
 
 
-def _header(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, constant: dict, aliases: dict) -> None:
+def _header(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, constant: dict, aliases: dict,
+            notes: list[str]) -> None:
     rep.heading(1, f"nanbench summary: {sweep.experiment}")
     if sweep.scope == "experiment":
         parent = ("every invocation: all runs of the experiment but parents and KILLED ones, the latest "
@@ -91,6 +99,8 @@ def _header(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, constant: dict, a
     rep.para(f"Experiment `{sweep.experiment}` (id {sweep.experiment_id}), {parent}; tracking URI "
              f"`{sweep.tracking_uri}`; {len(runs)} runs; generated "
              f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.")
+    for note in notes:
+        rep.para(note)
     if sweep.scope == "parent" and sweep.other_runs:
         rep.para(f"The experiment holds {sweep.other_runs} more runs under other parent runs (earlier "
                  "invocations; a resumed sweep skips configurations already finished). "
@@ -103,18 +113,26 @@ def _header(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, constant: dict, a
     rep.para("Conventions: a run is **non-finite** when its outcome is `nan` or `inf`. Rates are "
              "non-finite runs over runs that trained (outcome `error` excluded), with 95% Wilson "
              "score intervals (Wilson 1927). `n/a` means no data; it never stands for 0.")
-    versions = {c: sorted(runs[c].dropna().unique()) for c in
-                ("git_commit", "tensorflow_version", "keras_version", "numpy_version") if c in runs}
-    rep.para("Software: " + "; ".join(f"{k} {', '.join(v)}" for k, v in versions.items() if v) + ".")
+    if sweep.software:
+        rep.para("Software: " + "; ".join(
+            f"{key} " + ", ".join(f"`{v}`" + (f" ({n} runs)" if len(values) > 1 else "")
+                                  for v, n in sorted(values.items()))
+            for key, values in sweep.software.items()) + ".")
     rep.heading(2, "Factors")
     shown = list(aliases)
-    rep.para(f"{len(shown)} factors vary and are tabulated below: "
-             + ", ".join(f"`{_factor_name(f, aliases)}` ({runs[f].nunique()} levels)" for f in shown)
-             + "." if shown else "No factor varies in this sweep.")
+    rep.para((f"{len(shown)} factor{' varies' if len(shown) == 1 else 's vary'} and {'is' if len(shown) == 1 else 'are'} "
+              "tabulated below: "
+              + ", ".join(f"`{_factor_name(f, aliases)}` ({runs[f].nunique()} levels)" for f in shown) + ".")
+             if shown else "No factor varies in this sweep.")
     if any(aliases.values()):
         rep.para("`a ≡ b`: the two factors split the runs identically (they were swept together), "
                  "so they are shown once, under the first.")
     rep.para("Constant in every run: " + ", ".join(f"`{k}={_level(v)}`" for k, v in constant.items()) + ".")
+    errors = runs.loc[runs["outcome"].eq("error"), "error"].fillna("(no message)")
+    if len(errors):
+        rep.heading(3, "Runs that did not train (outcome error)")
+        counts = errors.str.slice(0, 160).value_counts()
+        rep.table(pd.DataFrame({"error": counts.index, "runs": counts.to_numpy()}).head(20))
 
 
 def _main_effects(rep: Report, effects: pd.DataFrame, aliases: dict, out: Path) -> Path | None:
@@ -233,11 +251,12 @@ def _sources(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: list
         **{s: table[s] for s in A.SOURCES}, "NaN": table["nan"], "inf before NaN": table["inf_before_nan"]}))
 
 
-def _stability(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], out: Path) -> pd.DataFrame:
+def _stability(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     rep.heading(2, "5. Stability by configuration")
     table = A.stability(runs, factors, flags)
     if table.empty:
-        rep.para(f"`{A.LR}` does not vary in this sweep: no learning-rate boundary to find.")
+        rep.para(f"`{A.LR}` does not vary in this sweep: no learning-rate boundary to find."
+                 if A.LR not in factors else "No run trained: no learning-rate boundary to find.")
         return table
     config = [c for c in table.columns if c not in ("lrs", "lr_max_stable", "lr_min_unstable", "monotone")]
     counts = table["lr_max_stable"].value_counts(dropna=False).sort_index()
@@ -271,7 +290,8 @@ def _speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path) -> P
         "factor": [("" if f == prev else f) for f, prev in zip(table["factor"], [None] + list(table["factor"][:-1]))],
         "level": [_level(v) for v in table["level"]], "runs": table["runs"],
         "steps/s": [_g(v) for v in table["steps_per_s"]], "samples/s": [_g(v) for v in table["samples_per_s"]],
-        "first step s": [_g(v) for v in table["first_step_s"]], "wall s": [_g(v) for v in table["wall_s"]]}))
+        "first step s": [_g(v) for v in table["first_step_s"]], "runs that traced": table["traced"],
+        "wall s": [_g(v) for v in table["wall_s"]]}))
     fig = plots.speed_chart(table, out / "speed.png")
     rep.image(fig, "Median steady-state steps/s and first-step (trace/compile) seconds per factor level")
     cols = "optimizer.name" if A.varies(runs, "optimizer.name") else None
@@ -297,31 +317,37 @@ def _speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path) -> P
     return fig
 
 
-def _curves(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, factors: list[str], out: Path) -> list[Path]:
+def _curves(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, factors: list[str], out: Path) -> Path | None:
     from nanbench import plots
     rep.heading(2, "7. Representative runs")
-    figs = []
-    for i, (bad, good, factor) in enumerate(A.contrast_pairs(runs, factors), start=1):
+    pairs = []
+    for bad, good, factor in A.contrast_pairs(runs, factors):
         bad_curve = load_curve(sweep, bad["run_id"], bad["artifact_uri"])
         good_curve = load_curve(sweep, good["run_id"], good["artifact_uri"])
         if bad_curve is None or good_curve is None or bad_curve.empty or good_curve.empty:
             continue
-        fig = plots.contrast_curves(bad, good, factor, bad_curve, good_curve, out / f"curves_{i}.png")
-        figs.append(fig)
-        rep.image(fig, f"{bad['run_name']} ({bad['outcome']}, run {bad['run_id']}) beside the same "
-                       f"configuration with {factor}={_level(good[factor])} ({good['outcome']}, run {good['run_id']})")
-    if not figs:
+        pairs.append((bad, good, factor, bad_curve, good_curve))
+        rep.para(f"`{bad['run_name']}` ({bad['outcome']}, run `{bad['run_id']}`) beside the same configuration "
+                 f"with {factor}={_level(good[factor])} ({good['outcome']}, run `{good['run_id']}`). Curves are "
+                 f"per {bad_curve['unit'].iloc[0]} ({'steps.csv artifact' if bad_curve['unit'].iloc[0] == 'step' else 'metric history'}); "
+                 "non-finite values are gaps, the dashed line the first non-finite step.")
+    fig = plots.contrast_curves(pairs, out / "curves.png")
+    if fig is None:
         rep.para("No pair of a non-finite and a finite run differing in one factor, with curves, was found.")
-    return figs
+    rep.image(fig, "Loss and gradient norm: a non-finite run beside a finite one differing in one factor")
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------
 # Files and entry points
 
 
+# Every file a summary writes; earlier versions are removed first, so none is left stale.
+OUTPUT_FILES = ("summary.md", "summary.html", "runs.csv", "main_effects.csv", "stability.csv",
+                "main_effects.png", "heatmap_nonfinite.png", "speed.png", "curves.png")
 RUN_COLUMNS = ("outcome", "first_nonfinite_step", "first_nonfinite_source", "first_inf_step", "first_nan_step",
                "initial_loss", "final_loss", "min_loss", "steps_run", "steps_per_s", "samples_per_s",
-               "first_step_s", "train_s", "wall_s", "device", "engine", "error", "config_hash")
+               "first_step_s", "train_s", "wall_s", "device", "engine", "status", "error", "config_hash")
 
 
 def runs_csv(runs: pd.DataFrame, factors: list[str], path: Path) -> None:
@@ -342,7 +368,18 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sweep = load_runs(experiment, tracking_uri, parent_run_id, scope=scope, fast=fast)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    notes = []
+    try:
+        sweep = load_runs(experiment, tracking_uri, parent_run_id, scope=scope, fast=fast)
+    except NoRunsError:
+        if scope != "parent":
+            raise
+        # a resumed sweep with nothing left to run: its new parent has no children
+        sweep = load_runs(experiment, tracking_uri, parent_run_id, scope="experiment", fast=fast)
+        notes.append(f"The parent run `{sweep.parent_run_id}` has no child runs (a resumed sweep finds "
+                     "every configuration already finished): this summary covers every invocation.")
     varying, constant = A.split_factors(sweep.runs, sweep.factors)
     aliases = A.alias_groups(sweep.runs, varying)
     shown = list(aliases)
@@ -350,13 +387,13 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
     flags = A.outcome_flags(runs)
     effects = A.main_effects(runs, shown, flags)
     rep = Report()
-    _header(rep, sweep, runs, constant, aliases)
+    _header(rep, sweep, runs, constant, aliases, notes)
     _main_effects(rep, effects, aliases, out)
     _interactions(rep, runs, flags, out)
     att = A.attribution(runs, shown, flags, effects)
     _attribution(rep, att, aliases)
     _sources(rep, runs, flags, shown, aliases)
-    stability = _stability(rep, runs, flags, shown, out)
+    stability = _stability(rep, runs, flags, shown)
     _speed(rep, runs, flags, out)
     _curves(rep, sweep, runs, shown, out)
 
@@ -365,26 +402,33 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
     if not stability.empty:
         stability.to_csv(out / "stability.csv", index=False)
     rep.heading(2, "Files")
-    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix in (".csv", ".png"))
+    files = [name for name in OUTPUT_FILES if name.endswith((".csv", ".png")) and (out / name).exists()]
     rep.bullets([f"`{name}`" for name in files] + ["`summary.md`", "`summary.html`"])
     (out / "summary.md").write_text(rep.markdown())
     (out / "summary.html").write_text(rep.html(f"nanbench summary: {experiment}"))
-    logged = log_summary_artifacts(sweep, out) if log_artifacts else False
+    files += ["summary.md", "summary.html"]
+    logged = log_summary_artifacts(sweep, [out / name for name in files]) if log_artifacts else False
     return {
         "experiment": experiment, "tracking_uri": tracking_uri, "parent_run_id": sweep.parent_run_id,
         "out_dir": str(out), "runs": len(runs),
         "outcomes": {k: int(v) for k, v in runs["outcome"].value_counts().items()},
         "nonfinite": int(flags["nonfinite"].sum()), "varying": shown,
         "rules": [r.text for r in att.rules], "importance": list(att.importance["factor"]),
-        "files": files + ["summary.md", "summary.html"], "logged_to_parent": logged,
+        "files": files, "logged_to_parent": logged,
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
 
-def benchmark_summary(n_runs: int = 10_000, workdir: Path | None = None, cold: bool = True) -> dict:
-    """Plant `n_runs` synthetic runs (nanbench.synthetic, bulk SQL) in a temporary SQLite store and
-    time summarize() on them: in this process, and, with `cold`, as a fresh `python -m
-    nanbench.summary` process (interpreter start and imports included). Seconds in a dict."""
+def benchmark_summary(n_runs: int = 10_000, workdir: Path | None = None, *, cold: bool = False,
+                      details: bool = False) -> float | dict:
+    """Seconds that summarize() takes on `n_runs` synthetic runs (the first call in this process,
+    so lazy imports of scikit-learn and Matplotlib included).
+
+    The runs are planted by nanbench.synthetic (real RunResults recorded by Tracker.log, written in
+    bulk SQL) into a temporary SQLite store, removed afterwards unless `workdir` is given. With
+    `cold`, a fresh `python -m nanbench.summary` process is timed too (interpreter start and every
+    import included). `details` returns a dict: runs, plant_s, summarize_s[, cold_process_s].
+    """
     import shutil
     import subprocess
     import tempfile
@@ -400,13 +444,13 @@ def benchmark_summary(n_runs: int = 10_000, workdir: Path | None = None, cold: b
         result = {"runs": n_runs, "plant_s": round(time.perf_counter() - t, 2)}
         t = time.perf_counter()
         summarize("bench", uri, tmp / "summary")
-        result["summarize_in_process_s"] = round(time.perf_counter() - t, 2)
+        result["summarize_s"] = round(time.perf_counter() - t, 2)
         if cold:
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "nanbench.summary", "--sweep", "bench", "--tracking-uri", uri,
                             "--out", str(tmp / "summary-cold")], check=True, capture_output=True)
-            result["summarize_cold_process_s"] = round(time.perf_counter() - t, 2)
-        return result
+            result["cold_process_s"] = round(time.perf_counter() - t, 2)
+        return result if details else result["summarize_s"]
     finally:
         if workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -426,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the latest per configuration; attached to the latest parent run")
     args = parser.parse_args(argv)
     if args.benchmark is not None:
-        print(json.dumps(benchmark_summary(args.benchmark)), flush=True)
+        print(json.dumps(benchmark_summary(args.benchmark, cold=True, details=True)), flush=True)
         return 0
     try:
         info = summarize(args.sweep, args.tracking_uri, args.out or Path("results") / args.sweep,

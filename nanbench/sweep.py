@@ -143,7 +143,11 @@ class SweepCallback(Callback):
         name = experiment_name(config)
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
         print(f"nanbench: sweep {name} done in {wall:.1f} s: {summary_line}", flush=True)
-        _summarize(config, name, self._parent)
+        try:  # a finished sweep stays finished whatever the summary does
+            _summarize(config, name, self._parent)
+        except Exception as exc:  # noqa: BLE001
+            print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
+                  f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
         client.set_terminated(self._parent, status="FINISHED")
         errors = counts.get("error", 0)
         if errors:

@@ -58,7 +58,8 @@ def grid_specs(grid: dict[str, list[Any]], n_runs: int | None = None, epochs: in
         for point in points:
             if len(specs) == n_runs:
                 return specs
-            cfg: dict[str, dict[str, Any]] = {"train": {"epochs": epochs, "seed": seed}}
+            cfg: dict[str, dict[str, Any]] = {"dataset": {"name": "clean"},
+                                              "train": {"epochs": epochs, "seed": seed}}
             for key, value in point.items():
                 group, name = key.split(".", 1)
                 cfg.setdefault(group, {})[name] = value

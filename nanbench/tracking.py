@@ -134,7 +134,8 @@ def steps_csv(result: RunResult) -> str:
     for i in range(s.steps):
         f = int(flags[i])
         bits = [int(bool(f & b)) for src in SOURCES for b in (INF_BIT[src], NAN_BIT[src])]
-        buf.write(f"{i},{i // s.steps_per_epoch},{s.loss[i]!r},{s.grad_norm[i]!r},{s.weight_norm[i]!r},{f},"
+        values = ",".join(repr(float(v)) for v in (s.loss[i], s.grad_norm[i], s.weight_norm[i]))
+        buf.write(f"{i},{i // s.steps_per_epoch},{values},{f},"
                   + ",".join(map(str, bits)) + f",{int(bool(f & SKIPPED_BIT))}\n")
     return buf.getvalue()
 
