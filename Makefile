@@ -39,7 +39,7 @@ report:  ## print the path of sweep $(SWEEP)'s self-contained HTML report
 	@echo "$(CURDIR)/results/$(SWEEP)/summary.html"
 
 examples: $(STAMP)  ## run the documents' examples and check their claims: results/examples.md
-	$(PY) -m nanbench.examples --out results --tracking-uri $(STORE)
+	$(PY) -m nanbench.examples --out results --tracking-uri $(STORE) $(ARGS)
 
 boundaries: $(STAMP)  ## largest stable learning rate per configuration: results/boundaries.md
 	$(PY) -m nanbench.boundary --grid sweeps/boundaries.yaml --out results $(ARGS)

@@ -7,7 +7,7 @@ said to make non-finite runs more common (``raises``: "outliers cause NaN") or l
 sweeper format (``hydra.sweeper.params``: comma-separated values per key, product over keys).
 
 Runs are grouped into *cells*: runs that agree on every swept key except the factor and
-``train.seed``. In each cell every treatment level is compared with the control levels, as the
+``train.seed``. In each cell every treatment level is compared with every control level, as the
 fraction of runs that ended inf or NaN. A comparison *holds* when the treatment's fraction is
 higher (raises) or lower (lowers) than the control's; for ``lowers`` it is only *testable* when the
 control has something to prevent (a non-finite run) or the treatment made things worse. Verdict:
@@ -17,13 +17,14 @@ control has something to prevent (a non-finite run) or the treatment made things
 - ``refuted``: holds in none;
 - ``not testable``: no comparison was testable (nothing non-finite to prevent anywhere).
 
-Two op-level probes back the activation claims: Keras's sigmoid, softmax and ReLU applied to
-extreme finite inputs, values and gradients checked for inf/NaN.
+Op-level probes back three claims: Keras's sigmoid, softmax and ReLU applied to extreme finite
+inputs (values and gradients checked for inf/NaN), and what Keras's clipping arguments do to one
+real gradient (doc003 example 2 says clipnorm=1.0 "limits the norm of the gradients to 1.0").
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import itertools
 import time
 from collections import Counter
@@ -65,7 +66,7 @@ CLAIMS: tuple[Claim, ...] = (
           "optimizer.lr", ("0.001",), ("1.0", "10.0"), "raises"),
     Claim("clipping", '"implement gradient clipping ... This prevents the weight updates from becoming '
           'excessively large"', "doc000 §2, doc003 §3", "claim_clipping", "clipping", ("none",),
-          ("clipnorm", "clipvalue", "global_clipnorm"), "lowers"),
+          ("clipnorm", "clipvalue", "global_clipnorm"), "lowers", probe="clipping"),
     Claim("adaptive_optimizers", '"Experiment with adaptive learning rate optimizers like Adam or RMSprop" / '
           '"Adam ... is generally more robust than simple gradient descent"', "doc000 §2, doc003 §3",
           "claim_optimizer", "optimizer", ("sgd",), ("adam", "rmsprop"), "lowers"),
@@ -93,103 +94,88 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-# --- sweeps: a Hydra sweep file expanded into override lists ------------------------------------
+# --- sweeps: a sweep file expanded as `make sweep` expands it ---------------------------------
 
 @dataclass(frozen=True)
 class Sweep:
-    name: str
-    groups: tuple[str, ...]            # fixed group choices from the defaults list ("model=mlp")
-    body: dict                         # the file's own values, merged after /config (its _self_)
-    params: dict[str, list[str]]       # hydra.sweeper.params, each value list in order
+    """A sweep file's grid: Hydra jobs (``hydra.sweeper.params``) x inner runs (``sweep.inner``)."""
 
-    def runs(self) -> list[dict[str, str]]:
-        """Every point of the grid, as {key: value string}, in Hydra's basic-sweeper order."""
-        keys = list(self.params)
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.params[k] for k in keys))]
+    name: str
+    jobs: tuple[tuple[str, ...], ...]   # each job's overrides, "key=value", in the basic sweeper's order
+    sweeps_dir: Path = SWEEPS
+
+    def compose(self, job: tuple[str, ...]):
+        """The job's config, composed as `python -m nanbench -m --config-dir sweeps` composes it."""
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(self.sweeps_dir), version_base="1.3"):
+            cfg = compose(config_name=self.name, overrides=[f"hydra.searchpath=[file://{CONF}]", *job])
+        GlobalHydra.instance().clear()
+        return cfg
+
+    def points(self) -> list[dict[str, str]]:
+        """The swept values of every run, in run order, composing only the first job (for the inner
+        grid, which sweep files set once for all jobs)."""
+        from nanbench.sweep import inner_grid
+
+        combos = inner_grid(self.compose(self.jobs[0])) if self.jobs else []
+        return [{**dict(o.split("=", 1) for o in job), **{k: str(v) for k, v in combo.items()}}
+                for job in self.jobs for combo in combos]
+
+    def runs(self) -> list[tuple[dict[str, str], dict]]:
+        """Every run: its swept values as strings ({key: value}), and its plain config dict."""
+        from nanbench.sweep import expand, inner_grid
+
+        out = []
+        for job in self.jobs:
+            cfg = self.compose(job)
+            point = dict(o.split("=", 1) for o in job)
+            for combo, run in zip(inner_grid(cfg), expand(cfg)):
+                out.append(({**point, **{k: str(v) for k, v in combo.items()}}, run))
+        return out
 
 
 def load_sweep(name: str, sweeps_dir: Path = SWEEPS) -> Sweep:
-    """Read sweeps/<name>.yaml: defaults [/config, optional `override /group: option`, _self_],
-    top-level values, and ``hydra.sweeper.params`` parsed with Hydra's own override grammar."""
+    """The jobs of sweeps/<name>.yaml, expanded by Hydra's override grammar in the basic sweeper's
+    order (the product of ``hydra.sweeper.params``, first key outermost)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
-    raw = OmegaConf.to_container(OmegaConf.load(sweeps_dir / f"{name}.yaml"), resolve=False)
-    defaults = raw.pop("defaults", [])
-    if not defaults or defaults[0] != "/config":
-        raise ValueError(f"sweeps/{name}.yaml: the defaults list must start with /config")
-    groups = []
-    for entry in defaults[1:]:
-        if isinstance(entry, dict):
-            for key, option in entry.items():
-                groups.append(f"{key.removeprefix('override ').strip().lstrip('/')}={option}")
-    params_raw = (raw.pop("hydra", {}) or {}).get("sweeper", {}).get("params", {}) or {}
-    parser = OverridesParser.create()
-    params: dict[str, list[str]] = {}
-    for key, value in params_raw.items():
-        override = parser.parse_override(f"{key}={value}")
-        params[key] = (list(override.sweep_string_iterator()) if override.is_sweep_override()
-                       else [override.get_value_element_as_str()])
-    return Sweep(name=name, groups=tuple(groups), body=raw, params=params)
-
-
-class Composer:
-    """Composed configs for many override sets: Hydra composes once per set of group choices, the
-    sweep file's body is merged (its ``_self_``), then each run's key=value overrides are applied.
-    Same result as composing each run from scratch, at a fraction of the cost."""
-
-    def __init__(self, conf_dir: Path = CONF):
-        self.conf_dir = conf_dir
-        self.group_names = {p.name for p in conf_dir.iterdir() if p.is_dir()}
-        self._cache: dict[tuple, object] = {}
-
-    def is_group(self, key: str) -> bool:
-        return key in self.group_names
-
-    def compose(self, sweep: Sweep, point: dict[str, str]):
-        from hydra import compose, initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from omegaconf import OmegaConf, open_dict
-
-        groups = tuple(sweep.groups) + tuple(f"{k}={v}" for k, v in point.items() if self.is_group(k))
-        if groups not in self._cache:
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
-                cfg = compose(config_name="config", overrides=list(groups))
-            GlobalHydra.instance().clear()
-            with open_dict(cfg):
-                cfg.pop("hydra", None)
-            self._cache[groups] = OmegaConf.merge(cfg, sweep.body)  # struct: unknown keys fail
-        cfg = copy.deepcopy(self._cache[groups])
-        parser = OverridesParser.create()
-        for key, value in point.items():
-            if not self.is_group(key):
-                OmegaConf.update(cfg, key, parser.parse_override(f"{key}={value}").value(), merge=False)
-        return cfg
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(sweeps_dir), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]"],
+                      return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+            else [f"{o.get_key_element()}={o.get_value_element_as_str()}"]
+            for o in OverridesParser.create().parse_overrides(params)]
+    return Sweep(name=name, jobs=tuple(itertools.product(*axes)), sweeps_dir=sweeps_dir)
 
 
 # --- running ------------------------------------------------------------------------------------
 
 @dataclass
 class RunRecord:
-    point: dict[str, str]       # the swept values of this run
+    point: dict[str, str]       # the swept values of this run, as strings
     outcome: str
     source: str | None          # first_nonfinite_source
     run_id: str | None
 
 
 def run_sweep(sweep: Sweep, *, tracker=None, tracking_uri: str | None = None, epochs_cap: int | None = None,
-              composer: Composer | None = None, claim_ids: tuple[str, ...] = ()) -> list[RunRecord]:
+              claim_ids: tuple[str, ...] = ()) -> list[RunRecord]:
     """Train every run of the sweep in this process (nanbench.run.execute) and log each to MLflow
     in the experiment named after the sweep."""
     from nanbench.run import execute
     from nanbench.spec import from_config
 
-    composer = composer or Composer()
     records = []
-    for point in sweep.runs():
-        spec = from_config(composer.compose(sweep, point))
+    for point, run in sweep.runs():
+        spec = from_config(run)
         if epochs_cap is not None and spec.train.epochs > epochs_cap:
             spec = spec.replace(train={"epochs": epochs_cap})
         spec = replace(spec, tracking=TrackingSpec(uri=tracking_uri or spec.tracking.uri, experiment=sweep.name))
@@ -234,7 +220,8 @@ class Tally:
 @dataclass
 class Comparison:
     cell: tuple[tuple[str, str], ...]    # the other swept keys' values
-    level: str                           # the treatment level compared with the control
+    level: str                           # the treatment level
+    against: str                         # the control level it is compared with
     control: Tally
     treatment: Tally
     status: str                          # holds | does not hold | reversed | untestable
@@ -277,46 +264,42 @@ def _conditions(claim: Claim, comparisons: list[Comparison], keys: list[str]) ->
     testable = [c for c in comparisons if c.status != "untestable"]
     if not testable:
         return "nothing non-finite to prevent in any cell"
+    dims = ([("treatment", lambda c: c.level)] if len(claim.treatment) > 1 else []) + \
+        ([("against", lambda c: c.against)] if len(claim.control) > 1 else []) + \
+        [(key, lambda c, key=key: dict(c.cell)[key]) for key in keys]
     parts = []
-    if len(claim.treatment) > 1:
-        keys = [claim.factor, *keys]
-    for key in keys:
+    for name, get in dims:
         values: dict[str, list[int]] = {}
         for c in testable:
-            value = c.level if key == claim.factor else dict(c.cell)[key]
-            counts = values.setdefault(value, [0, 0])
+            counts = values.setdefault(get(c), [0, 0])
             counts[0] += c.status == "holds"
             counts[1] += 1
-        if len(values) > 1 and len({h / n for h, n in values.values()}) > 1:  # the key matters
-            parts.append(f"{key}: " + ", ".join(f"{v} {h}/{n}" for v, (h, n) in values.items()))
+        if len(values) > 1 and len({h / n for h, n in values.values()}) > 1:  # this key matters
+            parts.append(f"{name}: " + ", ".join(f"{v} {h}/{n}" for v, (h, n) in values.items()))
     held = sum(c.status == "holds" for c in testable)
     reversed_ = sum(c.status == "reversed" for c in testable)
-    head = f"holds in {held}/{len(testable)} testable comparisons"
+    head = f"holds in {held}/{len(testable)} comparisons"
     if reversed_:
         head += f", reversed in {reversed_}"
     untestable = len(comparisons) - len(testable)
     if untestable:
-        head += f" ({untestable} cells had no inf/NaN to prevent)"
+        head += f" ({untestable} more had no inf/NaN to prevent)"
     return head + ("; by " + "; ".join(parts) if parts else "")
 
 
 def judge(claim: Claim, sweep: Sweep, records: list[RunRecord]) -> Judged:
-    keys = [k for k in sweep.params if k not in (claim.factor, "train.seed")]
+    """Compare, in every cell, each treatment level with each control level; then the verdict."""
+    # the cell: every other swept key that takes more than one value (seeds are repeats)
+    keys = [k for k in (records[0].point if records else {}) if k not in (claim.factor, "train.seed")
+            and len({r.point[k] for r in records}) > 1]
     cells: dict[tuple, dict[str, Tally]] = {}
     for r in records:
         cell = tuple((k, r.point[k]) for k in keys)
         cells.setdefault(cell, {}).setdefault(r.point[claim.factor], Tally()).add(r)
-    comparisons = []
-    for cell, levels in cells.items():
-        control = Tally()
-        for level in claim.control:
-            for r in records:
-                if r.point[claim.factor] == level and tuple((k, r.point[k]) for k in keys) == cell:
-                    control.add(r)
-        for level in claim.treatment:
-            if level in levels and control.runs:
-                comparisons.append(Comparison(cell, level, control, levels[level],
-                                              _compare(claim.effect, control, levels[level])))
+    comparisons = [Comparison(cell, t, c, levels[c], levels[t], _compare(claim.effect, levels[c], levels[t]))
+                   for cell, levels in cells.items()
+                   for t in claim.treatment if t in levels
+                   for c in claim.control if c in levels]
     testable = [c for c in comparisons if c.status != "untestable"]
     held = sum(c.status == "holds" for c in testable)
     if not testable:
@@ -336,6 +319,7 @@ def judge(claim: Claim, sweep: Sweep, records: list[RunRecord]) -> Judged:
 EXTREME = (-1e38, -1e4, -100.0, 0.0, 100.0, 1e4, 1e38)
 
 
+@functools.lru_cache(maxsize=None)  # deterministic; computed once per process
 def activation_probe(which: str) -> list[dict]:
     """Keras's activations on extreme finite float32 inputs: are values and gradients finite?
 
@@ -366,6 +350,43 @@ def activation_probe(which: str) -> list[dict]:
     return rows
 
 
+@functools.lru_cache(maxsize=None)  # deterministic; computed once per process
+def clipping_probe() -> list[dict]:
+    """Keras's clipping arguments on one real gradient: doc003 example 2's model (Dense(64, relu),
+    Dense(1): four variables) at its seeded initial weights, on the first batch of its stand-in
+    data with y x 100 so that the gradient exceeds 1. One SGD step at learning rate 1.0 moves each
+    variable by exactly its (clipped) gradient, so the update's norms are the clipped gradient's."""
+    import keras
+    import tensorflow as tf
+
+    from nanbench.examples import SEED, make_data
+
+    X, y = make_data("clean10")
+    X, y = X[:32], y[:32] * 100.0
+    rows = []
+    for kind in ("none", "clipnorm", "global_clipnorm", "clipvalue"):
+        keras.utils.set_random_seed(SEED)
+        model = keras.Sequential([keras.Input(shape=(10,)), keras.layers.Dense(64, activation="relu"),
+                                  keras.layers.Dense(1)])
+        clip = {} if kind == "none" else {kind: 1.0}
+        optimizer = keras.optimizers.SGD(learning_rate=1.0, **clip)
+        before = [np.array(w.numpy(), dtype=np.float64) for w in model.trainable_weights]
+        with tf.GradientTape() as tape:  # eagerly: the same clipping code as in fit, no tracing
+            loss = keras.losses.MeanSquaredError()(y, model(X, training=True))
+        optimizer.apply(tape.gradient(loss, model.trainable_weights), model.trainable_weights)
+        steps = [b - np.array(w.numpy(), dtype=np.float64) for b, w in zip(before, model.trainable_weights)]
+        per = [float(np.linalg.norm(u)) for u in steps]
+        rows.append({"clipping": "none" if kind == "none" else f"{kind}=1.0",
+                     "per-variable gradient norms": "[" + ", ".join(f"{v:.3g}" for v in per) + "]",
+                     "joint gradient norm": f"{float(np.sqrt(sum(v * v for v in per))):.3g}"})
+    return rows
+
+
+PROBES = {"relu": lambda: activation_probe("relu"),
+          "sigmoid_softmax": lambda: activation_probe("sigmoid_softmax"),
+          "clipping": clipping_probe}
+
+
 # --- all claims -------------------------------------------------------------------------------------
 
 def run_claims(*, tracking_uri: str, epochs_cap: int | None = None, claims: tuple[Claim, ...] = CLAIMS,
@@ -376,19 +397,18 @@ def run_claims(*, tracking_uri: str, epochs_cap: int | None = None, claims: tupl
 
     configure_tensorflow()
     tracker = Tracker(TrackingSpec(uri=tracking_uri))
-    composer = Composer()
     by_sweep: dict[str, tuple[Sweep, list[RunRecord]]] = {}
     for claim in claims:
         if claim.sweep not in by_sweep:
             sweep = load_sweep(claim.sweep, sweeps_dir)
             ids = tuple(c.id for c in claims if c.sweep == claim.sweep)
             by_sweep[claim.sweep] = (sweep, run_sweep(sweep, tracker=tracker, tracking_uri=tracking_uri,
-                                                      epochs_cap=epochs_cap, composer=composer, claim_ids=ids))
+                                                      epochs_cap=epochs_cap, claim_ids=ids))
     judged = []
     for claim in claims:
         sweep, records = by_sweep[claim.sweep]
         j = judge(claim, sweep, records)
         if claim.probe:
-            j.probe = activation_probe(claim.probe)
+            j.probe = PROBES[claim.probe]()
         judged.append(j)
     return judged

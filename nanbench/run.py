@@ -48,13 +48,13 @@ def execute(spec: RunSpec, device: str | None = None) -> RunResult:
         if data.n_samples == 0:
             raise ValueError("preprocessing left no rows to train on")
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error
-        return RunResult(spec=spec, outcome="error", device=short_device, error=_describe(exc),
+        return RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
                          data_s=time.perf_counter() - t0)
     data_s = time.perf_counter() - t0
     try:
         out = engines.train(spec, data, device)
     except Exception as exc:  # noqa: BLE001
-        return RunResult(spec=spec, outcome="error", device=short_device, error=_describe(exc),
+        return RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
                          data_s=data_s, n_samples=data.n_samples)
     verdict = classify(out.series, spec.outcome)
     return RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=out.series,
@@ -62,7 +62,7 @@ def execute(spec: RunSpec, device: str | None = None) -> RunResult:
                      first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
     return f"{type(exc).__name__}: {exc}{where}".replace("\n", " ")

@@ -31,7 +31,9 @@ class ForensicSequential(keras.Sequential):
                 "grad_sq": out["grad_sq"], "weight_sq": out["weight_sq"]}
 
 
-class _Recorder(keras.callbacks.Callback):
+class ForensicRecorder(keras.callbacks.Callback):
+    """Collects ForensicSequential's per-step numbers during fit; stops once weights hold NaN."""
+
     def __init__(self):
         super().__init__()
         self.rows: list[tuple[float, float, float, float]] = []
@@ -49,6 +51,14 @@ class _Recorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_loss.append(float(np.asarray(logs["loss"])))
 
+    def series(self, model, *, n_samples: int, batch_size: int) -> StepSeries:
+        """What was recorded, as the StepSeries every engine returns (norms and flags derived)."""
+        input_sq, loss, grad_sq, weight_sq = np.array(self.rows, dtype=np.float64).reshape(-1, 4).T
+        grad_norm, weight_norm = np.sqrt(grad_sq), np.sqrt(weight_sq)
+        flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(model.optimizer))
+        return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm, flags=flags,
+                          epoch_loss=np.array(self.epoch_loss), steps_per_epoch=-(-n_samples // batch_size))
+
 
 def train(spec, data, device: str) -> EngineOutput:
     t0 = time.perf_counter()
@@ -60,16 +70,11 @@ def train(spec, data, device: str) -> EngineOutput:
                                                 precision=spec.train.precision),
                       loss=build_loss(spec.loss))
         build_s = time.perf_counter() - t0
-        recorder = _Recorder()
+        recorder = ForensicRecorder()
         t1 = time.perf_counter()
         model.fit(data.X, data.y, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
                   shuffle=spec.train.shuffle, verbose=0, callbacks=[recorder])
         t2 = time.perf_counter()
-    input_sq, loss, grad_sq, weight_sq = np.array(recorder.rows, dtype=np.float64).reshape(-1, 4).T
-    grad_norm, weight_norm = np.sqrt(grad_sq), np.sqrt(weight_sq)
-    flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(model.optimizer))
-    series = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
-                        flags=flags, epoch_loss=np.array(recorder.epoch_loss),
-                        steps_per_epoch=-(-data.n_samples // spec.train.batch_size))
+    series = recorder.series(model, n_samples=data.n_samples, batch_size=spec.train.batch_size)
     first = (recorder.first_step_end or t2) - t1
     return EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first)
