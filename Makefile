@@ -45,7 +45,7 @@ boundaries: $(STAMP)  ## largest stable learning rate per configuration: results
 	$(PY) -m nanbench.boundary --grid sweeps/boundaries.yaml --out results $(ARGS)
 
 bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
-	$(PY) bench/benchmark.py --out results
+	$(PY) bench/benchmark.py --out results $(ARGS)
 
 ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
