@@ -176,7 +176,9 @@ def _outcomes(store: str) -> dict[str, str]:
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("bench")
     runs = client.search_runs([exp.experiment_id], "tags.outcome != ''", max_results=10000)
-    return {r.data.tags["config_hash"]: r.data.tags["outcome"] for r in runs if "config_hash" in r.data.tags}
+    # keyed by every factor but the engine (config_hash includes train.engine, which differs)
+    return {tuple(sorted((k, v) for k, v in r.data.params.items() if k != "train.engine")): r.data.tags["outcome"]
+            for r in runs if r.data.params}
 
 
 def throughput(reps: int, tmp: Path) -> list[dict]:
