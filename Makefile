@@ -9,7 +9,7 @@ PORT   ?= 5000
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary report examples boundaries bench ui clean
+.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,9 +47,12 @@ boundaries: $(STAMP)  ## largest stable learning rate per configuration: results
 bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
 	$(PY) bench/benchmark.py --out results $(ARGS)
 
+screenshots: $(STAMP)  ## the MLflow UI and the HTML report checked in headless Chromium: results/screenshots/
+	$(PY) -m nanbench.screenshots --out results/screenshots
+
 ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
-	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT) --workers 1
 
 clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
 	rm -rf outputs multirun
