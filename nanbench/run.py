@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
@@ -24,6 +25,7 @@ def configure_tensorflow() -> None:
     _configured = True
 
 
+@functools.lru_cache(maxsize=None)  # the devices TensorFlow sees do not change within a process
 def resolve_device(requested: str) -> str:
     """'/GPU:0' or '/CPU:0' for train.device; a GPU asked for and not seen is a config error."""
     import tensorflow as tf

@@ -240,8 +240,8 @@ class Tracker:
         now_ms = int(time.time() * 1000)
         start_ms = int((start_time if start_time is not None else time.time() - result.wall_s) * 1000)
         # tags go in with the run itself: log_batch would merge them one SELECT at a time
-        all_tags["mlflow.runName"] = run_name(spec)
-        run = self.client.create_run(exp_id, start_time=start_ms, run_name=run_name(spec),
+        name = all_tags["mlflow.runName"] = run_name(spec)
+        run = self.client.create_run(exp_id, start_time=start_ms, run_name=name,
                                      tags={k: str(v) for k, v in all_tags.items()})
         run_id = run.info.run_id
         metrics: list[Metric] = []
