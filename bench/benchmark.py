@@ -142,7 +142,7 @@ def _nanbench_sweep(store: str, workdir: Path, jobs: int = 1, grid: dict | None 
     launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
     cmd = [PY, "-m", "nanbench", "-m", "--config-dir", str(workdir), "--config-name", cfg.stem, *params,
            f"tracking.uri={store}", f"sweep.results_dir={workdir}/results", "sweep.redo=true",
-           f"hydra.sweep.dir={workdir}/hydra", *launcher, *extra]
+           f"hydra.sweep.dir={workdir}/hydra", "sweep.summarize=false", *launcher, *extra]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t

@@ -7,6 +7,7 @@ training seed. Preprocessing uses scikit-learn's scalers and SciPy's winsorizati
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,7 +134,12 @@ def preprocess(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec) -> Data:
                 y=np.ascontiguousarray(y, dtype=np.float32), rows_removed=removed)
 
 
+@functools.lru_cache(maxsize=32)
 def load(dataset: DatasetSpec, prep: PreprocessSpec) -> Data:
-    """The arrays one run trains on."""
+    """The arrays one run trains on. The data depend on the two specs only, so the runs of a sweep
+    job (learning rates, seeds, ...) share one copy, made read-only so that no run can alter it."""
     X, y = make_dataset(dataset)
-    return preprocess(X, y, prep)
+    data = preprocess(X, y, prep)
+    data.X.setflags(write=False)
+    data.y.setflags(write=False)
+    return data

@@ -13,13 +13,18 @@ from nanbench.spec import ConfigError, RunSpec
 _configured = False
 
 
-def configure_tensorflow() -> None:
-    """Once per process: deterministic ops, quiet logs."""
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Once per process, before TensorFlow runs anything: deterministic ops, quiet logs and, when
+    several workers share the machine, `threads` threads per TensorFlow pool (its default is one
+    per core in every process, which oversubscribes the cores N-fold with N workers)."""
     global _configured
     if _configured:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     tf.config.experimental.enable_op_determinism()
     tf.get_logger().setLevel("ERROR")
     _configured = True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import queue
 import sys
 import threading
@@ -144,7 +145,8 @@ class SweepCallback(Callback):
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
         print(f"nanbench: sweep {name} done in {wall:.1f} s: {summary_line}", flush=True)
         try:  # a finished sweep stays finished whatever the summary does
-            _summarize(config, name, self._parent)
+            if config.sweep.get("summarize", True):
+                _summarize(config, name, self._parent)
         except Exception as exc:  # noqa: BLE001
             print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
@@ -231,25 +233,39 @@ def _progress_close() -> None:
 
 
 class _Writer:
-    """Records finished runs on a background thread, overlapping MLflow writes with training."""
+    """Records finished runs on a background thread, overlapping MLflow writes with training.
+
+    Whatever has queued up while the last batch was written goes in as the next batch, in one
+    transaction (Tracker.log_many), so the store sees a few large writes instead of many small
+    ones. A batch is written whole or not at all: a sweep killed meanwhile loses only runs that
+    were never recorded, and resume trains them again."""
+
+    MAX_BATCH = 256
 
     def __init__(self, tracker, experiment: str, parent_run_id: str | None, tags: dict):
         self.tracker, self.experiment, self.parent, self.tags = tracker, experiment, parent_run_id, tags
-        self.queue: queue.Queue = queue.Queue(maxsize=64)
+        self.queue: queue.Queue = queue.Queue(maxsize=self.MAX_BATCH)
         self.errors: list[str] = []
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            result, start = item
+        done = False
+        while not done:
+            batch = [self.queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:
+                batch.pop()
+                done = True
+            if not batch:
+                continue
             try:
-                _retry(lambda: self.tracker.log(result, experiment=self.experiment,
-                                                parent_run_id=self.parent, tags=self.tags,
-                                                start_time=start))
+                _retry(lambda: self.tracker.log_many(batch, experiment=self.experiment,
+                                                     parent_run_id=self.parent, tags=self.tags))
             except Exception as exc:  # noqa: BLE001 - surfaced by close()
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -260,7 +276,7 @@ class _Writer:
         self.queue.put(None)
         self.thread.join()
         if self.errors:
-            raise RuntimeError(f"{len(self.errors)} run(s) could not be recorded: {self.errors[0]}")
+            raise RuntimeError(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
 
 
 def _retry(fn, attempts: int = 8):
@@ -277,11 +293,12 @@ def _retry(fn, attempts: int = 8):
 def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
-    from nanbench.run import execute, resolve_device
+    from nanbench.run import configure_tensorflow, execute, resolve_device
     from nanbench.spec import ConfigError, TrackingSpec, from_config
-    from nanbench.tracking import Tracker
+    from nanbench.tracking import tracker_for
 
     hydra_cfg = HydraConfig.get()
+    configure_tensorflow(threads=_threads_per_worker(hydra_cfg.launcher.get("n_jobs")))
     sweep_dir = Path(hydra_cfg.sweep.dir)
     meta = _read_json(sweep_dir / PARENT_FILE)
     jobs = _read_json(sweep_dir / JOBS_FILE).get("jobs")  # written by hydra/sweeper=nanbench
@@ -289,7 +306,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
     runs = expand(cfg)
-    tracker = Tracker(TrackingSpec(**OmegaConf.to_container(cfg.tracking, resolve=True)))
+    tracker = tracker_for(TrackingSpec(**OmegaConf.to_container(cfg.tracking, resolve=True)))
     writer = _Writer(tracker, name, meta.get("parent_run_id"),
                      {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}
@@ -325,6 +342,15 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
         print(f"[job {hydra_cfg.job.num + 1}/{total_jobs}] {overrides}: {line} "
               f"({trained / elapsed if elapsed > 0 else 0:.1f} runs/s)", flush=True)
     return counts
+
+
+def _threads_per_worker(n_jobs) -> int | None:
+    """Cores per worker when a launcher runs n_jobs workers on this machine (joblib); else None."""
+    if not isinstance(n_jobs, int) or n_jobs == 1:
+        return None
+    cores = os.cpu_count() or 1
+    workers = cores if n_jobs < 0 else min(n_jobs, cores)
+    return max(1, cores // workers)
 
 
 def _read_json(path: Path) -> dict:

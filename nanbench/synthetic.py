@@ -2,20 +2,15 @@
 
 For the summary's tests and benchmark only: nothing here trains. Each run is a real
 :class:`~nanbench.result.RunResult` (spec from ``spec.from_config``, verdict from
-``forensics.classify`` on a made-up step series), recorded by the real ``Tracker.log``. Only the
-transport differs: Tracker.log's MLflow calls are kept in memory and then written to MLflow's own
-tables with one bulk SQL transaction, because 10,000 runs through MlflowClient take many minutes
-(four SQLite transactions per run) while the same rows go in by SQL in seconds.
+``forensics.classify`` on a made-up step series), recorded by the real ``Tracker.log_many``, the
+bulk path sweeps use (one transaction for all of them).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import sqlite3
 import time
-import uuid
-from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -117,91 +112,21 @@ def synthetic_result(spec: RunSpec, rule: Callable[[RunSpec], bool] = planted_ru
                      train_s=max(n - 1, 1) / (base * float(rng.uniform(0.9, 1.1))), n_samples=256)
 
 
-class _RecordingClient:
-    """Stands in for MlflowClient inside Tracker.log: keeps the writes, passes experiment look-ups on.
-
-    Any other MlflowClient method Tracker.log may start to call fails loudly (AttributeError)."""
-
-    def __init__(self, client, artifact_location: str):
-        self._client = client
-        self._artifact_location = artifact_location.rstrip("/")
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.tags: list[tuple[str, str, str]] = []
-        self.params: list[tuple[str, str, str]] = []
-        self.metrics: list[tuple[str, float, int, str, int]] = []
-        self.texts: list[tuple[str, str, str]] = []
-
-    def get_experiment_by_name(self, name):
-        return self._client.get_experiment_by_name(name)
-
-    def create_experiment(self, *args, **kwargs):
-        return self._client.create_experiment(*args, **kwargs)
-
-    def create_run(self, experiment_id, start_time=None, run_name=None, tags=None):
-        run_id = uuid.uuid4().hex
-        self.runs[run_id] = {"experiment_id": int(experiment_id), "start_time": start_time,
-                             "name": run_name, "status": "RUNNING", "end_time": None}
-        self.tags += [(k, str(v), run_id) for k, v in (tags or {}).items()]
-        uri = f"{self._artifact_location}/{run_id}/artifacts"
-        self.runs[run_id]["artifact_uri"] = uri
-        return SimpleNamespace(info=SimpleNamespace(run_id=run_id, artifact_uri=uri, experiment_id=experiment_id))
-
-    def log_batch(self, run_id, metrics=(), params=(), tags=()):
-        self.metrics += [(m.key, float(m.value), int(m.timestamp), run_id, int(m.step)) for m in metrics]
-        self.params += [(p.key, p.value, run_id) for p in params]
-        self.tags += [(t.key, t.value, run_id) for t in tags]
-
-    def log_text(self, run_id, text, artifact_file):  # artifact stores that are not local folders
-        self.texts.append((run_id, artifact_file, text))
-
-    def set_terminated(self, run_id, status="FINISHED", end_time=None):
-        self.runs[run_id].update(status=status, end_time=end_time or int(time.time() * 1000))
-
-
 def plant(results: Iterable[RunResult], tracking_uri: str, experiment: str,
           parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> list[str]:
     """Record `results` as child runs of `parent_run_id` in an SQLite store, in bulk; their ids.
 
-    The rows are those Tracker.log writes (same params, tags, metrics and steps.csv), inserted in
-    one transaction into MLflow's tables. The store and experiment are created through MLflow.
+    The rows are those a sweep writes (Tracker.log_many: same params, tags, metrics and
+    steps.csv, one transaction). The store and experiment are created through MLflow.
     """
     from nanbench.tracking import Tracker
 
-    db = sqlite_path(tracking_uri)
-    if db is None:
+    if sqlite_path(tracking_uri) is None:
         raise ValueError(f"plant() writes SQLite stores only, not {tracking_uri}")
     tracker = Tracker(TrackingSpec(uri=tracking_uri, experiment=experiment))
-    exp_id = tracker.experiment_id(experiment)
-    artifact_location = tracker.client.get_experiment(exp_id).artifact_location
-    recorder = _RecordingClient(tracker.client, artifact_location)
-    tracker.client = recorder
     start = time.time()
-    run_ids = []
-    for i, result in enumerate(results):
-        run_ids.append(tracker.log(result, experiment=experiment, parent_run_id=parent_run_id,
-                                   tags=tags, start_time=start + i * 1e-3))
-    # MLflow's latest_metrics keeps, per run and key, the value at the largest step
-    latest: dict[tuple[str, str], tuple[str, float, int, int, int, str]] = {}
-    for key, value, ts, run_id, step in recorder.metrics:
-        old = latest.get((run_id, key))
-        if old is None or (step, ts) >= (old[3], old[2]):
-            latest[(run_id, key)] = (key, value, ts, step, 0, run_id)
-    if recorder.texts:
-        raise ValueError(f"plant() needs a local (file://) artifact root, not {artifact_location}")
-    with sqlite3.connect(db) as con:
-        con.executemany(
-            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
-            "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
-            "VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', ?, ?, ?, '', 'active', ?, ?)",
-            [(rid, r["name"], r["status"], r["start_time"], r["end_time"],
-              r["artifact_uri"], r["experiment_id"]) for rid, r in recorder.runs.items()])
-        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", recorder.tags)
-        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)", recorder.params)
-        con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
-                        "VALUES (?, ?, ?, ?, ?, 0)", recorder.metrics)
-        con.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", list(latest.values()))
-    return run_ids
+    items = [(result, start + i * 1e-3) for i, result in enumerate(results)]
+    return tracker.log_many(items, experiment=experiment, parent_run_id=parent_run_id, tags=tags)
 
 
 def create_parent(tracking_uri: str, experiment: str, name: str | None = None) -> str:

@@ -71,3 +71,50 @@ def test_run_name_reads_as_what_the_run_is():
 def test_unusable_tracking_uris_are_config_errors(uri):
     with pytest.raises(ConfigError, match="tracking.uri"):
         check_uri(uri)
+
+
+def _comparable(client, run):
+    """What a reader of the store sees of a run, less its id and times."""
+    info = run.info
+    histories = {key: [(m.step, m.value) for m in client.get_metric_history(info.run_id, key)]
+                 for key in run.data.metrics}
+    tags = {k: v for k, v in run.data.tags.items()}
+    return {"status": info.status, "name": info.run_name, "stage": info.lifecycle_stage,
+            "user": info.user_id, "ended": info.end_time >= info.start_time,
+            "artifacts": info.artifact_uri.endswith(f"/{info.run_id}/artifacts"),
+            "params": run.data.params, "tags": tags, "metrics": run.data.metrics, "histories": histories,
+            "files": sorted(f.path for f in client.list_artifacts(info.run_id))}
+
+
+def test_bulk_transaction_writes_what_mlflows_own_calls_write(store):
+    """log_many's one-transaction path and MLflow's create_run/log_batch/set_terminated give runs
+    that every reader (get_run, metric history, search, artifacts) sees identically."""
+    results = []
+    for overrides in (["optimizer=sgd", "optimizer.lr=1.0", "dataset=doc000_outlier"],   # nan
+                      ["optimizer=sgd", "optimizer.lr=0.05", "preprocess=standard"],      # converged
+                      ["optimizer=adam", "dataset=nan_inputs"]):                          # nan at the input
+        spec = from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=6",
+                                           *overrides]))
+        results.append(execute(spec))
+    tracker = Tracker(results[0].spec.tracking)
+    assert tracker.bulk  # an SQLite store takes the one-transaction path
+    parent = tracker.client.create_run(tracker.experiment_id("bulk")).info.run_id
+    bulk_ids = tracker.log_many([(r, None) for r in results], experiment="bulk", parent_run_id=parent,
+                                tags={"sweep": "bulk"})
+    tracker.bulk = False
+    call_ids = tracker.log_many([(r, None) for r in results], experiment="bulk", parent_run_id=parent,
+                                tags={"sweep": "bulk"})
+    client = MlflowClient(store)
+    for bulk_id, call_id, result in zip(bulk_ids, call_ids, results):
+        seen_bulk = _comparable(client, client.get_run(bulk_id))
+        assert seen_bulk == _comparable(client, client.get_run(call_id))
+        assert seen_bulk["tags"]["outcome"] == result.outcome and seen_bulk["status"] == "FINISHED"
+        assert seen_bulk["files"] == ["steps.csv"]
+    # the UI's and summary's queries find bulk-written runs like any other
+    exp_id = tracker.experiment_id("bulk")
+    nan_runs = client.search_runs([exp_id], f"tags.outcome = 'nan' and tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.info.run_id for r in nan_runs) == sorted(
+        [i for i, r in zip(bulk_ids, results) if r.outcome == "nan"]
+        + [i for i, r in zip(call_ids, results) if r.outcome == "nan"])
+    by_loss = client.search_runs([exp_id], "metrics.final_loss < 1e9", order_by=["metrics.final_loss ASC"])
+    assert {r.info.run_id for r in by_loss} >= {bulk_ids[1], call_ids[1]}
