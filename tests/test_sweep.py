@@ -68,7 +68,8 @@ def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_to_exactly_once(tmp_path, store):
-    cmd = sweep_cmd(store, tmp_path, "train.epochs=40")
+    # long enough runs (~1 s each) that the kill lands between the first job's batch and the last
+    cmd = sweep_cmd(store, tmp_path, "train.epochs=600")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                             start_new_session=True)
     deadline = time.time() + 300
