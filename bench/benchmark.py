@@ -80,15 +80,21 @@ def per_step(reps: int) -> list[dict]:
     without_f = fused.Trainer(spec, data.n_features, "/CPU:0", forensics=False)
 
     # The limit: the same Keras model, optimizer and loss in the smallest whole-run tf.function
-    # (fixed-order batches by slicing, no forensics, no per-step outputs), reset the same way.
+    # (fixed-order batches by slicing, no forensics, no per-step outputs), reset the same way as
+    # the fused engine (precomputed initial values assigned inside the function).
     model = build_model(spec.model, data.n_features, seed=0)
     opt = build_optimizer(spec.optimizer, spec.clipping)
     loss_fn = build_loss(spec.loss)
     opt.build(model.trainable_variables)
-    opt_start = [v.numpy() for v in opt.variables]
+    reset_model(model, 0)
+    start = [v.numpy() for v in model.variables + opt.variables]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, data.n_features]), tf.TensorSpec([None, 1])])
-    def minimal(X, y):
+    @tf.function(input_signature=[tf.TensorSpec([None, data.n_features]), tf.TensorSpec([None, 1]),
+                                  [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in model.variables + opt.variables]])
+    def minimal(X, y, initial):
+        for v, value in zip(model.variables + opt.variables, initial):
+            v.assign(value)
+
         def body(i, _):
             s = (i % 8) * 32
             with tf.GradientTape() as tape:
@@ -98,10 +104,7 @@ def per_step(reps: int) -> list[dict]:
         return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), tf.constant(0.0)))[1]
 
     def run_minimal():
-        reset_model(model, 0)
-        for v, value in zip(opt.variables, opt_start):
-            v.assign(value)
-        minimal(data.X, data.y).numpy()
+        minimal(data.X, data.y, start).numpy()
 
     candidates = {"fused": lambda: with_f.run(spec, data.X, data.y),
                   "fused_no_forensics": lambda: without_f.run(spec, data.X, data.y),

@@ -34,8 +34,16 @@ def loss_scaled(optimizer) -> bool:
     return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def forensic_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True) -> dict:
-    """Run one Keras training step on (x, y) and return its loss and forensic numbers."""
+def row_sums_of_squares(X, y) -> tf.Tensor:
+    """Per row, the sum of squares of its features and target (float64): a batch's ``input_sq``
+    is the sum of its rows' values, so an engine that batches fixed data computes this once."""
+    return tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=1) + tf.square(tf.cast(y[:, 0], tf.float64))
+
+
+def forensic_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True, input_sq=None) -> dict:
+    """Run one Keras training step on (x, y) and return its loss and forensic numbers.
+
+    ``input_sq`` may be given when the caller already has it (see row_sums_of_squares)."""
     with tf.GradientTape() as tape:
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
@@ -49,7 +57,8 @@ def forensic_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True
             true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
         else:
             true_grads = grads
-        input_sq = sum_of_squares([x, y])
+        if input_sq is None:
+            input_sq = sum_of_squares([x, y])
         grad_sq = sum_of_squares(true_grads)
     optimizer.apply(grads, weights)
     if not forensics:

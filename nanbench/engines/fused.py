@@ -3,9 +3,9 @@
 One :class:`Trainer` exists per structural signature (architecture, optimizer kind, loss, clipping
 kind, feature count, precision, device). Its model, optimizer and traced function are reused for
 every run that differs only in numbers (learning rate, clip threshold, seed, batch size, epochs,
-data values and row count): a run resets the weights to the seeded initial values, resets the
-optimizer's state and assigns its learning rate and clip threshold, then calls the traced function
-once. The step is nanbench.step's, i.e. Keras's own train_step math; per-step loss, norms and flags
+data values and row count): a run is one call of the traced function, which first resets the
+weights to the seeded initial values (drawn by Keras's initializers once per seed), resets the
+optimizer's state and assigns the run's learning rate and clip threshold, then trains. The step is nanbench.step's, i.e. Keras's own train_step math; per-step loss, norms and flags
 are written to TensorArrays and come back to the host once per run.
 """
 
@@ -19,7 +19,7 @@ import tensorflow as tf
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import forensic_step, loss_scaled
+from nanbench.step import forensic_step, loss_scaled, row_sums_of_squares
 
 
 class RuntimeThreshold:
@@ -86,27 +86,42 @@ class Trainer:
                                              precision=spec.train.precision, threshold=self.threshold)
             self.model.compile(optimizer=self.optimizer, loss=build_loss(spec.loss))
             self.optimizer.build(self.model.trainable_variables)
+        # A run starts from these: the optimizer's fresh state (fixed) and, per seed, the model's
+        # seeded initial weights (drawn once per seed by Keras's initializers, then reused).
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+        self._initial: dict[int, list[np.ndarray]] = {}
         spec_x = tf.TensorSpec([None, n_features], tf.float32)
         spec_y = tf.TensorSpec([None, 1], tf.float32)
         scalar = tf.TensorSpec([], tf.int32)
-        self._fn = tf.function(self._train, input_signature=[spec_x, spec_y, scalar, scalar, scalar,
-                                                             tf.TensorSpec([], tf.bool)])
+        real = tf.TensorSpec([], tf.float32)
+        weights = [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in self.model.variables]
+        self._fn = tf.function(self._train, input_signature=[
+            spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
 
     def trace(self) -> None:
         """Trace the whole-run function now (its only trace: the input signature is fixed)."""
         with tf.device(self.device):
             self._fn.get_concrete_function()
 
-    def _train(self, X, y, epochs, batch_size, seed, shuffle):
+    def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial):
+        # reset, inside the graph (one call per run instead of an eager assign per variable):
+        # seeded initial weights, the optimizer's fresh state, this run's learning rate and clip
+        for var, value in zip(self.model.variables, initial):
+            var.assign(value)
+        for var, value in zip(self.optimizer.variables, self._optimizer_start):
+            var.assign(value)
+        self.optimizer.learning_rate = lr
+        self.threshold.variable.assign(threshold)
         n = tf.shape(X)[0]
         per_epoch = (n + batch_size - 1) // batch_size
         total = epochs * per_epoch
-        # per step: the batch loss, and (forensics) the sums of squares of input, gradients, weights
-        arrays = [tf.TensorArray(tf.float32, size=total), tf.TensorArray(tf.float64, size=total)]
+        # per step: the batch loss and (forensics) the sums of squares of input, gradients and
+        # weights, as one float64 row [loss, input_sq, grad_sq, weight_sq] (loss alone without)
+        steps = tf.TensorArray(tf.float64, size=total)
         epoch_loss = tf.TensorArray(tf.float32, size=total)
+        row_sq = row_sums_of_squares(X, y) if self.forensics else None  # once per run, not per step
 
-        def body(step, order, total_loss, count, stopped, arrays, epoch_loss):
+        def body(step, order, total_loss, count, stopped, steps, epoch_loss):
             epoch = step // per_epoch
             i = step % per_epoch
             # a new seeded permutation at the start of each epoch when shuffling
@@ -116,52 +131,52 @@ class Trainer:
                             lambda: order)
             rows = order[i * batch_size:tf.minimum((i + 1) * batch_size, n)]
             xb, yb = tf.gather(X, rows), tf.gather(y, rows)
-            out = forensic_step(self.model, self.optimizer, xb, yb, forensics=self.forensics)
+            input_sq = tf.reduce_sum(tf.gather(row_sq, rows)) if self.forensics else None
+            out = forensic_step(self.model, self.optimizer, xb, yb, forensics=self.forensics, input_sq=input_sq)
+            loss = tf.cast(out["loss"], tf.float32)
             # Keras's epoch loss: a Mean metric weighted by batch size, in float32
             weight = tf.cast(tf.shape(rows)[0], tf.float32)
-            total_loss = tf.where(tf.equal(i, 0), 0.0, total_loss) + tf.cast(out["loss"], tf.float32) * weight
+            total_loss = tf.where(tf.equal(i, 0), 0.0, total_loss) + loss * weight
             count = tf.where(tf.equal(i, 0), 0.0, count) + weight
             if self.forensics:
-                sums = tf.stack([out["input_sq"], out["grad_sq"], out["weight_sq"]])
-                arrays = [arrays[0].write(step, tf.cast(out["loss"], tf.float32)), arrays[1].write(step, sums)]
+                steps = steps.write(step, tf.stack([tf.cast(loss, tf.float64), out["input_sq"],
+                                                    out["grad_sq"], out["weight_sq"]]))
                 stopped = tf.math.is_nan(out["weight_sq"])  # every later step would be NaN too
             else:
-                arrays = [arrays[0].write(step, tf.cast(out["loss"], tf.float32)), arrays[1]]
+                steps = steps.write(step, tf.cast(loss, tf.float64)[None])
             epoch_loss = epoch_loss.write(step, total_loss / count)  # running epoch mean
-            return step + 1, order, total_loss, count, stopped, arrays, epoch_loss
+            return step + 1, order, total_loss, count, stopped, steps, epoch_loss
 
-        step, _, _, _, _, arrays, epoch_loss = tf.while_loop(
+        step, _, _, _, _, steps, epoch_loss = tf.while_loop(
             lambda step, _order, _total, _count, stopped, *_: tf.logical_and(step < total, tf.logical_not(stopped)),
             lambda *args: body(*args),
             (tf.constant(0), tf.range(n), tf.constant(0.0), tf.constant(0.0), tf.constant(False),
-             arrays, epoch_loss),
+             steps, epoch_loss),
             maximum_iterations=total)
         epochs_run = (step + per_epoch - 1) // per_epoch
-        if self.forensics:
-            series = [a.gather(tf.range(step)) for a in arrays]
-        else:
-            series = [arrays[0].gather(tf.range(step))]
         # Keras's epoch loss is the running mean at each epoch's last step run
         ends = tf.minimum(tf.range(1, epochs_run + 1) * per_epoch, step) - 1
-        return series, epoch_loss.gather(ends), per_epoch
+        return steps.gather(tf.range(step)), epoch_loss.gather(ends), per_epoch
 
-    def reset(self, spec) -> None:
-        """Start a run afresh: seeded initial weights, zero optimizer state, this run's numbers."""
-        reset_model(self.model, spec.train.seed)
-        for var, value in zip(self.optimizer.variables, self._optimizer_start):
-            var.assign(value)
-        self.optimizer.learning_rate = spec.optimizer.lr
-        self.threshold.variable.assign(spec.clipping.threshold)
+    def initial_weights(self, seed: int) -> list[np.ndarray]:
+        """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
+        if seed not in self._initial:
+            reset_model(self.model, seed)
+            self._initial[seed] = [np.array(v.numpy()) for v in self.model.variables]
+        return self._initial[seed]
 
-    def run(self, spec, X: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, int, float]:
-        """Train one run; returns the series, epoch losses, steps per epoch and the call's seconds."""
-        self.reset(spec)
+    def run(self, spec, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+        """Train one run; returns the per-step rows (steps x 4 with forensics: loss, input_sq,
+        grad_sq, weight_sq; steps x 1 without), epoch losses, steps per epoch and the call's seconds."""
+        initial = self.initial_weights(spec.train.seed)
         t = time.perf_counter()
         with tf.device(self.device):
             series, epoch_loss, per_epoch = self._fn(
                 X, y, tf.constant(spec.train.epochs), tf.constant(spec.train.batch_size),
-                tf.constant(spec.train.seed), tf.constant(spec.train.shuffle))
-        series = [s.numpy() for s in series]
+                tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),
+                tf.constant(spec.optimizer.lr, tf.float32), tf.constant(spec.clipping.threshold, tf.float32),
+                initial)
+        series = series.numpy()
         seconds = time.perf_counter() - t
         return series, epoch_loss.numpy(), int(per_epoch), seconds
 
@@ -193,8 +208,8 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
         trainer.trace()
         trace_s = time.perf_counter() - t0 - build_s
     series, epoch_loss, per_epoch, seconds = trainer.run(spec, data.X, data.y)
-    loss = series[0]
-    sums = series[1] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
+    loss = series[:, 0].astype(np.float32)
+    sums = series[:, 1:] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
     input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
     flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
     out = StepSeries(loss=loss.astype(np.float64), grad_norm=grad_norm, weight_norm=weight_norm,
