@@ -88,12 +88,13 @@ def per_step(reps: int) -> list[dict]:
     loss_fn = build_loss(spec.loss)
     opt.build(model.trainable_variables)
     reset_model(model, 0)
-    start = [v.numpy() for v in model.variables + opt.variables]
+    state = model.variables + opt.variables
+    start = [v.numpy() for v in state]
 
     @tf.function(input_signature=[tf.TensorSpec([None, data.n_features]), tf.TensorSpec([None, 1]),
-                                  [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in model.variables + opt.variables]])
+                                  [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in state]])
     def minimal(X, y, initial):
-        for v, value in zip(model.variables + opt.variables, initial):
+        for v, value in zip(state, initial):
             v.assign(value)
 
         def body(i, _):

@@ -5,8 +5,9 @@ kind, feature count, precision, device). Its model, optimizer and traced functio
 every run that differs only in numbers (learning rate, clip threshold, seed, batch size, epochs,
 data values and row count): a run is one call of the traced function, which first resets the
 weights to the seeded initial values (drawn by Keras's initializers once per seed), resets the
-optimizer's state and assigns the run's learning rate and clip threshold, then trains. The step is nanbench.step's, i.e. Keras's own train_step math; per-step loss, norms and flags
-are written to TensorArrays and come back to the host once per run.
+optimizer's state and assigns the run's learning rate and clip threshold, then trains. The step is
+nanbench.step's, i.e. Keras's own train_step math; per step, the loss and the forensic sums of
+squares go into one TensorArray that comes back to the host once per run.
 """
 
 from __future__ import annotations
@@ -208,11 +209,11 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
         trainer.trace()
         trace_s = time.perf_counter() - t0 - build_s
     series, epoch_loss, per_epoch, seconds = trainer.run(spec, data.X, data.y)
-    loss = series[:, 0].astype(np.float32)
+    loss = series[:, 0]  # float32 values, carried exactly in float64
     sums = series[:, 1:] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
     input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
     flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
-    out = StepSeries(loss=loss.astype(np.float64), grad_norm=grad_norm, weight_norm=weight_norm,
+    out = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                      flags=flags, epoch_loss=epoch_loss.astype(np.float64),
                      steps_per_epoch=per_epoch)
     return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=seconds)
