@@ -5,7 +5,9 @@ kind, feature count, precision, device). Its model, optimizer and traced functio
 every run that differs only in numbers (learning rate, clip threshold, seed, batch size, epochs,
 data values and row count): a run is one call of the traced function, which first resets the
 weights to the seeded initial values (drawn by Keras's initializers once per seed), resets the
-optimizer's state and assigns the run's learning rate and clip threshold, then trains. The step is
+optimizer's state and assigns the run's learning rate and clip threshold, then trains in two
+nested loops (epochs, then the epoch's steps; shuffling and Keras's epoch loss are per-epoch work,
+outside the step loop). The step is
 nanbench.step's, i.e. Keras's own train_step math; per step, the loss and the forensic sums of
 squares go into one TensorArray that comes back to the host once per run.
 """
@@ -115,49 +117,50 @@ class Trainer:
         self.threshold.variable.assign(threshold)
         n = tf.shape(X)[0]
         per_epoch = (n + batch_size - 1) // batch_size
-        total = epochs * per_epoch
         # per step: the batch loss and (forensics) the sums of squares of input, gradients and
-        # weights, as one float64 row [loss, input_sq, grad_sq, weight_sq] (loss alone without)
-        steps = tf.TensorArray(tf.float64, size=total)
-        epoch_loss = tf.TensorArray(tf.float32, size=total)
+        # weights, as one float64 row [loss, input_sq, grad_sq, weight_sq] (loss alone without);
+        # per epoch: Keras's epoch loss, the batch-size-weighted running mean of the batch losses
+        steps = tf.TensorArray(tf.float64, size=epochs * per_epoch)
+        epoch_loss = tf.TensorArray(tf.float32, size=epochs)
         row_sq = row_sums_of_squares(X, y) if self.forensics else None  # once per run, not per step
 
-        def body(step, order, total_loss, count, stopped, steps, epoch_loss):
-            epoch = step // per_epoch
-            i = step % per_epoch
-            # a new seeded permutation at the start of each epoch when shuffling
-            order = tf.cond(tf.logical_and(shuffle, tf.equal(i, 0)),
-                            lambda: tf.random.experimental.stateless_shuffle(
-                                tf.range(n), seed=tf.stack([seed, epoch])),
-                            lambda: order)
-            rows = order[i * batch_size:tf.minimum((i + 1) * batch_size, n)]
-            xb, yb = tf.gather(X, rows), tf.gather(y, rows)
-            input_sq = tf.reduce_sum(tf.gather(row_sq, rows)) if self.forensics else None
-            out = forensic_step(self.model, self.optimizer, xb, yb, forensics=self.forensics, input_sq=input_sq)
-            loss = tf.cast(out["loss"], tf.float32)
-            # Keras's epoch loss: a Mean metric weighted by batch size, in float32
-            weight = tf.cast(tf.shape(rows)[0], tf.float32)
-            total_loss = tf.where(tf.equal(i, 0), 0.0, total_loss) + loss * weight
-            count = tf.where(tf.equal(i, 0), 0.0, count) + weight
+        def epoch_body(epoch, step, stopped, steps, epoch_loss):
+            # once per epoch: a seeded permutation when shuffling (else the rows in order), the
+            # rows gathered in that order, and each batch's input sum of squares; a step slices
+            order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
+                tf.range(n), seed=tf.stack([seed, epoch])), lambda: tf.range(n))
+            Xe, ye = tf.gather(X, order), tf.gather(y, order)
             if self.forensics:
-                steps = steps.write(step, tf.stack([tf.cast(loss, tf.float64), out["input_sq"],
-                                                    out["grad_sq"], out["weight_sq"]]))
-                stopped = tf.math.is_nan(out["weight_sq"])  # every later step would be NaN too
-            else:
-                steps = steps.write(step, tf.cast(loss, tf.float64)[None])
-            epoch_loss = epoch_loss.write(step, total_loss / count)  # running epoch mean
-            return step + 1, order, total_loss, count, stopped, steps, epoch_loss
+                batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), tf.range(n) // batch_size,
+                                                        per_epoch)
 
-        step, _, _, _, _, steps, epoch_loss = tf.while_loop(
-            lambda step, _order, _total, _count, stopped, *_: tf.logical_and(step < total, tf.logical_not(stopped)),
-            lambda *args: body(*args),
-            (tf.constant(0), tf.range(n), tf.constant(0.0), tf.constant(0.0), tf.constant(False),
-             steps, epoch_loss),
-            maximum_iterations=total)
-        epochs_run = (step + per_epoch - 1) // per_epoch
-        # Keras's epoch loss is the running mean at each epoch's last step run
-        ends = tf.minimum(tf.range(1, epochs_run + 1) * per_epoch, step) - 1
-        return steps.gather(tf.range(step)), epoch_loss.gather(ends), per_epoch
+            def step_body(i, total_loss, count, stopped, steps):
+                lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
+                xb, yb = Xe[lo:hi], ye[lo:hi]
+                out = forensic_step(self.model, self.optimizer, xb, yb, forensics=self.forensics,
+                                    input_sq=batch_sq[i] if self.forensics else None)
+                loss = tf.cast(out["loss"], tf.float32)
+                weight = tf.cast(hi - lo, tf.float32)
+                if self.forensics:
+                    steps = steps.write(step + i, tf.stack([tf.cast(loss, tf.float64), out["input_sq"],
+                                                            out["grad_sq"], out["weight_sq"]]))
+                    stopped = tf.math.is_nan(out["weight_sq"])  # every later step would be NaN too
+                else:
+                    steps = steps.write(step + i, tf.cast(loss, tf.float64)[None])
+                return i + 1, total_loss + loss * weight, count + weight, stopped, steps
+
+            i, total_loss, count, stopped, steps = tf.while_loop(
+                lambda i, _total, _count, stopped, _steps: tf.logical_and(i < per_epoch, tf.logical_not(stopped)),
+                step_body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0), stopped, steps))
+            # Keras's epoch loss is the running mean at the epoch's last step run
+            epoch_loss = epoch_loss.write(epoch, total_loss / count)
+            return epoch + 1, step + i, stopped, steps, epoch_loss
+
+        epochs_run, step, _, steps, epoch_loss = tf.while_loop(
+            lambda epoch, _step, stopped, _steps, _loss: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), steps, epoch_loss),
+            maximum_iterations=epochs)
+        return steps.gather(tf.range(step)), epoch_loss.gather(tf.range(epochs_run)), per_epoch
 
     def initial_weights(self, seed: int) -> list[np.ndarray]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
