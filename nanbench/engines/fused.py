@@ -7,9 +7,9 @@ data values and row count): a run is one call of the traced function, which firs
 weights to the seeded initial values (drawn by Keras's initializers once per seed), resets the
 optimizer's state and assigns the run's learning rate and clip threshold, then trains in two
 nested loops (epochs, then the epoch's steps; shuffling and Keras's epoch loss are per-epoch work,
-outside the step loop). The step is
-nanbench.step's, i.e. Keras's own train_step math; per step, the loss and the forensic sums of
-squares go into one TensorArray that comes back to the host once per run.
+outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step math; per step,
+the loss and the forensic sums of squares go into one TensorArray that comes back to the host
+once per run.
 """
 
 from __future__ import annotations
