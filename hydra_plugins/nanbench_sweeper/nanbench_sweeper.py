@@ -6,10 +6,20 @@ training run. This sweeper validates the first job of each batch (a composition 
 shows up there) and leaves the rest to the launcher, which composes each job exactly once. It
 also records the number of jobs in the sweep directory, for nanbench's progress display.
 Everything else, grid syntax included, is the basic sweeper's.
+
+With a parallel launcher (joblib, ``n_jobs`` > 1) it also keeps jobs that share traced graphs
+on one worker. The fused engine traces one graph per structure (model, optimizer, loss,
+clipping, precision, feature count) per process. Hydra's job order and joblib's dispatch of one
+job at a time would make every worker trace nearly every structure. So the jobs are ordered by
+those factors, and (when the launcher's ``batch_size`` is left at ``auto``) joblib is given them
+in batches of whole groups: jobs equal in every factor above but the dataset, so a batch traces
+each of its graphs once and a worker that finishes early takes the next batch.
 """
 
 
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -19,6 +29,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Override
 
 JOBS_FILE = "nanbench_jobs.json"
+# The config groups that decide a job's traced graphs, most expensive to retrace first (dataset:
+# its feature count). Jobs are ordered by these when they run on several workers.
+STRUCTURE_KEYS = ("model", "optimizer", "loss", "clipping", "train.precision", "dataset")
+MIN_BATCHES_PER_WORKER = 2  # groups are halved until there are this many, for load balance
 
 
 @dataclass
@@ -35,6 +49,14 @@ ConfigStore.instance().store(group="hydra/sweeper", name="nanbench", node=Nanben
 class NanbenchSweeper(BasicSweeper):
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
         batches = BasicSweeper.split_arguments(overrides, max_batch_size)
+        workers = parallel_workers(self.launcher)
+        if workers > 1:
+            batches = [sorted(batch, key=structure_key) for batch in batches]
+            self.launcher.joblib["batch_size"] = dispatch_batch_size(batches[0], workers)
+            if str(self.launcher.joblib.get("pre_dispatch", "2*n_jobs")) == "2*n_jobs":
+                # joblib splits its first, pre-dispatched slice into smaller batches, which would
+                # shift every later batch off the group boundaries
+                self.launcher.joblib["pre_dispatch"] = "all"
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / JOBS_FILE).write_text(json.dumps({"jobs": sum(len(b) for b in batches)}))
@@ -42,3 +64,38 @@ class NanbenchSweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch[:1])
+
+
+def parallel_workers(launcher) -> int:
+    """Workers of a joblib launcher whose dispatch batch size is left to nanbench (else 1)."""
+    cfg = getattr(launcher, "joblib", None)
+    if cfg is None or str(cfg.get("batch_size", "auto")) != "auto":
+        return 1
+    n_jobs, cores = cfg.get("n_jobs", 1), os.cpu_count() or 1
+    if not isinstance(n_jobs, int) or n_jobs == 1:
+        return 1
+    return cores if n_jobs < 0 else n_jobs
+
+
+def structure_key(job: Sequence[str]) -> tuple:
+    """A job's overrides of STRUCTURE_KEYS (and their sub-keys), in that order of priority."""
+    values = {}
+    for override in job:
+        key, _, value = override.partition("=")
+        for i, group in enumerate(STRUCTURE_KEYS):
+            if key == group or key.startswith(group + "."):
+                values.setdefault(i, []).append(f"{key}={value}")
+    return tuple(tuple(sorted(values.get(i, []))) for i in range(len(STRUCTURE_KEYS)))
+
+
+def dispatch_batch_size(jobs: Sequence[Sequence[str]], workers: int) -> int:
+    """Jobs per joblib batch: a whole group (jobs equal in every structure key but the dataset),
+    halved until every worker gets at least MIN_BATCHES_PER_WORKER batches."""
+    sizes: dict[tuple, int] = {}
+    for job in jobs:
+        group = structure_key(job)[:-1]
+        sizes[group] = sizes.get(group, 0) + 1
+    size = math.gcd(*sizes.values()) if sizes else 1
+    while size > 1 and len(jobs) / size < workers * MIN_BATCHES_PER_WORKER:
+        size = -(-size // 2)
+    return size
