@@ -17,6 +17,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from conftest import CONF, ROOT, SWEEPS
+from hydra_plugins.nanbench_sweeper.nanbench_sweeper import dispatch_batch_size, structure_key
 from nanbench.spec import from_config
 from nanbench.sweep import expand, inner_grid
 
@@ -112,9 +113,29 @@ def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):
     proc = subprocess.run(sweep_cmd(store, tmp_path, "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"),
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    hashes = [r.data.tags["config_hash"] for r in children(store, status="FINISHED")]
+    runs = children(store, status="FINISHED")
+    hashes = [r.data.tags["config_hash"] for r in runs]
     assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS
     assert "locked" not in proc.stderr
+    if jobs == 2:  # whole structure groups per worker: each graph traced once, as with one process
+        structures = {(r.data.params["optimizer.name"], r.data.params["dataset.name"]) for r in runs}
+        traced = [r for r in runs if r.data.metrics["first_step_s"] > 0]
+        assert len(traced) == len(structures) == 4
+
+
+def test_parallel_dispatch_keeps_each_structure_group_in_one_batch():
+    jobs = sorted(_grid("default"), key=structure_key)
+    size = dispatch_batch_size(jobs, workers=2)
+    assert size == 14  # 7 datasets x 2 preprocessings share each model x optimizer's graphs
+    batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    groups = [{structure_key(job)[:-1] for job in batch} for batch in batches]
+    assert all(len(g) == 1 for g in groups) and len(set().union(*groups)) == len(batches) == 8
+    # within a batch, jobs with the same dataset (same feature count) are next to each other
+    datasets = [next(o for o in job if o.startswith("dataset=")) for job in batches[0]]
+    assert datasets == sorted(datasets)
+    # more workers than groups: groups are split so that every worker gets batches
+    assert dispatch_batch_size(jobs, workers=8) == 7
+    assert dispatch_batch_size(jobs[:4], workers=2) == 1
 
 
 def _grid(name):
