@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from hydra_plugins.nanbench_sweeper.nanbench_sweeper import JOBS_FILE  # the job count, from the sweeper
+from hydra_plugins.nanbench_sweeper.nanbench_sweeper import JOBS_FILE, worker_count  # from the sweeper
 from omegaconf import DictConfig, OmegaConf
 
 PARENT_FILE = "nanbench_parent.json"
@@ -346,11 +346,11 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
 
 def _threads_per_worker(n_jobs) -> int | None:
     """Cores per worker when a launcher runs n_jobs workers on this machine (joblib); else None."""
-    if not isinstance(n_jobs, int) or n_jobs == 1:
+    workers = worker_count(n_jobs)
+    if workers == 1:
         return None
     cores = os.cpu_count() or 1
-    workers = cores if n_jobs < 0 else min(n_jobs, cores)
-    return max(1, cores // workers)
+    return max(1, cores // min(workers, cores))
 
 
 def _read_json(path: Path) -> dict:

@@ -66,15 +66,19 @@ class NanbenchSweeper(BasicSweeper):
         super().validate_batch_is_legal(batch[:1])
 
 
+def worker_count(n_jobs) -> int:
+    """Worker processes joblib starts for ``n_jobs`` (negative: one per core); 1 when not an int."""
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
 def parallel_workers(launcher) -> int:
     """Workers of a joblib launcher whose dispatch batch size is left to nanbench (else 1)."""
     cfg = getattr(launcher, "joblib", None)
     if cfg is None or str(cfg.get("batch_size", "auto")) != "auto":
         return 1
-    n_jobs, cores = cfg.get("n_jobs", 1), os.cpu_count() or 1
-    if not isinstance(n_jobs, int) or n_jobs == 1:
-        return 1
-    return cores if n_jobs < 0 else n_jobs
+    return worker_count(cfg.get("n_jobs", 1))
 
 
 def structure_key(job: Sequence[str]) -> tuple:

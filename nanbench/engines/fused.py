@@ -122,17 +122,19 @@ class Trainer:
         # per epoch: Keras's epoch loss, the batch-size-weighted running mean of the batch losses
         steps = tf.TensorArray(tf.float64, size=epochs * per_epoch)
         epoch_loss = tf.TensorArray(tf.float32, size=epochs)
-        row_sq = row_sums_of_squares(X, y) if self.forensics else None  # once per run, not per step
+        # once per run: the rows in order, each row's batch, and (forensics) each row's sum of squares
+        in_order = tf.range(n)
+        batch_of_row = in_order // batch_size
+        row_sq = row_sums_of_squares(X, y) if self.forensics else None
 
         def epoch_body(epoch, step, stopped, steps, epoch_loss):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
             # rows gathered in that order, and each batch's input sum of squares; a step slices
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
-                tf.range(n), seed=tf.stack([seed, epoch])), lambda: tf.range(n))
+                in_order, seed=tf.stack([seed, epoch])), lambda: in_order)
             Xe, ye = tf.gather(X, order), tf.gather(y, order)
             if self.forensics:
-                batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), tf.range(n) // batch_size,
-                                                        per_epoch)
+                batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), batch_of_row, per_epoch)
 
             def step_body(i, total_loss, count, stopped, steps):
                 lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
