@@ -14,6 +14,7 @@ import functools
 import io
 import logging
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -64,6 +65,61 @@ def _fast_sqlite() -> None:
             cursor.close()
 
     _pragmas_installed = True
+
+
+def cache_dir() -> Path:
+    """Where nanbench keeps what it can rebuild: $NANBENCH_CACHE, else $XDG_CACHE_HOME/nanbench
+    (~/.cache/nanbench)."""
+    if os.environ.get("NANBENCH_CACHE"):
+        return Path(os.environ["NANBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nanbench"
+
+
+def empty_store_template() -> Path:
+    """An SQLite file holding MLflow's tables and nothing else, built once per MLflow and
+    SQLAlchemy version by MLflow's own migrations (``_initialize_tables``, what its store runs on
+    a new database: some 60 alembic migrations, about 2 s on the project machine)."""
+    import mlflow
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    template = cache_dir() / f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}-empty.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        tmp = template.with_name(f"{template.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+            try:
+                _initialize_tables(engine)
+            finally:
+                engine.dispose()
+            os.replace(tmp, template)  # whole or not at all, whoever builds it too
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
+    return template
+
+
+def seed_sqlite_store(path: Path) -> bool:
+    """Start a new SQLite store as a copy of the empty-store template instead of migrating it.
+
+    MLflow then opens it as it would any store of its schema (it checks the revision, and creates
+    the default experiment with this store's artifact root). An existing file is never touched:
+    the copy is linked into place only if nothing is there. Any failure leaves the work to
+    MLflow's own migrations. Returns whether the store was seeded."""
+    if path.exists():
+        return False
+    try:
+        template = empty_store_template()
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(template, tmp)
+            os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+    except Exception:  # noqa: BLE001 - an optimization only; MLflow builds the store itself
+        return False
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -185,6 +241,7 @@ class Tracker:
         _quiet()
         if sqlite_path(spec.uri) is not None:
             _fast_sqlite()
+            seed_sqlite_store(sqlite_path(spec.uri))
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.uri)
         self._experiments: dict[str, str] = {}

@@ -118,3 +118,41 @@ def test_bulk_transaction_writes_what_mlflows_own_calls_write(store):
         + [i for i, r in zip(call_ids, results) if r.outcome == "nan"])
     by_loss = client.search_runs([exp_id], "metrics.final_loss < 1e9", order_by=["metrics.final_loss ASC"])
     assert {r.info.run_id for r in by_loss} >= {bulk_ids[1], call_ids[1]}
+
+
+def test_a_new_sqlite_store_is_a_copy_of_mlflows_migrated_schema(tmp_path, monkeypatch):
+    """A new store starts from the cached template (MLflow's own migrations, run once per version)
+    and MLflow opens it as its own: same tables, current revision, its default experiment under
+    this store's artifact root. An existing store is never replaced."""
+    import sqlalchemy
+    from nanbench.tracking import empty_store_template, seed_sqlite_store
+
+    monkeypatch.setenv("NANBENCH_CACHE", str(tmp_path / "cache"))
+    template = empty_store_template()
+    assert template.parent == tmp_path / "cache" and template.exists()
+
+    seeded = tmp_path / "a" / "seeded.db"
+    seeded.parent.mkdir()
+    migrated = tmp_path / "migrated.db"
+    MlflowClient(f"sqlite:///{migrated}").search_experiments()  # MLflow's migrations, no template
+    assert seed_sqlite_store(seeded) is True
+    tracker = Tracker(from_config(compose_config([f"tracking.uri=sqlite:///{seeded}"])).tracking)
+
+    def tables(path):
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        try:
+            inspector = sqlalchemy.inspect(engine)
+            return {t: sorted(c["name"] for c in inspector.get_columns(t)) for t in inspector.get_table_names()}
+        finally:
+            engine.dispose()
+
+    assert tables(seeded) == tables(migrated)
+    default = tracker.client.get_experiment("0")
+    assert default.name == "Default"
+    exp_id = tracker.experiment_id("seeded")
+    assert tracker.client.get_experiment(exp_id).artifact_location.startswith((tmp_path / "a").as_uri())
+    run = tracker.client.create_run(exp_id)
+    assert tracker.client.get_run(run.info.run_id).info.status == "RUNNING"
+
+    assert seed_sqlite_store(seeded) is False  # there already: untouched
+    assert MlflowClient(f"sqlite:///{seeded}").get_run(run.info.run_id).info.run_id == run.info.run_id
