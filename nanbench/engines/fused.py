@@ -98,7 +98,10 @@ class Trainer:
         scalar = tf.TensorSpec([], tf.int32)
         real = tf.TensorSpec([], tf.float32)
         weights = [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in self.model.variables]
-        self._fn = tf.function(self._train, input_signature=[
+        # autograph off: the loops are tf.while_loop already and Keras 3's code is written for
+        # backends without autograph, so there is nothing to convert; converting Keras's layers,
+        # losses and optimizer anyway cost ~1 s on a process's first trace
+        self._fn = tf.function(self._train, autograph=False, input_signature=[
             spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
 
     def trace(self) -> None:
