@@ -38,6 +38,16 @@ class ConfigError(ValueError):
         self.key = key
         super().__init__(f"{key} must be {allowed} (got {got!r})")
 
+    def __reduce__(self):  # picklable, message and all (a sweep's store set-up may run in a child)
+        return _config_error, (self.key, str(self))
+
+
+def _config_error(key: str, message: str) -> ConfigError:
+    exc = ConfigError.__new__(ConfigError)
+    ValueError.__init__(exc, message)
+    exc.key = key
+    return exc
+
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:

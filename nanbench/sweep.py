@@ -45,6 +45,12 @@ def experiment_name(cfg: DictConfig) -> str:
     return cfg.sweep.name or cfg.tracking.experiment
 
 
+def tracking_spec(cfg: DictConfig):
+    """The store a sweep records into, as the key of its process's Tracker (tracker_for)."""
+    from nanbench.spec import TrackingSpec
+    return TrackingSpec(**OmegaConf.to_container(cfg.tracking, resolve=True))
+
+
 def inner_grid(cfg: DictConfig) -> list[dict[str, Any]]:
     """The combinations of ``sweep.inner`` as dicts of dotted key -> value ([{}] when empty)."""
     inner = OmegaConf.to_container(cfg.sweep.inner, resolve=True) if cfg.sweep.inner else {}
@@ -89,42 +95,33 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from nanbench.spec import ConfigError, from_config
-        from nanbench.tracking import Tracker
 
         try:
-            spec = from_config(config)
-            tracker = Tracker(spec.tracking)
+            from_config(config)  # a bad value stops the sweep here, with its one line
+            if _jobs_run_here(config) and _can_fork():
+                # The store's side (importing MLflow, opening or creating the store, the parent
+                # run) runs in a forked child on another core while this process imports
+                # TensorFlow for the jobs it is about to run; each is several seconds.
+                setup = _forked(start_sweep_store, config)
+                from nanbench.run import configure_tensorflow
+                configure_tensorflow()
+                import nanbench.engines.fused  # noqa: F401 - Keras, imported while the child works
+                start = setup()
+            else:
+                start = start_sweep_store(config)
         except ConfigError as exc:
             print(f"nanbench: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
-        name = experiment_name(config)
-        exp_id = tracker.experiment_id(name)
-        client = tracker.client
-        killed = mark_interrupted(client, exp_id)
-        done = set() if config.sweep.redo else finished_hashes(client, exp_id)
-        runs_per_job = len(inner_grid(config))
-        overrides = list(config.hydra.overrides.task)
-        parent = client.create_run(exp_id, run_name=f"sweep {name}", tags={
-            ROLE: "parent", "sweep": name, "mlflow.runName": f"sweep {name}",
-            "sweep_file": str(config.hydra.job.config_name),
-            "overrides": " ".join(overrides)[:5000] or "(none)",
-            "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
-        })
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
-        (sweep_dir / PARENT_FILE).write_text(json.dumps({
-            "parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
-            "runs_per_job": runs_per_job, "start": time.time()}))
         self._start = time.time()
-        self._parent = parent.info.run_id
-        self._tracker = tracker
-        self._exp_id = exp_id
-        msg = f"nanbench: sweep {name}: {runs_per_job} run(s) per job"
-        if done:
-            msg += f"; {len(done)} configurations already FINISHED are skipped (sweep.redo=true re-runs them)"
-        if killed:
-            msg += f"; marked {killed} interrupted run(s) KILLED"
+        self._parent = start["parent_run_id"]
+        self._tracking = tracking_spec(config)
+        self._exp_id = start["experiment_id"]
+        msg = f"nanbench: sweep {start['experiment']}: {start['runs_per_job']} run(s) per job"
+        if start["done"]:
+            msg += (f"; {start['done']} configurations already FINISHED are skipped "
+                    "(sweep.redo=true re-runs them)")
+        if start["killed"]:
+            msg += f"; marked {start['killed']} interrupted run(s) KILLED"
         print(msg, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -132,8 +129,10 @@ class SweepCallback(Callback):
         if not hasattr(self, "_parent"):
             return
         _progress_close()
-        client = self._tracker.client
-        counts = child_counts(client, self._exp_id, self._parent)
+        from nanbench.tracking import tracker_for
+        tracker = tracker_for(self._tracking)
+        client = tracker.client
+        counts = tracker.count_children(self._exp_id, self._parent)
         wall = time.time() - self._start
         metrics = {f"runs_{k}": v for k, v in counts.items()}
         metrics["runs_total"] = sum(counts.values())
@@ -156,6 +155,87 @@ class SweepCallback(Callback):
             print(f"nanbench: {errors} run(s) errored (recorded as FAILED runs in MLflow)",
                   file=sys.stderr, flush=True)
             exit_status = 1
+
+
+def start_sweep_store(config: DictConfig) -> dict:
+    """The store's side of a sweep's start: the experiment, runs an interrupted earlier invocation
+    left RUNNING marked KILLED, the configurations already FINISHED (written to the sweep
+    directory for the jobs to skip) and a new parent run (its id written there for the jobs)."""
+    from nanbench.tracking import tracker_for
+
+    tracker = tracker_for(tracking_spec(config))
+    name = experiment_name(config)
+    exp_id = tracker.experiment_id(name)
+    client = tracker.client
+    killed = mark_interrupted(client, exp_id)
+    done = set() if config.sweep.redo else finished_hashes(client, exp_id)
+    runs_per_job = len(inner_grid(config))
+    overrides = list(config.hydra.overrides.task)
+    parent = client.create_run(exp_id, run_name=f"sweep {name}", tags={
+        ROLE: "parent", "sweep": name, "mlflow.runName": f"sweep {name}",
+        "sweep_file": str(config.hydra.job.config_name),
+        "overrides": " ".join(overrides)[:5000] or "(none)",
+        "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
+    })
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
+    (sweep_dir / PARENT_FILE).write_text(json.dumps({
+        "parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
+        "runs_per_job": runs_per_job, "start": time.time()}))
+    return {"parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
+            "runs_per_job": runs_per_job, "done": len(done), "killed": killed}
+
+
+def _jobs_run_here(config: DictConfig) -> bool:
+    """Whether the launcher runs the jobs in this process (Hydra's basic launcher)."""
+    return str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher")
+
+
+def _can_fork() -> bool:
+    """Forking is safe here only before TensorFlow or MLflow are loaded (their threads and open
+    connections must not be copied into a child), on a platform that forks."""
+    return (hasattr(os, "fork") and threading.active_count() == 1
+            and not {"tensorflow", "mlflow", "sqlalchemy"} & set(sys.modules))
+
+
+def _forked(fn, *args):
+    """Start fn(*args) in a forked child; returns a function that waits for the child and returns
+    fn's result or raises its exception (each sent back pickled)."""
+    import pickle
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run fn, send back what came of it, leave without the parent's cleanup
+        try:
+            os.close(read)
+            try:
+                payload = pickle.dumps((True, fn(*args)))
+            except BaseException as exc:  # noqa: BLE001 - raised again in the parent
+                try:
+                    payload = pickle.dumps((False, exc))
+                except Exception:  # noqa: BLE001 - an exception that does not pickle
+                    payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(payload)
+        finally:
+            os._exit(0)
+    os.close(write)
+
+    def wait():
+        with os.fdopen(read, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if not data:
+            raise RuntimeError(f"the sweep's store set-up process ended without a result (wait status {status})")
+        ok, value = pickle.loads(data)
+        if not ok:
+            raise value
+        return value
+
+    return wait
 
 
 def _summarize(config: DictConfig, name: str, parent_run_id: str) -> None:
@@ -184,14 +264,6 @@ def finished_hashes(client, exp_id: str) -> set[str]:
     """Configuration hashes that already have a FINISHED training run in the experiment."""
     return {run.data.tags.get("config_hash") for run in _all_runs(
         client, exp_id, f"attributes.status = 'FINISHED' and tags.`{ROLE}` = 'child'")} - {None}
-
-
-def child_counts(client, exp_id: str, parent_run_id: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for run in _all_runs(client, exp_id, f"tags.mlflow.parentRunId = '{parent_run_id}'"):
-        outcome = run.data.tags.get("outcome", "unknown")
-        counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
 
 
 def _all_runs(client, exp_id: str, filter_string: str, view=None):
@@ -235,21 +307,39 @@ def _progress_close() -> None:
 class _Writer:
     """Records finished runs on a background thread, overlapping MLflow writes with training.
 
-    Whatever has queued up while the last batch was written goes in as the next batch, in one
-    transaction (Tracker.log_many), so the store sees a few large writes instead of many small
-    ones. A batch is written whole or not at all: a sweep killed meanwhile loses only runs that
-    were never recorded, and resume trains them again."""
+    The thread also opens the store (importing MLflow, a few seconds in a new process) while the
+    first runs train. Whatever has queued up while the last batch was written goes in as the
+    next batch, in one transaction (Tracker.log_many), so the store sees a few large writes
+    instead of many small ones. A batch is written whole or not at all: a sweep killed meanwhile
+    loses only runs that were never recorded, and resume trains them again."""
 
     MAX_BATCH = 256
 
-    def __init__(self, tracker, experiment: str, parent_run_id: str | None, tags: dict):
-        self.tracker, self.experiment, self.parent, self.tags = tracker, experiment, parent_run_id, tags
+    def __init__(self, tracking, experiment: str, parent_run_id: str | None, tags: dict):
+        self.tracking, self.experiment, self.parent, self.tags = tracking, experiment, parent_run_id, tags
         self.queue: queue.Queue = queue.Queue(maxsize=self.MAX_BATCH)
         self.errors: list[str] = []
+        self._tracker = None
+        self._opened = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
+    @property
+    def tracker(self):
+        """The store's Tracker, once the thread has opened it."""
+        self._opened.wait()
+        if self._tracker is None:
+            raise RuntimeError(f"the tracking store could not be opened: {self.errors[0]}")
+        return self._tracker
+
     def _loop(self) -> None:
+        from nanbench.tracking import tracker_for
+        try:
+            self._tracker = tracker_for(self.tracking)
+        except Exception as exc:  # noqa: BLE001 - surfaced by close()
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._opened.set()
         done = False
         while not done:
             batch = [self.queue.get()]
@@ -261,11 +351,11 @@ class _Writer:
             if batch[-1] is None:
                 batch.pop()
                 done = True
-            if not batch:
+            if not batch or self._tracker is None:
                 continue
             try:
-                _retry(lambda: self.tracker.log_many(batch, experiment=self.experiment,
-                                                     parent_run_id=self.parent, tags=self.tags))
+                _retry(lambda: self._tracker.log_many(batch, experiment=self.experiment,
+                                                      parent_run_id=self.parent, tags=self.tags))
             except Exception as exc:  # noqa: BLE001 - surfaced by close()
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -294,8 +384,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
     from nanbench.run import configure_tensorflow, execute, resolve_device
-    from nanbench.spec import ConfigError, TrackingSpec, from_config
-    from nanbench.tracking import tracker_for
+    from nanbench.spec import ConfigError, from_config
 
     hydra_cfg = HydraConfig.get()
     configure_tensorflow(threads=_threads_per_worker(hydra_cfg.launcher.get("n_jobs")))
@@ -306,9 +395,8 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
     runs = expand(cfg)
-    tracker = tracker_for(TrackingSpec(**OmegaConf.to_container(cfg.tracking, resolve=True)))
-    writer = _Writer(tracker, name, meta.get("parent_run_id"),
-                     {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
+    writer = _Writer(tracking_spec(cfg), name,
+                     meta.get("parent_run_id"), {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}
     bar = _progress(jobs * len(runs) if jobs else None)
     t0 = time.perf_counter()
@@ -318,7 +406,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             spec = from_config(run)
         except ConfigError as exc:
             # An invalid combination is a FAILED run with its message; the sweep goes on.
-            _record_invalid(tracker, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}",
+            _record_invalid(writer.tracker, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}",
                             writer.tags)
             counts["error"] = counts.get("error", 0) + 1
             _advance(bar, "error")

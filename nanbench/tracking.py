@@ -322,6 +322,37 @@ class Tracker:
                 self.client.set_terminated(rec.run_id, status=rec.status, end_time=rec.end_ms)
         return [rec.run_id for rec in records]
 
+    def count_children(self, exp_id: str, parent_run_id: str) -> dict[str, int]:
+        """The active child runs of a parent, counted by their ``outcome`` tag ("unknown" if none).
+
+        A database store answers with one grouped query over MLflow's tables; any other store
+        through ``search_runs`` (which loads every run whole: ~4 ms a run on SQLite)."""
+        if not self.bulk:
+            counts: dict[str, int] = {}
+            token = None
+            while True:
+                page = self.client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                               max_results=5000, page_token=token)
+                for run in page:
+                    outcome = run.data.tags.get("outcome", "unknown")
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                token = page.token
+                if not token:
+                    return counts
+        import sqlalchemy as sa
+        from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+        parent, outcome = sa.orm.aliased(SqlTag), sa.orm.aliased(SqlTag)
+        query = (sa.select(sa.func.coalesce(outcome.value, "unknown"), sa.func.count())
+                 .select_from(SqlRun)
+                 .join(parent, sa.and_(parent.run_uuid == SqlRun.run_uuid, parent.key == "mlflow.parentRunId",
+                                       parent.value == parent_run_id))
+                 .outerjoin(outcome, sa.and_(outcome.run_uuid == SqlRun.run_uuid, outcome.key == "outcome"))
+                 .where(SqlRun.experiment_id == int(exp_id), SqlRun.lifecycle_stage == "active")
+                 .group_by(sa.func.coalesce(outcome.value, "unknown")))
+        with self.client._tracking_client.store.ManagedSessionMaker() as session:
+            return {value: int(n) for value, n in session.execute(query)}
+
     def _artifact_location(self, exp_id: str) -> str:
         if exp_id not in self._locations:
             self._locations[exp_id] = self.client.get_experiment(exp_id).artifact_location

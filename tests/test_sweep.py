@@ -107,6 +107,17 @@ def test_an_invalid_combination_is_a_failed_run_and_the_sweep_goes_on(tmp_path, 
     assert all(r.data.tags["outcome"] == "error" for r in failed)
 
 
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "sqlite:////proc/nonexistent/m.db"])
+def test_an_unusable_store_stops_the_sweep_with_one_line(tmp_path, uri):
+    """The store is opened (in a forked child, while the sweep imports TensorFlow) before any
+    job: a bad tracking.uri is one line naming the key, exit 2, and nothing trained."""
+    proc = subprocess.run(sweep_cmd(uri, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("nanbench:")]
+    assert len(lines) == 1 and "tracking.uri must be" in lines[0]
+    assert "[job" not in proc.stdout and not (tmp_path / "hydra" / "0").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [2, 4])
 def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):

@@ -156,3 +156,23 @@ def test_a_new_sqlite_store_is_a_copy_of_mlflows_migrated_schema(tmp_path, monke
 
     assert seed_sqlite_store(seeded) is False  # there already: untouched
     assert MlflowClient(f"sqlite:///{seeded}").get_run(run.info.run_id).info.run_id == run.info.run_id
+
+
+def test_children_are_counted_by_outcome_alike_by_sql_and_by_search(store):
+    """count_children's one grouped query answers what search_runs would: active children of
+    this parent only, by outcome tag, "unknown" for a child without one."""
+    spec = from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=3"]))
+    results = [execute(spec), execute(from_config(compose_config([
+        f"tracking.uri={store}", "train.engine=fused", "train.epochs=3", "dataset=nan_inputs"])))]
+    tracker = Tracker(spec.tracking)
+    exp_id = tracker.experiment_id("counts")
+    parent, other = (tracker.client.create_run(exp_id).info.run_id for _ in range(2))
+    ids = tracker.log_many([(r, None) for r in results * 2], experiment="counts", parent_run_id=parent)
+    tracker.log_many([(results[0], None)], experiment="counts", parent_run_id=other)
+    bare = tracker.client.create_run(exp_id, tags={"mlflow.parentRunId": parent}).info.run_id
+    tracker.client.delete_run(ids[0])
+    assert results[0].outcome != "nan" and results[1].outcome == "nan"
+    expected = {results[0].outcome: 1, "nan": 2, "unknown": 1}  # ids[0] deleted; `other`'s child not counted
+    assert tracker.count_children(exp_id, parent) == expected
+    tracker.bulk = False  # what search_runs says
+    assert tracker.count_children(exp_id, parent) == expected
