@@ -92,7 +92,7 @@ class Trainer:
         # A run starts from these: the optimizer's fresh state (fixed) and, per seed, the model's
         # seeded initial weights (drawn once per seed by Keras's initializers, then reused).
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
-        self._initial: dict[int, list[np.ndarray]] = {}
+        self._initial: dict[int, list[tf.Tensor]] = {}
         spec_x = tf.TensorSpec([None, n_features], tf.float32)
         spec_y = tf.TensorSpec([None, 1], tf.float32)
         scalar = tf.TensorSpec([], tf.int32)
@@ -101,13 +101,15 @@ class Trainer:
         # autograph off: the loops are tf.while_loop already and Keras 3's code is written for
         # backends without autograph, so there is nothing to convert; converting Keras's layers,
         # losses and optimizer anyway cost ~1 s on a process's first trace
+        self._concrete = None  # the traced function, see trace()
         self._fn = tf.function(self._train, autograph=False, input_signature=[
             spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
 
     def trace(self) -> None:
-        """Trace the whole-run function now (its only trace: the input signature is fixed)."""
+        """Trace the whole-run function now (its only trace: the input signature is fixed); runs
+        call the traced (concrete) function directly, without tf.function's per-call dispatch."""
         with tf.device(self.device):
-            self._fn.get_concrete_function()
+            self._concrete = self._fn.get_concrete_function()
 
     def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial):
         # reset, inside the graph (one call per run instead of an eager assign per variable):
@@ -167,20 +169,23 @@ class Trainer:
             maximum_iterations=epochs)
         return steps.gather(tf.range(step)), epoch_loss.gather(tf.range(epochs_run)), per_epoch
 
-    def initial_weights(self, seed: int) -> list[np.ndarray]:
+    def initial_weights(self, seed: int) -> list[tf.Tensor]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
         if seed not in self._initial:
             reset_model(self.model, seed)
-            self._initial[seed] = [np.array(v.numpy()) for v in self.model.variables]
+            with tf.device(self.device):
+                self._initial[seed] = [tf.constant(v.numpy()) for v in self.model.variables]
         return self._initial[seed]
 
     def run(self, spec, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
         """Train one run; returns the per-step rows (steps x 4 with forensics: loss, input_sq,
         grad_sq, weight_sq; steps x 1 without), epoch losses, steps per epoch and the call's seconds."""
+        if self._concrete is None:
+            self.trace()
         initial = self.initial_weights(spec.train.seed)
         t = time.perf_counter()
         with tf.device(self.device):
-            series, epoch_loss, per_epoch = self._fn(
+            series, epoch_loss, per_epoch = self._concrete(
                 X, y, tf.constant(spec.train.epochs), tf.constant(spec.train.batch_size),
                 tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),
                 tf.constant(spec.optimizer.lr, tf.float32), tf.constant(spec.clipping.threshold, tf.float32),
