@@ -14,7 +14,12 @@ Bookkeeping, all in MLflow (one experiment per sweep name):
   FINISHED to the sweep directory; at the end it records counts by outcome and wall time on the
   parent, summarizes, and sets the exit status.
 - :func:`run_job` trains a job's runs, skipping configurations already FINISHED (resume), and
-  records each run as a child of the parent on a background thread while the next one trains.
+  records each run as a child of the parent while the next one trains.
+
+Where the MLflow side runs is nanbench.store's business: with the basic launcher, a store
+process forked at the sweep's start (MLflow is imported there while this process imports
+TensorFlow, and runs are recorded there on the other core); in joblib workers, a thread of the
+worker.
 """
 
 from __future__ import annotations
@@ -22,9 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import queue
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ ROLE = "nanbench.role"
 
 # Set by SweepCallback.on_multirun_end in the launching process; read by nanbench.cli.main.
 exit_status = 0
+# The launching process's store (nanbench.store), from the sweep's start to its end.
+_store = None
 
 
 def experiment_name(cfg: DictConfig) -> str:
@@ -94,27 +99,32 @@ class SweepCallback(Callback):
     """Creates the sweep's parent run before jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _store
         from nanbench.spec import ConfigError, from_config
+        from nanbench.store import LocalStore, ProcessStore, can_fork
 
         try:
             from_config(config)  # a bad value stops the sweep here, with its one line
-            if _jobs_run_here(config) and _can_fork():
-                # The store's side (importing MLflow, opening or creating the store, the parent
-                # run) runs in a forked child on another core while this process imports
-                # TensorFlow for the jobs it is about to run; each is several seconds.
-                setup = _forked(start_sweep_store, config)
+            if _jobs_run_here(config) and can_fork():
+                # The store's side (importing MLflow, opening the store, the parent run) runs in
+                # a forked store process on another core while this process imports TensorFlow
+                # for the jobs it is about to run; each is several seconds.
+                store = ProcessStore(tracking_spec(config))
+                started = store.submit(start_sweep_store, config)
                 from nanbench.run import configure_tensorflow
                 configure_tensorflow()
                 import nanbench.engines.fused  # noqa: F401 - Keras, imported while the child works
-                start = setup()
             else:
-                start = start_sweep_store(config)
+                store = LocalStore(tracking_spec(config))
+                started = store.submit(start_sweep_store, config)
+            start = started()
         except ConfigError as exc:
             print(f"nanbench: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
+        _store = store
+        self._store = store
         self._start = time.time()
         self._parent = start["parent_run_id"]
-        self._tracking = tracking_spec(config)
         self._exp_id = start["experiment_id"]
         msg = f"nanbench: sweep {start['experiment']}: {start['runs_per_job']} run(s) per job"
         if start["done"]:
@@ -125,21 +135,12 @@ class SweepCallback(Callback):
         print(msg, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global exit_status
+        global exit_status, _store
         if not hasattr(self, "_parent"):
             return
         _progress_close()
-        from nanbench.tracking import tracker_for
-        tracker = tracker_for(self._tracking)
-        client = tracker.client
-        counts = tracker.count_children(self._exp_id, self._parent)
         wall = time.time() - self._start
-        metrics = {f"runs_{k}": v for k, v in counts.items()}
-        metrics["runs_total"] = sum(counts.values())
-        metrics["wall_s"] = wall
-        for key, value in metrics.items():
-            client.log_metric(self._parent, key, value)
-        client.set_tag(self._parent, "counts", json.dumps(counts, sort_keys=True))
+        counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
         name = experiment_name(config)
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
         print(f"nanbench: sweep {name} done in {wall:.1f} s: {summary_line}", flush=True)
@@ -149,7 +150,9 @@ class SweepCallback(Callback):
         except Exception as exc:  # noqa: BLE001
             print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
-        client.set_terminated(self._parent, status="FINISHED")
+        self._store.call(finish_parent, self._parent)
+        self._store.close()
+        _store = None
         errors = counts.get("error", 0)
         if errors:
             print(f"nanbench: {errors} run(s) errored (recorded as FAILED runs in MLflow)",
@@ -157,13 +160,13 @@ class SweepCallback(Callback):
             exit_status = 1
 
 
-def start_sweep_store(config: DictConfig) -> dict:
+# Store-side work of the sweep (run where the store is: see nanbench.store), each given the Tracker
+
+
+def start_sweep_store(tracker, config: DictConfig) -> dict:
     """The store's side of a sweep's start: the experiment, runs an interrupted earlier invocation
     left RUNNING marked KILLED, the configurations already FINISHED (written to the sweep
     directory for the jobs to skip) and a new parent run (its id written there for the jobs)."""
-    from nanbench.tracking import tracker_for
-
-    tracker = tracker_for(tracking_spec(config))
     name = experiment_name(config)
     exp_id = tracker.experiment_id(name)
     client = tracker.client
@@ -187,55 +190,25 @@ def start_sweep_store(config: DictConfig) -> dict:
             "runs_per_job": runs_per_job, "done": len(done), "killed": killed}
 
 
+def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> dict[str, int]:
+    """The parent's counts by outcome and wall time, recorded on it; returns the counts."""
+    counts = tracker.count_children(exp_id, parent_run_id)
+    metrics = {f"runs_{k}": v for k, v in counts.items()}
+    metrics["runs_total"] = sum(counts.values())
+    metrics["wall_s"] = wall
+    for key, value in metrics.items():
+        tracker.client.log_metric(parent_run_id, key, value)
+    tracker.client.set_tag(parent_run_id, "counts", json.dumps(counts, sort_keys=True))
+    return counts
+
+
+def finish_parent(tracker, parent_run_id: str) -> None:
+    tracker.client.set_terminated(parent_run_id, status="FINISHED")
+
+
 def _jobs_run_here(config: DictConfig) -> bool:
     """Whether the launcher runs the jobs in this process (Hydra's basic launcher)."""
     return str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher")
-
-
-def _can_fork() -> bool:
-    """Forking is safe here only before TensorFlow or MLflow are loaded (their threads and open
-    connections must not be copied into a child), on a platform that forks."""
-    return (hasattr(os, "fork") and threading.active_count() == 1
-            and not {"tensorflow", "mlflow", "sqlalchemy"} & set(sys.modules))
-
-
-def _forked(fn, *args):
-    """Start fn(*args) in a forked child; returns a function that waits for the child and returns
-    fn's result or raises its exception (each sent back pickled)."""
-    import pickle
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: run fn, send back what came of it, leave without the parent's cleanup
-        try:
-            os.close(read)
-            try:
-                payload = pickle.dumps((True, fn(*args)))
-            except BaseException as exc:  # noqa: BLE001 - raised again in the parent
-                try:
-                    payload = pickle.dumps((False, exc))
-                except Exception:  # noqa: BLE001 - an exception that does not pickle
-                    payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-            with os.fdopen(write, "wb") as pipe:
-                pipe.write(payload)
-        finally:
-            os._exit(0)
-    os.close(write)
-
-    def wait():
-        with os.fdopen(read, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        if not data:
-            raise RuntimeError(f"the sweep's store set-up process ended without a result (wait status {status})")
-        ok, value = pickle.loads(data)
-        if not ok:
-            raise value
-        return value
-
-    return wait
 
 
 def _summarize(config: DictConfig, name: str, parent_run_id: str) -> None:
@@ -304,87 +277,12 @@ def _progress_close() -> None:
 # Jobs (any process: in-process for the basic launcher, a worker for joblib)
 
 
-class _Writer:
-    """Records finished runs on a background thread, overlapping MLflow writes with training.
-
-    The thread also opens the store (importing MLflow, a few seconds in a new process) while the
-    first runs train. Whatever has queued up while the last batch was written goes in as the
-    next batch, in one transaction (Tracker.log_many), so the store sees a few large writes
-    instead of many small ones. A batch is written whole or not at all: a sweep killed meanwhile
-    loses only runs that were never recorded, and resume trains them again."""
-
-    MAX_BATCH = 256
-
-    def __init__(self, tracking, experiment: str, parent_run_id: str | None, tags: dict):
-        self.tracking, self.experiment, self.parent, self.tags = tracking, experiment, parent_run_id, tags
-        self.queue: queue.Queue = queue.Queue(maxsize=self.MAX_BATCH)
-        self.errors: list[str] = []
-        self._tracker = None
-        self._opened = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    @property
-    def tracker(self):
-        """The store's Tracker, once the thread has opened it."""
-        self._opened.wait()
-        if self._tracker is None:
-            raise RuntimeError(f"the tracking store could not be opened: {self.errors[0]}")
-        return self._tracker
-
-    def _loop(self) -> None:
-        from nanbench.tracking import tracker_for
-        try:
-            self._tracker = tracker_for(self.tracking)
-        except Exception as exc:  # noqa: BLE001 - surfaced by close()
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            self._opened.set()
-        done = False
-        while not done:
-            batch = [self.queue.get()]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            if batch[-1] is None:
-                batch.pop()
-                done = True
-            if not batch or self._tracker is None:
-                continue
-            try:
-                _retry(lambda: self._tracker.log_many(batch, experiment=self.experiment,
-                                                      parent_run_id=self.parent, tags=self.tags))
-            except Exception as exc:  # noqa: BLE001 - surfaced by close()
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-
-    def put(self, result, start: float) -> None:
-        self.queue.put((result, start))
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.errors:
-            raise RuntimeError(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
-
-
-def _retry(fn, attempts: int = 8):
-    """SQLite allows one writer at a time: retry 'database is locked' with backoff."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001
-            if "locked" not in str(exc) or i == attempts - 1:
-                raise
-            time.sleep(0.05 * 2 ** i)
-
-
 def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
     from nanbench.run import configure_tensorflow, execute, resolve_device
     from nanbench.spec import ConfigError, from_config
+    from nanbench.store import LocalStore
 
     hydra_cfg = HydraConfig.get()
     configure_tensorflow(threads=_threads_per_worker(hydra_cfg.launcher.get("n_jobs")))
@@ -395,8 +293,10 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
     runs = expand(cfg)
-    writer = _Writer(tracking_spec(cfg), name,
-                     meta.get("parent_run_id"), {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
+    # the launching process's store (basic launcher), else this process's own (joblib workers)
+    store = _store if _store is not None and getattr(_store, "owner", None) == os.getpid() else LocalStore(tracking_spec(cfg))
+    writer = store.writer(name, meta.get("parent_run_id"),
+                          {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}
     bar = _progress(jobs * len(runs) if jobs else None)
     t0 = time.perf_counter()
@@ -406,8 +306,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             spec = from_config(run)
         except ConfigError as exc:
             # An invalid combination is a FAILED run with its message; the sweep goes on.
-            _record_invalid(writer.tracker, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}",
-                            writer.tags)
+            store.call(_record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", writer.tags)
             counts["error"] = counts.get("error", 0) + 1
             _advance(bar, "error")
             continue
@@ -458,13 +357,15 @@ def _advance(bar, outcome: str | None) -> None:
 def _record_invalid(tracker, experiment: str, parent: str | None, run: dict, message: str, tags: dict) -> None:
     """Record a combination rejected by validation as a FAILED run carrying its message."""
     from mlflow.entities import Param, RunTag
+
+    from nanbench.store import retry
     client = tracker.client
     exp_id = tracker.experiment_id(experiment)
     flat = {k: v for k, v in _flatten(run).items() if not k.startswith(("tracking.", "sweep."))}
     all_tags = {**tags, "outcome": "error", "error": message[:5000], "mlflow.runName": "invalid: " + message[:200]}
     if parent:
         all_tags["mlflow.parentRunId"] = parent
-    created = _retry(lambda: client.create_run(exp_id, run_name=all_tags["mlflow.runName"]))
-    _retry(lambda: client.log_batch(created.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in list(flat.items())[:100]],
+    created = retry(lambda: client.create_run(exp_id, run_name=all_tags["mlflow.runName"]))
+    retry(lambda: client.log_batch(created.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in list(flat.items())[:100]],
                                     tags=[RunTag(k, str(v)) for k, v in all_tags.items()]))
-    _retry(lambda: client.set_terminated(created.info.run_id, status="FAILED"))
+    retry(lambda: client.set_terminated(created.info.run_id, status="FAILED"))

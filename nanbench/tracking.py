@@ -165,10 +165,25 @@ def git_commit() -> str:
 
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-    return {"tensorflow_version": tf.__version__, "keras_version": keras.__version__,
-            "numpy_version": np.__version__}
+    """The versions of TensorFlow, Keras and NumPy, without importing TensorFlow to learn them (a
+    store process records runs without ever loading it): the loaded module's, else the installed
+    distribution's."""
+    import sys
+    from importlib import metadata
+
+    def version(module: str, *distributions: str) -> str:
+        loaded = sys.modules.get(module)
+        if loaded is not None and getattr(loaded, "__version__", None):
+            return loaded.__version__
+        for name in distributions:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return "unknown"
+
+    return {"tensorflow_version": version("tensorflow", "tensorflow", "tensorflow-cpu", "tensorflow-macos"),
+            "keras_version": version("keras", "keras"), "numpy_version": np.__version__}
 
 
 def run_name(spec) -> str:

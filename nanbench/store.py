@@ -1,0 +1,262 @@
+"""Where a sweep's MLflow work runs: in a forked store process, or in the process that trains.
+
+MLflow costs a new process seconds before it records anything (importing it and opening the
+store), and every recorded run costs Python work. When a sweep's jobs train in the launching
+process (Hydra's basic launcher), :class:`ProcessStore` hands all of it to a child forked before
+TensorFlow is imported: the child imports MLflow and opens the store while the parent imports
+TensorFlow, then records finished runs on the other core while the parent trains. Elsewhere
+(joblib workers, or a process that already loaded TensorFlow or MLflow, which must not be
+forked) :class:`LocalStore` does the same work in the training process, recording from a thread.
+Both are used alike:
+
+    store.submit(fn, *args)()  # fn(tracker, *args) where the store is: its result or its exception
+    store.writer(experiment, parent_run_id, tags)  # put(result, start), close(): runs recorded in batches
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+
+MAX_BATCH = 256  # runs per transaction at most
+
+
+def retry(fn, attempts: int = 8):
+    """SQLite allows one writer at a time: retry 'database is locked' with backoff."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            if "locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.05 * 2 ** i)
+
+
+def _log_batch(tracker, batch: list, experiment: str, parent_run_id: str | None, tags: dict) -> None:
+    retry(lambda: tracker.log_many(batch, experiment=experiment, parent_run_id=parent_run_id, tags=tags))
+
+
+def can_fork() -> bool:
+    """Forking is safe only before TensorFlow or MLflow are loaded (their threads, locks and open
+    connections must not be copied into a child), with no other thread running, where the
+    platform forks."""
+    return (hasattr(os, "fork") and threading.active_count() == 1
+            and not {"tensorflow", "mlflow", "sqlalchemy"} & set(sys.modules))
+
+
+# --------------------------------------------------------------------------------------------
+# In the training process
+
+
+class LocalStore:
+    """The store, opened in this process (once per process: nanbench.tracking.tracker_for)."""
+
+    def __init__(self, tracking):
+        self.tracking = tracking
+
+    def submit(self, fn, *args):
+        from nanbench.tracking import tracker_for
+        try:
+            value = fn(tracker_for(self.tracking), *args)
+        except Exception as exc:  # noqa: BLE001 - raised by the returned function, as a child's would be
+            def fail(exc=exc):
+                raise exc
+            return fail
+        return lambda: value
+
+    def call(self, fn, *args):
+        return self.submit(fn, *args)()
+
+    def writer(self, experiment: str, parent_run_id: str | None, tags: dict) -> "ThreadWriter":
+        return ThreadWriter(self.tracking, experiment, parent_run_id, tags)
+
+    def close(self) -> None:
+        pass
+
+
+class ThreadWriter:
+    """Records finished runs on a background thread, overlapping MLflow writes with training.
+
+    The thread also opens the store (importing MLflow, seconds in a new process) while the first
+    runs train. Whatever has queued up while the last batch was written goes in as the next
+    batch, in one transaction (Tracker.log_many), so the store sees a few large writes instead
+    of many small ones. A batch is written whole or not at all: a sweep killed meanwhile loses
+    only runs that were never recorded, and resume trains them again."""
+
+    def __init__(self, tracking, experiment: str, parent_run_id: str | None, tags: dict):
+        self.tracking, self.experiment, self.parent, self.tags = tracking, experiment, parent_run_id, tags
+        self.queue: queue.Queue = queue.Queue(maxsize=MAX_BATCH)
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        from nanbench.tracking import tracker_for
+        try:
+            tracker = tracker_for(self.tracking)
+        except Exception as exc:  # noqa: BLE001 - surfaced by close()
+            tracker = None
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        done = False
+        while not done:
+            batch = [self.queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:
+                batch.pop()
+                done = True
+            if not batch or tracker is None:
+                continue
+            try:
+                _log_batch(tracker, batch, self.experiment, self.parent, self.tags)
+            except Exception as exc:  # noqa: BLE001 - surfaced by close()
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def put(self, result, start: float) -> None:
+        self.queue.put((result, start))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.errors:
+            raise RuntimeError(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
+
+
+# --------------------------------------------------------------------------------------------
+# In a forked store process
+
+
+class ProcessStore:
+    """A child process, forked now, that opens the store and does this process's MLflow work.
+
+    Requests go over a pipe, in order: ``submit`` (a module-level function and its arguments,
+    answered with its result or exception) and the writer's runs (not answered: the child batches
+    whatever has arrived while it wrote the last batch, and reports failures at the writer's
+    close). The child ignores Ctrl-C, writes what it was sent, and ends when this process closes
+    the store or exits."""
+
+    def __init__(self, tracking):
+        import multiprocessing
+
+        self.owner = os.getpid()
+        here, there = multiprocessing.Pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                here.close()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                _serve(there, tracking)
+            finally:
+                os._exit(0)
+        there.close()
+        self.conn, self.pid = here, pid
+
+    def _reply(self):
+        try:
+            ok, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError("the store process ended unexpectedly") from None
+        if not ok:
+            raise value
+        return value
+
+    def submit(self, fn, *args):
+        self.conn.send(("call", fn, args))
+        return self._reply
+
+    def call(self, fn, *args):
+        return self.submit(fn, *args)()
+
+    def writer(self, experiment: str, parent_run_id: str | None, tags: dict) -> "ProcessWriter":
+        return ProcessWriter(self, experiment, parent_run_id, tags)
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("close",))
+            self.conn.close()
+        except OSError:
+            pass
+        os.waitpid(self.pid, 0)
+
+
+class ProcessWriter:
+    """A job's writer when the store is a ProcessStore: each finished run is sent as it comes."""
+
+    def __init__(self, store: ProcessStore, experiment: str, parent_run_id: str | None, tags: dict):
+        self.store, self.key, self.tags = store, (experiment, parent_run_id, tags), tags
+
+    def put(self, result, start: float) -> None:
+        self.store.conn.send(("log", (result, start), self.key))
+
+    def close(self) -> None:
+        self.store.conn.send(("errors",))
+        errors = self.store._reply()
+        if errors:
+            raise RuntimeError(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")
+
+
+def _serve(conn, tracking) -> None:
+    """The store process: open the store, then answer requests until closed."""
+    from nanbench.tracking import tracker_for
+
+    try:
+        tracker, opened = tracker_for(tracking), None
+    except Exception as exc:  # noqa: BLE001 - the answer to every request
+        tracker, opened = None, exc
+    inbox: collections.deque = collections.deque()
+    errors: list[str] = []
+
+    def answer(ok: bool, value) -> None:
+        try:
+            payload = pickle.dumps((ok, value))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            payload = pickle.dumps((False, RuntimeError(f"{type(value).__name__}: {value}")))
+        conn.send_bytes(payload)
+
+    while True:
+        try:
+            msg = inbox.popleft() if inbox else conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = msg[0]
+        if kind == "close":
+            return
+        if kind == "errors":
+            answer(True, list(errors))
+            errors.clear()
+        elif kind == "call":
+            fn, args = msg[1], msg[2]
+            if tracker is None:
+                answer(False, opened)
+                continue
+            try:
+                answer(True, fn(tracker, *args))
+            except Exception as exc:  # noqa: BLE001 - raised again in the parent
+                answer(False, exc)
+        elif kind == "log":
+            batch, key = [msg[1]], msg[2]
+            while len(batch) < MAX_BATCH and conn.poll():  # whatever else has arrived meanwhile
+                nxt = conn.recv()
+                if nxt[0] == "log" and nxt[2] == key:
+                    batch.append(nxt[1])
+                else:
+                    inbox.append(nxt)
+                    break
+            if tracker is None:
+                errors.append(f"{type(opened).__name__}: {opened}")
+                continue
+            try:
+                _log_batch(tracker, batch, *key)
+            except Exception as exc:  # noqa: BLE001 - reported at the writer's close
+                errors.append(f"{type(exc).__name__}: {exc}")
