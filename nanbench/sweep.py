@@ -105,18 +105,21 @@ class SweepCallback(Callback):
 
         try:
             from_config(config)  # a bad value stops the sweep here, with its one line
+            # resolved here, once: the default folder is ${now:...}, and Hydra's cache of it is
+            # this process's (a store process resolving it itself could land a second later)
+            sweep_dir = str(config.hydra.sweep.dir)
             if _jobs_run_here(config) and can_fork():
                 # The store's side (importing MLflow, opening the store, the parent run) runs in
                 # a forked store process on another core while this process imports TensorFlow
                 # for the jobs it is about to run; each is several seconds.
                 store = ProcessStore(tracking_spec(config))
-                started = store.submit(start_sweep_store, config)
+                started = store.submit(start_sweep_store, config, sweep_dir)
                 from nanbench.run import configure_tensorflow
                 configure_tensorflow()
                 import nanbench.engines.fused  # noqa: F401 - Keras, imported while the child works
             else:
                 store = LocalStore(tracking_spec(config))
-                started = store.submit(start_sweep_store, config)
+                started = store.submit(start_sweep_store, config, sweep_dir)
             start = started()
         except ConfigError as exc:
             print(f"nanbench: error: {exc}", file=sys.stderr, flush=True)
@@ -163,10 +166,10 @@ class SweepCallback(Callback):
 # Store-side work of the sweep (run where the store is: see nanbench.store), each given the Tracker
 
 
-def start_sweep_store(tracker, config: DictConfig) -> dict:
+def start_sweep_store(tracker, config: DictConfig, sweep_dir: str) -> dict:
     """The store's side of a sweep's start: the experiment, runs an interrupted earlier invocation
-    left RUNNING marked KILLED, the configurations already FINISHED (written to the sweep
-    directory for the jobs to skip) and a new parent run (its id written there for the jobs)."""
+    left RUNNING marked KILLED, the configurations already FINISHED (written to the jobs' sweep
+    directory, for them to skip) and a new parent run (its id written there for the jobs)."""
     name = experiment_name(config)
     exp_id = tracker.experiment_id(name)
     client = tracker.client
@@ -180,7 +183,7 @@ def start_sweep_store(tracker, config: DictConfig) -> dict:
         "overrides": " ".join(overrides)[:5000] or "(none)",
         "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
     })
-    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
     (sweep_dir / PARENT_FILE).write_text(json.dumps({

@@ -44,8 +44,12 @@ def parents(store, experiment="smoke"):
 
 
 def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
-    proc = subprocess.run(sweep_cmd(store, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    # Hydra's own sweep folder, as `make sweep` has it: outputs/multirun/${now:...}, resolved once
+    # for the store's side and the jobs alike (they meet there), however long TensorFlow takes
+    cmd = [arg for arg in sweep_cmd(store, tmp_path) if not arg.startswith("hydra.sweep.dir=")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((tmp_path / "outputs" / "multirun").iterdir())) == 1
     runs = children(store)
     assert len(runs) == SMOKE_RUNS
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -62,7 +66,7 @@ def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
     # not a terminal: one plain line per job
     assert sum(line.startswith("[job ") for line in proc.stdout.splitlines()) == 8
     # re-running skips everything already FINISHED; sweep.redo=true runs it again
-    again = subprocess.run(sweep_cmd(store, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert again.returncode == 0 and "24 configurations already FINISHED" in again.stdout
     assert len(children(store)) == SMOKE_RUNS
 
