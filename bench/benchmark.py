@@ -26,13 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-# The grid of the throughput comparison: 4 structures x 3 learning rates x 20 seeds = 240 runs.
-# Process start (~7 s of TensorFlow and Keras imports, paid by both sides) is still close to half
-# of nanbench's time on it; the peer needs ~2 s a run, so a grid large enough to hide it would
-# make the peer's 3 repetitions take well over an hour.
+# The grid of the throughput comparison: 4 structures x 3 learning rates x 30 seeds = 360 runs.
+# Process start (~8 s of TensorFlow and Keras imports, paid by both sides) is about half of
+# nanbench's time on 240 runs and less on this; the peer needs ~2 s a run, so a grid large
+# enough to hide it entirely would make the peer's 3 repetitions take well over an hour.
 GRID = {"dataset": ["clean", "outliers"], "optimizer": ["sgd", "adam"]}
 LRS = [0.001, 0.01, 0.1]
-SEEDS = list(range(20))
+SEEDS = list(range(30))
 EPOCHS = 20
 
 
