@@ -36,6 +36,8 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import JOBS_FILE, worker_count  # from the sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from nanbench.tracking import all_runs
+
 PARENT_FILE = "nanbench_parent.json"
 DONE_FILE = "nanbench_done.txt"
 ROLE = "nanbench.role"
@@ -230,7 +232,7 @@ def mark_interrupted(client, exp_id: str) -> int:
     """Runs left RUNNING by an earlier, interrupted invocation become KILLED (never FINISHED)."""
     from mlflow.entities import ViewType
     n = 0
-    for run in _all_runs(client, exp_id, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY):
+    for run in all_runs(client, exp_id, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY):
         client.set_terminated(run.info.run_id, status="KILLED")
         n += 1
     return n
@@ -238,20 +240,8 @@ def mark_interrupted(client, exp_id: str) -> int:
 
 def finished_hashes(client, exp_id: str) -> set[str]:
     """Configuration hashes that already have a FINISHED training run in the experiment."""
-    return {run.data.tags.get("config_hash") for run in _all_runs(
+    return {run.data.tags.get("config_hash") for run in all_runs(
         client, exp_id, f"attributes.status = 'FINISHED' and tags.`{ROLE}` = 'child'")} - {None}
-
-
-def _all_runs(client, exp_id: str, filter_string: str, view=None):
-    from mlflow.entities import ViewType
-    token = None
-    while True:
-        page = client.search_runs([exp_id], filter_string=filter_string, max_results=5000,
-                                  page_token=token, run_view_type=view or ViewType.ACTIVE_ONLY)
-        yield from page
-        token = page.token
-        if not token:
-            return
 
 
 # --------------------------------------------------------------------------------------------

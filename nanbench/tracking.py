@@ -241,6 +241,19 @@ def _epoch_metrics(result: RunResult, log_steps: bool) -> list[tuple[str, float,
     return out
 
 
+def all_runs(client, exp_id: str, filter_string: str, view=None):
+    """Every run of an experiment matching filter_string, page by page (active runs by default)."""
+    from mlflow.entities import ViewType
+    token = None
+    while True:
+        page = client.search_runs([exp_id], filter_string=filter_string, max_results=5000,
+                                  page_token=token, run_view_type=view or ViewType.ACTIVE_ONLY)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 @functools.lru_cache(maxsize=8)
 def tracker_for(spec: TrackingSpec) -> "Tracker":
     """One Tracker per store and process: a sweep's jobs share its client, engine and caches."""
@@ -344,16 +357,10 @@ class Tracker:
         through ``search_runs`` (which loads every run whole: ~4 ms a run on SQLite)."""
         if not self.bulk:
             counts: dict[str, int] = {}
-            token = None
-            while True:
-                page = self.client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                                               max_results=5000, page_token=token)
-                for run in page:
-                    outcome = run.data.tags.get("outcome", "unknown")
-                    counts[outcome] = counts.get(outcome, 0) + 1
-                token = page.token
-                if not token:
-                    return counts
+            for run in all_runs(self.client, exp_id, f"tags.mlflow.parentRunId = '{parent_run_id}'"):
+                outcome = run.data.tags.get("outcome", "unknown")
+                counts[outcome] = counts.get(outcome, 0) + 1
+            return counts
         import sqlalchemy as sa
         from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
 
