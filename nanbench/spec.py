@@ -173,21 +173,30 @@ class RunSpec:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     def factors(self) -> dict[str, Any]:
-        """The run's factors as flat dotted keys (tracking excluded): MLflow params."""
-        out: dict[str, Any] = {}
-        for group in dataclasses.fields(self):
-            if group.name == "tracking":
-                continue
-            for key, value in dataclasses.asdict(getattr(self, group.name)).items():
-                if value is None:
+        """The run's factors as flat dotted keys (tracking excluded): MLflow params.
+
+        Computed once per spec (the spec is frozen; a sweep asks for them several times a run)."""
+        cached = self.__dict__.get("_factors")
+        if cached is None:
+            cached = {}
+            for group in dataclasses.fields(self):
+                if group.name == "tracking":
                     continue
-                out[f"{group.name}.{key}"] = list(value) if isinstance(value, tuple) else value
-        return out
+                node = getattr(self, group.name)  # a flat dataclass of plain values
+                for f in dataclasses.fields(node):
+                    value = getattr(node, f.name)
+                    if value is not None:
+                        cached[f"{group.name}.{f.name}"] = list(value) if isinstance(value, tuple) else value
+            object.__setattr__(self, "_factors", cached)
+        return {k: list(v) if isinstance(v, list) else v for k, v in cached.items()}
 
     def config_hash(self) -> str:
         """A stable hash of every factor: equal configurations share it across machines."""
-        blob = json.dumps(self.factors(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hashlib.sha256(json.dumps(self.factors(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     def replace(self, **groups: Mapping[str, Any]) -> "RunSpec":
         """A copy with some keys of some groups changed, e.g. ``replace(optimizer={"lr": 0.1})``."""

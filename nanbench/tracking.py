@@ -333,7 +333,7 @@ class Tracker:
         if self.bulk:
             location = self._artifact_location(exp_id)
             for rec in records:
-                rec.run_id = uuid.uuid4().hex
+                rec.run_id = time_ordered_id()
                 rec.artifact_uri = f"{location.rstrip('/')}/{rec.run_id}/artifacts"
             _insert_records(self.client._tracking_client.store, exp_id, records)
         else:
@@ -442,6 +442,31 @@ def _record(result: RunResult, start_time: float | None, parent_run_id: str | No
     return _Record(name=name, tags={k: str(val) for k, val in all_tags.items()}, params=params,
                    metrics=metrics, status="FAILED" if result.outcome == "error" else "FINISHED",
                    start_ms=start_ms, end_ms=now_ms)
+
+
+_last_id_ms = 0
+_id_seq = 0
+
+
+def time_ordered_id() -> str:
+    """A run id as MLflow writes them (32 hex digits, a version-7 UUID) that sorts by creation time.
+
+    MLflow's tags, params and latest_metrics tables are keyed by (key, run id), so with random ids
+    (uuid4) every new run lands on a random leaf page of each key's index: a batch of runs dirties
+    a page per row once the store holds thousands of runs, and the cost of a write grows with the
+    store. Ids that grow with time append at the end of each key's range instead. 48 bits of
+    milliseconds, a 12-bit sequence within the millisecond, 62 random bits (RFC 9562, method 1)."""
+    global _last_id_ms, _id_seq
+    ms = time.time_ns() // 1_000_000
+    if ms > _last_id_ms:
+        _last_id_ms, _id_seq = ms, int.from_bytes(os.urandom(1), "big")  # room for 3,840 more this ms
+    else:
+        _id_seq += 1
+        if _id_seq > 0xFFF:  # more than the sequence holds: borrow the next millisecond
+            _last_id_ms, _id_seq = _last_id_ms + 1, 0
+    rand = int.from_bytes(os.urandom(8), "big") & (2 ** 62 - 1)
+    value = (_last_id_ms << 80) | (0x7 << 76) | (_id_seq << 64) | (0b10 << 62) | rand
+    return f"{value:032x}"
 
 
 def _is_sql_store(store) -> bool:

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from conftest import compose_config
 from nanbench.run import execute
 from nanbench.spec import ConfigError, from_config
-from nanbench.tracking import Tracker, check_uri, run_name
+from nanbench.tracking import Tracker, check_uri, run_name, time_ordered_id
 
 
 def _log(store, *overrides):
@@ -118,6 +118,26 @@ def test_bulk_transaction_writes_what_mlflows_own_calls_write(store):
         + [i for i, r in zip(call_ids, results) if r.outcome == "nan"])
     by_loss = client.search_runs([exp_id], "metrics.final_loss < 1e9", order_by=["metrics.final_loss ASC"])
     assert {r.info.run_id for r in by_loss} >= {bulk_ids[1], call_ids[1]}
+    assert bulk_ids == sorted(bulk_ids)  # time-ordered ids: see test_run_ids_grow_with_time
+
+
+def test_run_ids_grow_with_time_and_read_as_mlflow_run_ids(monkeypatch):
+    """The bulk path's run ids are version-7 UUIDs: unique, in creation order, also when many fall
+    in one millisecond, so a new run's rows append to MLflow's (key, run id) indexes."""
+    import time
+    import uuid
+
+    from mlflow.utils.validation import _validate_run_id
+
+    ids = [time_ordered_id() for _ in range(5000)]  # many per millisecond
+    stuck = time.time_ns() + 3_600_000_000_000
+    monkeypatch.setattr(time, "time_ns", lambda: stuck)  # a clock stuck on one millisecond
+    ids += [time_ordered_id() for _ in range(5000)]  # past the 4,096 a millisecond holds
+    assert len(set(ids)) == len(ids) and ids[:5000] == sorted(ids[:5000])
+    assert ids[5000:] == sorted(ids[5000:])
+    for run_id in ids[::997]:
+        assert len(run_id) == 32 and uuid.UUID(run_id).version == 7 and uuid.UUID(run_id).hex == run_id
+        _validate_run_id(run_id)
 
 
 def test_a_new_sqlite_store_is_a_copy_of_mlflows_migrated_schema(tmp_path, monkeypatch):
