@@ -126,6 +126,10 @@ class SweepCallback(Callback):
         except ConfigError as exc:
             print(f"nanbench: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except Exception as exc:  # noqa: BLE001 - Hydra would only warn, and run jobs with no parent run
+            print(f"nanbench: error: the sweep could not start: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+            sys.exit(2)
         _store = store
         self._store = store
         self._start = time.time()

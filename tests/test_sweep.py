@@ -122,6 +122,20 @@ def test_an_unusable_store_stops_the_sweep_with_one_line(tmp_path, uri):
     assert "[job" not in proc.stdout and not (tmp_path / "hydra" / "0").exists()
 
 
+def test_a_sweep_that_cannot_start_stops_with_one_line(tmp_path):
+    """Any failure of the sweep's start (here its folder cannot be made: a file is in the way)
+    stops it with one line and exit 2, before any job: Hydra itself would log a callback's
+    exception as a warning and run the jobs without a parent run."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = subprocess.run(sweep_cmd(f"sqlite:///{tmp_path}/m.db", blocker), capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("nanbench:")]
+    assert len(lines) == 1 and "could not start" in lines[0] and "NotADirectoryError" in lines[0]
+    assert "Traceback" not in proc.stderr and "[job" not in proc.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [2, 4])
 def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):
