@@ -241,8 +241,8 @@ def scaling(tmp: Path, reps: int, sizes=(100, 1000, 10000)) -> list[dict]:
     (imports, store creation and the trace included, so it rises as those amortize), and the steady
     state: the job's loop, from its first run to its last write flushed, less its first run (data,
     build and trace, once per job), so flat if nothing grows with the number of runs: the store,
-    the write queue, memory. Each size is
-    measured `reps` times, sizes interleaved, each time into a new store."""
+    the write queue, memory. Each size is measured `reps` times, sizes interleaved, each time
+    into a new store."""
     from mlflow.tracking import MlflowClient
     wall: dict[int, list[float]] = {n: [] for n in sizes}
     steady: dict[int, list[float]] = {n: [] for n in sizes}
@@ -264,21 +264,18 @@ def scaling(tmp: Path, reps: int, sizes=(100, 1000, 10000)) -> list[dict]:
             steady[n].append((n - 1) / (n / job_rate - first.data.metrics["wall_s"]))
             wall[n].append(n / parent.data.metrics["wall_s"])
             shutil.rmtree(d, ignore_errors=True)
+    kinds = (("sweep wall", wall, ""), ("steady state (job loop incl. writes, less its first run)", steady, "flat"))
     rows = []
-    for kind, values, goal in (("sweep wall", wall, ""), ("steady state (job loop incl. writes, less its first run)",
-                                                             steady, "flat")):
-        first = _median(values[sizes[0]])
-        for n in sizes:
-            lo, hi = min(values[n]), max(values[n])
+    for n in sizes:
+        for kind, values, goal in kinds:
             rows.append({"item": "5", "measure": f"runs/s at {n} runs (doc000_clean, linear, SGD, 5 epochs): {kind}; "
-                                                 f"{len(values[n])} reps {lo:.0f}-{hi:.0f}",
+                                                 f"{len(values[n])} reps {min(values[n]):.0f}-{max(values[n]):.0f}",
                          "nanbench": _median(values[n]), "reference": None, "reference_name": "",
-                         "ratio": _median(values[n]) / first, "goal": goal, "met": None})
+                         "ratio": _median(values[n]) / _median(values[sizes[0]]), "goal": goal, "met": None})
     flat = [r for r in rows if r["goal"] == "flat"]
     spread = max(r["nanbench"] for r in flat) / min(r["nanbench"] for r in flat)
     for r in flat:  # flat: medians within 15% of each other (repeated per-step measurements spread 8-16%)
         r["met"] = spread <= 1.15
-    rows.sort(key=lambda r: (int(re.search(r"at (\d+) runs", r["measure"]).group(1)), r["goal"]))
     return rows
 
 

@@ -9,6 +9,7 @@ any data is made or any MLflow run is created.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -172,31 +173,25 @@ class RunSpec:
     outcome: OutcomeSpec = field(default_factory=OutcomeSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
-    def factors(self) -> dict[str, Any]:
-        """The run's factors as flat dotted keys (tracking excluded): MLflow params.
+    @functools.cached_property
+    def _factor_items(self) -> tuple[tuple[str, Any], ...]:
+        # once per spec: it is frozen, and a sweep asks for its factors and hash several times a run
+        return tuple((f"{group.name}.{f.name}", getattr(node, f.name))
+                     for group in dataclasses.fields(self) if group.name != "tracking"
+                     for node in [getattr(self, group.name)]  # a flat dataclass of plain values
+                     for f in dataclasses.fields(node) if getattr(node, f.name) is not None)
 
-        Computed once per spec (the spec is frozen; a sweep asks for them several times a run)."""
-        cached = self.__dict__.get("_factors")
-        if cached is None:
-            cached = {}
-            for group in dataclasses.fields(self):
-                if group.name == "tracking":
-                    continue
-                node = getattr(self, group.name)  # a flat dataclass of plain values
-                for f in dataclasses.fields(node):
-                    value = getattr(node, f.name)
-                    if value is not None:
-                        cached[f"{group.name}.{f.name}"] = list(value) if isinstance(value, tuple) else value
-            object.__setattr__(self, "_factors", cached)
-        return {k: list(v) if isinstance(v, list) else v for k, v in cached.items()}
+    def factors(self) -> dict[str, Any]:
+        """The run's factors as flat dotted keys (tracking excluded): MLflow params."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in self._factor_items}
+
+    @functools.cached_property
+    def _hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.factors(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def config_hash(self) -> str:
         """A stable hash of every factor: equal configurations share it across machines."""
-        cached = self.__dict__.get("_hash")
-        if cached is None:
-            cached = hashlib.sha256(json.dumps(self.factors(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-            object.__setattr__(self, "_hash", cached)
-        return cached
+        return self._hash
 
     def replace(self, **groups: Mapping[str, Any]) -> "RunSpec":
         """A copy with some keys of some groups changed, e.g. ``replace(optimizer={"lr": 0.1})``."""
