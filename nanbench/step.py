@@ -2,17 +2,22 @@
 
 The step is Keras's own `train_step` (TensorFlow backend): forward pass, `compute_loss` (compiled
 loss plus regularization losses), loss scaling, `tape.gradient`, `optimizer.apply` (which clips
-and updates). Around it, forensics costs three reductions, because a sum of squares taken in
-float64 is itself the non-finite check: it is NaN iff some element is NaN, +inf iff some element
-is infinite and none is NaN, and it cannot overflow for finite float32 inputs. Each step yields:
+and updates). Forensics looks at three things around it: the batch (x and y), the gradients
+before clipping (after unscaling) and the trainable weights after the update. Each is reduced to
+a sum of squares taken in float64, which is itself the non-finite check: it is NaN iff some
+element is NaN, +inf iff some element is infinite and none is NaN, and it cannot overflow for
+finite float32 inputs. Per step:
 
 - ``loss``: the batch loss (what Keras averages into the epoch loss);
 - ``input_sq``: the sum of squares of the batch (x and y);
 - ``grad_sq``: the sum of squares of the gradients before clipping (after unscaling);
 - ``weight_sq``: the sum of squares of the trainable weights after the update.
 
-On the host, square roots give the global gradient and weight norms, and
-nanbench.forensics.step_flags turns the four numbers into the per-step inf/NaN flags.
+The fit engine reduces every step (forensic_step). The fused engine keeps each step's gradients
+and weights as one float32 vector (flat) and reduces a whole epoch's vectors at once
+(sums_of_squares), which is the same arithmetic in a fraction of a step's ops. On the host,
+square roots give the global gradient and weight norms, and nanbench.forensics.step_flags turns
+the four numbers into the per-step inf/NaN flags.
 """
 
 from __future__ import annotations
@@ -21,13 +26,26 @@ import keras
 import tensorflow as tf
 
 
-def sum_of_squares(tensors) -> tf.Tensor:
-    """Sum of squares over all tensors, in float64 (no overflow for finite float32 values).
+def _flat(t) -> tf.Tensor:
+    """``t`` as a vector; vectors (biases) as they are, since a step's reshape is an op to run."""
+    return t if t.shape.rank == 1 else tf.reshape(t, [-1])
 
-    The tensors are flattened into one vector first: one cast, square and sum instead of one
-    per tensor, which matters when a step is a few hundred microseconds."""
-    flat = tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors], axis=0)
-    return tf.reduce_sum(tf.square(tf.cast(flat, tf.float64)))
+
+def flat(tensors) -> tf.Tensor:
+    """All tensors as one float32 vector (one concat: a step is a few hundred microseconds)."""
+    return tf.concat([_flat(tf.cast(t, tf.float32)) for t in tensors], axis=0)
+
+
+def sum_of_squares(tensors) -> tf.Tensor:
+    """Sum of squares over all tensors, in float64 (no overflow for finite float32 values)."""
+    return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)))
+
+
+def sums_of_squares(rows: tf.Tensor, parts: int) -> tf.Tensor:
+    """For a [steps, parts * size] float32 matrix (one flat vector of `parts` equal-size groups
+    per step), each step's sum of squares per group in float64: [steps, parts]."""
+    grouped = tf.reshape(rows, [tf.shape(rows)[0], parts, -1])
+    return tf.reduce_sum(tf.square(tf.cast(grouped, tf.float64)), axis=2)
 
 
 def loss_scaled(optimizer) -> bool:
@@ -40,28 +58,31 @@ def row_sums_of_squares(X, y) -> tf.Tensor:
     return tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=1) + tf.square(tf.cast(y[:, 0], tf.float64))
 
 
-def forensic_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True, input_sq=None) -> dict:
-    """Run one Keras training step on (x, y) and return its loss and forensic numbers.
-
-    ``input_sq`` may be given when the caller already has it (see row_sums_of_squares)."""
+def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True):
+    """Run one Keras training step on (x, y). Returns the loss and, with forensics, the gradients
+    before clipping (unscaled under loss scaling) and the trainable weights after the update
+    (else two Nones); the gradients and the weights are in the same order, with the same shapes."""
     with tf.GradientTape() as tape:
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
         scaled_loss = optimizer.scale_loss(loss)
     weights = model.trainable_weights
     grads = tape.gradient(scaled_loss, weights)
+    true_grads = None
     if forensics:
+        true_grads = grads
         if loss_scaled(optimizer):
             if not optimizer.built:  # dynamic_scale must exist to unscale
                 optimizer.build(weights)
             true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
-        else:
-            true_grads = grads
-        if input_sq is None:
-            input_sq = sum_of_squares([x, y])
-        grad_sq = sum_of_squares(true_grads)
     optimizer.apply(grads, weights)
     if not forensics:
-        return {"loss": loss}
-    return {"loss": loss, "input_sq": input_sq, "grad_sq": grad_sq,
-            "weight_sq": sum_of_squares([w.value for w in weights])}
+        return loss, None, None
+    return loss, true_grads, [w.value for w in weights]
+
+
+def forensic_step(model: keras.Model, optimizer, x, y) -> dict:
+    """Run one Keras training step on (x, y) and return its loss and forensic sums of squares."""
+    loss, grads, weights = keras_step(model, optimizer, x, y)
+    return {"loss": loss, "input_sq": sum_of_squares([x, y]), "grad_sq": sum_of_squares(grads),
+            "weight_sq": sum_of_squares(weights)}

@@ -47,6 +47,19 @@ def test_fused_matches_fit_through_divergence_to_nan():
     np.testing.assert_array_equal(fit.series.flags, fast.series.flags)
 
 
+def test_a_run_that_breaks_its_weights_mid_epoch_ends_there_in_both_engines():
+    # the fused engine reduces forensics once per epoch: the steps after the first NaN in the
+    # weights are cut, and that epoch's loss is the running mean at that step, as fit's
+    fit, fast = _pair("optimizer=momentum", "optimizer.lr=1.0", "clipping=none", "train.epochs=30",
+                      "train.batch_size=8")
+    assert fast.steps_run % fast.series.steps_per_epoch != 0  # mid-epoch
+    assert fit.steps_run == fast.steps_run
+    assert fit.verdict == fast.verdict and fast.outcome == "nan"
+    np.testing.assert_array_equal(fit.series.flags, fast.series.flags)
+    np.testing.assert_allclose(fast.series.epoch_loss, fit.series.epoch_loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.series.loss, fit.series.loss, rtol=1e-5)
+
+
 def test_runs_that_differ_only_in_numbers_share_one_trace():
     fused.clear_cache()
     base = from_config(compose_config(["train.engine=fused", "clipping=clipnorm", "train.epochs=2"]))

@@ -7,9 +7,12 @@ data values and row count): a run is one call of the traced function, which firs
 weights to the seeded initial values (drawn by Keras's initializers once per seed), resets the
 optimizer's state and assigns the run's learning rate and clip threshold, then trains in two
 nested loops (epochs, then the epoch's steps; shuffling and Keras's epoch loss are per-epoch work,
-outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step math; per step,
-the loss and the forensic sums of squares go into one TensorArray that comes back to the host
-once per run.
+outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step math.
+
+Forensics costs a step only what it must copy: the gradients and the updated weights go into one
+float32 vector per step, and at the epoch's end one reduction gives every step's sums of squares
+(nanbench.step); a step that left NaN in the weights ends the run there, as fit's callback does.
+The per-step losses and forensic rows come back to the host once per run.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tensorflow as tf
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import forensic_step, loss_scaled, row_sums_of_squares
+from nanbench.step import flat, keras_step, loss_scaled, row_sums_of_squares, sums_of_squares
 
 
 class RuntimeThreshold:
@@ -122,52 +125,72 @@ class Trainer:
         self.threshold.variable.assign(threshold)
         n = tf.shape(X)[0]
         per_epoch = (n + batch_size - 1) // batch_size
-        # per step: the batch loss and (forensics) the sums of squares of input, gradients and
-        # weights, as one float64 row [loss, input_sq, grad_sq, weight_sq] (loss alone without);
-        # per epoch: Keras's epoch loss, the batch-size-weighted running mean of the batch losses
-        steps = tf.TensorArray(tf.float64, size=epochs * per_epoch)
+        # per step: the batch loss; per epoch: Keras's epoch loss, the batch-size-weighted running
+        # mean of the batch losses; with forensics, per step: the sums of squares of the batch,
+        # the gradients and the weights as a row [input_sq, grad_sq, weight_sq] (float64)
+        losses = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[1])
+        sums = tf.TensorArray(tf.float64, size=epochs, element_shape=[None, 3])
         epoch_loss = tf.TensorArray(tf.float32, size=epochs)
         # once per run: the rows in order, each row's batch, and (forensics) each row's sum of squares
         in_order = tf.range(n)
         batch_of_row = in_order // batch_size
         row_sq = row_sums_of_squares(X, y) if self.forensics else None
+        size = sum(w.shape.num_elements() for w in self.model.trainable_weights)
 
-        def epoch_body(epoch, step, stopped, steps, epoch_loss):
+        def batch_weight(i):
+            return tf.cast(tf.minimum((i + 1) * batch_size, n) - i * batch_size, tf.float32)
+
+        def epoch_body(epoch, step, stopped, losses, sums, epoch_loss):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
-            # rows gathered in that order, and each batch's input sum of squares; a step slices
+            # rows gathered in that order; a step slices its batch
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
                 in_order, seed=tf.stack([seed, epoch])), lambda: in_order)
             Xe, ye = tf.gather(X, order), tf.gather(y, order)
-            if self.forensics:
-                batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), batch_of_row, per_epoch)
+            # forensics, per step: the gradients and the updated weights as one float32 vector
+            # (reads, reshapes, a concat and a write); their reductions wait for the epoch's end
+            kept = (tf.TensorArray(tf.float32, size=per_epoch, element_shape=[2 * size]),) if self.forensics else ()
 
-            def step_body(i, total_loss, count, stopped, steps):
+            def step_body(i, total_loss, count, losses, *kept):
                 lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
-                xb, yb = Xe[lo:hi], ye[lo:hi]
-                out = forensic_step(self.model, self.optimizer, xb, yb, forensics=self.forensics,
-                                    input_sq=batch_sq[i] if self.forensics else None)
-                loss = tf.cast(out["loss"], tf.float32)
-                weight = tf.cast(hi - lo, tf.float32)
+                loss, grads, weights = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi],
+                                                  forensics=self.forensics)
+                loss = tf.cast(loss, tf.float32)
+                losses = losses.write(step + i, tf.cast(loss, tf.float64)[None])
                 if self.forensics:
-                    steps = steps.write(step + i, tf.stack([tf.cast(loss, tf.float64), out["input_sq"],
-                                                            out["grad_sq"], out["weight_sq"]]))
-                    stopped = tf.math.is_nan(out["weight_sq"])  # every later step would be NaN too
-                else:
-                    steps = steps.write(step + i, tf.cast(loss, tf.float64)[None])
-                return i + 1, total_loss + loss * weight, count + weight, stopped, steps
+                    kept = (kept[0].write(i, flat(list(grads) + weights)),)
+                weight = tf.cast(hi - lo, tf.float32)
+                return (i + 1, total_loss + loss * weight, count + weight, losses, *kept)
 
-            i, total_loss, count, stopped, steps = tf.while_loop(
-                lambda i, _total, _count, stopped, _steps: tf.logical_and(i < per_epoch, tf.logical_not(stopped)),
-                step_body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0), stopped, steps))
-            # Keras's epoch loss is the running mean at the epoch's last step run
-            epoch_loss = epoch_loss.write(epoch, total_loss / count)
-            return epoch + 1, step + i, stopped, steps, epoch_loss
+            _, total_loss, count, losses, *kept = tf.while_loop(
+                lambda i, *_: i < per_epoch, step_body,
+                (tf.constant(0), tf.constant(0.0), tf.constant(0.0), losses, *kept))
+            if not self.forensics:
+                return epoch + 1, step + per_epoch, stopped, losses, sums, epoch_loss.write(epoch, total_loss / count)
+            # once per epoch: each step's sums of squares; NaN in the weights ends the run at this
+            # epoch's end (the steps after the first such step are cut when the run returns)
+            batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), batch_of_row, per_epoch)
+            rows = tf.concat([batch_sq[:, None], sums_of_squares(kept[0].stack(), 2)], axis=1)
+            stopped = tf.reduce_any(tf.math.is_nan(rows[:, 2]))
+            return epoch + 1, step + per_epoch, stopped, losses, sums.write(epoch, rows), epoch_loss.write(epoch, total_loss / count)
 
-        epochs_run, step, _, steps, epoch_loss = tf.while_loop(
-            lambda epoch, _step, stopped, _steps, _loss: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
-            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), steps, epoch_loss),
+        epochs_run, step, _, losses, sums, epoch_loss = tf.while_loop(
+            lambda epoch, _step, stopped, _losses, _sums, _loss: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), losses, sums, epoch_loss),
             maximum_iterations=epochs)
-        return steps.gather(tf.range(step)), epoch_loss.gather(tf.range(epochs_run)), per_epoch
+        series = losses.gather(tf.range(step))
+        epoch_loss = epoch_loss.gather(tf.range(epochs_run))
+        if not self.forensics:
+            return series, epoch_loss, per_epoch
+        # The run ends at the first step whose update left NaN in the weights (every later step
+        # would be NaN too), as fit's callback ends it. Keras's epoch loss for that last epoch is
+        # the running mean at that step: recomputed, in the same order and precision.
+        rows = tf.reshape(sums.gather(tf.range(epochs_run)), [-1, 3])
+        nan_weights = tf.math.is_nan(rows[:, 2])
+        ran = tf.where(tf.reduce_any(nan_weights), tf.argmax(tf.cast(nan_weights, tf.int32), output_type=tf.int32) + 1, step)
+        last = step - per_epoch  # where the last epoch run starts
+        epoch_loss = tf.cond(ran < step, lambda: tf.concat(
+            [epoch_loss[:-1], running_mean(losses, last, ran - last, batch_weight)[None]], axis=0), lambda: epoch_loss)
+        return tf.concat([series, rows], axis=1)[:ran], epoch_loss, per_epoch
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
@@ -193,6 +216,16 @@ class Trainer:
         series = series.numpy()
         seconds = time.perf_counter() - t
         return series, epoch_loss.numpy(), int(per_epoch), seconds
+
+
+def running_mean(losses: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
+    """Keras's running mean of an epoch's first `steps` batch losses (rows start... of `losses`),
+    accumulated one step at a time in float32 as the training loop does."""
+    def body(i, total, count):
+        return i + 1, total + tf.cast(losses.read(start + i)[0], tf.float32) * batch_weight(i), count + batch_weight(i)
+    _, total, count = tf.while_loop(lambda i, _t, _c: i < steps, body,
+                                    (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+    return total / count
 
 
 _TRAINERS: dict[tuple, Trainer] = {}
