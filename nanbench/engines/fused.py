@@ -219,8 +219,8 @@ class Trainer:
 
 
 def running_mean(losses: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
-    """Keras's running mean of an epoch's first `steps` batch losses (rows start... of `losses`),
-    accumulated one step at a time in float32 as the training loop does."""
+    """Keras's running mean of an epoch's first `steps` batch losses (rows `start` onwards of
+    `losses`), accumulated one step at a time in float32 as the training loop does."""
     def body(i, total, count):
         return i + 1, total + tf.cast(losses.read(start + i)[0], tf.float32) * batch_weight(i), count + batch_weight(i)
     _, total, count = tf.while_loop(lambda i, _t, _c: i < steps, body,
