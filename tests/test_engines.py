@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import numpy as np
@@ -62,11 +63,13 @@ def test_a_run_that_breaks_its_weights_mid_epoch_ends_there_in_both_engines():
 
 def test_runs_that_differ_only_in_numbers_share_one_trace():
     fused.clear_cache()
+    gc.unfreeze()
     base = from_config(compose_config(["train.engine=fused", "clipping=clipnorm", "train.epochs=2"]))
     results = [execute(base.replace(optimizer={"lr": lr}, clipping={"threshold": t}, train={"seed": s}))
                for lr, t, s in [(1e-3, 1.0, 0), (1e-1, 0.5, 1), (1.0, 2.0, 2)]]
     assert len(fused._TRAINERS) == 1
     assert results[0].first_step_s > 0 and results[1].first_step_s == results[2].first_step_s == 0
+    assert gc.get_freeze_count() > 0  # the trace's long-lived objects are out of later collections
     # and each of them still equals a fresh fit run of the same numbers
     for r in results[1:]:
         ref = execute(r.spec.replace(train={"engine": "fit"}))
