@@ -19,7 +19,8 @@ Bookkeeping, all in MLflow (one experiment per sweep name):
 Where the MLflow side runs is nanbench.store's business: with the basic launcher, a store
 process forked at the sweep's start (MLflow is imported there while this process imports
 TensorFlow, and runs are recorded there on the other core); in joblib workers, a thread of the
-worker.
+worker. With joblib, the workers are started at the sweep's start and import TensorFlow while
+this process opens the store (:func:`start_workers`), so the first jobs start ready.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import itertools
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -120,8 +122,11 @@ class SweepCallback(Callback):
                 configure_tensorflow()
                 import nanbench.engines.fused  # noqa: F401 - Keras, imported while the child works
             else:
+                warming = start_workers(config)
                 store = LocalStore(tracking_spec(config))
                 started = store.submit(start_sweep_store, config, sweep_dir)
+                if warming is not None:
+                    warming.join()
             start = started()
         except ConfigError as exc:
             print(f"nanbench: error: {exc}", file=sys.stderr, flush=True)
@@ -147,6 +152,7 @@ class SweepCallback(Callback):
         global exit_status, _store
         if not hasattr(self, "_parent"):
             return
+        stop_workers(config)
         _progress_close()
         wall = time.time() - self._start
         counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
@@ -213,6 +219,54 @@ def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> di
 
 def finish_parent(tracker, parent_run_id: str) -> None:
     tracker.client.set_terminated(parent_run_id, status="FINISHED")
+
+
+def start_workers(config: DictConfig) -> threading.Thread | None:
+    """With Hydra's joblib launcher on several workers: start joblib's workers now, on a thread,
+    and have each import TensorFlow and Keras (seconds) while this process imports MLflow and
+    opens the store; returns the thread to join before the jobs are launched (else None).
+
+    The launcher's own ``Parallel`` then finds them ready: joblib keeps its worker processes
+    between calls whose backend arguments are equal, so this call is given the launcher's."""
+    launcher = config.hydra.launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    workers = worker_count(launcher.get("n_jobs"))
+    if workers < 2:
+        return None
+    from joblib import Parallel, delayed
+
+    args = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
+    if isinstance(args.get("max_nbytes"), str) and args["max_nbytes"].isdigit():  # as the launcher does
+        args["max_nbytes"] = int(args["max_nbytes"])
+    args.update(backend="loky", batch_size=1, pre_dispatch="all", timeout=None)
+    calls = [delayed(_warm_worker)(_threads_per_worker(launcher.get("n_jobs"))) for _ in range(workers)]
+    thread = threading.Thread(target=lambda: _quietly(Parallel(**args), calls), daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_workers(config: DictConfig) -> None:
+    """After the jobs, end joblib's idle workers now rather than at this process's exit, where
+    joblib waits for each to tear TensorFlow down (about a second). Every job has returned, and
+    with it its runs are recorded: nothing is left in a worker."""
+    if "joblib" in str(config.hydra.launcher.get("_target_", "")) and "joblib" in sys.modules:
+        from joblib.externals.loky import get_reusable_executor
+        get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
+
+
+def _quietly(parallel, calls) -> None:
+    try:
+        parallel(calls)
+    except Exception:  # noqa: BLE001 - only a head start: the jobs import what they need themselves
+        pass
+
+
+def _warm_worker(threads: int | None) -> int:
+    from nanbench.run import configure_tensorflow
+    configure_tensorflow(threads=threads)
+    import nanbench.engines.fused  # noqa: F401 - Keras
+    return os.getpid()
 
 
 def _jobs_run_here(config: DictConfig) -> bool:
