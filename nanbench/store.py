@@ -5,9 +5,11 @@ store), and every recorded run costs Python work. When a sweep's jobs train in t
 process (Hydra's basic launcher), :class:`ProcessStore` hands all of it to a child forked before
 TensorFlow is imported: the child imports MLflow and opens the store while the parent imports
 TensorFlow, then records finished runs on the other core while the parent trains. Elsewhere
-(joblib workers, or a process that already loaded TensorFlow or MLflow, which must not be
-forked) :class:`LocalStore` does the same work in the training process, recording from a thread.
-Both are used alike:
+(a process that already loaded TensorFlow or MLflow, which must not be forked)
+:class:`LocalStore` does the same work in the training process, recording from a thread. When the
+jobs train in other processes on this machine (joblib's workers), the launching process opens its
+store to them (:class:`StoreServer`) and each worker sends its runs there (:class:`RemoteStore`),
+instead of each importing MLflow and opening the store itself. All are used alike:
 
     store.submit(fn, *args)()  # fn(tracker, *args) where the store is: its result or its exception
     store.writer(experiment, parent_run_id, tags)  # put(result, start), close(): runs recorded in batches
@@ -16,6 +18,7 @@ Both are used alike:
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import pickle
 import queue
@@ -135,7 +138,37 @@ class ThreadWriter:
 # In a forked store process
 
 
-class ProcessStore:
+class _Connected:
+    """A store at the other end of a connection (``self.conn``), answered by :func:`_serve`."""
+
+    def _reply(self):
+        try:
+            ok, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError("the store process ended unexpectedly") from None
+        if not ok:
+            raise value
+        return value
+
+    def submit(self, fn, *args):
+        self.conn.send(("call", fn, args))
+        return self._reply
+
+    def call(self, fn, *args):
+        return self.submit(fn, *args)()
+
+    def writer(self, experiment: str, parent_run_id: str | None, tags: dict) -> "ProcessWriter":
+        return ProcessWriter(self, experiment, parent_run_id, tags)
+
+    def _hang_up(self) -> None:
+        try:
+            self.conn.send(("close",))
+            self.conn.close()
+        except OSError:
+            pass
+
+
+class ProcessStore(_Connected):
     """A child process, forked now, that opens the store and does this process's MLflow work.
 
     Requests go over a pipe, in order: ``submit`` (a module-level function and its arguments,
@@ -162,38 +195,65 @@ class ProcessStore:
         there.close()
         self.conn, self.pid = here, pid
 
-    def _reply(self):
-        try:
-            ok, value = self.conn.recv()
-        except (EOFError, OSError):
-            raise RuntimeError("the store process ended unexpectedly") from None
-        if not ok:
-            raise value
-        return value
-
-    def submit(self, fn, *args):
-        self.conn.send(("call", fn, args))
-        return self._reply
-
-    def call(self, fn, *args):
-        return self.submit(fn, *args)()
-
-    def writer(self, experiment: str, parent_run_id: str | None, tags: dict) -> "ProcessWriter":
-        return ProcessWriter(self, experiment, parent_run_id, tags)
-
     def close(self) -> None:
-        try:
-            self.conn.send(("close",))
-            self.conn.close()
-        except OSError:
-            pass
+        self._hang_up()
         os.waitpid(self.pid, 0)
 
 
-class ProcessWriter:
-    """A job's writer when the store is a ProcessStore: each finished run is sent as it comes."""
+# --------------------------------------------------------------------------------------------
+# Shared with the launching process's other processes (joblib workers)
 
-    def __init__(self, store: ProcessStore, experiment: str, parent_run_id: str | None, tags: dict):
+
+class StoreServer:
+    """This process's store, opened to this machine's other processes over a local socket.
+
+    joblib's workers send their runs here (:class:`RemoteStore`) rather than each importing
+    MLflow and opening the store (seconds of a core per worker), and one process writes the
+    store (SQLite takes one writer at a time). Each connection is served by :func:`_serve` on a
+    thread of its own, one at a time at the store. The socket is a file only this user can open,
+    and a connection must also prove it has the key (``address`` gives both)."""
+
+    def __init__(self, tracking):
+        from multiprocessing.connection import Listener
+
+        self.tracking, self.key = tracking, os.urandom(16)
+        self.listener = Listener(family="AF_UNIX", authkey=self.key)
+        self.address = {"address": self.listener.address, "key": self.key.hex()}  # RemoteStore(**address)
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.listener.accept()
+            except (OSError, EOFError):  # closed
+                return
+            except Exception:  # noqa: BLE001 - a caller without the key: refused, keep serving
+                continue
+            threading.Thread(target=_serve, args=(conn, self.tracking, self.lock), daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class RemoteStore(_Connected):
+    """A :class:`StoreServer` of another process on this machine, as this process's store."""
+
+    def __init__(self, address: str, key: str):
+        from multiprocessing.connection import Client
+
+        self.address, self.owner = address, os.getpid()
+        self.conn = Client(address, family="AF_UNIX", authkey=bytes.fromhex(key))
+
+    def close(self) -> None:
+        self._hang_up()
+
+
+class ProcessWriter:
+    """A job's writer when the store is at the end of a connection (a store process or a
+    server): each finished run is sent as it comes."""
+
+    def __init__(self, store: _Connected, experiment: str, parent_run_id: str | None, tags: dict):
         self.store, self.key, self.tags = store, (experiment, parent_run_id, tags), tags
 
     def put(self, result, start: float) -> None:
@@ -206,12 +266,16 @@ class ProcessWriter:
             raise RuntimeError(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")
 
 
-def _serve(conn, tracking) -> None:
-    """The store process: open the store, then answer requests until closed."""
+def _serve(conn, tracking, lock=None) -> None:
+    """Open the store, then answer one connection's requests until it is closed; with `lock`,
+    each use of the store holds it (connections served on threads of one process)."""
     from nanbench.tracking import tracker_for
 
+    held = lock if lock is not None else contextlib.nullcontext()
+
     try:
-        tracker, opened = tracker_for(tracking), None
+        with held:
+            tracker, opened = tracker_for(tracking), None
     except Exception as exc:  # noqa: BLE001 - the answer to every request
         tracker, opened = None, exc
     inbox: collections.deque = collections.deque()
@@ -241,7 +305,9 @@ def _serve(conn, tracking) -> None:
                 answer(False, opened)
                 continue
             try:
-                answer(True, fn(tracker, *args))
+                with held:
+                    value = fn(tracker, *args)
+                answer(True, value)
             except Exception as exc:  # noqa: BLE001 - raised again in the parent
                 answer(False, exc)
         elif kind == "log":
@@ -257,6 +323,7 @@ def _serve(conn, tracking) -> None:
                 errors.append(f"{type(opened).__name__}: {opened}")
                 continue
             try:
-                _log_batch(tracker, batch, *key)
+                with held:
+                    _log_batch(tracker, batch, *key)
             except Exception as exc:  # noqa: BLE001 - reported at the writer's close
                 errors.append(f"{type(exc).__name__}: {exc}")

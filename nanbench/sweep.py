@@ -19,8 +19,10 @@ Bookkeeping, all in MLflow (one experiment per sweep name):
 Where the MLflow side runs is nanbench.store's business: with the basic launcher, a store
 process forked at the sweep's start (MLflow is imported there while this process imports
 TensorFlow, and runs are recorded there on the other core); in joblib workers, a thread of the
-worker. With joblib, the workers are started at the sweep's start and import TensorFlow while
-this process opens the store (:func:`start_workers`), so the first jobs start ready.
+With joblib, the workers are started at the sweep's start and import TensorFlow while this process
+opens the store (:func:`start_workers`), so the first jobs start ready, and they send their runs
+to this process's store over a local socket (nanbench.store.StoreServer), so that no worker
+imports MLflow.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ ROLE = "nanbench.role"
 exit_status = 0
 # The launching process's store (nanbench.store), from the sweep's start to its end.
 _store = None
+# With joblib, the same store served to the workers (nanbench.store.StoreServer; not a field of
+# the callback, which Hydra sends to every worker).
+_server = None
 
 
 def experiment_name(cfg: DictConfig) -> str:
@@ -103,9 +108,9 @@ class SweepCallback(Callback):
     """Creates the sweep's parent run before jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _store
+        global _store, _server
         from nanbench.spec import ConfigError, from_config
-        from nanbench.store import LocalStore, ProcessStore, can_fork
+        from nanbench.store import LocalStore, ProcessStore, StoreServer, can_fork
 
         try:
             from_config(config)  # a bad value stops the sweep here, with its one line
@@ -124,7 +129,9 @@ class SweepCallback(Callback):
             else:
                 warming = start_workers(config)
                 store = LocalStore(tracking_spec(config))
-                started = store.submit(start_sweep_store, config, sweep_dir)
+                if _is_joblib(config):  # its workers are this machine's processes: they send runs here
+                    _server = StoreServer(tracking_spec(config))
+                started = store.submit(start_sweep_store, config, sweep_dir, _server.address if _server else None)
                 if warming is not None:
                     warming.join()
             start = started()
@@ -149,7 +156,7 @@ class SweepCallback(Callback):
         print(msg, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global exit_status, _store
+        global exit_status, _store, _server
         if not hasattr(self, "_parent"):
             return
         stop_workers(config)
@@ -167,6 +174,9 @@ class SweepCallback(Callback):
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
         self._store.call(finish_parent, self._parent)
         self._store.close()
+        if _server is not None:
+            _server.close()
+            _server = None
         _store = None
         errors = counts.get("error", 0)
         if errors:
@@ -178,10 +188,11 @@ class SweepCallback(Callback):
 # Store-side work of the sweep (run where the store is: see nanbench.store), each given the Tracker
 
 
-def start_sweep_store(tracker, config: DictConfig, sweep_dir: str) -> dict:
+def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict | None = None) -> dict:
     """The store's side of a sweep's start: the experiment, runs an interrupted earlier invocation
     left RUNNING marked KILLED, the configurations already FINISHED (written to the jobs' sweep
-    directory, for them to skip) and a new parent run (its id written there for the jobs)."""
+    directory, for them to skip) and a new parent run (its id written there for the jobs, with
+    `server`: where the jobs send their runs, when the launching process serves its store)."""
     name = experiment_name(config)
     exp_id = tracker.experiment_id(name)
     client = tracker.client
@@ -200,7 +211,7 @@ def start_sweep_store(tracker, config: DictConfig, sweep_dir: str) -> dict:
     (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
     (sweep_dir / PARENT_FILE).write_text(json.dumps({
         "parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
-        "runs_per_job": runs_per_job, "start": time.time()}))
+        "runs_per_job": runs_per_job, "start": time.time(), "store": server}))
     return {"parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
             "runs_per_job": runs_per_job, "done": len(done), "killed": killed}
 
@@ -229,7 +240,7 @@ def start_workers(config: DictConfig) -> threading.Thread | None:
     The launcher's own ``Parallel`` then finds them ready: joblib keeps its worker processes
     between calls whose backend arguments are equal, so this call is given the launcher's."""
     launcher = config.hydra.launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
+    if not _is_joblib(config):
         return None
     workers = worker_count(launcher.get("n_jobs"))
     if workers < 2:
@@ -250,7 +261,7 @@ def stop_workers(config: DictConfig) -> None:
     """After the jobs, end joblib's idle workers now rather than at this process's exit, where
     joblib waits for each to tear TensorFlow down (about a second). Every job has returned, and
     with it its runs are recorded: nothing is left in a worker."""
-    if "joblib" in str(config.hydra.launcher.get("_target_", "")) and "joblib" in sys.modules:
+    if _is_joblib(config) and "joblib" in sys.modules:
         from joblib.externals.loky import get_reusable_executor
         get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
 
@@ -267,6 +278,11 @@ def _warm_worker(threads: int | None) -> int:
     configure_tensorflow(threads=threads)
     import nanbench.engines.fused  # noqa: F401 - Keras
     return os.getpid()
+
+
+def _is_joblib(config: DictConfig) -> bool:
+    """Whether the launcher is Hydra's joblib launcher (jobs in this machine's processes)."""
+    return "joblib" in str(config.hydra.launcher.get("_target_", ""))
 
 
 def _jobs_run_here(config: DictConfig) -> bool:
@@ -333,7 +349,6 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     from hydra.core.hydra_config import HydraConfig
     from nanbench.run import configure_tensorflow, execute, resolve_device
     from nanbench.spec import ConfigError, from_config
-    from nanbench.store import LocalStore
 
     hydra_cfg = HydraConfig.get()
     configure_tensorflow(threads=_threads_per_worker(hydra_cfg.launcher.get("n_jobs")))
@@ -344,8 +359,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
     runs = expand(cfg)
-    # the launching process's store (basic launcher), else this process's own (joblib workers)
-    store = _store if _store is not None and getattr(_store, "owner", None) == os.getpid() else LocalStore(tracking_spec(cfg))
+    store = _job_store(cfg, meta)
     writer = store.writer(name, meta.get("parent_run_id"),
                           {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}
@@ -380,6 +394,28 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
         print(f"[job {hydra_cfg.job.num + 1}/{total_jobs}] {overrides}: {line} "
               f"({trained / elapsed if elapsed > 0 else 0:.1f} runs/s)", flush=True)
     return counts
+
+
+_remote = None  # a worker's connection to the launching process's store, kept across its jobs
+
+
+def _job_store(cfg: DictConfig, meta: dict):
+    """Where a job records its runs: the launching process's store when the job runs there
+    (basic launcher) or it serves its store to this process (joblib workers), else this
+    process's own."""
+    global _remote
+    from nanbench.store import LocalStore, RemoteStore
+    if _store is not None and getattr(_store, "owner", None) == os.getpid():
+        return _store
+    served = meta.get("store")
+    if served:
+        if _remote is None or _remote.address != served["address"] or _remote.owner != os.getpid():
+            try:
+                _remote = RemoteStore(served["address"], served["key"])
+            except OSError:  # not reachable from here: record from this process
+                return LocalStore(tracking_spec(cfg))
+        return _remote
+    return LocalStore(tracking_spec(cfg))
 
 
 def _threads_per_worker(n_jobs) -> int | None:

@@ -89,3 +89,41 @@ def test_a_forked_store_process_records_runs_and_answers_calls(tmp_path, store):
     # a store that cannot be opened says so, with the key, to every request
     assert seen["bad_call"].startswith("tracking.uri must be")
     assert "could not be recorded" in seen["bad_writer"] and "tracking.uri" in seen["bad_writer"]
+
+
+def _experiment(tracker, name):
+    return tracker.experiment_id(name)
+
+
+def test_a_served_store_records_runs_from_other_connections_and_refuses_a_wrong_key(store):
+    """What joblib's workers do (nanbench.sweep._job_store): send their runs to the launching
+    process's store. Here the connections are this process's own."""
+    import multiprocessing
+    import os
+
+    import pytest
+
+    from conftest import compose_config
+    from nanbench.run import execute
+    from nanbench.spec import TrackingSpec, from_config
+    from nanbench.store import RemoteStore, StoreServer
+
+    server = StoreServer(TrackingSpec(uri=store))
+    results = [execute(from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2",
+                                                   f"train.seed={seed}"]))) for seed in range(4)]
+    with pytest.raises(multiprocessing.AuthenticationError):
+        RemoteStore(server.address["address"], "00" * 16)
+    workers = [RemoteStore(**server.address) for _ in range(2)]
+    for i, worker in enumerate(workers):
+        writer = worker.writer("served", None, {"sweep": "served"})
+        for result in results[i::2]:
+            writer.put(result, None)
+        writer.close()  # answered once this connection's runs are recorded
+    exp_id = workers[1].call(_experiment, "served")
+    for worker in workers:
+        worker.close()
+    server.close()
+    assert not os.path.exists(server.address["address"])
+    runs = MlflowClient(store).search_runs([exp_id], "tags.sweep = 'served'")
+    assert sorted(int(r.data.params["train.seed"]) for r in runs) == list(range(4))
+    assert all(r.info.status == "FINISHED" for r in runs)
