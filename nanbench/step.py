@@ -13,9 +13,10 @@ finite float32 inputs. Per step:
 - ``grad_sq``: the sum of squares of the gradients before clipping (after unscaling);
 - ``weight_sq``: the sum of squares of the trainable weights after the update.
 
-The fit engine reduces every step (forensic_step). The fused engine keeps each step's gradients
-and weights as one float32 vector (flat) and reduces a whole epoch's vectors at once
-(sums_of_squares), which is the same arithmetic in a fraction of a step's ops. On the host,
+The fit engine reduces every step (forensic_step). The fused engine runs each step on weights it
+read itself (keras_step_on), keeps the step's gradients and those weights as one float32 vector
+(flat) and reduces a whole epoch's vectors at once (sums_of_squares), which is the same
+arithmetic in a fraction of a step's ops. On the host,
 square roots give the global gradient and weight norms, and nanbench.forensics.step_flags turns
 the four numbers into the per-step inf/NaN flags.
 """
@@ -79,6 +80,33 @@ def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True):
     if not forensics:
         return loss, None, None
     return loss, true_grads, [w.value for w in weights]
+
+
+def keras_step_on(model: keras.Model, optimizer, x, y, weights):
+    """:func:`keras_step` with its forward pass on ``weights``: the trainable weights' values, as
+    read by the caller just before the step (which a caller keeping them pays nothing more for:
+    the forward pass reads them anyway). Keras runs the same layers and loss on them, inside a
+    ``keras.StatelessScope``; what the layers update there (dropout's seed state) is assigned
+    back. Returns the loss and the gradients before clipping (unscaled under loss scaling)."""
+    trainable = model.trainable_weights
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        with keras.StatelessScope(state_mapping=list(zip(trainable, weights))) as scope:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        scaled_loss = optimizer.scale_loss(loss)
+    for variable in model.non_trainable_variables:
+        value = scope.get_current_value(variable)
+        if value is not None:
+            variable.assign(value)
+    grads = tape.gradient(scaled_loss, weights)
+    true_grads = grads
+    if loss_scaled(optimizer):
+        if not optimizer.built:
+            optimizer.build(trainable)
+        true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
+    optimizer.apply(grads, trainable)
+    return loss, true_grads
 
 
 def forensic_step(model: keras.Model, optimizer, x, y) -> dict:

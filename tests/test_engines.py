@@ -84,6 +84,16 @@ def test_runtime_clip_threshold_changes_the_result():
     assert not np.allclose(a.series.loss[1:], b.series.loss[1:])
 
 
+def test_dropout_and_weight_decay_match_fit_per_epoch():
+    # the fused engine's forward pass runs on the weights it read (a StatelessScope): dropout's
+    # seed state must advance as in fit, and the L2 penalty must be taken on those weights
+    fit, fast = _pair("model.dropout=0.3", "model.weight_decay=0.05", "train.epochs=4")
+    assert fit.outcome == fast.outcome
+    np.testing.assert_allclose(fast.series.loss, fit.series.loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.series.epoch_loss, fit.series.epoch_loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.series.weight_norm, fit.series.weight_norm, rtol=1e-5)
+
+
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_in_both_engines(precision):
     fit, fast = _pair(f"train.precision={precision}", "optimizer=adam")

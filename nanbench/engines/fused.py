@@ -9,10 +9,14 @@ optimizer's state and assigns the run's learning rate and clip threshold, then t
 nested loops (epochs, then the epoch's steps; shuffling and Keras's epoch loss are per-epoch work,
 outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step math.
 
-Forensics costs a step only what it must copy: the gradients and the updated weights go into one
-float32 vector per step, and at the epoch's end one reduction gives every step's sums of squares
-(nanbench.step); a step that left NaN in the weights ends the run there, as fit's callback does.
-The per-step losses and forensic rows come back to the host once per run.
+Forensics costs a step only what it must copy. A forensic step reads the weights itself and runs
+Keras's forward pass on what it read (nanbench.step.keras_step_on), so the reads it keeps are the
+ones the forward pass would make anyway; the gradients and those weights go into one float32
+vector per step. The weights a step starts from are the ones the step before left, so at the
+epoch's end one reduction gives every step's sums of squares, the weights after the update being
+the next step's (and one read after the epoch's last step). A step that left NaN in the weights
+ends the run there, as fit's callback does. The per-step losses and forensic rows come back to
+the host once per run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import tensorflow as tf
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import flat, keras_step, loss_scaled, row_sums_of_squares, sums_of_squares
+from nanbench.step import (flat, keras_step, keras_step_on, loss_scaled, row_sums_of_squares, sum_of_squares,
+                           sums_of_squares)
 
 
 class RuntimeThreshold:
@@ -136,7 +141,8 @@ class Trainer:
         in_order = tf.range(n)
         batch_of_row = in_order // batch_size
         row_sq = row_sums_of_squares(X, y) if self.forensics else None
-        size = sum(w.shape.num_elements() for w in self.model.trainable_weights)
+        trainable = self.model.trainable_weights
+        size = sum(w.shape.num_elements() for w in trainable)
 
         def batch_weight(i):
             return tf.cast(tf.minimum((i + 1) * batch_size, n) - i * batch_size, tf.float32)
@@ -147,18 +153,21 @@ class Trainer:
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
                 in_order, seed=tf.stack([seed, epoch])), lambda: in_order)
             Xe, ye = tf.gather(X, order), tf.gather(y, order)
-            # forensics, per step: the gradients and the updated weights as one float32 vector
-            # (reads, reshapes, a concat and a write); their reductions wait for the epoch's end
+            # forensics, per step: the gradients and the weights the step started from, as one
+            # float32 vector (reshapes, a concat and a write); their reductions wait for the
+            # epoch's end
             kept = (tf.TensorArray(tf.float32, size=per_epoch, element_shape=[2 * size]),) if self.forensics else ()
 
             def step_body(i, total_loss, count, losses, *kept):
                 lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
-                loss, grads, weights = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi],
-                                                  forensics=self.forensics)
+                if self.forensics:
+                    before = [tf.convert_to_tensor(w.value) for w in trainable]  # read now, before the update
+                    loss, grads = keras_step_on(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], before)
+                    kept = (kept[0].write(i, flat(list(grads) + before)),)
+                else:
+                    loss, _, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], forensics=False)
                 loss = tf.cast(loss, tf.float32)
                 losses = losses.write(step + i, tf.cast(loss, tf.float64)[None])
-                if self.forensics:
-                    kept = (kept[0].write(i, flat(list(grads) + weights)),)
                 weight = tf.cast(hi - lo, tf.float32)
                 return (i + 1, total_loss + loss * weight, count + weight, losses, *kept)
 
@@ -167,10 +176,13 @@ class Trainer:
                 (tf.constant(0), tf.constant(0.0), tf.constant(0.0), losses, *kept))
             if not self.forensics:
                 return epoch + 1, step + per_epoch, stopped, losses, sums, epoch_loss.write(epoch, total_loss / count)
-            # once per epoch: each step's sums of squares; NaN in the weights ends the run at this
-            # epoch's end (the steps after the first such step are cut when the run returns)
+            # once per epoch: each step's sums of squares (the weights after step i: those step
+            # i + 1 started from; after the last step: read now); NaN in the weights ends the run
+            # at this epoch's end (the steps after the first such step are cut when it returns)
             batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), batch_of_row, per_epoch)
-            rows = tf.concat([batch_sq[:, None], sums_of_squares(kept[0].stack(), 2)], axis=1)
+            grad_sq, before_sq = tf.unstack(sums_of_squares(kept[0].stack(), 2), axis=1)
+            after_sq = tf.concat([before_sq[1:], sum_of_squares([tf.convert_to_tensor(w.value) for w in trainable])[None]], axis=0)
+            rows = tf.stack([batch_sq, grad_sq, after_sq], axis=1)
             stopped = tf.reduce_any(tf.math.is_nan(rows[:, 2]))
             return epoch + 1, step + per_epoch, stopped, losses, sums.write(epoch, rows), epoch_loss.write(epoch, total_loss / count)
 
