@@ -18,7 +18,7 @@ Bookkeeping, all in MLflow (one experiment per sweep name):
 
 Where the MLflow side runs is nanbench.store's business: with the basic launcher, a store
 process forked at the sweep's start (MLflow is imported there while this process imports
-TensorFlow, and runs are recorded there on the other core); in joblib workers, a thread of the
+TensorFlow, and runs are recorded there on the other core); elsewhere, a thread of the process.
 With joblib, the workers are started at the sweep's start and import TensorFlow while this process
 opens the store (:func:`start_workers`), so the first jobs start ready, and they send their runs
 to this process's store over a local socket (nanbench.store.StoreServer), so that no worker
