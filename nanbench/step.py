@@ -14,7 +14,7 @@ finite float32 inputs. Per step:
 - ``weight_sq``: the sum of squares of the trainable weights after the update.
 
 The fit engine reduces every step (forensic_step). The fused engine runs each step on weights it
-read itself (keras_step_on), keeps the step's gradients and those weights as one float32 vector
+read itself (keras_step's ``weights``), keeps the step's gradients and those weights as one float32 vector
 (flat) and reduces a whole epoch's vectors at once (sums_of_squares), which is the same
 arithmetic in a fraction of a step's ops. On the host,
 square roots give the global gradient and weight norms, and nanbench.forensics.step_flags turns
@@ -59,58 +59,45 @@ def row_sums_of_squares(X, y) -> tf.Tensor:
     return tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=1) + tf.square(tf.cast(y[:, 0], tf.float64))
 
 
-def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True):
+def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True, weights=None):
     """Run one Keras training step on (x, y). Returns the loss and, with forensics, the gradients
-    before clipping (unscaled under loss scaling) and the trainable weights after the update
-    (else two Nones); the gradients and the weights are in the same order, with the same shapes."""
+    before clipping (unscaled under loss scaling; else None), in the order of the trainable weights.
+
+    With ``weights`` (the trainable weights' values, as read by the caller just before the step),
+    the forward pass runs on them: Keras runs the same layers and loss inside a
+    ``keras.StatelessScope``, and what the layers update there (dropout's seed state) is assigned
+    back. A caller that keeps the weights a step starts from then pays no reads of its own: the
+    forward pass would read them anyway."""
+    trainable = model.trainable_weights
     with tf.GradientTape() as tape:
-        y_pred = model(x, training=True)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        if weights is None:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        else:
+            tape.watch(weights)
+            with keras.StatelessScope(state_mapping=list(zip(trainable, weights))) as scope:
+                y_pred = model(x, training=True)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
         scaled_loss = optimizer.scale_loss(loss)
-    weights = model.trainable_weights
-    grads = tape.gradient(scaled_loss, weights)
+    if weights is not None:
+        for variable in model.non_trainable_variables:
+            value = scope.get_current_value(variable)
+            if value is not None:
+                variable.assign(value)
+    grads = tape.gradient(scaled_loss, trainable if weights is None else weights)
     true_grads = None
     if forensics:
         true_grads = grads
         if loss_scaled(optimizer):
             if not optimizer.built:  # dynamic_scale must exist to unscale
-                optimizer.build(weights)
+                optimizer.build(trainable)
             true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
-    optimizer.apply(grads, weights)
-    if not forensics:
-        return loss, None, None
-    return loss, true_grads, [w.value for w in weights]
-
-
-def keras_step_on(model: keras.Model, optimizer, x, y, weights):
-    """:func:`keras_step` with its forward pass on ``weights``: the trainable weights' values, as
-    read by the caller just before the step (which a caller keeping them pays nothing more for:
-    the forward pass reads them anyway). Keras runs the same layers and loss on them, inside a
-    ``keras.StatelessScope``; what the layers update there (dropout's seed state) is assigned
-    back. Returns the loss and the gradients before clipping (unscaled under loss scaling)."""
-    trainable = model.trainable_weights
-    with tf.GradientTape() as tape:
-        tape.watch(weights)
-        with keras.StatelessScope(state_mapping=list(zip(trainable, weights))) as scope:
-            y_pred = model(x, training=True)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-        scaled_loss = optimizer.scale_loss(loss)
-    for variable in model.non_trainable_variables:
-        value = scope.get_current_value(variable)
-        if value is not None:
-            variable.assign(value)
-    grads = tape.gradient(scaled_loss, weights)
-    true_grads = grads
-    if loss_scaled(optimizer):
-        if not optimizer.built:
-            optimizer.build(trainable)
-        true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
     optimizer.apply(grads, trainable)
     return loss, true_grads
 
 
 def forensic_step(model: keras.Model, optimizer, x, y) -> dict:
     """Run one Keras training step on (x, y) and return its loss and forensic sums of squares."""
-    loss, grads, weights = keras_step(model, optimizer, x, y)
+    loss, grads = keras_step(model, optimizer, x, y)
     return {"loss": loss, "input_sq": sum_of_squares([x, y]), "grad_sq": sum_of_squares(grads),
-            "weight_sq": sum_of_squares(weights)}
+            "weight_sq": sum_of_squares([w.value for w in model.trainable_weights])}

@@ -240,9 +240,7 @@ def start_workers(config: DictConfig) -> threading.Thread | None:
     The launcher's own ``Parallel`` then finds them ready: joblib keeps its worker processes
     between calls whose backend arguments are equal, so this call is given the launcher's."""
     launcher = config.hydra.launcher
-    if not _is_joblib(config):
-        return None
-    workers = worker_count(launcher.get("n_jobs"))
+    workers = _joblib_workers(config)
     if workers < 2:
         return None
     from joblib import Parallel, delayed
@@ -261,7 +259,7 @@ def stop_workers(config: DictConfig) -> None:
     """After the jobs, end joblib's idle workers now rather than at this process's exit, where
     joblib waits for each to tear TensorFlow down (about a second). Every job has returned, and
     with it its runs are recorded: nothing is left in a worker."""
-    if _is_joblib(config) and "joblib" in sys.modules:
+    if _joblib_workers(config) >= 2:  # as start_workers: else joblib ran the jobs here, no executor
         from joblib.externals.loky import get_reusable_executor
         get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
 
@@ -283,6 +281,11 @@ def _warm_worker(threads: int | None) -> int:
 def _is_joblib(config: DictConfig) -> bool:
     """Whether the launcher is Hydra's joblib launcher (jobs in this machine's processes)."""
     return "joblib" in str(config.hydra.launcher.get("_target_", ""))
+
+
+def _joblib_workers(config: DictConfig) -> int:
+    """Worker processes Hydra's joblib launcher starts for this sweep (0: another launcher)."""
+    return worker_count(config.hydra.launcher.get("n_jobs")) if _is_joblib(config) else 0
 
 
 def _jobs_run_here(config: DictConfig) -> bool:

@@ -10,7 +10,7 @@ nested loops (epochs, then the epoch's steps; shuffling and Keras's epoch loss a
 outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step math.
 
 Forensics costs a step only what it must copy. A forensic step reads the weights itself and runs
-Keras's forward pass on what it read (nanbench.step.keras_step_on), so the reads it keeps are the
+Keras's forward pass on what it read (nanbench.step.keras_step), so the reads it keeps are the
 ones the forward pass would make anyway; the gradients and those weights go into one float32
 vector per step. The weights a step starts from are the ones the step before left, so at the
 epoch's end one reduction gives every step's sums of squares, the weights after the update being
@@ -30,8 +30,7 @@ import tensorflow as tf
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import (flat, keras_step, keras_step_on, loss_scaled, row_sums_of_squares, sum_of_squares,
-                           sums_of_squares)
+from nanbench.step import flat, keras_step, loss_scaled, row_sums_of_squares, sum_of_squares, sums_of_squares
 
 
 class RuntimeThreshold:
@@ -144,8 +143,12 @@ class Trainer:
         trainable = self.model.trainable_weights
         size = sum(w.shape.num_elements() for w in trainable)
 
+        def bounds(i):  # step i's rows in the epoch's order
+            return i * batch_size, tf.minimum((i + 1) * batch_size, n)
+
         def batch_weight(i):
-            return tf.cast(tf.minimum((i + 1) * batch_size, n) - i * batch_size, tf.float32)
+            lo, hi = bounds(i)
+            return tf.cast(hi - lo, tf.float32)
 
         def epoch_body(epoch, step, stopped, losses, sums, epoch_loss):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
@@ -159,13 +162,13 @@ class Trainer:
             kept = (tf.TensorArray(tf.float32, size=per_epoch, element_shape=[2 * size]),) if self.forensics else ()
 
             def step_body(i, total_loss, count, losses, *kept):
-                lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
+                lo, hi = bounds(i)
                 if self.forensics:
                     before = [tf.convert_to_tensor(w.value) for w in trainable]  # read now, before the update
-                    loss, grads = keras_step_on(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], before)
+                    loss, grads = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], weights=before)
                     kept = (kept[0].write(i, flat(list(grads) + before)),)
                 else:
-                    loss, _, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], forensics=False)
+                    loss, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], forensics=False)
                 loss = tf.cast(loss, tf.float32)
                 losses = losses.write(step + i, tf.cast(loss, tf.float64)[None])
                 weight = tf.cast(hi - lo, tf.float32)
