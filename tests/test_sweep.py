@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from conftest import CONF, ROOT, SWEEPS
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import dispatch_batch_size, structure_key
 from nanbench.spec import from_config
-from nanbench.sweep import expand, inner_grid
+from nanbench.sweep import PARENT_FILE, expand, inner_grid
 
 SMOKE_RUNS = 24
 
@@ -80,6 +80,10 @@ def test_killed_sweep_resumes_to_exactly_once(tmp_path, store):
     deadline = time.time() + 300
     while time.time() < deadline:
         time.sleep(0.5)
+        # not before the sweep has opened its new store: two processes migrating a new SQLite
+        # store at once break it (MLflow's migrations are not safe against each other)
+        if not (tmp_path / "hydra" / PARENT_FILE).exists():
+            continue
         try:
             if len(children(store)) >= 6:
                 break
