@@ -63,7 +63,8 @@ def _machine() -> dict:
 # 1 and 4: per-step cost of the fused engine vs a minimal hand-written loop; forensics on/off
 
 
-def per_step(reps: int) -> list[dict]:
+def per_step_child(threads: int, reps: int) -> dict[str, float]:
+    """In a fresh process: the median ms per step of each candidate over `reps` interleaved runs."""
     import numpy as np
     import tensorflow as tf
 
@@ -75,7 +76,7 @@ def per_step(reps: int) -> list[dict]:
     from nanbench.run import configure_tensorflow
     from nanbench.spec import from_config
 
-    configure_tensorflow()
+    configure_tensorflow(threads or None)
     spec = from_config(compose_config(["dataset=clean", "model=mlp", "model.width=64", "optimizer=adam",
                                        "train.batch_size=32", f"train.epochs={EPOCHS}", "train.engine=fused"]))
     data = load(spec.dataset, spec.preprocess)
@@ -117,21 +118,44 @@ def per_step(reps: int) -> list[dict]:
     for fn in candidates.values():  # trace and warm up
         fn(), fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in candidates}
-    for _ in range(max(reps, 30)):
+    for _ in range(reps):
         for name, fn in candidates.items():
             t = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t) / steps * 1e3)
-    med = {k: _median(v) for k, v in times.items()}
-    return [
-        {"item": "1", "measure": "ms per step, whole run incl. reset (MLP 10-64-1, batch 32, 160 steps)",
-         "nanbench": med["fused"], "reference": med["minimal"], "reference_name": "minimal tf.function loop",
-         "ratio": med["fused"] / med["minimal"], "goal": "<= 1.5", "met": med["fused"] / med["minimal"] <= 1.5},
-        {"item": "4", "measure": "ms per step, fused with forensics vs without",
-         "nanbench": med["fused"], "reference": med["fused_no_forensics"], "reference_name": "fused, forensics off",
-         "ratio": med["fused"] / med["fused_no_forensics"], "goal": "<= 1.10",
-         "met": med["fused"] / med["fused_no_forensics"] <= 1.10},
-    ]
+    return {k: _median(v) for k, v in times.items()}
+
+
+def per_step(reps: int, processes: int = 5) -> list[dict]:
+    """Items 1 and 4, each measured in `processes` fresh processes (a process's step time moves
+    with where its memory and threads land; ratios are taken within each process, side by side),
+    with TensorFlow's default threads (as `make sweep`) and with one thread (as each JOBS=2 worker)."""
+    runs: dict[int, list[dict[str, float]]] = {0: [], 1: []}
+    for _ in range(processes):
+        for threads in runs:  # interleaved
+            proc = subprocess.run([PY, __file__, "--per-step-child", str(threads), "--reps", str(max(reps, 30))],
+                                  capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-2000:])
+            runs[threads].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    rows = []
+    for threads, label in ((0, "TensorFlow's default threads"), (1, "one TensorFlow thread")):
+        meds = runs[threads]
+
+        def summary(name, ref):
+            ratios = [m[name] / m[ref] for m in meds]
+            return (_median([m[name] for m in meds]), _median([m[ref] for m in meds]), _median(ratios),
+                    f"{len(meds)} processes, ratios {min(ratios):.3f}-{max(ratios):.3f}")
+        a, b, r, spread = summary("fused", "minimal")
+        rows.append({"item": "1", "measure": f"ms per step, whole run incl. reset (MLP 10-64-1, batch 32, 160 steps); "
+                                             f"{label}; {spread}",
+                     "nanbench": a, "reference": b, "reference_name": "minimal tf.function loop",
+                     "ratio": r, "goal": "<= 1.5", "met": r <= 1.5})
+        a, b, r, spread = summary("fused", "fused_no_forensics")
+        rows.append({"item": "4", "measure": f"ms per step, fused with forensics vs without; {label}; {spread}",
+                     "nanbench": a, "reference": b, "reference_name": "fused, forensics off",
+                     "ratio": r, "goal": "<= 1.10", "met": r <= 1.10})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,14 +373,18 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (>= 3)")
     parser.add_argument("--out", default=str(ROOT / "results"), help="folder for benchmark.md and .csv")
     parser.add_argument("--quick", action="store_true", help="scaling up to 1,000 runs only")
+    parser.add_argument("--per-step-child", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.per_step_child is not None:
+        print(json.dumps(per_step_child(args.per_step_child, args.reps)))
+        return
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="nanbench-bench-"))
     try:
         machine = _machine()
         rows = per_step(args.reps)
-        print(json.dumps(rows[-2:], default=str), flush=True)
+        print(json.dumps(rows, default=str), flush=True)
         rows += workers(args.reps, tmp)
         print(json.dumps(rows[-1], default=str), flush=True)
         rows += throughput(args.reps, tmp)

@@ -14,11 +14,10 @@ finite float32 inputs. Per step:
 - ``weight_sq``: the sum of squares of the trainable weights after the update.
 
 The fit engine reduces every step (forensic_step). The fused engine runs each step on weights it
-read itself (keras_step's ``weights``), keeps the step's gradients and those weights as one float32 vector
-(flat) and reduces a whole epoch's vectors at once (sums_of_squares), which is the same
-arithmetic in a fraction of a step's ops. On the host,
-square roots give the global gradient and weight norms, and nanbench.forensics.step_flags turns
-the four numbers into the per-step inf/NaN flags.
+read itself (keras_gradients's ``weights``), keeps the step's loss, gradients and those weights as
+one float32 row (flat) and reduces all of a run's rows at once (sums_of_squares), which is the
+same arithmetic in a fraction of a step's ops. On the host, square roots give the global gradient
+and weight norms, and nanbench.forensics.step_flags turns the four numbers into the per-step inf/NaN flags.
 """
 
 from __future__ import annotations
@@ -59,9 +58,10 @@ def row_sums_of_squares(X, y) -> tf.Tensor:
     return tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=1) + tf.square(tf.cast(y[:, 0], tf.float64))
 
 
-def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True, weights=None):
-    """Run one Keras training step on (x, y). Returns the loss and, with forensics, the gradients
-    before clipping (unscaled under loss scaling; else None), in the order of the trainable weights.
+def keras_gradients(model: keras.Model, optimizer, x, y, *, weights=None):
+    """Keras's training step on (x, y) up to the update. Returns the loss, the gradients to apply
+    (scaled under loss scaling) and the true gradients (unscaled; the same list without loss
+    scaling), in the order of the trainable weights.
 
     With ``weights`` (the trainable weights' values, as read by the caller just before the step),
     the forward pass runs on them: Keras runs the same layers and loss inside a
@@ -85,15 +85,20 @@ def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True, w
             if value is not None:
                 variable.assign(value)
     grads = tape.gradient(scaled_loss, trainable if weights is None else weights)
-    true_grads = None
-    if forensics:
-        true_grads = grads
-        if loss_scaled(optimizer):
-            if not optimizer.built:  # dynamic_scale must exist to unscale
-                optimizer.build(trainable)
-            true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
-    optimizer.apply(grads, trainable)
-    return loss, true_grads
+    true_grads = grads
+    if loss_scaled(optimizer):
+        if not optimizer.built:  # dynamic_scale must exist to unscale
+            optimizer.build(trainable)
+        true_grads = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in grads]
+    return loss, grads, true_grads
+
+
+def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True):
+    """Run one Keras training step on (x, y): keras_gradients, then ``optimizer.apply`` (which
+    clips and updates). Returns the loss and, with forensics, the true gradients (else None)."""
+    loss, grads, true_grads = keras_gradients(model, optimizer, x, y)
+    optimizer.apply(grads, model.trainable_weights)
+    return loss, true_grads if forensics else None
 
 
 def forensic_step(model: keras.Model, optimizer, x, y) -> dict:

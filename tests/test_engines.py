@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
+from nanbench.data import load
 from nanbench.engines import fused
 from nanbench.run import execute
 from nanbench.spec import from_config
@@ -49,7 +50,7 @@ def test_fused_matches_fit_through_divergence_to_nan():
 
 
 def test_a_run_that_breaks_its_weights_mid_epoch_ends_there_in_both_engines():
-    # the fused engine reduces forensics once per epoch: the steps after the first NaN in the
+    # the fused engine checks the weights once per epoch: the steps after the first NaN in the
     # weights are cut, and that epoch's loss is the running mean at that step, as fit's
     fit, fast = _pair("optimizer=momentum", "optimizer.lr=1.0", "clipping=none", "train.epochs=30",
                       "train.batch_size=8")
@@ -74,6 +75,24 @@ def test_runs_that_differ_only_in_numbers_share_one_trace():
     for r in results[1:]:
         ref = execute(r.spec.replace(train={"engine": "fit"}))
         np.testing.assert_allclose(r.series.epoch_loss, ref.series.epoch_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lr,breaks", [(0.05, False), (1.0, True)])
+def test_the_forensic_row_is_the_same_taken_before_or_beside_the_update(lr, breaks):
+    # one TensorFlow thread: the fused engine takes a step's row before the update; more: beside it
+    spec = from_config(compose_config(["train.engine=fused", "optimizer=momentum", f"optimizer.lr={lr}",
+                                       "clipping=none", "train.epochs=30", "train.batch_size=8"]))
+    data = load(spec.dataset, spec.preprocess)
+    outputs = []
+    for serial in (True, False):
+        trainer = fused.Trainer(spec, data.n_features, "/CPU:0")
+        trainer.serial = serial
+        outputs.append(trainer.run(spec, data.X, data.y)[:3])
+    (rows, epoch_loss, per_epoch), (rows2, epoch_loss2, per_epoch2) = outputs
+    assert rows.shape[1] == 4 and len(rows) == len(rows2) and per_epoch == per_epoch2
+    assert np.isnan(rows[-1, 3]) == breaks and (len(rows) < 30 * per_epoch) == breaks
+    np.testing.assert_array_equal(rows, rows2)
+    np.testing.assert_array_equal(epoch_loss, epoch_loss2)
 
 
 def test_runtime_clip_threshold_changes_the_result():

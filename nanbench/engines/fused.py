@@ -10,18 +10,20 @@ nested loops (epochs, then the epoch's steps; shuffling and Keras's epoch loss a
 outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step math.
 
 Forensics costs a step only what it must copy. A forensic step reads the weights itself and runs
-Keras's forward pass on what it read (nanbench.step.keras_step), so the reads it keeps are the
-ones the forward pass would make anyway; the gradients and those weights go into one float32
-vector per step. The weights a step starts from are the ones the step before left, so at the
-epoch's end one reduction gives every step's sums of squares, the weights after the update being
-the next step's (and one read after the epoch's last step). A step that left NaN in the weights
-ends the run there, as fit's callback does. The per-step losses and forensic rows come back to
-the host once per run.
+Keras's forward pass on what it read (nanbench.step.keras_gradients), so the reads it keeps are
+the ones the forward pass would make anyway; the step's loss, its gradients and those weights go
+into one float32 row, written to the run's rows. Every reduction waits for the run's end, where
+one pass over all rows gives every step's sums of squares: the weights after step i are the ones
+step i + 1 started from (and one read after the run's last step). At each epoch's end one read of
+the weights tells whether a step left NaN in them (NaN in a weight stays NaN), and then the run
+ends there and is cut at that step, as fit's callback ends it. Each step's loss and sums of
+squares come back to the host once per run.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import time
 
 import numpy as np
@@ -30,7 +32,7 @@ import tensorflow as tf
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import flat, keras_step, loss_scaled, row_sums_of_squares, sum_of_squares, sums_of_squares
+from nanbench.step import flat, keras_gradients, keras_step, loss_scaled, row_sums_of_squares, sum_of_squares, sums_of_squares
 
 
 class RuntimeThreshold:
@@ -89,6 +91,8 @@ class Trainer:
     def __init__(self, spec, n_features: int, device: str, forensics: bool = True):
         self.device = device
         self.forensics = forensics
+        # whether TensorFlow runs this process's ops one at a time (see the forensic step)
+        self.serial = (tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()) == 1
         self.threshold = RuntimeThreshold(spec.clipping.threshold)
         with tf.device(device):
             self.model = build_model(spec.model, n_features, seed=spec.train.seed,
@@ -130,18 +134,17 @@ class Trainer:
         self.threshold.variable.assign(threshold)
         n = tf.shape(X)[0]
         per_epoch = (n + batch_size - 1) // batch_size
-        # per step: the batch loss; per epoch: Keras's epoch loss, the batch-size-weighted running
-        # mean of the batch losses; with forensics, per step: the sums of squares of the batch,
-        # the gradients and the weights as a row [input_sq, grad_sq, weight_sq] (float64)
-        losses = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[1])
-        sums = tf.TensorArray(tf.float64, size=epochs, element_shape=[None, 3])
-        epoch_loss = tf.TensorArray(tf.float32, size=epochs)
-        # once per run: the rows in order, each row's batch, and (forensics) each row's sum of squares
-        in_order = tf.range(n)
-        batch_of_row = in_order // batch_size
-        row_sq = row_sums_of_squares(X, y) if self.forensics else None
         trainable = self.model.trainable_weights
         size = sum(w.shape.num_elements() for w in trainable)
+        # per step, one float32 row: the batch loss and, with forensics, the step's gradients and
+        # the weights it started from (nanbench.step.flat); per epoch: Keras's epoch loss (the
+        # batch-size-weighted running mean of the batch losses) and, with forensics, the order
+        # of the rows. Every reduction waits for the run's end.
+        rows = tf.TensorArray(tf.float32, size=epochs * per_epoch,
+                              element_shape=[1 + 2 * size if self.forensics else 1])
+        orders = tf.TensorArray(tf.int32, size=epochs if self.forensics else 0, element_shape=[None])
+        epoch_loss = tf.TensorArray(tf.float32, size=epochs)
+        in_order = tf.range(n)
 
         def bounds(i):  # step i's rows in the epoch's order
             return i * batch_size, tf.minimum((i + 1) * batch_size, n)
@@ -150,63 +153,75 @@ class Trainer:
             lo, hi = bounds(i)
             return tf.cast(hi - lo, tf.float32)
 
-        def epoch_body(epoch, step, stopped, losses, sums, epoch_loss):
+        def weights_sq():  # the trainable weights' sum of squares, read now
+            return sum_of_squares([tf.convert_to_tensor(w.value) for w in trainable])
+
+        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
             # rows gathered in that order; a step slices its batch
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
                 in_order, seed=tf.stack([seed, epoch])), lambda: in_order)
             Xe, ye = tf.gather(X, order), tf.gather(y, order)
-            # forensics, per step: the gradients and the weights the step started from, as one
-            # float32 vector (reshapes, a concat and a write); their reductions wait for the
-            # epoch's end
-            kept = (tf.TensorArray(tf.float32, size=per_epoch, element_shape=[2 * size]),) if self.forensics else ()
 
-            def step_body(i, total_loss, count, losses, *kept):
+            def step_body(i, total_loss, count, rows):
                 lo, hi = bounds(i)
                 if self.forensics:
                     before = [tf.convert_to_tensor(w.value) for w in trainable]  # read now, before the update
-                    loss, grads = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], weights=before)
-                    kept = (kept[0].write(i, flat(list(grads) + before)),)
+                    loss, grads, true_grads = keras_gradients(
+                        self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], weights=before)
+                    row = flat([loss] + list(true_grads) + before)
+                    # on one thread, the row is taken before the update: an update while the
+                    # weights read are still held copies each variable first (copy-on-write);
+                    # with more threads, taking it beside the update is cheaper
+                    with tf.control_dependencies([row] if self.serial else []):
+                        self.optimizer.apply(grads, trainable)
                 else:
                     loss, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], forensics=False)
+                    row = flat([loss])
                 loss = tf.cast(loss, tf.float32)
-                losses = losses.write(step + i, tf.cast(loss, tf.float64)[None])
                 weight = tf.cast(hi - lo, tf.float32)
-                return (i + 1, total_loss + loss * weight, count + weight, losses, *kept)
+                return i + 1, total_loss + loss * weight, count + weight, rows.write(step + i, row)
 
-            _, total_loss, count, losses, *kept = tf.while_loop(
-                lambda i, *_: i < per_epoch, step_body,
-                (tf.constant(0), tf.constant(0.0), tf.constant(0.0), losses, *kept))
-            if not self.forensics:
-                return epoch + 1, step + per_epoch, stopped, losses, sums, epoch_loss.write(epoch, total_loss / count)
-            # once per epoch: each step's sums of squares (the weights after step i: those step
-            # i + 1 started from; after the last step: read now); NaN in the weights ends the run
-            # at this epoch's end (the steps after the first such step are cut when it returns)
-            batch_sq = tf.math.unsorted_segment_sum(tf.gather(row_sq, order), batch_of_row, per_epoch)
-            grad_sq, before_sq = tf.unstack(sums_of_squares(kept[0].stack(), 2), axis=1)
-            after_sq = tf.concat([before_sq[1:], sum_of_squares([tf.convert_to_tensor(w.value) for w in trainable])[None]], axis=0)
-            rows = tf.stack([batch_sq, grad_sq, after_sq], axis=1)
-            stopped = tf.reduce_any(tf.math.is_nan(rows[:, 2]))
-            return epoch + 1, step + per_epoch, stopped, losses, sums.write(epoch, rows), epoch_loss.write(epoch, total_loss / count)
+            _, total_loss, count, rows = tf.while_loop(
+                lambda i, *_: i < per_epoch, step_body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0), rows))
+            epoch_loss = epoch_loss.write(epoch, total_loss / count)
+            if self.forensics:
+                # NaN in the weights stays NaN (every update of a NaN weight is NaN; a loss-scaled
+                # step that skips its update keeps it), so the weights at the epoch's end tell
+                # whether a step of this epoch left NaN in them: the run ends here
+                orders = orders.write(epoch, order)
+                stopped = tf.math.is_nan(weights_sq())
+            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss
 
-        epochs_run, step, _, losses, sums, epoch_loss = tf.while_loop(
-            lambda epoch, _step, stopped, _losses, _sums, _loss: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
-            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), losses, sums, epoch_loss),
+        epochs_run, step, _, rows, orders, epoch_loss = tf.while_loop(
+            lambda epoch, _step, stopped, *_: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss),
             maximum_iterations=epochs)
-        series = losses.gather(tf.range(step))
+        kept = rows.gather(tf.range(step))
+        series = tf.cast(kept[:, :1], tf.float64)
         epoch_loss = epoch_loss.gather(tf.range(epochs_run))
         if not self.forensics:
             return series, epoch_loss, per_epoch
+        # once per run, each step's sums of squares in float64: the batch's (its rows' sums, in the
+        # epoch's order), the gradients' and the weights' after the update (those the next step
+        # started from; after the last step, read now)
+        batch_of_row = in_order // batch_size
+        step_of_row = tf.range(epochs_run)[:, None] * per_epoch + batch_of_row[None, :]
+        batch_sq = tf.math.unsorted_segment_sum(
+            tf.gather(row_sums_of_squares(X, y), orders.gather(tf.range(epochs_run))), step_of_row, step)
+        grad_sq, before_sq = tf.unstack(sums_of_squares(kept[:, 1:], 2), axis=1)
+        after_sq = tf.concat([before_sq[1:], weights_sq()[None]], axis=0)
+        sums = tf.stack([batch_sq, grad_sq, after_sq], axis=1)
         # The run ends at the first step whose update left NaN in the weights (every later step
-        # would be NaN too), as fit's callback ends it. Keras's epoch loss for that last epoch is
-        # the running mean at that step: recomputed, in the same order and precision.
-        rows = tf.reshape(sums.gather(tf.range(epochs_run)), [-1, 3])
-        nan_weights = tf.math.is_nan(rows[:, 2])
+        # would be NaN too), as fit's callback ends it: always in the last epoch run. Keras's epoch
+        # loss for that epoch is the running mean at that step: recomputed, in the same order and
+        # precision.
+        nan_weights = tf.math.is_nan(after_sq)
         ran = tf.where(tf.reduce_any(nan_weights), tf.argmax(tf.cast(nan_weights, tf.int32), output_type=tf.int32) + 1, step)
         last = step - per_epoch  # where the last epoch run starts
         epoch_loss = tf.cond(ran < step, lambda: tf.concat(
-            [epoch_loss[:-1], running_mean(losses, last, ran - last, batch_weight)[None]], axis=0), lambda: epoch_loss)
-        return tf.concat([series, rows], axis=1)[:ran], epoch_loss, per_epoch
+            [epoch_loss[:-1], running_mean(rows, last, ran - last, batch_weight)[None]], axis=0), lambda: epoch_loss)
+        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
@@ -234,11 +249,11 @@ class Trainer:
         return series, epoch_loss.numpy(), int(per_epoch), seconds
 
 
-def running_mean(losses: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
-    """Keras's running mean of an epoch's first `steps` batch losses (rows `start` onwards of
-    `losses`), accumulated one step at a time in float32 as the training loop does."""
+def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
+    """Keras's running mean of an epoch's first `steps` batch losses (the first column of rows
+    `start` onwards of `rows`), accumulated one step at a time in float32 as the training loop does."""
     def body(i, total, count):
-        return i + 1, total + tf.cast(losses.read(start + i)[0], tf.float32) * batch_weight(i), count + batch_weight(i)
+        return i + 1, total + rows.read(start + i)[0] * batch_weight(i), count + batch_weight(i)
     _, total, count = tf.while_loop(lambda i, _t, _c: i < steps, body,
                                     (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
     return total / count
