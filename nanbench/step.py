@@ -93,12 +93,13 @@ def keras_gradients(model: keras.Model, optimizer, x, y, *, weights=None):
     return loss, grads, true_grads
 
 
-def keras_step(model: keras.Model, optimizer, x, y, *, forensics: bool = True):
+def keras_step(model: keras.Model, optimizer, x, y):
     """Run one Keras training step on (x, y): keras_gradients, then ``optimizer.apply`` (which
-    clips and updates). Returns the loss and, with forensics, the true gradients (else None)."""
+    clips and updates). Returns the loss and the true gradients (a caller that does not use them
+    leaves their unscaling out of the graph: nothing depends on it)."""
     loss, grads, true_grads = keras_gradients(model, optimizer, x, y)
     optimizer.apply(grads, model.trainable_weights)
-    return loss, true_grads if forensics else None
+    return loss, true_grads
 
 
 def forensic_step(model: keras.Model, optimizer, x, y) -> dict:

@@ -153,8 +153,8 @@ class Trainer:
             lo, hi = bounds(i)
             return tf.cast(hi - lo, tf.float32)
 
-        def weights_sq():  # the trainable weights' sum of squares, read now
-            return sum_of_squares([tf.convert_to_tensor(w.value) for w in trainable])
+        def read():  # the trainable weights' values, read now
+            return [tf.convert_to_tensor(w.value) for w in trainable]
 
         def epoch_body(epoch, step, stopped, rows, orders, epoch_loss):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
@@ -166,7 +166,7 @@ class Trainer:
             def step_body(i, total_loss, count, rows):
                 lo, hi = bounds(i)
                 if self.forensics:
-                    before = [tf.convert_to_tensor(w.value) for w in trainable]  # read now, before the update
+                    before = read()  # before the update
                     loss, grads, true_grads = keras_gradients(
                         self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], weights=before)
                     row = flat([loss] + list(true_grads) + before)
@@ -176,7 +176,7 @@ class Trainer:
                     with tf.control_dependencies([row] if self.serial else []):
                         self.optimizer.apply(grads, trainable)
                 else:
-                    loss, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi], forensics=False)
+                    loss, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi])
                     row = flat([loss])
                 loss = tf.cast(loss, tf.float32)
                 weight = tf.cast(hi - lo, tf.float32)
@@ -190,7 +190,7 @@ class Trainer:
                 # step that skips its update keeps it), so the weights at the epoch's end tell
                 # whether a step of this epoch left NaN in them: the run ends here
                 orders = orders.write(epoch, order)
-                stopped = tf.math.is_nan(weights_sq())
+                stopped = tf.math.is_nan(sum_of_squares(read()))
             return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss
 
         epochs_run, step, _, rows, orders, epoch_loss = tf.while_loop(
@@ -210,7 +210,7 @@ class Trainer:
         batch_sq = tf.math.unsorted_segment_sum(
             tf.gather(row_sums_of_squares(X, y), orders.gather(tf.range(epochs_run))), step_of_row, step)
         grad_sq, before_sq = tf.unstack(sums_of_squares(kept[:, 1:], 2), axis=1)
-        after_sq = tf.concat([before_sq[1:], weights_sq()[None]], axis=0)
+        after_sq = tf.concat([before_sq[1:], sum_of_squares(read())[None]], axis=0)
         sums = tf.stack([batch_sq, grad_sq, after_sq], axis=1)
         # The run ends at the first step whose update left NaN in the weights (every later step
         # would be NaN too), as fit's callback ends it: always in the last epoch run. Keras's epoch
