@@ -1,9 +1,10 @@
 """The statistics of a sweep, computed from the frame nanbench.runtable builds (one row per run).
 
-Rates with Wilson intervals, main effects, two-way interactions, attribution (the rules of a shallow
-decision tree and a forest's factor importance), where non-finite values start, the largest stable
-learning rate of each configuration, and speed. Pure pandas and scikit-learn: nothing here reads
-MLflow, draws or formats.
+Rates with Wilson intervals and differences of rates with Newcombe intervals, the roles of the
+factors (a factor, or an attribute of another factor's levels), main effects, two-way interactions,
+where non-finite values start, the largest stable learning rate of each configuration, and speed.
+Attribution (tree rules, forest importance) lives in nanbench.attribution, the findings in
+nanbench.findings. Pure pandas: nothing here reads MLflow, draws or formats.
 
 Counting conventions, used everywhere: a run is *non-finite* when its outcome is nan or inf;
 rates are over the runs that trained (outcome error excluded: they say nothing about stability);
@@ -12,10 +13,10 @@ a rate with no trained run is NaN and stays NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
+
+from nanbench.forensics import OUTCOMES
 
 NONFINITE = ("nan", "inf")
 SOURCES = ("input", "loss", "gradients", "weights")
@@ -54,6 +55,25 @@ def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     low = np.where(k == 0, 0.0, np.clip(center - half, 0.0, 1.0))  # exact at the ends, where
     high = np.where(k == n, 1.0, np.clip(center + half, 0.0, 1.0))  # rounding would leave 1e-19
     return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+
+
+def difference_interval(k1, n1, k2, n2, z: float = Z95) -> tuple[float, float, float]:
+    """The difference p1 - p2 of two independent proportions and its 95% interval (for the
+    default z) by Newcombe's hybrid score method, "method 10" in R. G. Newcombe (1998), "Interval
+    estimation for the difference between independent proportions: comparison of eleven methods",
+    Statistics in Medicine 17(8): 873-890. With the Wilson intervals (l1, u1) and (l2, u2):
+
+        low  = d - sqrt((p1 - l1)^2 + (u2 - p2)^2)
+        high = d + sqrt((u1 - p1)^2 + (p2 - l2)^2)
+
+    Like Wilson's it behaves at 0/n and n/n, where a Wald interval collapses. NaN without runs."""
+    if n1 <= 0 or n2 <= 0:
+        return (np.nan, np.nan, np.nan)
+    l1, u1 = (float(v) for v in wilson_interval(k1, n1, z))
+    l2, u2 = (float(v) for v in wilson_interval(k2, n2, z))
+    p1, p2 = k1 / n1, k2 / n2
+    d = p1 - p2
+    return (d, d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,21 +139,48 @@ def add_composites(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
     return runs
 
 
-def alias_groups(runs: pd.DataFrame, varying: list[str]) -> dict[str, list[str]]:
-    """Varying factors that split the runs identically (model.width moves with model.name when the
-    grid has one MLP size): first factor -> the others. Such aliases are tabulated and attributed
-    once, under the first; no analysis could tell them apart."""
+def factor_roles(runs: pd.DataFrame, varying: list[str]) -> dict[str, list[str]]:
+    """The varying columns that are factors of their own, each with its attributes: the columns
+    whose value its level determines. dataset.n_samples or dataset.nan_fraction are descriptors of
+    the dataset (each dataset has one value), optimizer.momentum is 0.9 exactly for the momentum
+    optimizer, model.depth moves with model.name: such a column is not a second factor that an
+    analysis could vary apart, it is an attribute of the levels of the factor that determines it.
+    Two columns that determine each other are one factor, under the first in `varying` order.
+    A dataset.* column swept within a dataset is not determined by dataset.name and stays a factor.
+    Returns factor -> its attributes, factors in `varying` order."""
     codes = {f: pd.factorize(runs[f], use_na_sentinel=False)[0].astype(np.int64) for f in varying}
-    groups: dict[str, list[str]] = {}
+    levels = {f: int(c.max()) + 1 for f, c in codes.items()}
+
+    def determines(g: str, f: str) -> bool:  # each level of g has one level of f
+        pairs = np.unique(codes[g] * levels[f] + codes[f]).size
+        return pairs == levels[g]
+
+    order = {f: i for i, f in enumerate(varying)}
+    owner = {}
     for f in varying:
-        for rep in groups:
-            a, b = codes[rep], codes[f]
-            if a.max() == b.max() and np.unique(a * (b.max() + 1) + b).size == a.max() + 1:
-                groups[rep].append(f)
-                break
-        else:
-            groups[f] = []
-    return groups
+        above = [g for g in varying if g != f and determines(g, f)
+                 and (not determines(f, g) or order[g] < order[f])]
+        if above:
+            owner[f] = above
+    roots = [f for f in varying if f not in owner]
+    roles: dict[str, list[str]] = {f: [] for f in roots}
+    for f, above in owner.items():
+        # the determining factor is a root itself, or determined by one, which then determines f too
+        root = next(g for g in roots if g in above or determines(g, f))
+        roles[root].append(f)
+    return roles
+
+
+def attribute_table(runs: pd.DataFrame, factor: str, attributes: list[str]) -> pd.DataFrame:
+    """One row per level of `factor`: the value each attribute takes there."""
+    table = runs[[factor, *attributes]].drop_duplicates(factor).sort_values(factor)
+    return table.reset_index(drop=True)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
 
 
 def varies(runs: pd.DataFrame, column: str) -> bool:
@@ -179,194 +226,6 @@ def picture_change(pooled: pd.DataFrame, part: pd.DataFrame) -> float:
     both = pooled[["rate"]].join(part[["rate"]].rename(columns={"rate": "rate_part"}), how="inner")
     diff = (both["rate"] - both["rate_part"]).abs()
     return float(diff.max()) if diff.notna().any() else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Attribution: which factors and levels make a run non-finite
-
-
-@dataclass(frozen=True)
-class Condition:
-    factor: str
-    op: str     # '=', '!=', 'in', 'not in', '>=', '<=', 'between'
-    value: object
-
-    @property
-    def text(self) -> str:
-        v = self.value
-        if self.op == "between":
-            return f"{_fmt(v[0])} <= {self.factor} <= {_fmt(v[1])}"
-        if self.op in ("in", "not in"):
-            return f"{self.factor} {self.op} {{{', '.join(_fmt(x) for x in v)}}}"
-        if self.op in ("=", "!="):
-            return f"{self.factor}{self.op}{_fmt(v)}"
-        return f"{self.factor} {self.op} {_fmt(v)}"
-
-
-@dataclass(frozen=True)
-class Rule:
-    conditions: tuple[Condition, ...]
-    runs: int        # support: runs in the leaf
-    nonfinite: int   # of which non-finite
-
-    @property
-    def purity(self) -> float:
-        return self.nonfinite / self.runs
-
-    @property
-    def predicts_nonfinite(self) -> bool:
-        return self.nonfinite * 2 > self.runs
-
-    @property
-    def text(self) -> str:
-        lhs = " AND ".join(c.text for c in self.conditions) or "(all runs)"
-        verdict = "non-finite" if self.predicts_nonfinite else "finite, non-finite"
-        return f"{lhs} → {verdict} {self.nonfinite}/{self.runs}"
-
-
-@dataclass
-class Attribution:
-    rules: list[Rule]             # leaves holding non-finite runs, most non-finite runs first
-    importance: pd.DataFrame      # factor, importance (sums to 1), spread, rank
-    runs: int                     # runs used (trained)
-    nonfinite: int
-    depth: int
-    notes: list[str] = field(default_factory=list)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
-
-
-def design_matrix(runs: pd.DataFrame, varying: list[str]) -> tuple[np.ndarray, list[tuple[str, object]]]:
-    """Numeric factors as they are; categorical ones one-hot. Each column is (factor, level),
-    level None for a numeric column."""
-    blocks, columns = [], []
-    for f in varying:
-        values = runs[f]
-        if not pd.api.types.is_numeric_dtype(values.dtype):
-            cat = pd.Categorical(values)
-            present = [c for c in cat.categories if (cat == c).any()]
-            blocks.append(np.stack([(np.asarray(cat) == c) for c in present], axis=1).astype(float))
-            columns += [(f, c) for c in present]
-        else:
-            blocks.append(values.to_numpy(dtype=float)[:, None])
-            columns.append((f, None))
-    return np.hstack(blocks), columns
-
-
-def _leaf_conditions(path: list[tuple[int, float, bool]], columns, X: np.ndarray,
-                     levels: dict) -> tuple[Condition, ...]:
-    """Turn a root-to-leaf path of (feature, threshold, went_right) into conditions on
-    observed levels: `lr > 0.055` reads `optimizer.lr >= 0.1`, one-hot splits read `name=sgd`."""
-    lower: dict[str, float] = {}
-    upper: dict[str, float] = {}
-    equal: dict[str, object] = {}
-    excluded: dict[str, set] = {}
-    order: list[str] = []
-    for (feature, threshold, right) in path:
-        f, level = columns[feature]
-        if f not in order:
-            order.append(f)
-        if level is None:
-            observed = np.unique(X[:, feature])
-            if right:
-                lower[f] = max(lower.get(f, -np.inf), float(observed[observed > threshold].min()))
-            else:
-                upper[f] = min(upper.get(f, np.inf), float(observed[observed <= threshold].max()))
-        elif right:
-            equal[f] = level
-        else:
-            excluded.setdefault(f, set()).add(level)
-    out = []
-    for f in order:
-        if f in lower or f in upper:
-            lo, hi = lower.get(f), upper.get(f)
-            if lo is not None and hi is not None:
-                out.append(Condition(f, "=", lo) if lo == hi else Condition(f, "between", (lo, hi)))
-            elif lo is not None:
-                out.append(Condition(f, ">=", lo))
-            else:
-                out.append(Condition(f, "<=", hi))
-            continue
-        if f in equal:
-            out.append(Condition(f, "=", equal[f]))
-            continue
-        allowed = [lv for lv in levels[f] if lv not in excluded[f]]
-        gone = [lv for lv in levels[f] if lv in excluded[f]]
-        if len(allowed) == 1:
-            out.append(Condition(f, "=", allowed[0]))
-        elif len(gone) == 1:
-            out.append(Condition(f, "!=", gone[0]))
-        elif len(gone) <= len(allowed):
-            out.append(Condition(f, "not in", tuple(gone)))
-        else:
-            out.append(Condition(f, "in", tuple(allowed)))
-    return tuple(out)
-
-
-def attribution(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None,
-                effects: pd.DataFrame | None = None, max_depth: int = 4, n_trees: int = 60,
-                seed: int = 0) -> Attribution:
-    """Rules of a shallow decision tree predicting non-finite from the varying factors, and a
-    random forest's impurity importance summed back from one-hot columns to factors.
-
-    Both are fitted on every run that trained, the non-finite ones included: that is the signal.
-    (Optuna's importance evaluators read only completed trials, and a NaN objective fails a trial.)
-    """
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.tree import DecisionTreeClassifier
-
-    flags = outcome_flags(runs) if flags is None else flags
-    trained = flags["trained"].to_numpy(bool)
-    data = runs.loc[trained]
-    y = flags.loc[trained, "nonfinite"].to_numpy()
-    notes = []
-    if (~trained).any():
-        notes.append(f"{int((~trained).sum())} runs with outcome error left out (they did not train).")
-    empty = pd.DataFrame(columns=["factor", "importance", "spread", "rank"])
-    if not varying or len(y) == 0 or y.min() == y.max():
-        what = "no factor varies" if not varying else (
-            "no run turned non-finite" if len(y) == 0 or y.max() == 0 else "every run turned non-finite")
-        return Attribution([], empty, len(y), int(y.sum()), 0, notes + [f"Nothing to attribute: {what}."])
-    X, columns = design_matrix(data, varying)
-    min_leaf = max(1, len(y) // 500)
-    tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, random_state=seed)
-    tree.fit(X, y)
-    t = tree.tree_
-    leaves = tree.apply(X)
-    positives = pd.Series(y).groupby(leaves).agg(["sum", "size"])
-    levels = {f: [lv for (g, lv) in columns if g == f] for f in varying}
-    rules = []
-
-    def walk(node: int, path: list) -> None:
-        if t.children_left[node] == -1:
-            k, n = positives.loc[node]
-            if k > 0:
-                rules.append(Rule(_leaf_conditions(path, columns, X, levels), int(n), int(k)))
-            return
-        feat, thr = int(t.feature[node]), float(t.threshold[node])
-        walk(int(t.children_left[node]), path + [(feat, thr, False)])
-        walk(int(t.children_right[node]), path + [(feat, thr, True)])
-
-    walk(0, [])
-    rules.sort(key=lambda r: (not r.predicts_nonfinite, -r.nonfinite, -r.purity))
-
-    forest = RandomForestClassifier(n_estimators=n_trees, min_samples_leaf=min_leaf, max_depth=8,
-                                    random_state=seed, n_jobs=1)
-    forest.fit(X, y)
-    per_factor = pd.Series(forest.feature_importances_, index=[f for f, _ in columns]).groupby(level=0).sum()
-    per_factor = per_factor.reindex(varying).fillna(0.0)  # a factor the forest never split on: 0 importance
-    if effects is None:  # rates are over trained runs: the same with or without the errors
-        effects = main_effects(data, varying, flags.loc[trained])
-    spread = effects.groupby("factor")["rate"].agg(lambda r: r.max() - r.min()).reindex(varying)
-    importance = pd.DataFrame({"factor": varying, "importance": per_factor.to_numpy() / max(per_factor.sum(), 1e-12),
-                               "spread": spread.to_numpy()})
-    importance = importance.sort_values(["importance", "spread"], ascending=False, ignore_index=True)
-    importance["rank"] = np.arange(1, len(importance) + 1)
-    return Attribution(rules, importance, len(y), int(y.sum()), int(tree.get_depth()), notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +332,14 @@ def steps_to_nonfinite(runs: pd.DataFrame, rows: str, cols: str | None) -> pd.Da
 # Representative runs
 
 
-OUTCOME_RANK = {"converged": 0, "stalled": 1, "diverged": 2}
+# Finite outcomes, best first (forensics.OUTCOMES order): the finite run of a pair is the best one.
+OUTCOME_RANK = {o: i for i, o in enumerate(o for o in OUTCOMES if o not in NONFINITE + ("error",))}
+
+
+def outcome_order(outcomes) -> list[str]:
+    """The outcomes present, in forensics.OUTCOMES order; unknown ones after, as found."""
+    present = list(dict.fromkeys(outcomes))
+    return [o for o in OUTCOMES if o in present] + [o for o in present if o not in OUTCOMES]
 
 
 def contrast_pairs(runs: pd.DataFrame, varying: list[str], max_pairs: int = 2) -> list[tuple[pd.Series, pd.Series, str]]:

@@ -2,7 +2,9 @@
 Markdown beside its PNG files, and one self-contained HTML page (figures embedded as base64 data
 URIs, CSS inline, no script, nothing fetched from elsewhere).
 
-Inline markup in text: `code` and **bold**, in both renderings.
+Inline markup in text: `code`, **bold** and links to a heading of the same report,
+[text](#anchor), in both renderings; a heading given an anchor carries it as its id (HTML) and as
+an `<a id>` just before it (Markdown, where renderers make their own ids from the text).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ class Report:
     def __init__(self) -> None:
         self.blocks: list[tuple[str, object]] = []
 
-    def heading(self, level: int, text: str) -> None:
-        self.blocks.append((f"h{level}", text))
+    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+        self.blocks.append((f"h{level}", (text, anchor)))
 
     def para(self, text: str) -> None:
         self.blocks.append(("p", text))
@@ -30,6 +32,10 @@ class Report:
     def bullets(self, items: list[str]) -> None:
         if items:
             self.blocks.append(("ul", items))
+
+    def numbered(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ol", items))
 
     def code(self, text: str) -> None:
         self.blocks.append(("pre", text))
@@ -47,11 +53,14 @@ class Report:
         out = []
         for kind, content in self.blocks:
             if kind.startswith("h"):
-                out.append("#" * int(kind[1]) + " " + content)
+                text, anchor = content
+                out.append((f'<a id="{anchor}"></a>\n\n' if anchor else "") + "#" * int(kind[1]) + " " + text)
             elif kind == "p":
                 out.append(content)
             elif kind == "ul":
                 out.append("\n".join(f"- {item}" for item in content))
+            elif kind == "ol":
+                out.append("\n".join(f"{i}. {item}" for i, item in enumerate(content, 1)))
             elif kind == "pre":
                 out.append(f"```\n{content}\n```")
             elif kind == "table":
@@ -65,11 +74,15 @@ class Report:
         body = []
         for kind, content in self.blocks:
             if kind.startswith("h"):
-                body.append(f"<{kind}>{_inline(content)}</{kind}>")
+                text, anchor = content
+                ident = f' id="{html.escape(anchor)}"' if anchor else ""
+                body.append(f"<{kind}{ident}>{_inline(text)}</{kind}>")
             elif kind == "p":
                 body.append(f"<p>{_inline(content)}</p>")
             elif kind == "ul":
                 body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in content) + "</ul>")
+            elif kind == "ol":
+                body.append("<ol>" + "".join(f"<li>{_inline(i)}</li>" for i in content) + "</ol>")
             elif kind == "pre":
                 body.append(f"<pre>{html.escape(content)}</pre>")
             elif kind == "table":
@@ -95,6 +108,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;
 def _inline(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\[([^\]]+)\]\(#([\w-]+)\)", r'<a href="#\2">\1</a>', text)  # same-page links only
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
 
 
@@ -109,6 +123,6 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 def _html_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td>{_inline(str(v))}</td>" for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

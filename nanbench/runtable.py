@@ -25,14 +25,15 @@ from nanbench.tracking import sqlite_path
 
 PARENT_TAG = ("nanbench.role", "parent")
 PARENT_RUN_ID = "mlflow.parentRunId"
-# Tags kept as columns (the rest are MLflow's own, or the same for a whole sweep: SOFTWARE).
-TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error")
+# Tags kept as columns (the rest are MLflow's own). SOFTWARE is counted per run of the summary
+# (after the latest-per-configuration step) into SweepRuns.software.
 SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version")
+TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error", *SOFTWARE)
 # Metrics kept as columns: what the summary reports of each run (not the per-epoch series;
 # the 0/1 is_* metrics say what the outcome tag says).
 METRICS = ("first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
            "initial_loss", "final_loss", "min_loss", "first_nonfinite_step", "first_inf_step",
-           "first_nan_step")
+           "first_nan_step", "dead_fraction", "dead_fraction_at_nonfinite")
 NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of clean data)
 # Known orders of categorical levels, so tables read none, standard, minmax, robust.
 LEVEL_ORDER = {
@@ -67,7 +68,8 @@ class SweepRuns:
     factors: list[str]              # the factor (param) columns, in RunSpec order
     scope: str = "parent"           # "parent": one invocation's children; "experiment": all, latest per config
     other_runs: int | None = None   # child runs of the experiment outside this summary (SQLite only)
-    software: dict[str, dict[str, int]] = field(default_factory=dict)  # e.g. git_commit -> {sha: runs}
+    # e.g. git_commit -> {sha: runs}, over the runs of this summary (`runs`), not the experiment
+    software: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def factor_order() -> list[str]:
@@ -155,16 +157,11 @@ def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
         metrics = _long(con, f"SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN ({selected}) "
                              f"AND +key IN ({','.join('?' * len(METRICS))}) AND is_nan = 0", args + METRICS,
                         numeric=True)
-        software: dict[str, dict[str, int]] = {}
-        for key, value, count in con.execute(
-                f"SELECT key, value, COUNT(*) FROM tags WHERE run_uuid IN ({selected}) "
-                f"AND +key IN ({','.join('?' * len(SOFTWARE))}) GROUP BY key, value", args + SOFTWARE):
-            software.setdefault(key, {})[value] = count
         all_children = con.execute(
             "SELECT COUNT(*) FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
             f"AND {NOT_PARENT}", (exp_id,)).fetchone()[0]
     return dict(exp_id=exp_id, parent=parent_run_id, parent_uri=parent_uri, info=info, params=params,
-                tags=tags, metrics=metrics, software=software, all_children=all_children)
+                tags=tags, metrics=metrics, all_children=all_children)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,12 +203,6 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
     info = pd.DataFrame([(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
                           r.info.artifact_uri) for r in runs],
                         columns=["run_id", "run_name", "status", "start_time", "artifact_uri"], dtype=object)
-    software: dict[str, dict[str, int]] = {}
-    for r in runs:
-        for key in SOFTWARE:
-            if key in r.data.tags:
-                counts = software.setdefault(key, {})
-                counts[r.data.tags[key]] = counts.get(r.data.tags[key], 0) + 1
 
     def long(rows):
         return pd.DataFrame(rows, columns=["run_id", "key", "value"], dtype=object)
@@ -222,7 +213,7 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
                     if k in METRICS and np.isfinite(v)])
     metrics["value"] = metrics["value"].astype(float)
     return dict(exp_id=exp_id, parent=parent_run_id, parent_uri=parent_uri, info=info, params=params,
-                tags=tags, metrics=metrics, software=software, all_children=None)
+                tags=tags, metrics=metrics, all_children=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,9 +314,11 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
         keep = runs["config_hash"].isna() | ~runs.duplicated("config_hash", keep="last")
         runs = runs.loc[keep].reset_index(drop=True)
     other = None if all_children is None else max(0, int(all_children) - len(runs))
+    software = {key: {str(v): int(n) for v, n in runs[key].value_counts().items()}
+                for key in SOFTWARE if runs[key].notna().any()}
     return SweepRuns(experiment=experiment, experiment_id=loaded["exp_id"], tracking_uri=tracking_uri,
                      parent_run_id=parent, parent_artifact_uri=loaded["parent_uri"], runs=runs,
-                     factors=factors, scope=scope, other_runs=other, software=loaded["software"])
+                     factors=factors, scope=scope, other_runs=other, software=software)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from nanbench import analysis as A
+from nanbench.attribution import attribution
 from nanbench import synthetic
 from nanbench.runtable import _csv_floats, load_runs
 from nanbench.summary import main, summarize
@@ -109,7 +110,7 @@ def test_planted_rule_is_recovered_with_its_three_factors_ranked_first(planted):
     assert (runs["outcome"].eq("nan") == expected_nan).all()
     varying, constant = A.split_factors(runs, sweep.factors)
     assert set(varying) == set(synthetic.PLANTED_GRID)
-    att = A.attribution(runs, varying)
+    att = attribution(runs, varying)
     nonfinite_rules = [r for r in att.rules if r.predicts_nonfinite]
     assert len(nonfinite_rules) == 1
     rule = nonfinite_rules[0]
