@@ -32,7 +32,7 @@ SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version"
 # the 0/1 is_* metrics say what the outcome tag says).
 METRICS = ("first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
            "initial_loss", "final_loss", "min_loss", "first_nonfinite_step", "first_inf_step",
-           "first_nan_step")
+           "first_nan_step", "dead_fraction", "dead_fraction_at_nonfinite")
 NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of clean data)
 # Known orders of categorical levels, so tables read none, standard, minmax, robust.
 LEVEL_ORDER = {
