@@ -19,17 +19,20 @@ from omegaconf import DictConfig
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def outcome_from_history(first_loss: float, epoch_loss: list[float], spec) -> str:
-    """nanbench's thresholds, applied to what fit reports (the first batch and the epoch means)."""
-    if any(math.isnan(v) for v in epoch_loss):
+def outcome_from_losses(initial: float, final: float, epoch_loss: list[float], spec) -> str:
+    """nanbench's thresholds, applied to what a user's script sees: fit's epoch means for NaN/inf,
+    and `evaluate` on the whole training set before and after training for the rest."""
+    if any(math.isnan(v) for v in epoch_loss) or math.isnan(final):
         return "nan"
-    if any(math.isinf(v) for v in epoch_loss):
+    if any(math.isinf(v) for v in epoch_loss) or math.isinf(final):
         return "inf"
-    final = epoch_loss[-1]
-    if final > spec.outcome.diverge_factor * first_loss:
+    o = spec.outcome
+    if final > o.diverge_factor * initial:
         return "diverged"
-    if final <= spec.outcome.converge_ratio * first_loss or final <= spec.outcome.converge_abs:
+    if final <= o.converge_ratio * initial or final <= o.converge_abs:
         return "converged"
+    if final <= (1 - o.improve_fraction) * initial:
+        return "improving"
     return "stalled"
 
 
@@ -47,13 +50,12 @@ def main(cfg: DictConfig) -> None:
     keras.utils.set_random_seed(spec.train.seed)
     model = build_model(spec.model, data.n_features, seed=spec.train.seed)
     model.compile(optimizer=build_optimizer(spec.optimizer, spec.clipping), loss=build_loss(spec.loss))
-    first: list[float] = []
-    record_first = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: first.append(float(logs["loss"])) if not first else None)
-    history = model.fit(data.X, data.y, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
-                        shuffle=spec.train.shuffle, verbose=0, callbacks=[record_first])
+    whole = dict(batch_size=data.n_samples, verbose=0)
+    initial = float(model.evaluate(data.X, data.y, **whole))
+    history = model.fit(data.X, data.y, epochs=spec.train.epochs_for(data.n_samples),
+                        batch_size=spec.train.batch_size, shuffle=spec.train.shuffle, verbose=0)
     losses = [float(v) for v in history.history["loss"]]
-    outcome = outcome_from_history(first[0], losses, spec)
+    outcome = outcome_from_losses(initial, float(model.evaluate(data.X, data.y, **whole)), losses, spec)
     mlflow.set_tracking_uri(spec.tracking.uri)
     mlflow.set_experiment(spec.tracking.experiment)
     with mlflow.start_run():

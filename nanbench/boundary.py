@@ -5,8 +5,9 @@ learning rate) and then bisects in log space until ``lr_min_unstable / lr_max_st
 rel_precision``. Every evaluation is a real training run (``nanbench.run.execute``) of the same
 spec with another learning rate; with the fused engine all of them reuse one traced graph.
 
-"Stable" means the run's outcome is ``converged`` or ``stalled``: finite throughout, and the last
-epoch's loss not above ``outcome.diverge_factor`` times the first step's (nanbench.forensics.classify).
+"Stable" means the run's outcome is ``converged``, ``improving`` or ``stalled``: finite throughout,
+and its final loss over the whole training set not above ``outcome.diverge_factor`` times the
+initial one (nanbench.forensics.classify).
 Outcomes ``nan``, ``inf``, ``diverged`` and ``error`` are unstable. The search assumes stability is
 monotone in the learning rate (stable below some lr, unstable above); it reports what it measured
 and, where no change of outcome lies inside [lr_low, lr_high], says so instead of inventing a boundary.
@@ -42,12 +43,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from nanbench.forensics import OUTCOMES, STABLE_OUTCOMES
 from nanbench.spec import ConfigError, RunSpec, _number, from_config
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "boundary"
-STABLE_OUTCOMES = ("converged", "stalled")
-UNSTABLE_OUTCOMES = ("nan", "inf", "diverged", "error")
+UNSTABLE_OUTCOMES = tuple(o for o in OUTCOMES if o not in STABLE_OUTCOMES)
 ROLE = "nanbench.role"  # the tag nanbench.sweep uses too: "search" (parent) / "evaluation" (child) here
 
 

@@ -11,7 +11,10 @@ import numpy as np
 
 from nanbench.spec import OutcomeSpec
 
-OUTCOMES = ("converged", "stalled", "diverged", "inf", "nan", "error")
+# Every outcome, in the order tables list them; the rule is classify's docstring.
+OUTCOMES = ("converged", "improving", "stalled", "diverged", "inf", "nan", "error")
+STABLE_OUTCOMES = ("converged", "improving", "stalled")  # finite, and not diverged
+NONFINITE_OUTCOMES = ("inf", "nan")
 
 # Bits of a step's `flags` (see step_flags): one inf/NaN pair per place a non-finite value can
 # first appear, in data-flow order.
@@ -35,6 +38,8 @@ class StepSeries:
     flags: np.ndarray        # int bit set per step, see step_flags
     epoch_loss: np.ndarray   # Keras's epoch loss: batch losses averaged, weighted by batch size
     steps_per_epoch: int
+    initial_loss: float      # the loss over the whole training set at the initial weights
+    final_loss: float        # the same at the weights the run ended with
 
     @property
     def steps(self) -> int:
@@ -82,37 +87,78 @@ def first_source(flags: int) -> str | None:
     return None
 
 
-
-
 def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
     """Outcome of a run that ran (errors are classified by the caller).
 
-    nan: a NaN appeared anywhere; inf: an inf appeared and no NaN; otherwise, with L0 the first
-    step's loss and L the last epoch's loss: diverged if L > diverge_factor * L0; converged if
-    L <= converge_ratio * L0 or L <= converge_abs; stalled otherwise.
+    nan: a NaN appeared anywhere (input, loss, gradients, weights); inf: an inf appeared and no
+    NaN. Otherwise, with L0 and L the loss over the whole training set at the initial and at the
+    final weights: diverged if L > diverge_factor * L0; converged if L <= converge_ratio * L0 or
+    L <= converge_abs; improving if L <= (1 - improve_fraction) * L0; stalled otherwise (no real
+    progress). Whole-data losses, not a batch's: the first batch of a set with a few outliers may
+    hold none of them, and a run whose loss falls every epoch would look as if it diverged.
+
+    A run whose every step stayed finite but whose final weights give a non-finite loss over the
+    whole data is inf (or nan) with source ``loss`` at step ``steps``: the evaluation after the
+    last step. ``min_loss`` is the smallest finite epoch loss (Keras's running mean); losses that
+    are not finite are None.
     """
     flags = np.asarray(series.flags, dtype=np.int64)
     first_inf = _first((flags & ANY_INF) != 0)
     first_nan = _first((flags & ANY_NAN) != 0)
     first_bad = _first((flags & (ANY_INF | ANY_NAN)) != 0)
     source = first_source(int(flags[first_bad])) if first_bad is not None else None
-    loss = np.asarray(series.loss, dtype=np.float64)
-    finite = loss[np.isfinite(loss)]
-    initial = float(loss[0]) if loss.size else None
-    final = float(series.epoch_loss[-1]) if len(series.epoch_loss) else None
+    initial, final = float(series.initial_loss), float(series.final_loss)
+    epochs = np.asarray(series.epoch_loss, dtype=np.float64)
+    finite = epochs[np.isfinite(epochs)]
     min_loss = float(finite.min()) if finite.size else None
+    if first_bad is None and not np.isfinite(final) and np.isfinite(initial):
+        first_bad, source = series.steps, "loss"
+        first_nan, first_inf = (first_bad, None) if np.isnan(final) else (None, first_bad)
     if first_nan is not None:
         outcome = "nan"
     elif first_inf is not None:
         outcome = "inf"
-    elif final is None or initial is None:
-        outcome = "stalled"
+    elif not (np.isfinite(initial) and np.isfinite(final)):
+        outcome = "stalled"  # nothing to compare (an empty run)
     elif final > spec.diverge_factor * initial:
         outcome = "diverged"
     elif final <= spec.converge_ratio * initial or final <= spec.converge_abs:
         outcome = "converged"
+    elif final <= (1 - spec.improve_fraction) * initial:
+        outcome = "improving"
     else:
         outcome = "stalled"
     return Verdict(outcome=outcome, first_nonfinite_step=first_bad, first_nonfinite_source=source,
-                   first_inf_step=first_inf, first_nan_step=first_nan, initial_loss=initial,
-                   final_loss=final, min_loss=min_loss)
+                   first_inf_step=first_inf, first_nan_step=first_nan,
+                   initial_loss=initial if np.isfinite(initial) else None,
+                   final_loss=final if np.isfinite(final) else None, min_loss=min_loss)
+
+
+_ACTIVATIONS = {"linear": lambda z: z, "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+                "relu": lambda z: np.maximum(z, 0.0)}
+
+
+def dead_fraction(X: np.ndarray, layers) -> float | None:
+    """The fraction of ReLU units that output zero on every (finite) row of X: units that pass no
+    gradient any more. A network whose every unit is dead predicts a constant and cannot recover
+    by training, so it is no healthy control even when its loss stays finite.
+
+    ``layers`` are the model's Dense layers in order, as (kernel, bias, activation) with the
+    activation's name ("relu", "linear", "tanh", "sigmoid"); the forward pass is float64 NumPy.
+    None when no layer is ReLU, no row is finite, or the weights are not finite (a NaN network
+    has no dead units, it has NaN)."""
+    X = np.asarray(X, dtype=np.float64)
+    h = X[np.all(np.isfinite(X), axis=1)]
+    if not len(h):
+        return None
+    dead = units = 0
+    for kernel, bias, activation in layers:
+        kernel, bias = np.asarray(kernel, dtype=np.float64), np.asarray(bias, dtype=np.float64)
+        if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
+            return None
+        with np.errstate(all="ignore"):
+            h = _ACTIVATIONS[activation](h @ kernel + bias)
+        if activation == "relu":
+            dead += int(np.sum(np.all(h == 0.0, axis=0)))
+            units += h.shape[1]
+    return dead / units if units else None

@@ -8,6 +8,7 @@ engines, or two builds of the same structure, start from identical weights.
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from nanbench.spec import ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
 
@@ -89,3 +90,41 @@ def build_loss(spec: LossSpec) -> keras.losses.Loss:
     if spec.name == "mae":
         return keras.losses.MeanAbsoluteError()
     return keras.losses.Huber(delta=spec.delta)
+
+
+def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:
+    """The model's Dense layers in order as (kernel, bias, activation name) NumPy triples, for
+    nanbench.forensics.dead_fraction. ``weights``: values for ``model.trainable_weights`` (same
+    order) to use instead of the variables' current ones. None when the model holds a layer
+    other than Dense and Dropout (dropout is the identity outside training)."""
+    values = ({id(v): w for v, w in zip(model.trainable_weights, weights)} if weights is not None else {})
+
+    def value(variable):
+        return np.asarray(values[id(variable)] if id(variable) in values else variable.numpy())
+
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            continue
+        if not isinstance(layer, keras.layers.Dense) or not layer.use_bias:
+            return None
+        name = getattr(layer.activation, "__name__", "")
+        if name not in ("relu", "linear", "tanh", "sigmoid"):
+            return None
+        layers.append((value(layer.kernel), value(layer.bias), name))
+    return layers
+
+
+def has_relu_units(model: keras.Model) -> bool:
+    """Whether any layer of the model has ReLU units (where dead units are defined)."""
+    return any(getattr(getattr(layer, "activation", None), "__name__", "") == "relu" for layer in model.layers)
+
+
+def dead_fraction(model: keras.Model, X, weights=None) -> float | None:
+    """The fraction of the model's ReLU units that output zero on every row of X (see
+    nanbench.forensics.dead_fraction); None for a model without ReLU units or one it cannot read."""
+    from nanbench.forensics import dead_fraction as dead
+    if not has_relu_units(model):
+        return None
+    layers = dense_layers(model, weights)
+    return dead(X, layers) if layers is not None else None

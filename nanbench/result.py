@@ -29,6 +29,8 @@ class RunResult:
     first_step_s: float = 0.0  # first step, including tracing/compilation
     train_s: float = 0.0       # all later steps (steady state)
     n_samples: int = 0         # rows trained on (after preprocessing)
+    dead_fraction: float | None = None               # ReLU units dead at the end (forensics.dead_fraction)
+    dead_fraction_at_nonfinite: float | None = None  # ... at the start of the first non-finite step
     run_id: str | None = None
 
     @property
@@ -71,6 +73,8 @@ class RunResult:
             "initial_loss": finite_or_none(v.initial_loss) if v else None,
             "final_loss": finite_or_none(v.final_loss) if v else None,
             "min_loss": finite_or_none(v.min_loss) if v else None,
+            "dead_fraction": self.dead_fraction,
+            "dead_fraction_at_nonfinite": self.dead_fraction_at_nonfinite,
             "steps_run": self.steps_run,
             "steps_per_s": self.steps_per_s,
             "samples_per_s": self.samples_per_s,

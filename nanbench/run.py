@@ -66,7 +66,8 @@ def execute(spec: RunSpec, device: str | None = None) -> RunResult:
     verdict = classify(out.series, spec.outcome)
     return RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=out.series,
                      device=short_device, data_s=data_s, build_s=out.build_s,
-                     first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples)
+                     first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples,
+                     dead_fraction=out.dead_fraction, dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -134,6 +134,7 @@ class LossSpec:
 @dataclass(frozen=True)
 class TrainSpec:
     epochs: int = 20
+    steps: int | None = None   # optimizer steps; when set, epochs = ceil(steps / steps per epoch)
     batch_size: int = 32
     shuffle: bool = False
     seed: int = 0
@@ -141,14 +142,25 @@ class TrainSpec:
     device: str = "auto"
     engine: str = "fit"
 
+    def epochs_for(self, n_samples: int) -> int:
+        """Epochs to run on `n_samples` rows: `epochs`, or with `steps` set as many epochs as it
+        takes to make at least that many optimizer steps, so that every dataset gets the same
+        number of updates whatever its row count."""
+        if self.steps is None:
+            return self.epochs
+        per_epoch = -(-max(1, n_samples) // self.batch_size)
+        return -(-self.steps // per_epoch)
+
 
 @dataclass(frozen=True)
 class OutcomeSpec:
-    """Thresholds that turn a finite loss curve into converged / stalled / diverged."""
+    """Thresholds that turn a finite run into converged / improving / stalled / diverged, as
+    ratios of the final to the initial loss over the whole training set (nanbench.forensics)."""
 
     diverge_factor: float = 10.0
     converge_ratio: float = 0.1
     converge_abs: float = 1e-3
+    improve_fraction: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -279,6 +291,8 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
 
     t = dict(cfg.get("train", {}))
     _number("train.epochs", t.get("epochs", 1), low=1, integer=True)
+    if t.get("steps") is not None:
+        _number("train.steps", t["steps"], low=1, integer=True)
     _number("train.batch_size", t.get("batch_size", 32), low=1, integer=True)
     _number("train.seed", t.get("seed", 0), low=0, integer=True)
     _one_of("train.precision", t.get("precision", "float32"), PRECISIONS)
@@ -293,6 +307,8 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
         _number("outcome.converge_ratio", oc["converge_ratio"], low=0, high=1, low_open=True)
     if "converge_abs" in oc:
         _number("outcome.converge_abs", oc["converge_abs"], low=0)
+    if "improve_fraction" in oc:
+        _number("outcome.improve_fraction", oc["improve_fraction"], low=0, high=1, low_open=True, high_open=True)
     outcome = _build(OutcomeSpec, "outcome", oc)
 
     tr = dict(cfg.get("tracking", {}))

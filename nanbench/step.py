@@ -93,6 +93,14 @@ def keras_gradients(model: keras.Model, optimizer, x, y, *, weights=None):
     return loss, grads, true_grads
 
 
+def full_loss(model: keras.Model, X, y) -> tf.Tensor:
+    """The loss over the whole data set at the model's current weights, in inference mode (no
+    dropout), as ``Model.evaluate`` computes it on one batch: the baseline and the end point of
+    the outcome rule (nanbench.forensics.classify), free of which rows a batch happened to hold."""
+    y_pred = model(X, training=False)
+    return tf.cast(model.compute_loss(x=X, y=y, y_pred=y_pred, training=False), tf.float32)
+
+
 def keras_step(model: keras.Model, optimizer, x, y):
     """Run one Keras training step on (x, y): keras_gradients, then ``optimizer.apply`` (which
     clips and updates). Returns the loss and the true gradients (a caller that does not use them

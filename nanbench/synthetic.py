@@ -100,7 +100,8 @@ def synthetic_result(spec: RunSpec, rule: Callable[[RunSpec], bool] = planted_ru
     epoch_loss = np.array([loss[i:i + steps_per_epoch].mean() for i in range(0, n, steps_per_epoch)])
     series = StepSeries(loss=loss.astype(np.float32), grad_norm=grad.astype(np.float32),
                         weight_norm=weight.astype(np.float32), flags=flags,
-                        epoch_loss=epoch_loss, steps_per_epoch=steps_per_epoch)
+                        epoch_loss=epoch_loss, steps_per_epoch=steps_per_epoch,
+                        initial_loss=float(loss[0]), final_loss=float(loss[-1]))
     verdict = classify(series, spec.outcome)
     base = {"sgd": 900.0, "momentum": 850.0, "adam": 700.0, "rmsprop": 750.0}[spec.optimizer.name]
     base *= 0.85 if spec.clipping.kind != "none" else 1.0

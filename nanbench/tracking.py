@@ -430,7 +430,7 @@ def _record(result: RunResult, start_time: float | None, parent_run_id: str | No
     for key, flag in flags.items():
         add(key, int(flag))
     for key in ("data_s", "build_s", "first_step_s", "train_s", "wall_s", "steps_per_s",
-                "samples_per_s", "steps_run", "n_samples"):
+                "samples_per_s", "steps_run", "n_samples", "dead_fraction", "dead_fraction_at_nonfinite"):
         add(key, getattr(result, key))
     if v is not None:
         for key in ("initial_loss", "final_loss", "min_loss", "first_nonfinite_step",

@@ -61,7 +61,7 @@ def test_search_stops_at_max_evaluations():
 
 
 def test_stable_outcomes():
-    assert is_stable("converged") and is_stable("stalled")
+    assert is_stable("converged") and is_stable("improving") and is_stable("stalled")
     assert not any(is_stable(o) for o in ("nan", "inf", "diverged", "error"))
 
 

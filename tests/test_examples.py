@@ -165,7 +165,7 @@ def _row(key: str, losses, nan_from: int | None = None) -> Row:
         loss[nan_from:] = np.nan
         flags[nan_from:] = NAN_BIT["loss"]
     series = StepSeries(loss=loss, grad_norm=np.ones_like(loss), weight_norm=np.ones_like(loss), flags=flags,
-                        epoch_loss=loss, steps_per_epoch=1)
+                        epoch_loss=loss, steps_per_epoch=1, initial_loss=loss[0], final_loss=loss[-1])
     v = classify(series, OutcomeSpec())
     return Row(example=ex, result=RunResult(spec=ex.spec, outcome=v.outcome, verdict=v, series=series),
                as_written=None, warnings=[], losses=list(loss), changes=ex.changes)

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
-from nanbench.model import build_loss, build_model, build_optimizer
-from nanbench.step import forensic_step, loss_scaled
+from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, has_relu_units
+from nanbench.step import forensic_step, full_loss, loss_scaled
 
 
 class ForensicSequential(keras.Sequential):
@@ -32,32 +32,47 @@ class ForensicSequential(keras.Sequential):
 
 
 class ForensicRecorder(keras.callbacks.Callback):
-    """Collects ForensicSequential's per-step numbers during fit; stops once weights hold NaN."""
+    """Collects ForensicSequential's per-step numbers during fit; stops once weights hold NaN.
 
-    def __init__(self):
+    With ``keep_weights`` it also keeps the weights the first non-finite step started from (a
+    copy before each step until one is non-finite: for the dead units at that step)."""
+
+    def __init__(self, keep_weights: bool = False):
         super().__init__()
         self.rows: list[tuple[float, float, float, float]] = []
         self.epoch_loss: list[float] = []
         self.first_step_end: float | None = None
+        self.keep_weights = keep_weights
+        self.before: list[np.ndarray] | None = None
+        self.weights_at_nonfinite: list[np.ndarray] | None = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.keep_weights and self.weights_at_nonfinite is None:
+            self.before = [np.array(w.numpy()) for w in self.model.trainable_weights]
 
     def on_train_batch_end(self, batch, logs=None):
         if self.first_step_end is None:
             self.first_step_end = time.perf_counter()
         row = tuple(float(np.asarray(logs[k])) for k in ("input_sq", "step_loss", "grad_sq", "weight_sq"))
         self.rows.append(row)
+        checked = row if not loss_scaled(self.model.optimizer) else (row[0], row[1], row[3])
+        if self.before is not None and self.weights_at_nonfinite is None and not np.all(np.isfinite(checked)):
+            self.weights_at_nonfinite = self.before
         if np.isnan(row[3]):  # NaN weights: every later step is NaN too
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_loss.append(float(np.asarray(logs["loss"])))
 
-    def series(self, model, *, n_samples: int, batch_size: int) -> StepSeries:
+    def series(self, model, *, n_samples: int, batch_size: int, initial_loss: float,
+               final_loss: float) -> StepSeries:
         """What was recorded, as the StepSeries every engine returns (norms and flags derived)."""
         input_sq, loss, grad_sq, weight_sq = np.array(self.rows, dtype=np.float64).reshape(-1, 4).T
         grad_norm, weight_norm = np.sqrt(grad_sq), np.sqrt(weight_sq)
         flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(model.optimizer))
         return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm, flags=flags,
-                          epoch_loss=np.array(self.epoch_loss), steps_per_epoch=-(-n_samples // batch_size))
+                          epoch_loss=np.array(self.epoch_loss), steps_per_epoch=-(-n_samples // batch_size),
+                          initial_loss=initial_loss, final_loss=final_loss)
 
 
 def train(spec, data, device: str) -> EngineOutput:
@@ -69,12 +84,20 @@ def train(spec, data, device: str) -> EngineOutput:
         model.compile(optimizer=build_optimizer(spec.optimizer, spec.clipping,
                                                 precision=spec.train.precision),
                       loss=build_loss(spec.loss))
+        # the outcome's baseline and end: the whole data's loss at the initial and final weights
+        initial_loss = float(full_loss(model, data.X, data.y))
         build_s = time.perf_counter() - t0
-        recorder = ForensicRecorder()
+        relu = has_relu_units(model)
+        recorder = ForensicRecorder(keep_weights=relu)
         t1 = time.perf_counter()
-        model.fit(data.X, data.y, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
+        model.fit(data.X, data.y, epochs=spec.train.epochs_for(data.n_samples), batch_size=spec.train.batch_size,
                   shuffle=spec.train.shuffle, verbose=0, callbacks=[recorder])
         t2 = time.perf_counter()
-    series = recorder.series(model, n_samples=data.n_samples, batch_size=spec.train.batch_size)
+        final_loss = float(full_loss(model, data.X, data.y))
+    series = recorder.series(model, n_samples=data.n_samples, batch_size=spec.train.batch_size,
+                             initial_loss=initial_loss, final_loss=final_loss)
     first = (recorder.first_step_end or t2) - t1
-    return EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first)
+    at_bad = recorder.weights_at_nonfinite
+    return EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
+                        dead_fraction=dead_fraction(model, data.X) if relu else None,
+                        dead_fraction_at_nonfinite=dead_fraction(model, data.X, at_bad) if at_bad is not None else None)

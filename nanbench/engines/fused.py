@@ -25,14 +25,16 @@ from __future__ import annotations
 import gc
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from nanbench.engines import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
-from nanbench.model import build_loss, build_model, build_optimizer, reset_model
-from nanbench.step import flat, keras_gradients, keras_step, loss_scaled, row_sums_of_squares, sum_of_squares, sums_of_squares
+from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
+from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,
+                           sum_of_squares, sums_of_squares)
 
 
 class RuntimeThreshold:
@@ -132,6 +134,7 @@ class Trainer:
             var.assign(value)
         self.optimizer.learning_rate = lr
         self.threshold.variable.assign(threshold)
+        initial_loss = full_loss(self.model, X, y)  # the baseline of the outcome rule
         n = tf.shape(X)[0]
         per_epoch = (n + batch_size - 1) // batch_size
         trainable = self.model.trainable_weights
@@ -200,8 +203,9 @@ class Trainer:
         kept = rows.gather(tf.range(step))
         series = tf.cast(kept[:, :1], tf.float64)
         epoch_loss = epoch_loss.gather(tf.range(epochs_run))
+        full = tf.stack([initial_loss, full_loss(self.model, X, y)])  # at the initial and final weights
         if not self.forensics:
-            return series, epoch_loss, per_epoch
+            return series, epoch_loss, per_epoch, full, tf.zeros([0])
         # once per run, each step's sums of squares in float64: the batch's (its rows' sums, in the
         # epoch's order), the gradients' and the weights' after the update (those the next step
         # started from; after the last step, read now)
@@ -221,7 +225,14 @@ class Trainer:
         last = step - per_epoch  # where the last epoch run starts
         epoch_loss = tf.cond(ran < step, lambda: tf.concat(
             [epoch_loss[:-1], running_mean(rows, last, ran - last, batch_weight)[None]], axis=0), lambda: epoch_loss)
-        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch
+        # the weights the first non-finite step started from (for its dead units), as step_flags
+        # will find that step on the host: any non-finite batch, loss, gradient (unless the loss
+        # scaler skips those) or weights after the update
+        checked = [series[:, 0], batch_sq, after_sq] + ([] if loss_scaled(self.optimizer) else [grad_sq])
+        bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(tf.stack(checked, axis=1)[:ran])), axis=1)
+        first_bad = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+        at_bad = tf.cond(tf.reduce_any(bad), lambda: kept[first_bad, 1 + size:], lambda: tf.zeros([0]))
+        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
@@ -231,22 +242,41 @@ class Trainer:
                 self._initial[seed] = [tf.constant(v.numpy()) for v in self.model.variables]
         return self._initial[seed]
 
-    def run(self, spec, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
-        """Train one run; returns the per-step rows (steps x 4 with forensics: loss, input_sq,
-        grad_sq, weight_sq; steps x 1 without), epoch losses, steps per epoch and the call's seconds."""
+    def run(self, spec, X: np.ndarray, y: np.ndarray) -> "Ran":
+        """Train one run: the per-step rows (steps x 4 with forensics: loss, input_sq, grad_sq,
+        weight_sq; steps x 1 without), epoch losses, steps per epoch, the call's seconds, the
+        whole-data loss at the initial and final weights, and (with forensics) the weights the
+        first non-finite step started from, as one flat vector (empty if none)."""
         if self._concrete is None:
             self.trace()
         initial = self.initial_weights(spec.train.seed)
         t = time.perf_counter()
         with tf.device(self.device):
-            series, epoch_loss, per_epoch = self._concrete(
-                X, y, tf.constant(spec.train.epochs), tf.constant(spec.train.batch_size),
+            series, epoch_loss, per_epoch, full, at_bad = self._concrete(
+                X, y, tf.constant(spec.train.epochs_for(len(X))), tf.constant(spec.train.batch_size),
                 tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),
                 tf.constant(spec.optimizer.lr, tf.float32), tf.constant(spec.clipping.threshold, tf.float32),
                 initial)
         series = series.numpy()
         seconds = time.perf_counter() - t
-        return series, epoch_loss.numpy(), int(per_epoch), seconds
+        return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy())
+
+    def weights_of(self, vector: np.ndarray) -> list[np.ndarray]:
+        """A flat vector of the trainable weights (nanbench.step.flat's order) as one array each."""
+        shapes = [tuple(w.shape) for w in self.model.trainable_weights]
+        ends = np.cumsum([int(np.prod(shape)) for shape in shapes])
+        return [part.reshape(shape) for part, shape in zip(np.split(vector, ends[:-1]), shapes)]
+
+
+class Ran(NamedTuple):
+    """What one call of a Trainer returns (see Trainer.run)."""
+
+    series: np.ndarray
+    epoch_loss: np.ndarray
+    per_epoch: int
+    seconds: float
+    full_loss: np.ndarray        # [initial, final] loss over the whole training set
+    weights_at_nonfinite: np.ndarray
 
 
 def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
@@ -296,12 +326,17 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
         trainer.trace()
         _freeze_once()
         trace_s = time.perf_counter() - t0 - build_s
-    series, epoch_loss, per_epoch, seconds = trainer.run(spec, data.X, data.y)
+    ran = trainer.run(spec, data.X, data.y)
+    series, per_epoch = ran.series, ran.per_epoch
     loss = series[:, 0]  # float32 values, carried exactly in float64
     sums = series[:, 1:] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
     input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
     flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
     out = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
-                     flags=flags, epoch_loss=epoch_loss.astype(np.float64),
-                     steps_per_epoch=per_epoch)
-    return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=seconds)
+                     flags=flags, epoch_loss=ran.epoch_loss.astype(np.float64),
+                     steps_per_epoch=per_epoch, initial_loss=float(ran.full_loss[0]),
+                     final_loss=float(ran.full_loss[1]))
+    at_bad = trainer.weights_of(ran.weights_at_nonfinite) if ran.weights_at_nonfinite.size else None
+    return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=ran.seconds,
+                        dead_fraction=dead_fraction(trainer.model, data.X),
+                        dead_fraction_at_nonfinite=dead_fraction(trainer.model, data.X, at_bad) if at_bad is not None else None)
