@@ -16,9 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nanbench.forensics import NONFINITE_OUTCOMES as NONFINITE
 from nanbench.forensics import OUTCOMES
-
-NONFINITE = ("nan", "inf")
 SOURCES = ("input", "loss", "gradients", "weights")
 LR = "optimizer.lr"
 REPEAT_FACTORS = ("train.seed",)  # repeats of one configuration, not a configuration of their own

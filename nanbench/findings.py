@@ -175,8 +175,9 @@ def unique_attributes(runs: pd.DataFrame, factor: str, levels: tuple, roles: dic
     """'attr=value' for the attributes of `factor` whose value at `levels` no other level has."""
     out = []
     for attr in roles.get(factor, []):
-        inside = set(runs.loc[runs[factor].isin(levels), attr].astype(str))
-        outside = set(runs.loc[~runs[factor].isin(levels), attr].astype(str))
+        values = runs[attr].astype(object).map(A._fmt)
+        inside = set(values[runs[factor].isin(levels)])
+        outside = set(values[~runs[factor].isin(levels)])
         if len(inside) == 1 and not inside & outside:
             out.append(f"`{attr}` = {next(iter(inside))}")
     return out

@@ -153,3 +153,62 @@ def plant_sweep(tracking_uri: str, experiment: str, grid: dict[str, list[Any]] |
     plant(results, tracking_uri, experiment, parent_run_id=parent,
           tags={"sweep": experiment, "nanbench.role": "child"})
     return parent
+
+
+# A run table where a self-explaining cause and a real learning-rate effect coexist, built the way
+# nanbench.runtable builds one (runtable.build_frame on long params/tags/metrics tables), with no
+# MLflow store: NaN inputs turn every run of `nan_inputs` non-finite at the input; among the other
+# runs only SGD without clipping turns non-finite, in a share that rises with the learning rate.
+MIXED_LRS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+MIXED_SHARE = (0.1, 0.3, 0.5, 0.7, 1.0)  # of the SGD runs without clipping, per lr above
+MIXED_DATASETS = {  # name -> descriptors (a descriptor a dataset does not take is absent)
+    "clean": {"n_samples": 256},
+    "outliers": {"n_samples": 256, "outlier_fraction": 0.02},
+    "nan_inputs": {"n_samples": 512, "nan_fraction": 0.01},
+}
+
+
+def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",)):
+    """(runs frame, factor keys): datasets x optimizer (sgd, adam) x clipping (none, clipnorm) x
+    lr (MIXED_LRS) x loss (mse, huber) x train.seed. Of the SGD runs without clipping on clean or
+    outliers at lr MIXED_LRS[i], the first MIXED_SHARE[i] (by seed, then loss) turn NaN at the loss.
+    Finite Adam runs at lr 1 end dead (dead_fraction 1). Runs are spread over `commits` in turn."""
+    import pandas as pd
+
+    from nanbench.runtable import build_frame
+
+    info, params, tags, metrics = [], [], [], []
+    cells: dict[tuple, int] = {}
+    for i, point in enumerate(itertools.product(MIXED_DATASETS, ("sgd", "adam"), ("none", "clipnorm"),
+                                                MIXED_LRS, ("mse", "huber"), range(seeds))):
+        dataset, opt, clip, lr, loss, seed = point
+        run = f"run{i:05d}"
+        values = {"dataset.name": dataset, **{f"dataset.{k}": v for k, v in MIXED_DATASETS[dataset].items()},
+                  "optimizer.name": opt, "optimizer.lr": lr, "clipping.kind": clip, "loss.name": loss,
+                  "train.seed": seed, "train.epochs": 5, "preprocess.scaler": "none", "clipping.threshold": 1.0}
+        info.append((run, f"{dataset} {opt} lr={lr:g} {clip} {loss} s{seed}", "FINISHED", i, None))
+        params += [(run, k, str(v)) for k, v in values.items()]
+        if dataset == "nan_inputs":
+            outcome, source, step = "nan", "input", 0
+        else:
+            rank = cells.setdefault((dataset, opt, clip, lr), 0)
+            cells[(dataset, opt, clip, lr)] += 1
+            bad = opt == "sgd" and clip == "none" and rank < MIXED_SHARE[MIXED_LRS.index(lr)] * 2 * seeds
+            outcome, source, step = ("nan", "loss", 7) if bad else ("improving", "none", None)
+        tags += [(run, "outcome", outcome), (run, "first_nonfinite_source", source),
+                 (run, "config_hash", f"h{i}"), (run, "git_commit", commits[i % len(commits)])]
+        if step is not None:
+            metrics += [(run, "first_nonfinite_step", float(step)), (run, "first_nan_step", float(step))]
+        else:
+            metrics += [(run, "dead_fraction", 1.0 if opt == "adam" and lr == 1.0 else 0.0),
+                        (run, "final_loss", 0.5)]
+        metrics += [(run, "initial_loss", 1.0), (run, "steps_per_s", 1000.0), (run, "wall_s", 0.1),
+                    (run, "first_step_s", 0.2), (run, "samples_per_s", 32000.0)]
+
+    def long(rows):
+        return pd.DataFrame(rows, columns=["run_id", "key", "value"], dtype=object)
+
+    frame = pd.DataFrame(info, columns=["run_id", "run_name", "status", "start_time", "artifact_uri"], dtype=object)
+    m = long(metrics)
+    m["value"] = m["value"].astype(float)
+    return build_frame(frame, long(params), long(tags), m)

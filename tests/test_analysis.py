@@ -1,0 +1,110 @@
+"""Roles of factors, differences of rates, and the findings of a run table where a cause that
+explains itself (NaN inputs) and a real learning-rate effect (SGD without clipping) coexist."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nanbench import analysis as A
+from nanbench import findings as F
+from nanbench import synthetic
+from nanbench.attribution import attribution
+
+DESCRIPTORS = ("dataset.n_samples", "dataset.outlier_fraction", "dataset.nan_fraction")
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    runs, factors = synthetic.mixed_table()
+    varying, _ = A.split_factors(runs, factors)
+    roles = A.factor_roles(runs, varying)
+    runs = A.add_composites(runs, varying)
+    return runs, roles, A.outcome_flags(runs)
+
+
+def test_newcombe_difference_interval_matches_the_papers_example():
+    # Newcombe (1998), Table II, example (a): 56/70 - 48/80, method 10: 0.0524 to 0.3339
+    d, low, high = A.difference_interval(56, 70, 48, 80)
+    assert d == pytest.approx(0.2)
+    assert (low, high) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    assert np.isnan(A.difference_interval(0, 0, 1, 2)[1])
+
+
+def test_dataset_descriptors_and_nested_parameters_are_attributes_not_factors(mixed):
+    runs, roles, _ = mixed
+    assert list(roles) == ["dataset.name", "optimizer.name", "optimizer.lr", "clipping.kind", "loss.name",
+                           "train.seed"]
+    assert sorted(roles["dataset.name"]) == sorted(DESCRIPTORS)
+    table = A.attribute_table(runs, "dataset.name", roles["dataset.name"]).set_index("dataset.name")
+    assert table.loc["nan_inputs", "dataset.nan_fraction"] == "0.01"
+    assert table.loc["clean", "dataset.nan_fraction"] == "n/a"
+    # a descriptor swept within one dataset is a factor of its own; crossed factors stay factors
+    frame = pd.DataFrame({"dataset.name": ["a", "a", "b", "b"], "dataset.noise": [0.1, 0.2, 0.1, 0.2],
+                          "x": [1, 2, 1, 2], "x_alias": [10, 20, 10, 20]})
+    roles = A.factor_roles(frame, ["dataset.name", "dataset.noise", "x", "x_alias"])
+    assert roles == {"dataset.name": [], "dataset.noise": ["x", "x_alias"]}
+
+
+def test_group_search_recovers_the_conjunction_that_holds_the_non_finite_runs(mixed):
+    runs, roles, flags = mixed
+    rest = runs["first_nonfinite_source"].ne("input").to_numpy()
+    target = flags["nonfinite"].to_numpy(bool)[rest]
+    group = F.find_group(runs.loc[rest], target, [f for f in roles if f not in A.REPEAT_FACTORS])
+    assert dict(group.keep) == {"optimizer.name": ("sgd",), "clipping.kind": ("none",)}
+    assert group.text(runs) == "`optimizer.name` = sgd and `clipping.kind` = none"
+    assert F.find_group(runs, np.zeros(len(runs), bool), list(roles)) is None
+
+
+def test_findings_name_the_explained_cause_and_the_unmasked_lr_effect_with_their_counts(mixed):
+    runs, roles, flags = mixed
+    found = F.derive(runs, flags, roles)
+    texts = [f.text for f in found.items]
+    assert 4 <= len(texts) <= F.MAX_FINDINGS
+    assert texts[0].startswith("Of the 600 runs, 252 turned non-finite (252 NaN)")
+    # 1. the self-explaining cause, set aside
+    assert found.explained.sum() == 200
+    assert texts[1].startswith("Every run with `dataset.name` = nan_inputs (`dataset.n_samples` = 512, "
+                               "`dataset.nan_fraction` = 0.01) turned non-finite at the first batch holding")
+    assert "200/200, 1.000" in texts[1] and "nothing else mattered there" in texts[1]
+    assert "other 400 runs" in texts[1]
+    # 2. where the others concentrate: SGD without clipping, every one of them
+    assert "Among the other 400 runs, every one of the 52 non-finite runs had `optimizer.name` = sgd and " \
+           "`clipping.kind` = none: 52/100, 0.520" in texts[2]
+    assert "against 0/300, 0.000" in texts[2]
+    # 3. the learning rate effect, not masked by the explained runs
+    lr = next(t for t in texts if "learning rate" in t)
+    assert "rises with the learning rate: 2/20, 0.100" in lr and "20/20, 1.000 [0.839, 1.000] at lr 1" in lr
+    assert "not even the smallest (0.0001)" in lr
+    # 4. what would have prevented it: the other level of each restricted factor
+    remedy = next(t for t in texts if t.startswith("What would have prevented them"))
+    assert "`optimizer.name` = adam instead kept every run finite: 0/100" in remedy
+    assert "`clipping.kind` = clipnorm instead kept every run finite: 0/100" in remedy
+    # dead networks, from the dead_fraction column
+    dead = next(t for t in texts if "dead networks" in t)
+    assert dead.startswith("40 of the 348 finite runs")
+    assert "`optimizer.name` = adam and `optimizer.lr` = 1 (40/40" in dead
+    # every statement links to a table of the report
+    for f in found.items:
+        assert re.search(r"\(\[table\]\(#[\w-]+\)\)$", f.text), f.text
+        assert f.table is None or not f.table.empty
+    # no descriptor is named as a factor of a finding
+    for text in texts[2:]:
+        for d in DESCRIPTORS:
+            assert d not in text
+
+
+def test_attribution_of_the_rest_has_only_non_finite_leaves_and_no_descriptor(mixed):
+    runs, roles, flags = mixed
+    keep = runs["first_nonfinite_source"].ne("input").to_numpy()
+    for data, fl in ((runs.loc[keep], flags.loc[keep]), (runs, flags)):
+        att = attribution(data, list(roles), fl)
+        assert att.rules and all(r.predicts_nonfinite for r in att.rules)
+        factors = {c.factor for r in att.rules for c in r.conditions} | set(att.importance["factor"])
+        assert not factors & set(DESCRIPTORS)
+    att = attribution(runs.loc[keep], list(roles), flags.loc[keep])
+    lr_rank = att.importance.set_index("factor").loc[A.LR, "rank"]
+    assert lr_rank <= 3  # with the explained runs set aside the learning rate counts
