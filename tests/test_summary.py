@@ -111,6 +111,7 @@ def test_planted_rule_is_recovered_with_its_three_factors_ranked_first(planted):
     varying, constant = A.split_factors(runs, sweep.factors)
     assert set(varying) == set(synthetic.PLANTED_GRID)
     att = attribution(runs, varying)
+    assert all(r.predicts_nonfinite for r in att.rules)  # leaves predicting finite are no rules
     nonfinite_rules = [r for r in att.rules if r.predicts_nonfinite]
     assert len(nonfinite_rules) == 1
     rule = nonfinite_rules[0]
@@ -241,3 +242,69 @@ def test_report_of_real_runs_is_self_contained_and_attached_to_the_parent(traine
 
     attached = {a.path for a in MlflowClient(uri).list_artifacts(parent, "summary")}
     assert {"summary/summary.md", "summary/summary.html", "summary/runs.csv"} <= attached
+
+
+def test_software_line_counts_the_runs_of_the_summary_after_the_latest_per_configuration(module_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    specs = synthetic.grid_specs({"optimizer.name": ["sgd", "adam"], A.LR: [0.01, 1.0]})
+    first = synthetic.create_parent(module_store, "software")
+    old = synthetic.plant([synthetic.synthetic_result(s, lambda s: False) for s in specs], module_store,
+                          "software", parent_run_id=first)
+    client = MlflowClient(module_store)
+    for run_id in old:  # the first invocation ran on an older commit
+        client.set_tag(run_id, "git_commit", "0ld")
+    second = synthetic.create_parent(module_store, "software")
+    synthetic.plant([synthetic.synthetic_result(s, lambda s: False) for s in specs[:2]], module_store,
+                    "software", parent_run_id=second)
+    whole = load_runs("software", module_store, scope="experiment")
+    commits = whole.software["git_commit"]
+    assert len(whole.runs) == 4 and sum(commits.values()) == 4  # not 4 + 2 runs of the experiment
+    assert commits["0ld"] == 2
+    out = tmp_path / "software"
+    summarize("software", module_store, out, scope="experiment", log_artifacts=False)
+    md = (out / "summary.md").read_text()
+    assert "Software, counted over the 4 runs of this summary: git_commit `0ld` (2 runs), `" in md
+    runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
+    assert (runs["git_commit"] == "0ld").sum() == 2
+
+
+def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_runs_aside(tmp_path):
+    from nanbench.runtable import SweepRuns
+    from nanbench.summary import build_report
+
+    runs, factors = synthetic.mixed_table(commits=("a1", "b2"))
+    software = {"git_commit": runs["git_commit"].value_counts().to_dict()}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # no run of the table is in it: curves are not found
+    sweep = SweepRuns("mixed", "0", uri, None, None, runs, factors, software=software)
+    _, info = build_report(sweep, tmp_path)
+    assert info["runs"] == 600 and info["explained"] == 200 and info["nonfinite"] == 252
+    md = (tmp_path / "summary.md").read_text()
+    html = (tmp_path / "summary.html").read_text()
+    # findings first, each linking to a table that exists in both renderings
+    assert md.index("## Findings") < md.index("## Outcomes") < md.index("## 1. Main effects")
+    findings = md[md.index("## Findings"):md.index("## Outcomes")]
+    assert "1. Of the 600 runs" in findings and "`dataset.name` = nan_inputs" in findings
+    assert "`optimizer.name` = sgd and `clipping.kind` = none" in findings
+    for anchor in set(re.findall(r"\]\(#([\w-]+)\)", findings)):
+        assert f'<a id="{anchor}"></a>' in md and f'id="{anchor}"' in html and f'href="#{anchor}"' in html
+    # the sections are about the 400 runs not explained by their inputs, the pooled view is labelled
+    effects = pd.read_csv(tmp_path / "main_effects.csv", keep_default_na=False, na_values=[""])
+    assert effects.loc[effects["factor"] == "dataset.name", "level"].tolist() == ["clean", "outliers"]
+    lr = effects[effects["factor"] == A.LR]
+    assert lr["nonfinite"].tolist() == [2, 6, 10, 14, 20] and lr["trained"].tolist() == [80] * 5
+    pooled = pd.read_csv(tmp_path / "main_effects_pooled.csv", keep_default_na=False, na_values=[""])
+    assert pooled.loc[pooled["factor"] == A.LR, "nonfinite"].tolist() == [42, 46, 50, 54, 60]
+    assert "## 8. Pooled view: every run, the explained ones included" in md
+    # dataset descriptors are attributes of the dataset level, never factors
+    for descriptor in ("dataset.n_samples", "dataset.nan_fraction", "dataset.outlier_fraction"):
+        assert descriptor not in set(effects["factor"]) | set(pooled["factor"]) | set(info["importance"])
+        assert not any(descriptor in rule for rule in info["rules"])
+    assert "≡" not in md
+    assert "| dataset.name | n_samples | outlier_fraction | nan_fraction |" in md
+    # rules are leaves that predict non-finite
+    assert info["rules"] and all("→ non-finite" in r for r in info["rules"])
+    for rule in re.findall(r"→ non-finite (\d+)/(\d+)", md):
+        assert int(rule[0]) * 2 > int(rule[1])
+    assert "git_commit `a1` (300 runs), `b2` (300 runs)" in md
+    assert "improving" in md  # the outcome table knows the new outcome
