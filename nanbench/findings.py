@@ -61,10 +61,10 @@ class Group:
     def text(self, runs: pd.DataFrame) -> str:
         if not self.keep:
             return "all runs"
-        return " and ".join(_levels_text(runs, f, lv) for f, lv in self.keep)
+        return " and ".join(levels_text(runs, f, lv) for f, lv in self.keep)
 
 
-def _levels_text(runs: pd.DataFrame, factor: str, levels: tuple) -> str:
+def levels_text(runs: pd.DataFrame, factor: str, levels: tuple) -> str:
     observed = sorted(pd.unique(runs[factor])) if pd.api.types.is_numeric_dtype(runs[factor]) else None
     if observed is not None and len(levels) > 1:
         kept = sorted(levels)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from nanbench import analysis as A
-from nanbench.findings import (DEAD, Finding, Group, concentrated_group, find_group, kn, level_counts,
-                               rate_rows, unique_attributes)
+from nanbench.findings import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
+                               level_counts, rate_rows, unique_attributes)
 
 MAX_MODIFIERS = 2  # factors named in "what else mattered within the group"
 
@@ -106,6 +106,9 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         text = (f"{where[0].upper() + where[1:]}, the non-finite rate {verb} with the learning rate: "
                 f"{kn(first['k'], first['n'])} at lr {A._fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
                 f"{A._fmt(hi_lr)} ({_diff_text(d)}).")
+        held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[(t["k"] > 0).to_numpy()].min())]
+        if len(held):
+            text += f" Every such run stayed finite up to lr {A._fmt(held.max())}."
         if (t["k"] > 0).all():
             text += (f" No learning rate of the grid kept every such run finite, not even the smallest "
                      f"({A._fmt(lo_lr)}): the grid does not reach the stable side.")
@@ -128,8 +131,6 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
 
     pieces, tables = [], []
     for f, kept in group.keep:
-        if f == A.LR:
-            continue
         lifted = group.without(f)
         m = lifted.mask(data)
         c = level_counts(data.loc[m], f, target[m])
@@ -137,7 +138,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         zero = [lv for lv in others if c.loc[lv, "k"] == 0]
         context = f"with {lifted.text(data)}, " if lifted.keep else ""
         if zero:
-            pieces.append(f"{context}`{f}` = {' or '.join(A._fmt(v) for v in zero)} instead kept every run finite: "
+            pieces.append(f"{context}{levels_text(data, f, tuple(zero))} instead kept every run finite: "
                           + kn(0, int(c.loc[zero, "n"].sum())))
         for lv in others:
             if lv in zero:

@@ -168,10 +168,10 @@ MIXED_DATASETS = {  # name -> descriptors (a descriptor a dataset does not take 
 }
 
 
-def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",)):
+def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",), share: tuple[float, ...] = MIXED_SHARE):
     """(runs frame, factor keys): datasets x optimizer (sgd, adam) x clipping (none, clipnorm) x
     lr (MIXED_LRS) x loss (mse, huber) x train.seed. Of the SGD runs without clipping on clean or
-    outliers at lr MIXED_LRS[i], the first MIXED_SHARE[i] (by seed, then loss) turn NaN at the loss.
+    outliers at lr MIXED_LRS[i], the first share[i] (by seed, then loss) turn NaN at the loss.
     Finite Adam runs at lr 1 end dead (dead_fraction 1). Runs are spread over `commits` in turn."""
     import pandas as pd
 
@@ -193,7 +193,7 @@ def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",)):
         else:
             rank = cells.setdefault((dataset, opt, clip, lr), 0)
             cells[(dataset, opt, clip, lr)] += 1
-            bad = opt == "sgd" and clip == "none" and rank < MIXED_SHARE[MIXED_LRS.index(lr)] * 2 * seeds
+            bad = opt == "sgd" and clip == "none" and rank < share[MIXED_LRS.index(lr)] * 2 * seeds
             outcome, source, step = ("nan", "loss", 7) if bad else ("improving", "none", None)
         tags += [(run, "outcome", outcome), (run, "first_nonfinite_source", source),
                  (run, "config_hash", f"h{i}"), (run, "git_commit", commits[i % len(commits)])]

@@ -108,3 +108,19 @@ def test_attribution_of_the_rest_has_only_non_finite_leaves_and_no_descriptor(mi
     att = attribution(runs.loc[keep], list(roles), flags.loc[keep])
     lr_rank = att.importance.set_index("factor").loc[A.LR, "rank"]
     assert lr_rank <= 3  # with the explained runs set aside the learning rate counts
+
+
+def test_a_stable_side_of_the_grid_is_named_as_what_would_have_prevented_it():
+    runs, factors = synthetic.mixed_table(share=(0.0, 0.0, 0.5, 0.7, 1.0))
+    varying, _ = A.split_factors(runs, factors)
+    roles = A.factor_roles(runs, varying)
+    runs = A.add_composites(runs, varying)
+    texts = [f.text for f in F.derive(runs, A.outcome_flags(runs), roles).items]
+    assert ("every one of the 44 non-finite runs had `optimizer.name` = sgd and `optimizer.lr` ≥ 0.01 and "
+            "`clipping.kind` = none: 44/60") in texts[2]
+    lr = next(t for t in texts if "learning rate" in t)
+    assert lr.startswith("With `optimizer.name` = sgd and `clipping.kind` = none, the non-finite rate rises")
+    assert "Every such run stayed finite up to lr 0.001." in lr and "not even the smallest" not in lr
+    remedy = next(t for t in texts if t.startswith("What would have prevented them"))
+    assert ("with `optimizer.name` = sgd and `clipping.kind` = none, `optimizer.lr` ≤ 0.001 instead kept every "
+            "run finite: 0/40") in remedy
