@@ -202,7 +202,7 @@ def derive(runs: pd.DataFrame, flags: pd.DataFrame, roles: dict[str, list[str]],
         pooled = (runs.loc[trained], nonfinite[trained])
         items += T.group_findings(data, target, group, factors, roles, bool(explained.any()), pooled, anchor,
                                   len(items))
-    elif rest.any():
+    elif rest.any() and explained.any():
         items.append(Finding(f"None of the {int(rest.sum()):,} runs "
                              f"{'not explained by their inputs ' if explained.any() else ''}turned non-finite.",
                              "outcomes"))

@@ -51,7 +51,7 @@ def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, fa
     same = all(np.allclose(r.to_numpy(), k / n) for r in rates.values())
     step = runs.loc[explained, "first_nonfinite_step"].median()
     who = "Every run" if k == n else f"{k:,} of the {n:,} runs"
-    text = (f"{who} with {_with_attributes(data, group, roles)} turned non-finite at the first batch holding a "
+    text = (f"{who}{' with ' + _with_attributes(data, group, roles) if group.keep else ''} turned non-finite at the first batch holding a "
             f"non-finite input value (`first_nonfinite_source` = input; median step {A._fmt(step)}): {kn(k, n)}"
             + ("; nothing else mattered there, every level of every other factor gives the same rate" if same else "")
             + f". These {int(explained.sum()):,} runs are explained by their data and set aside: the analysis "
@@ -90,9 +90,14 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
     scope = f"Among the other {len(data):,} runs" if had_explained else f"Among the {len(data):,} runs that trained"
     what = _with_attributes(data, group, roles)
     a = anchor_next()
+    if group.keep:
+        text = (f"{scope}, {'every one of the' if out_k == 0 else f'{k:,} of the'} {total:,} non-finite runs had "
+                f"{what}: {kn(k, n)} there, against {kn(out_k, out_n)} in every other configuration.")
+    else:
+        text = (f"{scope}, {total:,} turned non-finite ({kn(total, len(data))}), spread over every level of "
+                "every factor: none kept every run finite.")
     out.append(Finding(
-        f"{scope}, {'every one of the' if out_k == 0 else f'{k:,} of the'} {total:,} non-finite runs had {what}: "
-        f"{kn(k, n)} there, against {kn(out_k, out_n)} in every other configuration." + _link(a),
+        text + _link(a),
         a, f"Non-finite runs in and outside the group {group.text(data)}", _group_table(data, target, group)))
 
     lr_group = group.without(A.LR)
@@ -102,7 +107,8 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         (lo_lr, first), (hi_lr, last) = (t.index[0], t.iloc[0]), (t.index[-1], t.iloc[-1])
         d = A.difference_interval(last["k"], last["n"], first["k"], first["n"])
         verb = "rises" if d[1] > 0 else "falls" if d[2] < 0 else "does not change significantly"
-        where = "within that group" if A.LR not in group.factors else f"with {lr_group.text(data)}"
+        where = ("within that group" if A.LR not in group.factors and group.keep else
+                 f"with {lr_group.text(data)}" if lr_group.keep else "over those runs")
         text = (f"{where[0].upper() + where[1:]}, the non-finite rate {verb} with the learning rate: "
                 f"{kn(first['k'], first['n'])} at lr {A._fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
                 f"{A._fmt(hi_lr)} ({_diff_text(d)}).")
@@ -126,8 +132,8 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
                 continue
             c = level_counts(frame, A.LR, flag)
             table[label] = [kn(c.loc[v, "k"], c.loc[v, "n"]) if v in c.index else "–" for v in t.index]
-        out.append(Finding(text + _link(a), a, f"Non-finite rate along the learning rate, with {lr_group.text(data)}",
-                           table))
+        title = "runs with " + lr_group.text(data) if lr_group.keep else "every run analysed"
+        out.append(Finding(text + _link(a), a, f"Non-finite rate along the learning rate, {title}", table))
 
     pieces, tables = [], []
     for f, kept in group.keep:
@@ -136,7 +142,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         c = level_counts(data.loc[m], f, target[m])
         others = [lv for lv in c.index if lv not in kept]
         zero = [lv for lv in others if c.loc[lv, "k"] == 0]
-        context = f"with {lifted.text(data)}, " if lifted.keep else ""
+        context = f"with {lifted.text(data)}, " if lifted.keep else ""  # the group's other restrictions
         if zero:
             pieces.append(f"{context}{levels_text(data, f, tuple(zero))} instead kept every run finite: "
                           + kn(0, int(c.loc[zero, "n"].sum())))
