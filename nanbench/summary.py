@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -300,8 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     where = f"; attached to parent run {info['parent_run_id']} under summary/" if info["logged_to_parent"] else ""
     print(f"{info['runs']} runs, {info['nonfinite']} non-finite -> {info['out_dir']}/summary.md, "
           f"summary.html{where}", flush=True)
+    for i, text in enumerate(info["findings"], 1):  # the findings, without their links
+        print(f"  {i}. " + re.sub(r" \(\[table\]\(#[\w-]+\)\)$", "", text).replace("`", ""), flush=True)
+    print("  rules (decision tree, leaves predicting non-finite):", flush=True)
     for rule in info["rules"][:3]:
-        print(f"  {rule}", flush=True)
+        print(f"    {rule}", flush=True)
     return 0
 
 

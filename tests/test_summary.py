@@ -137,6 +137,10 @@ def test_cli_summary_of_planted_runs_states_the_rule_and_tabulates_only_varying_
     printed = capsys.readouterr().out
     assert "192 runs, 16 non-finite" in printed
     assert "optimizer.lr >= 0.1" in printed and "→ non-finite 16/16" in printed
+    # the findings state the planted rule as a group, with the remedy on each of its three factors
+    assert "every one of the 16 non-finite runs had preprocess.scaler = none and optimizer.name = sgd and " \
+           "optimizer.lr ≥ 0.1: 16/16" in printed
+    assert "optimizer.lr ≤ 0.01 instead kept every run finite: 0/16" in printed
     md = (out / "summary.md").read_text()
     for section in ("1. Main effects", "2. Interactions", "3. Attribution", "4. Where non-finite",
                     "5. Stability", "6. Speed", "7. Representative runs", "Optuna"):
