@@ -3,19 +3,30 @@
 Each claim names one factor (a config key), the levels the documents blame or recommend
 (``treatment``), the levels they contrast them with (``control``), and whether the treatment is
 said to make non-finite runs more common (``raises``: "outliers cause NaN") or less common
-(``lowers``: "clipping prevents it"). Its grid is a sweep file ``sweeps/<sweep>.yaml`` in Hydra's
-sweeper format (``hydra.sweeper.params``: comma-separated values per key, product over keys).
+(``lowers``: "clipping prevents it"). Levels the sweep holds that the documents do not name are
+``beside``: judged against the same controls and reported next to the verdict, never pooled
+into it (RobustScaler beside standardization and min-max). Its grid is a sweep file
+``sweeps/<sweep>.yaml`` in Hydra's sweeper format (``hydra.sweeper.params``: comma-separated
+values per key, product over keys; ``sweep.inner``: looped inside each job).
 
-Runs are grouped into *cells*: runs that agree on every swept key except the factor and
-``train.seed``. In each cell every treatment level is compared with every control level, as the
-fraction of runs that ended inf or NaN. A comparison *holds* when the treatment's fraction is
-higher (raises) or lower (lowers) than the control's; for ``lowers`` it is only *testable* when the
-control has something to prevent (a non-finite run) or the treatment made things worse. Verdict:
+Every claim sweep (tests/test_claims.py checks them):
 
-- ``supported``: holds in every testable comparison;
-- ``supported under conditions``: holds in some and not in others (the conditions are listed);
-- ``refuted``: holds in none;
-- ``not testable``: no comparison was testable (nothing non-finite to prevent anywhere).
+- holds only the conditions the claim is about (no NaN-input data for clipping);
+- repeats each configuration over at least 3 seeds (``train.seed``), so that a cell's rate has
+  an interval;
+- gives every dataset the same optimizer steps (``train.steps``, :data:`STEPS` = 20 epochs of the
+  256-row sets) and spans each configuration's stable -> unstable transition in learning rate
+  (decades from 1e-8, where plain SGD is stable even on the unscaled data);
+- for a remedy (``lowers``), trains every run at two budgets, 1x and 4x the steps
+  (``train.steps: [160, 640]``), so that it can tell a remedy that *prevents* the non-finite run
+  (still finite at 4x) from one that only *postpones* it (finite at 1x, non-finite at 4x).
+
+Runs are grouped into *cells*: runs that agree on every swept key except the factor, the seed
+and the budget. In each cell every treatment level is compared with every control level, as the
+fraction of runs that ended inf or NaN over the seeds; the comparison's difference, its 95%
+interval, its status and the claim's verdict are nanbench.verdicts' (supported, supported under
+conditions, no effect, refuted, not testable), once per budget. Finite runs whose every ReLU unit
+is dead are set aside and counted (a constant-output network is no healthy control).
 
 Op-level probes back three claims: Keras's sigmoid, softmax and ReLU applied to extreme finite
 inputs (values and gradients checked for inf/NaN), and what Keras's clipping arguments do to one
@@ -33,12 +44,19 @@ from pathlib import Path
 
 import numpy as np
 
+from nanbench import verdicts
+from nanbench.forensics import NONFINITE_OUTCOMES as NONFINITE
 from nanbench.spec import TrackingSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
 CONF = ROOT / "conf"
-NONFINITE = ("nan", "inf")
+STEPS = 160                      # the 1x budget: 20 epochs of the 256-row sets in batches of 32
+BUDGETS = (STEPS, 4 * STEPS)     # a remedy's two budgets: 1x and 4x
+MIN_SEEDS = 3                    # every claim sweep repeats each configuration over this many seeds
+SEED = "train.seed"
+BUDGET = "train.steps"
+REPEATS = (SEED, BUDGET)         # swept keys that are not conditions: repeats and the budget
 
 
 @dataclass(frozen=True)
@@ -49,9 +67,11 @@ class Claim:
     sweep: str                 # sweeps/<sweep>.yaml
     factor: str                # the swept key the claim is about
     control: tuple[str, ...]   # levels without the blamed cause / the recommended remedy
-    treatment: tuple[str, ...]  # levels with it
+    treatment: tuple[str, ...]  # levels with it, as the documents name them
     effect: str                # "raises" or "lowers" the fraction of inf/NaN runs
     probe: str | None = None   # an op-level probe that also bears on the claim
+    beside: tuple[str, ...] = ()  # other levels of the factor: judged apart, not pooled into the verdict
+    note: str = ""             # why the levels are what they are, when that needs saying
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -60,19 +80,21 @@ CLAIMS: tuple[Claim, ...] = (
           "dataset", ("clean",), ("outliers",), "raises"),
     Claim("scaling", '"Robust scaling techniques like standardization (z-score normalization) or min-max '
           'scaling should be applied" / "is crucial to prevent these issues"', "doc000 §1, doc003 §1",
-          "claim_scaling", "preprocess", ("none",), ("standard", "minmax", "robust"), "lowers"),
+          "claim_scaling", "preprocess", ("none",), ("standard", "minmax"), "lowers", beside=("robust",),
+          note="the documents name standardization and min-max scaling; RobustScaler is reported beside"),
     Claim("learning_rate", '"A learning rate that\'s too high can contribute to gradient explosion ... '
           'Even with well-scaled data"', "doc000 §2, doc003 §2", "claim_learning_rate",
-          "optimizer.lr", ("0.001",), ("1.0", "10.0"), "raises"),
+          "optimizer.lr", ("0.001",), ("1.0", "10.0"), "raises", beside=("0.01", "0.1")),
     Claim("clipping", '"implement gradient clipping ... This prevents the weight updates from becoming '
           'excessively large"', "doc000 §2, doc003 §3", "claim_clipping", "clipping", ("none",),
-          ("clipnorm", "clipvalue", "global_clipnorm"), "lowers", probe="clipping"),
+          ("clipnorm",), "lowers", probe="clipping", beside=("global_clipnorm", "clipvalue"),
+          note="both documents' code clips with clipnorm; global_clipnorm and clipvalue are reported beside"),
     Claim("adaptive_optimizers", '"Experiment with adaptive learning rate optimizers like Adam or RMSprop" / '
           '"Adam ... is generally more robust than simple gradient descent"', "doc000 §2, doc003 §3",
           "claim_optimizer", "optimizer", ("sgd",), ("adam", "rmsprop"), "lowers"),
     Claim("huber", '"using mean squared error with data containing significant outliers can potentially lead '
           'to NaN values" / Huber "less sensitive to outliers"', "doc003 §3 and example 3", "claim_loss",
-          "loss", ("mse",), ("huber",), "lowers"),
+          "loss", ("mse",), ("huber",), "lowers", beside=("mae",)),
     Claim("relu_negative", '"using a ReLU activation in a layer that might receive significantly negative '
           'inputs can cause vanishing gradients or even produce NaN values"', "doc003 §2", "claim_relu",
           "model.activation", ("tanh", "linear"), ("relu",), "raises", probe="relu"),
@@ -164,6 +186,29 @@ class RunRecord:
     outcome: str
     source: str | None          # first_nonfinite_source
     run_id: str | None
+    steps: int | None = None    # the run's budget (train.steps; None when it trained by epochs)
+    first_nonfinite_step: int | None = None
+    dead_fraction: float | None = None   # ReLU units dead at the end (None: no ReLU, or non-finite)
+
+    @property
+    def nonfinite(self) -> bool:
+        return self.outcome in NONFINITE
+
+    @property
+    def dead(self) -> bool:
+        """A finite network whose every ReLU unit outputs 0 on every row (nanbench.verdicts.DEAD)."""
+        return not self.nonfinite and verdicts.is_dead(self.dead_fraction)
+
+
+def capped_spec(spec, epochs_cap: int | None):
+    """The spec with at most `epochs_cap` epochs (shortened runs, for tests): a run set by
+    ``train.steps`` is capped by epochs as well, its steps cleared."""
+    if epochs_cap is None:
+        return spec
+    epochs = spec.train.epochs_for(spec.dataset.n_samples or 1)
+    if epochs <= epochs_cap:
+        return spec
+    return spec.replace(train={"epochs": epochs_cap, "steps": None})
 
 
 def run_sweep(sweep: Sweep, *, tracker=None, tracking_uri: str | None = None, epochs_cap: int | None = None,
@@ -175,9 +220,8 @@ def run_sweep(sweep: Sweep, *, tracker=None, tracking_uri: str | None = None, ep
 
     records = []
     for point, run in sweep.runs():
-        spec = from_config(run)
-        if epochs_cap is not None and spec.train.epochs > epochs_cap:
-            spec = spec.replace(train={"epochs": epochs_cap})
+        nominal = from_config(run)
+        spec = capped_spec(nominal, epochs_cap)
         spec = replace(spec, tracking=TrackingSpec(uri=tracking_uri or spec.tracking.uri, experiment=sweep.name))
         start = time.time()
         result = execute(spec)
@@ -187,7 +231,9 @@ def run_sweep(sweep: Sweep, *, tracker=None, tracking_uri: str | None = None, ep
             result.run_id = tracker.log(result, experiment=sweep.name, tags=tags, start_time=start)
         v = result.verdict
         records.append(RunRecord(point=point, outcome=result.outcome,
-                                 source=v.first_nonfinite_source if v else None, run_id=result.run_id))
+                                 source=v.first_nonfinite_source if v else None, run_id=result.run_id,
+                                 steps=nominal.train.steps, first_nonfinite_step=v.first_nonfinite_step if v else None,
+                                 dead_fraction=result.dead_fraction))
     return records
 
 
@@ -198,33 +244,44 @@ class Tally:
     runs: int = 0
     outcomes: Counter = field(default_factory=Counter)
     sources: Counter = field(default_factory=Counter)
+    dead: int = 0               # finite runs with every ReLU unit dead (set aside from the rate)
 
     @property
     def nonfinite(self) -> int:
         return sum(self.outcomes[o] for o in NONFINITE)
 
     @property
-    def rate(self) -> float:
-        return self.nonfinite / self.runs if self.runs else float("nan")
+    def rate(self) -> verdicts.Rate:
+        """Non-finite runs out of the usable ones: the dead networks set aside."""
+        return verdicts.Rate(self.nonfinite, self.runs - self.dead, self.dead)
 
     def add(self, record: RunRecord) -> None:
         self.runs += 1
         self.outcomes[record.outcome] += 1
+        self.dead += record.dead
         if record.source and record.outcome in NONFINITE:
             self.sources[record.source] += 1
 
     def __str__(self) -> str:
-        return f"{self.nonfinite}/{self.runs}"
+        return str(self.rate)
 
 
 @dataclass
-class Comparison:
-    cell: tuple[tuple[str, str], ...]    # the other swept keys' values
-    level: str                           # the treatment level
-    against: str                         # the control level it is compared with
-    control: Tally
-    treatment: Tally
-    status: str                          # holds | does not hold | reversed | untestable
+class Budget:
+    """A claim judged on the runs of one budget."""
+
+    steps: int | None
+    cells: dict[tuple, dict[str, Tally]]   # cell -> level -> tally
+    decision: verdicts.Decision             # the named treatment levels against the controls
+    beside: dict[str, verdicts.Decision]    # each other level against the controls, apart
+
+    @property
+    def verdict(self) -> str:
+        return self.decision.verdict
+
+    @property
+    def label(self) -> str:
+        return f"{self.steps} steps" if self.steps is not None else "as configured"
 
 
 @dataclass
@@ -232,86 +289,117 @@ class Judged:
     claim: Claim
     sweep: Sweep
     records: list[RunRecord]
-    cells: dict[tuple, dict[str, Tally]]   # cell -> level -> tally
-    comparisons: list[Comparison]
-    verdict: str
-    conditions: str
+    budgets: list[Budget]                  # in order of steps: 1x first
+    remedy: dict[str, int] | None = None   # lowers at two budgets: prevents / postpones / does not prevent
     probe: list[dict] | None = None
 
-    def totals(self, levels: tuple[str, ...]) -> Tally:
+    @property
+    def final(self) -> Budget:
+        """The longest budget: a remedy's headline verdict is whether it still holds at 4x."""
+        return self.budgets[-1]
+
+    @property
+    def verdict(self) -> str:
+        return self.final.verdict
+
+    @property
+    def conditions(self) -> str:
+        return self.final.decision.text()
+
+    @property
+    def answer(self) -> str | None:
+        """prevents / postpones (a remedy judged at two budgets), else None."""
+        return verdicts.budget_answer(self.remedy) if self.remedy is not None else None
+
+    def totals(self, levels: tuple[str, ...], steps: int | None = ...) -> Tally:
+        steps = self.final.steps if steps is ... else steps
         out = Tally()
         for r in self.records:
-            if r.point[self.claim.factor] in levels:
+            if r.point[self.claim.factor] in levels and r.steps == steps:
                 out.add(r)
         return out
 
-
-def _compare(effect: str, control: Tally, treatment: Tally) -> str:
-    c, t = control.rate, treatment.rate
-    if effect == "raises":
-        return "holds" if t > c else ("reversed" if t < c else "does not hold")
-    if control.nonfinite == 0 and treatment.nonfinite == 0:
-        return "untestable"  # nothing to prevent
-    return "holds" if t < c else ("reversed" if t > c else "does not hold")
-
-
-def _cell_text(cell) -> str:
-    return ", ".join(f"{k}={v}" for k, v in cell) or "all runs"
+    @property
+    def dead(self) -> dict[str, int]:
+        """Finite dead networks set aside, per role."""
+        out = {"control": 0, "treatment": 0, "beside": 0}
+        for r in self.records:
+            role = level_role(self.claim, r.point[self.claim.factor])
+            if role in out:
+                out[role] += r.dead
+        return out
 
 
-def _conditions(claim: Claim, comparisons: list[Comparison], keys: list[str]) -> str:
-    """Where the claim holds and where not, per swept key, from the testable comparisons."""
-    testable = [c for c in comparisons if c.status != "untestable"]
-    if not testable:
-        return "nothing non-finite to prevent in any cell"
-    dims = ([("treatment", lambda c: c.level)] if len(claim.treatment) > 1 else []) + \
-        ([("against", lambda c: c.against)] if len(claim.control) > 1 else []) + \
-        [(key, lambda c, key=key: dict(c.cell)[key]) for key in keys]
-    parts = []
-    for name, get in dims:
-        values: dict[str, list[int]] = {}
-        for c in testable:
-            counts = values.setdefault(get(c), [0, 0])
-            counts[0] += c.status == "holds"
-            counts[1] += 1
-        if len(values) > 1 and len({h / n for h, n in values.values()}) > 1:  # this key matters
-            parts.append(f"{name}: " + ", ".join(f"{v} {h}/{n}" for v, (h, n) in values.items()))
-    held = sum(c.status == "holds" for c in testable)
-    reversed_ = sum(c.status == "reversed" for c in testable)
-    head = f"holds in {held}/{len(testable)} comparisons"
-    if reversed_:
-        head += f", reversed in {reversed_}"
-    untestable = len(comparisons) - len(testable)
-    if untestable:
-        head += f" ({untestable} more had no inf/NaN to prevent)"
-    return head + ("; by " + "; ".join(parts) if parts else "")
+def level_role(claim: Claim, level: str) -> str:
+    if level in claim.control:
+        return "control"
+    if level in claim.treatment:
+        return "treatment"
+    return "beside" if level in claim.beside else "other"
+
+
+def cell_keys(claim: Claim, records: list[RunRecord]) -> list[str]:
+    """The conditions: every other swept key that takes more than one value (seeds are repeats,
+    the budget is judged apart)."""
+    return [k for k in (records[0].point if records else {}) if k not in (claim.factor, *REPEATS)
+            and len({r.point[k] for r in records}) > 1]
+
+
+def _comparisons(claim: Claim, cells, levels: tuple[str, ...]) -> list[verdicts.Comparison]:
+    out = []
+    for cell, tallies in cells.items():
+        for t in levels:
+            for c in claim.control:
+                if t in tallies and c in tallies:
+                    conditions = cell + ((("treatment", t),) if len(levels) > 1 else ()) \
+                        + ((("control", c),) if len(claim.control) > 1 else ())
+                    out.append(verdicts.Comparison(conditions, tallies[c].rate, tallies[t].rate, claim.effect))
+    return out
+
+
+def remedy_outcomes(claim: Claim, records: list[RunRecord], keys: list[str]) -> dict[str, int] | None:
+    """For a remedy trained at two budgets: each treatment run (cell, level, seed) in a cell where
+    a control run went non-finite at the long budget, classified by verdicts.budget_outcome."""
+    steps = sorted({r.steps for r in records if r.steps is not None})
+    if claim.effect != "lowers" or len(steps) < 2:
+        return None
+    short, long = steps[0], steps[-1]
+    runs = {}
+    for r in records:
+        runs[(tuple(r.point[k] for k in keys), r.point[claim.factor], r.point.get(SEED), r.steps)] = r
+    to_prevent = {cell for (cell, level, _, s), r in runs.items()
+                  if s == long and level in claim.control and r.nonfinite}
+    counts: Counter = Counter()
+    for (cell, level, seed, s), r in runs.items():
+        if s != long or level not in claim.treatment or cell not in to_prevent:
+            continue
+        first = runs.get((cell, level, seed, short))
+        if first is None or r.dead or first.dead:
+            counts["set aside (a dead network)"] += 1
+            continue
+        counts[verdicts.budget_outcome(first.nonfinite, r.nonfinite)] += 1
+    return dict(counts)
 
 
 def judge(claim: Claim, sweep: Sweep, records: list[RunRecord]) -> Judged:
-    """Compare, in every cell, each treatment level with each control level; then the verdict."""
-    # the cell: every other swept key that takes more than one value (seeds are repeats)
-    keys = [k for k in (records[0].point if records else {}) if k not in (claim.factor, "train.seed")
-            and len({r.point[k] for r in records}) > 1]
-    cells: dict[tuple, dict[str, Tally]] = {}
-    for r in records:
-        cell = tuple((k, r.point[k]) for k in keys)
-        cells.setdefault(cell, {}).setdefault(r.point[claim.factor], Tally()).add(r)
-    comparisons = [Comparison(cell, t, c, levels[c], levels[t], _compare(claim.effect, levels[c], levels[t]))
-                   for cell, levels in cells.items()
-                   for t in claim.treatment if t in levels
-                   for c in claim.control if c in levels]
-    testable = [c for c in comparisons if c.status != "untestable"]
-    held = sum(c.status == "holds" for c in testable)
-    if not testable:
-        verdict = "not testable"
-    elif held == len(testable):
-        verdict = "supported"
-    elif held == 0:
-        verdict = "refuted"
-    else:
-        verdict = "supported under conditions"
-    return Judged(claim=claim, sweep=sweep, records=records, cells=cells, comparisons=comparisons,
-                  verdict=verdict, conditions=_conditions(claim, comparisons, keys))
+    """Compare, in every cell and at every budget, each treatment level (and apart, each level
+    beside) with each control level; then the verdict per budget (nanbench.verdicts)."""
+    keys = cell_keys(claim, records)
+    budgets = []
+    for steps in sorted({r.steps for r in records}, key=lambda s: (s is None, s)):
+        cells: dict[tuple, dict[str, Tally]] = {}
+        for r in records:
+            if r.steps == steps:
+                cell = tuple((k, r.point[k]) for k in keys)
+                cells.setdefault(cell, {}).setdefault(r.point[claim.factor], Tally()).add(r)
+        decision = verdicts.decide(claim.effect, _comparisons(claim, cells, claim.treatment))
+        beside = {b: verdicts.decide(claim.effect, _comparisons(claim, cells, (b,))) for b in claim.beside
+                  if any(b in t for t in cells.values())}
+        budgets.append(Budget(steps=steps, cells=cells, decision=decision, beside=beside))
+    if not budgets:
+        budgets = [Budget(None, {}, verdicts.decide(claim.effect, []), {})]
+    return Judged(claim=claim, sweep=sweep, records=records, budgets=budgets,
+                  remedy=remedy_outcomes(claim, records, keys))
 
 
 # --- op-level probes ------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from nanbench.forensics import NONFINITE_OUTCOMES
 from nanbench.result import RunResult
+from nanbench.verdicts import VERDICTS as _VERDICTS
 from nanbench.spec import (ClippingSpec, DatasetSpec, LossSpec, ModelSpec, OptimizerSpec, OutcomeSpec,
                            PreprocessSpec, RunSpec, TrackingSpec, TrainSpec)
 
@@ -51,7 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = 0                     # keras.utils.set_random_seed before every run, as written and in nanbench
 EXPERIMENT = "examples"      # MLflow experiment of the example runs
 BLOCK_TIMEOUT_S = 180        # an as-written block still running after this is recorded as a timeout
-VERDICTS = ("supported", "refuted", "not testable", "control")
+N_SEEDS = 5                  # seeds per example: 0 (the logged run) and 1-4, for the final loss's range
+VERDICTS = (*_VERDICTS, "control")   # nanbench.verdicts' words, and a partner run without a claim
 
 # The documents' code blocks, verbatim (tests/test_examples.py compares them with the documents).
 CODE = {
@@ -416,20 +419,27 @@ def capped(example: Example, epochs_cap: int | None) -> tuple[int, tuple[str, ..
     return example.epochs, ()
 
 
-def run_in_nanbench(example: Example, *, epochs_cap: int | None = None, device: str = "/CPU:0",
+def run_in_nanbench(example: Example, *, seed: int = SEED, epochs_cap: int | None = None, device: str = "/CPU:0",
                     tracking: TrackingSpec | None = None) -> tuple[RunResult, list[str], list[float]]:
     """Train the example with Keras fit and nanbench's forensics; returns the result, the warnings
-    Keras emitted, and Keras's epoch losses (the History, to compare with the as-written run)."""
+    Keras emitted, and Keras's epoch losses (the History, to compare with the as-written run).
+
+    The same steps as the fit engine (nanbench.engines.fit.train) around the example's own model:
+    the whole data's loss at the initial and at the final weights (the outcome's L0 and L), and
+    the dead ReLU units at the end and at the first non-finite step (nanbench.model.dead_fraction).
+    ``seed`` goes to keras.utils.set_random_seed (the document's code runs with 0)."""
     import keras
     import tensorflow as tf
 
     from nanbench.engines.fit import ForensicRecorder, ForensicSequential
     from nanbench.forensics import classify
+    from nanbench.model import dead_fraction, has_relu_units
     from nanbench.run import describe_error, configure_tensorflow
+    from nanbench.step import full_loss
 
     configure_tensorflow()
     epochs, _ = capped(example, epochs_cap)
-    spec = example.spec.replace(train={"epochs": epochs})
+    spec = example.spec.replace(train={"epochs": epochs, "seed": seed})
     if tracking is not None:
         spec = replace(spec, tracking=tracking)
     short_device = "gpu" if "GPU" in device else "cpu"
@@ -441,25 +451,72 @@ def run_in_nanbench(example: Example, *, epochs_cap: int | None = None, device: 
         with warnings.catch_warnings(record=True) as records, tf.device(device):
             warnings.simplefilter("always")
             t0 = time.perf_counter()
-            keras.utils.set_random_seed(SEED)
+            keras.utils.set_random_seed(seed)
             model = ForensicSequential([keras.layers.Dense(**kw) for kw in example.layers])
             model.compile(optimizer=keras_optimizer(example.optimizer), loss=example.loss)
+            Xf, yf = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+            initial_loss = float(full_loss(model, Xf, yf))
             build_s = time.perf_counter() - t0
-            recorder = ForensicRecorder()
+            relu = has_relu_units(model)
+            recorder = ForensicRecorder(keep_weights=relu)
             t1 = time.perf_counter()
             history = model.fit(X, y, epochs=epochs, verbose=0, callbacks=[recorder])
             t2 = time.perf_counter()
+            final_loss = float(full_loss(model, Xf, yf))
         caught = _unique(f"{w.category.__name__}: {w.message}" for w in records)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error
         return (RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
                           data_s=data_s, n_samples=len(X)), caught, [])
-    series = recorder.series(model, n_samples=len(X), batch_size=spec.train.batch_size)
+    series = recorder.series(model, n_samples=len(X), batch_size=spec.train.batch_size,
+                             initial_loss=initial_loss, final_loss=final_loss)
     first = (recorder.first_step_end or t2) - t1
     verdict = classify(series, OutcomeSpec())
+    at_bad = recorder.weights_at_nonfinite
     result = RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=series,
                        device=short_device, data_s=data_s, build_s=build_s, first_step_s=first,
-                       train_s=t2 - t1 - first, n_samples=len(X))
+                       train_s=t2 - t1 - first, n_samples=len(X),
+                       dead_fraction=dead_fraction(model, Xf) if relu else None,
+                       dead_fraction_at_nonfinite=dead_fraction(model, Xf, at_bad) if at_bad is not None else None)
     return result, caught, [float(v) for v in history.history.get("loss", [])]
+
+
+@dataclass
+class SeedRun:
+    """One seed of an example in nanbench: what the verdict and the final-loss range need."""
+
+    seed: int
+    outcome: str
+    initial_loss: float | None = None
+    final_loss: float | None = None
+    first_nonfinite_step: int | None = None
+    dead_fraction: float | None = None
+
+    @property
+    def nonfinite(self) -> bool:
+        return self.outcome in NONFINITE_OUTCOMES
+
+    @property
+    def dead(self) -> bool:
+        """Finite, with every ReLU unit outputting 0 on every row (nanbench.verdicts.DEAD)."""
+        from nanbench.verdicts import is_dead
+        return not self.nonfinite and is_dead(self.dead_fraction)
+
+    @classmethod
+    def of(cls, seed: int, result: RunResult) -> "SeedRun":
+        v = result.verdict
+        return cls(seed=seed, outcome=result.outcome, initial_loss=v.initial_loss if v else None,
+                   final_loss=v.final_loss if v else None,
+                   first_nonfinite_step=v.first_nonfinite_step if v else None, dead_fraction=result.dead_fraction)
+
+
+def run_seeds(keys: list[str], seeds: list[int], *, epochs_cap: int | None = None) -> dict[str, list[dict]]:
+    """Each example trained in nanbench at each seed, as SeedRun fields (not logged: the table's
+    runs are seed 0's; these give the range over seeds and the seeds' share of non-finite runs)."""
+    out = {}
+    for key in keys:
+        out[key] = [vars(SeedRun.of(s, run_in_nanbench(BY_KEY[key], seed=s, epochs_cap=epochs_cap)[0]))
+                    for s in seeds]
+    return out
 
 
 def _unique(items) -> list[str]:
@@ -526,8 +583,10 @@ def _exec_block(code: str, name: str, given: dict, epochs_cap: int | None, timeo
             "losses": losses, "seconds": time.perf_counter() - t0}
 
 
-def _as_written_worker(keys: list[str], epochs_cap: int | None, timeout_s: int, out: str) -> None:
-    """Entry point of the worker process: each block in a fresh namespace, results as JSON."""
+def _as_written_worker(keys: list[str], epochs_cap: int | None, timeout_s: int, out: str,
+                       seed_keys: list[str] = (), seeds: list[int] = ()) -> None:
+    """Entry point of the worker process: each block in a fresh namespace, then each example of
+    `seed_keys` in nanbench at each of `seeds` (run_seeds); results as JSON, written after each part."""
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     tf.config.experimental.enable_op_determinism()
@@ -541,53 +600,65 @@ def _as_written_worker(keys: list[str], epochs_cap: int | None, timeout_s: int, 
             rec["with_data"], rec["with_data_losses"] = again["status"], again["losses"]
             rec["warnings"] = _unique(rec["warnings"] + again["warnings"])
         results[key] = rec
-    Path(out).write_text(json.dumps(results, allow_nan=True))
+    Path(out).write_text(json.dumps({"as_written": results, "seeds": {}}, allow_nan=True))
+    if seed_keys and seeds:
+        runs = run_seeds(list(seed_keys), list(seeds), epochs_cap=epochs_cap)
+        Path(out).write_text(json.dumps({"as_written": results, "seeds": runs}, allow_nan=True))
 
 
 class AsWrittenProcess:
-    """The worker process that executes the code blocks; started at once, read with results(), so
-    that the caller can do other work (the claims' sweeps) while it runs."""
+    """The worker process that executes the code blocks and then trains the examples' other seeds;
+    started at once, read with results(), so that the caller can do other work (the claims'
+    sweeps) while it runs."""
 
-    def __init__(self, examples=EXAMPLES, *, epochs_cap: int | None = None, timeout_s: int = BLOCK_TIMEOUT_S):
+    def __init__(self, examples=EXAMPLES, *, epochs_cap: int | None = None, timeout_s: int = BLOCK_TIMEOUT_S,
+                 seed_examples=(), seeds=()):
         self.keys = [e.key for e in examples if e.code is not None]
-        self.timeout = timeout_s * 2 * len(self.keys) + 120
+        self.seed_keys = [e.key for e in seed_examples]
+        self.seeds = list(seeds)
+        # a guard against a hung process only: every block its limit twice, a minute per seed run
+        self.timeout = timeout_s * 2 * len(self.keys) + 60 * len(self.seed_keys) * len(self.seeds) + 120
         self._tmp = tempfile.TemporaryDirectory()
         self.out = Path(self._tmp.name) / "as_written.json"
         call = ("from nanbench.examples import _as_written_worker as w; "
-                f"w({self.keys!r}, {epochs_cap!r}, {timeout_s!r}, {str(self.out)!r})")
+                f"w({self.keys!r}, {epochs_cap!r}, {timeout_s!r}, {str(self.out)!r}, {self.seed_keys!r}, {self.seeds!r})")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.proc = subprocess.Popen([sys.executable, "-c", call], cwd=self._tmp.name, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-    def results(self) -> dict[str, AsWritten]:
+    def results(self) -> tuple[dict[str, AsWritten], dict[str, list[SeedRun]]]:
+        """The as-written records, and each example's SeedRuns at the other seeds ({} where the
+        process did not get to them)."""
         try:
             _, stderr = self.proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
-            return {k: AsWritten(status="TimeoutError: the as-written process did not finish") for k in self.keys}
+            _, stderr = self.proc.communicate()
         try:
             if not self.out.exists():
                 tail = (stderr or "").strip().splitlines()[-1:] or ["no output"]
                 return {k: AsWritten(status=f"worker failed (exit {self.proc.returncode}): {tail[0]}")
-                        for k in self.keys}
+                        for k in self.keys}, {}
             raw = json.loads(self.out.read_text())
         finally:
             self._tmp.cleanup()
-        return {k: AsWritten(**v) for k, v in raw.items()}
+        written = {k: AsWritten(**v) for k, v in raw["as_written"].items()}
+        written.update({k: AsWritten(status="TimeoutError: the as-written process did not finish")
+                        for k in self.keys if k not in written})
+        return written, {k: [SeedRun(**r) for r in v] for k, v in raw["seeds"].items()}
 
 
 def run_as_written(examples=EXAMPLES, *, epochs_cap: int | None = None,
                    timeout_s: int = BLOCK_TIMEOUT_S) -> dict[str, AsWritten]:
     """Execute each example's code block in one fresh Python process (TensorFlow imported once)."""
-    return AsWrittenProcess(examples, epochs_cap=epochs_cap, timeout_s=timeout_s).results()
+    return AsWrittenProcess(examples, epochs_cap=epochs_cap, timeout_s=timeout_s).results()[0]
 
 
 # --- verdicts -----------------------------------------------------------------------------------
 
 @dataclass
 class Row:
-    """One line of the table."""
+    """One line of the table: the seed-0 run (logged, timed) and what every seed did."""
 
     example: Example
     result: RunResult
@@ -597,6 +668,23 @@ class Row:
     changes: tuple[str, ...]
     verdict: str = ""
     evidence: str = ""
+    seeds: list[SeedRun] = field(default_factory=list)   # every seed, seed 0 (this run) first
+
+    @property
+    def all_seeds(self) -> list[SeedRun]:
+        return self.seeds or [SeedRun.of(self.result.spec.train.seed, self.result)]
+
+    @property
+    def seed_rate(self):
+        """Non-finite seeds out of the usable ones (finite dead networks set aside)."""
+        from nanbench.verdicts import rate_of
+        return rate_of((s.nonfinite, s.dead_fraction) for s in self.all_seeds)
+
+    @property
+    def final_loss_range(self) -> tuple[float, float] | None:
+        """The smallest and largest finite final loss over the seeds (None when none is finite)."""
+        finite = [s.final_loss for s in self.all_seeds if s.final_loss is not None and math.isfinite(s.final_loss)]
+        return (min(finite), max(finite)) if finite else None
 
     @property
     def ran_as(self) -> str:
@@ -625,15 +713,24 @@ class Row:
 
 
 def nonfinite(result: RunResult) -> bool:
-    return result.outcome in ("nan", "inf")
+    return result.outcome in NONFINITE_OUTCOMES
 
 
 def _loss(value: float | None) -> str:
     return "n/a" if value is None else (f"{value:.4g}" if math.isfinite(value) else str(value))
 
 
+def _dead_clause(fraction: float | None) -> str:
+    from nanbench.verdicts import is_dead
+    if fraction is None or fraction == 0:
+        return ""
+    if is_dead(fraction):
+        return "; every ReLU unit dead at the end (0 on every row: a constant prediction)"
+    return f"; {fraction:.0%} of the ReLU units dead at the end"
+
+
 def describe_run(row: Row) -> str:
-    """One clause: what the run did, with numbers."""
+    """One clause: what the seed-0 run did, with numbers."""
     from nanbench.forensics import INF_BIT, NAN_BIT
 
     r, v = row.result, row.result.verdict
@@ -649,8 +746,22 @@ def describe_run(row: Row) -> str:
             parts.append(f"weights non-finite from step {int(weights[0])}")
         if r.outcome == "inf":
             parts.append(f"no NaN in the {r.steps_run} steps run")
+        if r.dead_fraction_at_nonfinite:
+            parts.append(f"{r.dead_fraction_at_nonfinite:.0%} of the ReLU units dead at the first non-finite step")
         return "; ".join(parts)
-    return f"{r.outcome}: loss {_loss(v.initial_loss)} at step 0 -> {_loss(v.final_loss)} after {r.steps_run} steps"
+    return (f"{r.outcome}: whole-data loss {_loss(v.initial_loss)} at the initial weights -> "
+            f"{_loss(v.final_loss)} after {r.steps_run} steps" + _dead_clause(r.dead_fraction))
+
+
+def seeds_clause(row: Row) -> str:
+    """What the seeds did, in a few words: 'non-finite in 2 of 5 seeds (1, 3)', dead networks."""
+    runs = row.all_seeds
+    bad = [s.seed for s in runs if s.nonfinite]
+    dead = [s.seed for s in runs if s.dead]
+    text = f"non-finite in {len(bad)} of {len(runs)} seeds" + (f" ({', '.join(map(str, bad))})" if 0 < len(bad) < len(runs) else "")
+    if dead:
+        text += f"; a dead network (every ReLU unit 0 on every row) in {len(dead)} ({', '.join(map(str, dead))})"
+    return text
 
 
 def probe_sentence(name: str) -> str:
@@ -676,50 +787,85 @@ def judge(row: Row, rows: dict[str, Row]) -> tuple[str, str]:
 
 
 def _judge(row: Row, rows: dict[str, Row]) -> tuple[str, str]:
+    from nanbench.verdicts import HOLDS, NO_EFFECT, direction, difference, rate_of, untestable_reason
+
     ex, r = row.example, row.result
     said = describe_run(row)
+    seeds = seeds_clause(row)
     if ex.judge == "control":
-        return "control", f"Partner run without the remedy: {said}."
+        return "control", f"Partner run without the remedy: {said}. Over the seeds: {seeds}."
     if r.outcome == "error":
         return "not testable", f"The run failed: {r.error}."
+    runs = row.all_seeds
     if ex.judge == "nan":
-        if r.outcome == "nan":
-            return "supported", f"Observed {said}."
-        if r.outcome == "inf":  # the loss is not a number either way; say which it was
-            return "supported", f"Non-finite, as inf rather than NaN: {said}."
-        return "refuted", f"No inf or NaN in any step: {said}."
+        bad = [s for s in runs if s.nonfinite]
+        if len(bad) == len(runs):
+            kind = "Non-finite, as inf rather than NaN" if r.outcome == "inf" else "Observed"
+            return "supported", f"{kind}: {said}. Over the seeds: {seeds}."
+        if not bad:
+            return "refuted", f"No inf or NaN in any step at any seed: {said}. Over the seeds: {seeds}."
+        return "supported under conditions", f"Only at some seeds: {seeds}. Seed {r.spec.train.seed}: {said}."
     if ex.judge == "stable":
-        if not nonfinite(r) and r.outcome != "diverged":
-            note = ""
-            if ex.key == "doc000-ex3":
-                note = (" (learning_rate=0.001 is Adam's default, the same rate examples 1 and 2 use, "
-                        "so it is not lower than theirs)")
-            return "supported", f"Finite throughout{note}: {said}."
-        return "refuted", f"Observed {said}."
+        good = [s for s in runs if not s.nonfinite and s.outcome != "diverged"]
+        note = ""
+        if ex.key == "doc000-ex3":
+            note = (" (learning_rate=0.001 is Adam's default, the same rate examples 1 and 2 use, "
+                    "so it is not lower than theirs)")
+        if len(good) == len(runs):
+            return "supported", f"Finite and not diverged at every seed{note}: {said}. Over the seeds: {seeds}."
+        if not good:
+            return "refuted", f"Observed {said}. Over the seeds: {seeds}."
+        return "supported under conditions", f"Stable at {len(good)} of {len(runs)} seeds{note}: {seeds}. Seed 0: {said}."
     partner = rows.get(ex.partner)
     if partner is None or partner.result.outcome == "error":
         return "not testable", f"Its partner run {ex.partner} is missing or failed."
     theirs = f"{ex.partner}: {describe_run(partner)}"
-    if nonfinite(r):
-        return "refuted", f"With the remedy: {said}; without ({theirs})."
-    if nonfinite(partner.result):
-        return "supported", f"With the remedy: {said}; without it, {theirs}."
-    return "not testable", (f"Without the remedy the run is finite too ({theirs}), so there is no NaN "
-                            f"to prevent; with it: {said}.")
+    control = rate_of((s.nonfinite, s.dead_fraction) for s in partner.all_seeds)
+    treatment = rate_of((s.nonfinite, s.dead_fraction) for s in runs)
+    counts = (f"Over {len(runs)} seeds, non-finite with the remedy {treatment} and without it {control}")
+    reason = untestable_reason(control, treatment)
+    if reason and control.runs == 0 and control.dead:
+        return "not testable", (f"Its control is a dead network at every seed ({ex.partner}: {seeds_clause(partner)}): "
+                                f"every ReLU unit outputs 0 on every row, so it predicts a constant and is finite only "
+                                f"because it stopped learning; it is no healthy baseline. With the remedy: {said}; "
+                                f"without ({theirs}).")
+    if reason and treatment.runs == 0:
+        return "not testable", f"The remedy's runs are dead networks at every seed ({seeds}); with it: {said}."
+    if reason:
+        return "not testable", (f"Without the remedy the run is finite too at every seed ({theirs}), so there is "
+                                f"no NaN to prevent; with it: {said}.")
+    diff = difference(treatment, control)
+    status = direction("lowers", diff)
+    dead_note = (f" Set aside as dead networks (finite, every ReLU unit 0 on every row): {control.dead} without the "
+                 f"remedy, {treatment.dead} with it." if control.dead or treatment.dead else "")
+    evidence = (f"With the remedy: {said}; without it, {theirs}. {counts}: difference {diff} "
+                f"(95% Newcombe interval).{dead_note}")
+    if status == HOLDS:
+        return "supported", evidence
+    if status == NO_EFFECT:
+        return "no effect", evidence
+    return "refuted", evidence
 
 
 # --- orchestration -----------------------------------------------------------------------------
 
 def run_examples(*, epochs_cap: int | None = None, tracking: TrackingSpec | None = None,
-                 examples=ALL, written: dict[str, AsWritten] | None = None) -> list[Row]:
-    """Run every example inside nanbench (and as written, unless `written` already holds those
-    results), log each to MLflow, judge each claim."""
+                 examples=ALL, written: dict[str, AsWritten] | None = None,
+                 seed_runs: dict[str, list[SeedRun]] | None = None, n_seeds: int = N_SEEDS) -> list[Row]:
+    """Run every example inside nanbench at seed 0 and log each to MLflow; take the other seeds'
+    runs (and the as-written records) from `seed_runs` (and `written`), or run them in the worker
+    process when not given; judge each claim over the seeds."""
     from nanbench.tracking import Tracker
 
     tracking = tracking or TrackingSpec(experiment=EXPERIMENT)
     tracker = Tracker(tracking)
-    if written is None:
-        written = run_as_written([e for e in examples if e.code is not None], epochs_cap=epochs_cap)
+    if written is None or seed_runs is None:
+        worker = AsWrittenProcess([e for e in examples if e.code is not None] if written is None else (),
+                                  epochs_cap=epochs_cap, seed_examples=examples if seed_runs is None else (),
+                                  seeds=range(SEED + 1, SEED + n_seeds))
+        got_written, got_seeds = worker.results()
+        written = got_written if written is None else written
+        seed_runs = got_seeds if seed_runs is None else seed_runs
     rows: dict[str, Row] = {}
     for ex in examples:
         start = time.time()
@@ -727,7 +873,7 @@ def run_examples(*, epochs_cap: int | None = None, tracking: TrackingSpec | None
         changes = ex.changes + capped(ex, epochs_cap)[1]
         aw = written.get(ex.key) if ex.base is None else None
         rows[ex.key] = Row(example=ex, result=result, as_written=aw, warnings=caught, losses=losses,
-                           changes=changes)
+                           changes=changes, seeds=[SeedRun.of(SEED, result), *seed_runs.get(ex.key, [])])
         tags = {"doc": ex.doc, "example": ex.example, "example_key": ex.key, "ran_as": rows[ex.key].ran_as,
                 "claim": ex.claim[:500], "changes": " | ".join(changes)[:5000] or "none"}
         if aw is not None:
@@ -739,7 +885,12 @@ def run_examples(*, epochs_cap: int | None = None, tracking: TrackingSpec | None
         shown = [r for r in rows.values() if r.example.base == row.example.key and r.verdict != "control"]
         if shown:
             row.evidence += " Variants: " + "; ".join(f"{r.example.label}: {r.verdict}" for r in shown) + "."
+        rng = row.final_loss_range
         tracker.client.set_tag(row.result.run_id, "verdict", row.verdict)
+        tracker.client.set_tag(row.result.run_id, "seeds_nonfinite", f"{sum(s.nonfinite for s in row.all_seeds)}"
+                               f"/{len(row.all_seeds)}")
+        if rng is not None:
+            tracker.client.set_tag(row.result.run_id, "final_loss_seed_range", f"{rng[0]!r}..{rng[1]!r}")
     return list(rows.values())
 
 
@@ -752,11 +903,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
     parser.add_argument("--epochs-cap", type=int, default=None,
                         help="run at most this many epochs per example and claim run (shortened runs, for tests)")
+    parser.add_argument("--seeds", type=int, default=N_SEEDS,
+                        help=f"seeds per example: 0 (the table's logged run) and the next ones, for the final "
+                             f"loss's range and the verdicts (default {N_SEEDS})")
     parser.add_argument("--claims", default="all",
                         help="prose claims to check: all, none, or comma-separated ids (e.g. outliers,huber)")
     args = parser.parse_args(argv)
     if args.epochs_cap is not None and args.epochs_cap < 1:
         parser.error("--epochs-cap must be >= 1")
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
 
     from nanbench import claims as claims_mod
     known = {c.id: c for c in claims_mod.CLAIMS}
@@ -782,15 +938,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"nanbench: error: {exc}", file=sys.stderr)
         return 2
-    # The as-written process runs while this one trains the claims' sweeps (2 cores: one each);
-    # the examples' own timed runs come after both, on a machine this command no longer loads.
-    written = AsWrittenProcess(EXAMPLES, epochs_cap=args.epochs_cap)
+    # The second process executes the code blocks as written and then trains every example at
+    # seeds 1.. while this one trains the claims' sweeps (2 cores: one each); the examples' own
+    # timed and logged runs (seed 0) come after both, on a machine this command no longer loads.
+    worker = AsWrittenProcess(EXAMPLES, epochs_cap=args.epochs_cap, seed_examples=ALL,
+                              seeds=range(SEED + 1, SEED + args.seeds))
     judged = claims_mod.run_claims(tracking_uri=args.tracking_uri, epochs_cap=args.epochs_cap,
                                    claims=selected) if selected else []
     t_claims = time.perf_counter() - t0
-    rows = run_examples(epochs_cap=args.epochs_cap, tracking=tracking, written=written.results())
-    seconds = {"claims (with the as-written process alongside)": t_claims,
-               "examples": time.perf_counter() - t0 - t_claims}
+    written, seed_runs = worker.results()
+    t_worker = time.perf_counter() - t0
+    rows = run_examples(epochs_cap=args.epochs_cap, tracking=tracking, written=written, seed_runs=seed_runs,
+                        n_seeds=args.seeds)
+    other = f" and seeds {SEED + 1}-{SEED + args.seeds - 1}" if args.seeds > 1 else ""
+    seconds = {"claims (this process)": t_claims,
+               f"as written{other} (a second process, alongside; from the start)": t_worker,
+               "examples at seed 0 (after both)": time.perf_counter() - t0 - t_worker}
     seconds["total"] = time.perf_counter() - t0
     paths = examples_report.write(Path(args.out), rows, judged, seconds=seconds)
     for path in paths:
