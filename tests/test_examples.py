@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanbench import claims, examples
-from nanbench.claims import CLAIMS, Claim, RunRecord, load_sweep
+from nanbench import examples, examples_report
 from nanbench.examples import ALL, CODE, EXAMPLES, Row, make_data
 from nanbench.forensics import NAN_BIT, OUTCOMES, StepSeries, classify
 from nanbench.result import RunResult
@@ -157,7 +156,10 @@ def test_epochs_cap_is_a_listed_change():
 
 # --- verdicts from runs ----------------------------------------------------------------------------
 
-def _row(key: str, losses, nan_from: int | None = None) -> Row:
+def _row(key: str, losses, nan_from: int | None = None, *, seeds: list[str] | None = None,
+         dead: float | None = None) -> Row:
+    """A row whose seed-0 run has these step losses (NaN from `nan_from`), and whose other seeds
+    ended with the given outcomes (each with dead_fraction `dead`)."""
     ex = examples.BY_KEY[key]
     loss = np.array(losses, dtype=np.float64)
     flags = np.zeros(len(loss), dtype=np.int64)
@@ -165,78 +167,71 @@ def _row(key: str, losses, nan_from: int | None = None) -> Row:
         loss[nan_from:] = np.nan
         flags[nan_from:] = NAN_BIT["loss"]
     series = StepSeries(loss=loss, grad_norm=np.ones_like(loss), weight_norm=np.ones_like(loss), flags=flags,
-                        epoch_loss=loss, steps_per_epoch=1, initial_loss=loss[0], final_loss=loss[-1])
+                        epoch_loss=loss, steps_per_epoch=1, initial_loss=float(losses[0]), final_loss=float(loss[-1]))
     v = classify(series, OutcomeSpec())
-    return Row(example=ex, result=RunResult(spec=ex.spec, outcome=v.outcome, verdict=v, series=series),
-               as_written=None, warnings=[], losses=list(loss), changes=ex.changes)
+    result = RunResult(spec=ex.spec, outcome=v.outcome, verdict=v, series=series, dead_fraction=dead)
+    runs = [examples.SeedRun.of(0, result)]
+    runs += [examples.SeedRun(seed=i + 1, outcome=o, final_loss=None if o in ("nan", "inf") else 1.0,
+                              dead_fraction=dead) for i, o in enumerate(seeds or [])]
+    return Row(example=ex, result=result, as_written=None, warnings=[], losses=list(loss), changes=ex.changes,
+               seeds=runs)
 
 
-def test_verdicts_follow_the_runs():
-    finite, nan = [10.0, 9.0, 8.0], [10.0, 1e30, 1.0]
-    rows = {"doc000-ex1": _row("doc000-ex1", finite), "doc000-ex2": _row("doc000-ex2", finite)}
-    assert examples.judge(rows["doc000-ex1"], rows)[0] == "refuted"          # claimed NaN, stayed finite
+FINITE, NAN = [10.0, 9.0, 8.0], [10.0, 1e30, 1.0]
+
+
+def test_verdicts_follow_the_runs_over_seeds():
+    rows = {"doc000-ex1": _row("doc000-ex1", FINITE, seeds=["stalled"] * 4),
+            "doc000-ex2": _row("doc000-ex2", FINITE, seeds=["stalled"] * 4)}
+    assert examples.judge(rows["doc000-ex1"], rows)[0] == "refuted"          # claimed NaN, finite at every seed
     assert examples.judge(rows["doc000-ex2"], rows)[0] == "not testable"     # nothing to prevent
-    rows["doc000-ex1/sgd"] = _row("doc000-ex1/sgd", nan, nan_from=2)
-    rows["doc000-ex2/sgd"] = _row("doc000-ex2/sgd", finite)
+    rows["doc000-ex1/sgd"] = _row("doc000-ex1/sgd", NAN, nan_from=2, seeds=["nan"] * 4)
+    rows["doc000-ex2/sgd"] = _row("doc000-ex2/sgd", FINITE, seeds=["improving"] * 4)
     assert examples.judge(rows["doc000-ex1/sgd"], rows)[0] == "supported"
     verdict, evidence = examples.judge(rows["doc000-ex2/sgd"], rows)
     assert verdict == "supported" and "nan from step 2" in evidence
-    rows["doc000-ex2/sgd"] = _row("doc000-ex2/sgd", nan, nan_from=1)
+    assert "with the remedy 0/5 and without it 5/5: difference -1.00" in evidence
+    # the remedy's runs go NaN too: a tie, no effect (it was "refuted" with one seed)
+    rows["doc000-ex2/sgd"] = _row("doc000-ex2/sgd", NAN, nan_from=1, seeds=["nan"] * 4)
+    assert examples.judge(rows["doc000-ex2/sgd"], rows)[0] == "no effect"
+    # the remedy turns NaN where its partner stays finite at every seed: a significant reversal
+    rows["doc000-ex1/sgd"] = _row("doc000-ex1/sgd", FINITE, seeds=["stalled"] * 4)
     assert examples.judge(rows["doc000-ex2/sgd"], rows)[0] == "refuted"
-    rows["doc000-ex3"] = _row("doc000-ex3", [1.0, 5.0, 20.0])                   # finite but diverged
+    rows["doc000-ex3"] = _row("doc000-ex3", [1.0, 5.0, 20.0], seeds=["diverged"] * 4)   # finite but diverged
     assert examples.judge(rows["doc000-ex3"], rows)[0] == "refuted"
-    rows["doc003-ex1/raw"] = _row("doc003-ex1/raw", finite)
+    rows["doc003-ex1/raw"] = _row("doc003-ex1/raw", FINITE)
     assert examples.judge(rows["doc003-ex1/raw"], rows)[0] == "control"
 
 
-def _records(factor: str, table: dict[tuple[str, str], list[str]]) -> list[RunRecord]:
-    """{(condition value, factor level): [outcomes]} -> run records of a one-condition sweep."""
-    return [RunRecord(point={"optimizer": cond, factor: level}, outcome=o, source="loss" if o == "nan" else None,
-                      run_id=None)
-            for (cond, level), outcomes in table.items() for o in outcomes]
+def test_a_claimed_nan_at_some_seeds_only_is_supported_under_conditions():
+    rows = {"doc000-ex1": _row("doc000-ex1", NAN, nan_from=1, seeds=["nan", "stalled", "stalled", "nan"])}
+    verdict, evidence = examples.judge(rows["doc000-ex1"], rows)
+    assert verdict == "supported under conditions"
+    assert "non-finite in 3 of 5 seeds (0, 1, 4)" in evidence
 
 
-def test_claim_verdicts_and_conditions_come_from_counts():
-    sweep = claims.Sweep(name="synthetic", jobs=())
-    raises = Claim("x", "q", "s", "synthetic", "dataset", ("clean",), ("outliers",), "raises")
-    recs = _records("dataset", {("sgd", "clean"): ["stalled"], ("sgd", "outliers"): ["nan"],
-                                ("adam", "clean"): ["stalled"], ("adam", "outliers"): ["stalled"]})
-    j = claims.judge(raises, sweep, recs)
-    assert j.verdict == "supported under conditions"
-    assert "optimizer: sgd 1/1, adam 0/1" in j.conditions
-    assert str(j.totals(("outliers",))) == "1/2"
-
-    lowers = Claim("y", "q", "s", "synthetic", "clipping", ("none",), ("clipnorm",), "lowers")
-    recs = _records("clipping", {("sgd", "none"): ["nan"], ("sgd", "clipnorm"): ["stalled"],
-                                 ("adam", "none"): ["converged"], ("adam", "clipnorm"): ["converged"]})
-    j = claims.judge(lowers, sweep, recs)
-    assert j.verdict == "supported" and "1 more had no inf/NaN to prevent" in j.conditions
-    recs = _records("clipping", {("sgd", "none"): ["converged"], ("sgd", "clipnorm"): ["converged"]})
-    assert claims.judge(lowers, sweep, recs).verdict == "not testable"
-    recs = _records("clipping", {("sgd", "none"): ["nan"], ("sgd", "clipnorm"): ["nan"]})
-    assert claims.judge(lowers, sweep, recs).verdict == "refuted"
+def test_a_dead_control_is_flagged_not_counted_as_a_finite_control():
+    """doc003 ex1's SGD variant was "refuted" because its raw-X control stayed finite: every ReLU
+    unit of that control is dead (a constant prediction). Its finite loss is no baseline."""
+    rows = {"doc003-ex1/sgd-raw": _row("doc003-ex1/sgd-raw", FINITE, seeds=["improving", "diverged", "stalled",
+                                                                              "improving"], dead=1.0),
+            "doc003-ex1/sgd": _row("doc003-ex1/sgd", NAN, nan_from=1, seeds=["nan"] * 4)}
+    verdict, evidence = examples.judge(rows["doc003-ex1/sgd"], rows)
+    assert verdict == "not testable"
+    assert "dead network at every seed" in evidence and "every ReLU unit outputs 0 on every row" in evidence
+    control_verdict, control_evidence = examples.judge(rows["doc003-ex1/sgd-raw"], rows)
+    assert control_verdict == "control" and "every ReLU unit dead at the end" in control_evidence
+    assert rows["doc003-ex1/sgd-raw"].seed_rate.dead == 5
 
 
-@pytest.mark.parametrize("name", sorted({c.sweep for c in CLAIMS}))
-def test_every_claim_sweep_holds_its_claims_levels(name):
-    """Each claim's sweep file exists, composes, and varies the claim's factor over its control and
-    treatment levels (as the strings the judging compares)."""
-    points = load_sweep(name).points()
-    assert points
-    for claim in (c for c in CLAIMS if c.sweep == name):
-        levels = {p[claim.factor] for p in points}
-        assert set(claim.control) <= levels and set(claim.treatment) <= levels, (claim.id, levels)
-
-
-def test_probes_measure_keras():
-    relu = claims.activation_probe("relu")[0]
-    assert relu["values_finite"] and relu["gradients_finite"]
-    probe = {r["function"]: r for r in claims.activation_probe("sigmoid_softmax")}
-    assert probe["keras.activations.sigmoid"]["values_finite"] and probe["keras.activations.softmax"]["values_finite"]
-    assert not probe["exp(x) / sum(exp(x)) (hand-written)"]["values_finite"]
-    clip = {r["clipping"]: r for r in claims.clipping_probe()}
-    assert float(clip["global_clipnorm=1.0"]["joint gradient norm"]) == pytest.approx(1.0, rel=1e-3)
-    assert float(clip["clipnorm=1.0"]["joint gradient norm"]) > 1.0  # per variable, not joint
+def test_the_final_loss_is_seed_0_plus_the_range_over_seeds():
+    row = _row("doc000-ex1", [10.0, 9.0, 8.0], seeds=["stalled", "nan", "stalled", "stalled"])
+    row.seeds[1].final_loss, row.seeds[3].final_loss, row.seeds[4].final_loss = 2.5, 30.0, 9.0
+    assert row.result.verdict.final_loss == 8.0
+    assert row.final_loss_range == (2.5, 30.0)     # the NaN seed has no final loss
+    rec = examples_report.example_record(row)
+    assert (rec["final_loss"], rec["final_loss_seed_min"], rec["final_loss_seed_max"]) == ("8.0", "2.5", "30.0")
+    assert rec["seeds"] == "0 1 2 3 4" and rec["seeds_nonfinite"] == 1
 
 
 # --- the table from real runs ------------------------------------------------------------------------
@@ -244,16 +239,17 @@ def test_probes_measure_keras():
 @pytest.mark.slow
 def test_cli_writes_the_table_from_real_runs_logged_to_mlflow(tmp_path, store):
     """`python -m nanbench.examples` shortened: every example and variant at most 1 epoch (as written
-    too), one claim's sweep; the table, the CSVs and the MLflow runs agree."""
+    too) at 2 seeds, one claim's sweep; the table, the CSVs and the MLflow runs agree."""
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "results"
     assert examples.main(["--out", str(out), "--tracking-uri", store, "--epochs-cap", "1",
-                          "--claims", "nan_inputs"]) == 0
+                          "--claims", "nan_inputs", "--seeds", "2"]) == 0
     with (out / "examples.csv").open() as f:
         rows = {r["key"]: r for r in csv.DictReader(f)}
     assert list(rows) == [e.key for e in ALL]
-    required = ("doc", "example", "as_written", "outcome", "final_loss", "first_nonfinite_epoch", "claim",
+    required = ("doc", "example", "as_written", "outcome", "final_loss", "final_loss_seed_min",
+                "final_loss_seed_max", "seeds", "seeds_nonfinite", "dead_fraction", "first_nonfinite_epoch", "claim",
                 "verdict", "wall_s", "steps_per_s", "run_id")
     assert all(c in next(iter(rows.values())) for c in required)
 
@@ -271,6 +267,7 @@ def test_cli_writes_the_table_from_real_runs_logged_to_mlflow(tmp_path, store):
     for r in rows.values():
         assert r["outcome"] in OUTCOMES and r["verdict"] in examples.VERDICTS
         assert int(r["steps"]) <= 8  # capped: at most 1 epoch of 256 rows in batches of 32
+        assert r["seeds"] == "0 1"    # seed 0 in this process, seed 1 in the worker
 
     # MLflow: one run per row in experiment `examples`, the same outcome, finite metrics only
     client = MlflowClient(tracking_uri=store)
@@ -283,15 +280,17 @@ def test_cli_writes_the_table_from_real_runs_logged_to_mlflow(tmp_path, store):
         assert run.data.tags["example_key"] == r["key"] and "first_nonfinite_source" in run.data.tags
         assert all(math.isfinite(v) for v in run.data.metrics.values())
     claim_exp = client.get_experiment_by_name("claim_nan_inputs")
-    assert len(client.search_runs([claim_exp.experiment_id], max_results=1000)) == 12
+    assert len(client.search_runs([claim_exp.experiment_id], max_results=1000)) == 36   # 12 x 3 seeds
 
     with (out / "claims.csv").open() as f:
         claim_rows = list(csv.DictReader(f))
     assert {r["claim"] for r in claim_rows} == {"nan_inputs"}
-    assert sum(int(r["runs"]) for r in claim_rows) == 12
+    assert sum(int(r["runs"]) for r in claim_rows) == 36
+    assert {r["steps"] for r in claim_rows} == {"160"}
     md = (out / "examples.md").read_text()
     import keras
     import tensorflow as tf
     assert f"TensorFlow {tf.__version__}" in md and f"Keras {keras.__version__}" in md
     assert f"NumPy {np.__version__}" in md and "sweeps/claim_nan_inputs.yaml" in md
     assert all(f"| {doc} | ex{n} | " in md for doc in ("doc000", "doc003") for n in (1, 2, 3))
+    assert "final loss over 2 seeds" in md and "difference [95% CI]" in md
