@@ -303,7 +303,8 @@ def budget_outcome(nonfinite_short: bool, nonfinite_long: bool) -> str:
 def budget_answer(counts: dict[str, int]) -> str:
     """The remedy's answer from counts of budget_outcome over the runs that had something to
     prevent: ``prevents`` when every run it kept finite stayed finite at the long budget,
-    ``postpones`` when none did, ``prevents in i, postpones in j`` when both happened."""
+    ``postpones`` when none did, ``prevents in i, postpones in j`` when both happened, ``does not
+    prevent`` when every such run was non-finite already at the short budget."""
     prevents, postpones = counts.get(PREVENTS, 0), counts.get(POSTPONES, 0)
     if prevents and postpones:
         return f"prevents in {prevents}, postpones in {postpones}"
@@ -311,4 +312,4 @@ def budget_answer(counts: dict[str, int]) -> str:
         return PREVENTS
     if postpones:
         return POSTPONES
-    return "neither" if counts.get(FAILS, 0) else "nothing to prevent"
+    return FAILS if counts.get(FAILS, 0) else "nothing to prevent"

@@ -106,7 +106,7 @@ def test_prevents_versus_postpones():
     assert verdicts.budget_answer({verdicts.PREVENTS: 6}) == "prevents"
     assert verdicts.budget_answer({verdicts.POSTPONES: 6, verdicts.FAILS: 2}) == "postpones"
     assert verdicts.budget_answer({verdicts.PREVENTS: 4, verdicts.POSTPONES: 2}) == "prevents in 4, postpones in 2"
-    assert verdicts.budget_answer({verdicts.FAILS: 3}) == "neither"
+    assert verdicts.budget_answer({verdicts.FAILS: 3}) == "does not prevent"
     assert verdicts.budget_answer({}) == "nothing to prevent"
 
 
