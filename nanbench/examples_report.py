@@ -144,6 +144,13 @@ def _table(rows, *, first: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _counts(decision) -> str:
+    """The pooled counts behind the difference; every comparison's when none was testable."""
+    if decision.pooled is None:
+        return f"{decision.all_control} -> {decision.all_treatment} (none testable)"
+    return f"{decision.control} -> {decision.treatment}"
+
+
 def _claims_section(judged) -> list[str]:
     from nanbench.claims import BUDGETS, MIN_SEEDS
     from nanbench.verdicts import DEAD
@@ -168,8 +175,8 @@ def _claims_section(judged) -> list[str]:
              f"finite at {BUDGETS[-1]}, and only *postpones* it when it is finite at {BUDGETS[0]} and non-finite at "
              f"{BUDGETS[-1]}. Levels the documents do not name are judged the same way and reported beside the "
              "verdict, never pooled into it. Counts per cell, level and budget are in `claims.csv`.", "",
-             "| claim | source | sweep (runs) | steps | inf/NaN: control -> treatment (testable cells) | "
-             "difference [95% CI] | verdict | conditions |",
+             "| claim | source | sweep (runs) | steps | inf/NaN: control -> treatment (pooled over the testable "
+             "comparisons) | difference [95% CI] | verdict | comparisons and conditions |",
              "|---|---|---|---|---|---|---|---|"]
     for j in judged:
         c = j.claim
@@ -178,8 +185,8 @@ def _claims_section(judged) -> list[str]:
             first = (f"{c.id}: {c.quote}", c.source, f"`sweeps/{c.sweep}.yaml` ({len(j.records)})") if i == 0 else ("", "", "")
             levels = (f" ({c.factor}: {','.join(c.control)} -> {','.join(c.treatment)}; {c.effect})" if i == 0 else "")
             lines.append("| " + " | ".join(_cell(x) for x in (
-                *first, b.steps if b.steps is not None else "-", f"{d.control} -> {d.treatment}{levels}",
-                str(d.pooled) if d.pooled else "n/a", f"**{d.verdict}**", d.text())) + " |")
+                *first, b.steps if b.steps is not None else "-", _counts(d) + levels,
+                str(d.pooled) if d.pooled else "n/a", f"**{d.verdict}**", d.text(with_difference=False))) + " |")
     remedies = [j for j in judged if j.remedy is not None]
     if remedies:
         lines += ["", "### Remedies: prevents or postpones", "",
@@ -197,12 +204,12 @@ def _claims_section(judged) -> list[str]:
     beside = [(j, b, level, d) for j in judged for b in j.budgets for level, d in b.beside.items()]
     if beside:
         lines += ["", "### Reported beside (levels the documents do not name; not in the verdicts)", "",
-                  "| claim | level | steps | inf/NaN: control -> level (testable cells) | difference [95% CI] | "
-                  "would be | conditions |", "|---|---|---|---|---|---|---|"]
+                  "| claim | level | steps | inf/NaN: control -> level | difference [95% CI] | "
+                  "would be | comparisons and conditions |", "|---|---|---|---|---|---|---|"]
         for j, b, level, d in beside:
             lines.append("| " + " | ".join(_cell(x) for x in (
                 j.claim.id, f"{j.claim.factor}={level}", b.steps if b.steps is not None else "-",
-                f"{d.control} -> {d.treatment}", str(d.pooled) if d.pooled else "n/a", d.verdict, d.text())) + " |")
+                _counts(d), str(d.pooled) if d.pooled else "n/a", d.verdict, d.text(with_difference=False))) + " |")
     dead = [(j, j.dead) for j in judged if any(j.dead.values())]
     if dead:
         lines += ["", "### Dead networks set aside", "",

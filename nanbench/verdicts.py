@@ -193,9 +193,18 @@ class Decision:
             out[c.status] += 1
         return out
 
-    def text(self) -> str:
+    @property
+    def all_control(self) -> Rate:
+        """The control side summed over every comparison, testable or not."""
+        return sum((c.control for c in self.comparisons), Rate())
+
+    @property
+    def all_treatment(self) -> Rate:
+        return sum((c.treatment for c in self.comparisons), Rate())
+
+    def text(self, with_difference: bool = True) -> str:
         """Plain words: the pooled difference, the counts, and where it holds and where not."""
-        return describe(self)
+        return describe(self, with_difference=with_difference)
 
 
 def pool(effect: str, comparisons: list[Comparison]) -> tuple[Rate, Rate, Difference | None, str]:
@@ -257,16 +266,17 @@ def _values(values: list[str]) -> str:
         return ", ".join(values)
 
 
-def describe(decision: Decision) -> str:
-    """One paragraph: the pooled difference and, per key that matters, where it holds and not."""
+def describe(decision: Decision, with_difference: bool = True) -> str:
+    """One paragraph: the pooled difference (unless a table shows it beside) and the counts of
+    comparisons; per key that matters, where the claim holds and where not."""
     counts = decision.counts
     untestable = [c for c in decision.comparisons if c.status == UNTESTABLE]
     if decision.pooled is None:
         reasons = sorted({c.reason for c in untestable})
         return f"no testable comparison ({len(untestable)}: {'; '.join(reasons)})"
     head = (f"difference {decision.pooled} over {len(decision.testable)} testable comparisons "
-            f"({decision.control} -> {decision.treatment} non-finite); "
-            f"holds in {counts[HOLDS]}, no effect in {counts[NO_EFFECT]}, reversed in {counts[REVERSED]}")
+            f"({decision.control} -> {decision.treatment} non-finite); " if with_difference else "")
+    head += f"holds in {counts[HOLDS]}, no effect in {counts[NO_EFFECT]}, reversed in {counts[REVERSED]}"
     if untestable:
         by_reason: dict[str, int] = {}
         for c in untestable:
