@@ -132,7 +132,7 @@ def add_composites(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
     runs["preprocess"] = _labels(runs, keys, preprocess)
     if "clipping.threshold" in varying:
         runs["clipping"] = _labels(runs, ["clipping.kind", "clipping.threshold"],
-                                   lambda kind, thr: str(kind) if kind == "none" else f"{kind}@{_fmt(thr)}")
+                                   lambda kind, thr: str(kind) if kind == "none" else f"{kind}@{fmt(thr)}")
     else:
         runs["clipping"] = runs["clipping.kind"]
     return runs
@@ -176,7 +176,8 @@ def attribute_table(runs: pd.DataFrame, factor: str, attributes: list[str]) -> p
     return table.reset_index(drop=True)
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
+    """A level or value as tables print it (floats in %g)."""
     if isinstance(v, (float, np.floating)):
         return f"{v:g}"
     return str(v)

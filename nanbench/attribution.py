@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from nanbench.analysis import _fmt, main_effects, outcome_flags
+from nanbench.analysis import fmt, main_effects, outcome_flags
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,12 @@ class Condition:
     def text(self) -> str:
         v = self.value
         if self.op == "between":
-            return f"{_fmt(v[0])} <= {self.factor} <= {_fmt(v[1])}"
+            return f"{fmt(v[0])} <= {self.factor} <= {fmt(v[1])}"
         if self.op in ("in", "not in"):
-            return f"{self.factor} {self.op} {{{', '.join(_fmt(x) for x in v)}}}"
+            return f"{self.factor} {self.op} {{{', '.join(fmt(x) for x in v)}}}"
         if self.op in ("=", "!="):
-            return f"{self.factor}{self.op}{_fmt(v)}"
-        return f"{self.factor} {self.op} {_fmt(v)}"
+            return f"{self.factor}{self.op}{fmt(v)}"
+        return f"{self.factor} {self.op} {fmt(v)}"
 
 
 @dataclass(frozen=True)

@@ -71,11 +71,11 @@ def levels_text(runs: pd.DataFrame, factor: str, levels: tuple) -> str:
         i, j = observed.index(kept[0]), observed.index(kept[-1])
         if observed[i:j + 1] == kept:  # a contiguous range of the grid
             if j == len(observed) - 1:
-                return f"`{factor}` ≥ {A._fmt(kept[0])}"
+                return f"`{factor}` ≥ {A.fmt(kept[0])}"
             if i == 0:
-                return f"`{factor}` ≤ {A._fmt(kept[-1])}"
-            return f"{A._fmt(kept[0])} ≤ `{factor}` ≤ {A._fmt(kept[-1])}"
-    return f"`{factor}` = " + " or ".join(A._fmt(v) for v in levels)
+                return f"`{factor}` ≤ {A.fmt(kept[-1])}"
+            return f"{A.fmt(kept[0])} ≤ `{factor}` ≤ {A.fmt(kept[-1])}"
+    return f"`{factor}` = " + " or ".join(A.fmt(v) for v in levels)
 
 
 def level_counts(runs: pd.DataFrame, factor: str, target) -> pd.DataFrame:
@@ -150,7 +150,7 @@ def rate_rows(runs: pd.DataFrame, target, factors: list[str], label: str = "fact
         counts = level_counts(runs, f, target)
         for i, (level, k, n) in enumerate(zip(counts.index, counts["k"], counts["n"])):
             lo, hi = A.wilson_interval(k, n)
-            rows.append({label: f if i == 0 else "", "level": A._fmt(level), "non-finite": int(k), "runs": int(n),
+            rows.append({label: f if i == 0 else "", "level": A.fmt(level), "non-finite": int(k), "runs": int(n),
                          "rate": f"{k / n:.3f}", "95% CI": f"[{float(lo):.3f}, {float(hi):.3f}]"})
     return pd.DataFrame(rows)
 
@@ -175,7 +175,7 @@ def unique_attributes(runs: pd.DataFrame, factor: str, levels: tuple, roles: dic
     """'attr=value' for the attributes of `factor` whose value at `levels` no other level has."""
     out = []
     for attr in roles.get(factor, []):
-        values = runs[attr].astype(object).map(A._fmt)
+        values = runs[attr].astype(object).map(A.fmt)
         inside = set(values[runs[factor].isin(levels)])
         outside = set(values[~runs[factor].isin(levels)])
         if len(inside) == 1 and not inside & outside:

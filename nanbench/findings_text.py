@@ -52,7 +52,7 @@ def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, fa
     step = runs.loc[explained, "first_nonfinite_step"].median()
     who = "Every run" if k == n else f"{k:,} of the {n:,} runs"
     text = (f"{who}{' with ' + _with_attributes(data, group, roles) if group.keep else ''} turned non-finite at the first batch holding a "
-            f"non-finite input value (`first_nonfinite_source` = input; median step {A._fmt(step)}): {kn(k, n)}"
+            f"non-finite input value (`first_nonfinite_source` = input; median step {A.fmt(step)}): {kn(k, n)}"
             + ("; nothing else mattered there, every level of every other factor gives the same rate" if same else "")
             + f". These {int(explained.sum()):,} runs are explained by their data and set aside: the analysis "
               f"below is of the other {int(trained.sum() - explained.sum()):,} runs that trained.")
@@ -110,21 +110,21 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         where = ("within that group" if A.LR not in group.factors and group.keep else
                  f"with {lr_group.text(data)}" if lr_group.keep else "over those runs")
         text = (f"{where[0].upper() + where[1:]}, the non-finite rate {verb} with the learning rate: "
-                f"{kn(first['k'], first['n'])} at lr {A._fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
-                f"{A._fmt(hi_lr)} ({_diff_text(d)}).")
+                f"{kn(first['k'], first['n'])} at lr {A.fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
+                f"{A.fmt(hi_lr)} ({_diff_text(d)}).")
         held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[(t["k"] > 0).to_numpy()].min())]
         if len(held):
-            text += f" Every such run stayed finite up to lr {A._fmt(held.max())}."
+            text += f" Every such run stayed finite up to lr {A.fmt(held.max())}."
         if (t["k"] > 0).all():
             text += (f" No learning rate of the grid kept every such run finite, not even the smallest "
-                     f"({A._fmt(lo_lr)}): the grid does not reach the stable side.")
+                     f"({A.fmt(lo_lr)}): the grid does not reach the stable side.")
         if had_explained:
             c = level_counts(pooled[0], A.LR, pooled[1])
             p = c["k"] / c["n"]
             text += (f" Pooled over every run, the explained ones included, the rate moves only from "
                      f"{p.iloc[0]:.3f} to {p.iloc[-1]:.3f}: the runs set aside mask it.")
         a = anchor_next()
-        table = pd.DataFrame({"optimizer.lr": [A._fmt(v) for v in t.index],
+        table = pd.DataFrame({"optimizer.lr": [A.fmt(v) for v in t.index],
                               f"runs with {lr_group.text(data)}": [kn(r.k, r.n) for r in t.itertuples()]})
         for label, (frame, flag) in (("every run not explained" if had_explained else None, (data, target)),
                                      ("all runs (pooled)", pooled)):
@@ -151,7 +151,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
                 continue
             d = A.difference_interval(c.loc[lv, "k"], c.loc[lv, "n"], k, n)
             if d[2] < 0:
-                pieces.append(f"{context}`{f}` = {A._fmt(lv)} instead lowered the rate to "
+                pieces.append(f"{context}`{f}` = {A.fmt(lv)} instead lowered the rate to "
                               f"{kn(c.loc[lv, 'k'], c.loc[lv, 'n'])}")
         rows = rate_rows(data.loc[m], target[m], [f])
         rows.insert(0, "runs with", [lifted.text(data)] + [""] * (len(rows) - 1))
@@ -176,7 +176,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
     effects.sort(key=lambda e: -e[0])
     if effects:
         a = anchor_next()
-        parts = [f"`{f}` {A._fmt(hi)} {kn(c.loc[hi, 'k'], c.loc[hi, 'n'])} vs {A._fmt(lo)} "
+        parts = [f"`{f}` {A.fmt(hi)} {kn(c.loc[hi, 'k'], c.loc[hi, 'n'])} vs {A.fmt(lo)} "
                  f"{kn(c.loc[lo, 'k'], c.loc[lo, 'n'])} ({_diff_text(d)})"
                  for _, f, hi, lo, c, d in effects[:MAX_MODIFIERS]]
         out.append(Finding("Within that group, what else mattered most: " + "; then ".join(parts) + "." + _link(a),

@@ -92,10 +92,12 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
 
     nan: a NaN appeared anywhere (input, loss, gradients, weights); inf: an inf appeared and no
     NaN. Otherwise, with L0 and L the loss over the whole training set at the initial and at the
-    final weights: diverged if L > diverge_factor * L0; converged if L <= converge_ratio * L0 or
-    L <= converge_abs; improving if L <= (1 - improve_fraction) * L0; stalled otherwise (no real
-    progress). Whole-data losses, not a batch's: the first batch of a set with a few outliers may
-    hold none of them, and a run whose loss falls every epoch would look as if it diverged.
+    final weights: diverged if L > diverge_factor * L0, or if the last epoch's mean loss is (a run
+    bouncing at the edge of stability, whose final step happens to land low); converged if
+    L <= converge_ratio * L0 or L <= converge_abs; improving if L <= (1 - improve_fraction) * L0;
+    stalled otherwise (no real progress). The baseline is the whole data's loss, not a batch's:
+    the first batch of a set with a few outliers may hold none of them, and a run whose loss falls
+    every epoch would look as if it diverged.
 
     A run whose every step stayed finite but whose final weights give a non-finite loss over the
     whole data is inf (or nan) with source ``loss`` at step ``steps``: the evaluation after the
@@ -120,7 +122,7 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
         outcome = "inf"
     elif not (np.isfinite(initial) and np.isfinite(final)):
         outcome = "stalled"  # nothing to compare (an empty run)
-    elif final > spec.diverge_factor * initial:
+    elif final > spec.diverge_factor * initial or (epochs.size and epochs[-1] > spec.diverge_factor * initial):
         outcome = "diverged"
     elif final <= spec.converge_ratio * initial or final <= spec.converge_abs:
         outcome = "converged"

@@ -29,7 +29,7 @@ CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
 LOSSES = ("mse", "mae", "huber")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
-ENGINES = ("fit", "fused")
+ENGINES = ("fit", "fused")  # train.engine may also be "auto": fit for one run, fused in a multirun
 
 
 class ConfigError(ValueError):
@@ -221,8 +221,11 @@ def _build(cls, key: str, values: Mapping[str, Any]):
     return cls(**values)
 
 
-def from_config(cfg: Mapping[str, Any]) -> RunSpec:
-    """Validate a composed config (DictConfig or plain dict) into a :class:`RunSpec`."""
+def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
+    """Validate a composed config (DictConfig or plain dict) into a :class:`RunSpec`.
+
+    ``train.engine: auto`` becomes ``fused`` in a multirun's jobs (many runs share its traced
+    graphs) and ``fit`` for a single run (Keras's own loop, the reference)."""
     from omegaconf import DictConfig, OmegaConf
     if isinstance(cfg, DictConfig):  # resolve interpolations; Hydra's own node is not ours to read
         cfg = {key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
@@ -297,7 +300,9 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     _number("train.seed", t.get("seed", 0), low=0, integer=True)
     _one_of("train.precision", t.get("precision", "float32"), PRECISIONS)
     _one_of("train.device", t.get("device", "auto"), DEVICES)
-    _one_of("train.engine", t.get("engine", "fit"), ENGINES)
+    if t.get("engine", "fit") == "auto":
+        t["engine"] = "fused" if multirun else "fit"
+    _one_of("train.engine", t.get("engine", "fit"), ("auto", *ENGINES))
     train = _build(TrainSpec, "train", t)
 
     oc = dict(cfg.get("outcome", {}))

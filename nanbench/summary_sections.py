@@ -55,7 +55,7 @@ def _ci(lo, hi) -> str:
 
 
 def _level(v) -> str:
-    return A._fmt(v)
+    return A.fmt(v)
 
 
 

@@ -40,6 +40,7 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import JOBS_FILE, worker_count  # from the sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from nanbench import fold
 from nanbench.tracking import all_runs
 
 PARENT_FILE = "nanbench_parent.json"
@@ -73,12 +74,14 @@ def inner_grid(cfg: DictConfig) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
-def expand(cfg: DictConfig) -> list[dict]:
-    """A job's runs as plain config dicts: the job's config with each inner combination applied."""
+def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[dict]:
+    """A job's runs as plain config dicts: the job's config with each of its folded rows (the
+    runtime values of the Hydra jobs it replaced, nanbench.fold) and each inner combination
+    applied."""
     base = OmegaConf.to_container(cfg, resolve=True)
     base.pop("hydra", None)
     runs = []
-    for combo in inner_grid(cfg):
+    for combo in ({**row, **inner} for row in folded or [{}] for inner in inner_grid(cfg)):
         run = json.loads(json.dumps(base))
         for dotted, value in combo.items():
             node = run
@@ -113,7 +116,7 @@ class SweepCallback(Callback):
         from nanbench.store import LocalStore, ProcessStore, StoreServer, can_fork
 
         try:
-            from_config(config)  # a bad value stops the sweep here, with its one line
+            from_config(config, multirun=True)  # a bad value stops the sweep here, with its one line
             # resolved here, once: the default folder is ${now:...}, and Hydra's cache of it is
             # this process's (a store process resolving it itself could land a second later)
             sweep_dir = str(config.hydra.sweep.dir)
@@ -361,7 +364,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done_file = sweep_dir / DONE_FILE
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
-    runs = expand(cfg)
+    runs = expand(cfg, fold.rows(sweep_dir, cfg.sweep.get("fold")))
     store = _job_store(cfg, meta)
     writer = store.writer(name, meta.get("parent_run_id"),
                           {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
@@ -371,7 +374,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     trained = 0
     for run in runs:
         try:
-            spec = from_config(run)
+            spec = from_config(run, multirun=True)
         except ConfigError as exc:
             # An invalid combination is a FAILED run with its message; the sweep goes on.
             store.call(_record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", writer.tags)

@@ -105,6 +105,9 @@ def test_outcome_uses_the_whole_data_loss_not_the_first_batch():
     run = classify(_series([12.0, 30_000.0, 40_000.0], [0, 0, 0], initial=40_000.0, final=20_000.0), spec)
     assert run.outcome == "improving" and (run.initial_loss, run.final_loss) == (40_000.0, 20_000.0)
     assert classify(_series([12.0, 9.0, 8.0], [0, 0, 0], initial=10.0, final=200.0), spec).outcome == "diverged"
+    # bouncing at the edge of stability: the last epoch's loss is 80x the start, the final step lands low
+    assert classify(_series([7855.0, 637_702.0, 6934.0, 637_702.0], [0] * 4, initial=7855.0, final=6934.0),
+                    spec).outcome == "diverged"
 
 
 def test_a_non_finite_whole_data_loss_after_finite_steps_is_a_loss_failure_after_the_last_step():

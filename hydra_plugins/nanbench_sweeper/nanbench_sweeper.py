@@ -7,6 +7,11 @@ shows up there) and leaves the rest to the launcher, which composes each job exa
 also records the number of jobs in the sweep directory, for nanbench's progress display.
 Everything else, grid syntax included, is the basic sweeper's.
 
+It folds the grid (nanbench.fold): jobs that differ only in numbers the fused engine takes at run
+time (learning rate, clip threshold, seed, ...) become one job that loops over them, so an ad-hoc
+grid typed on the command line costs one Hydra job and one trace per structure, as a sweep file's
+``sweep.inner`` does.
+
 With a parallel launcher (joblib, ``n_jobs`` > 1) it also keeps jobs that share traced graphs
 on one worker. The fused engine traces one graph per structure (model, optimizer, loss,
 clipping, precision, feature count) per process. Hydra's job order and joblib's dispatch of one
@@ -48,7 +53,11 @@ ConfigStore.instance().store(group="hydra/sweeper", name="nanbench", node=Nanben
 
 class NanbenchSweeper(BasicSweeper):
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
-        batches = BasicSweeper.split_arguments(overrides, max_batch_size)
+        from nanbench.fold import fold, write_table
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        jobs, table = fold(jobs)
+        size = max_batch_size or len(jobs) or 1
+        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
         workers = parallel_workers(self.launcher)
         if workers > 1:
             batches = [sorted(batch, key=structure_key) for batch in batches]
@@ -59,6 +68,7 @@ class NanbenchSweeper(BasicSweeper):
                 self.launcher.joblib["pre_dispatch"] = "all"
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_table(sweep_dir, table)
         (sweep_dir / JOBS_FILE).write_text(json.dumps({"jobs": sum(len(b) for b in batches)}))
         return batches
 

@@ -1,0 +1,106 @@
+"""nanbench.fold: an ad-hoc multirun folds into one Hydra job per structure, every run kept."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+from nanbench.fold import FOLDS_FILE, fold, rows
+from nanbench.sweep import PARENT_FILE
+
+
+def _grid(**params) -> list[list[str]]:
+    keys = list(params)
+    return [[f"{k}={v}" for k, v in zip(keys, combo)] for combo in itertools.product(*params.values())]
+
+
+def test_jobs_that_differ_only_in_runtime_numbers_become_one_job():
+    jobs = _grid(optimizer=["sgd", "adam"], **{"optimizer.lr": ["0.001", "0.1"], "train.seed": ["0", "1", "2"]})
+    folded, table = fold(jobs)
+    assert folded == [["optimizer=sgd", "sweep.fold=0"], ["optimizer=adam", "sweep.fold=1"]]
+    assert [len(t) for t in table] == [6, 6]
+    # every replaced job is one row, with its values typed as Hydra reads them
+    assert table[0][0] == {"optimizer.lr": 0.001, "train.seed": 0}
+    assert {(r["optimizer.lr"], r["train.seed"]) for r in table[1]} == set(itertools.product([0.001, 0.1], [0, 1, 2]))
+
+
+def test_structural_keys_and_group_choices_are_never_folded():
+    jobs = _grid(**{"dataset.n_features": ["4", "10"], "loss.delta": ["0.5", "2"], "optimizer.lr": ["0.1"]})
+    folded, table = fold(jobs)
+    assert len(folded) == 4 and all(len(t) == 1 for t in table)
+    plain = _grid(optimizer=["sgd", "adam"])  # nothing to fold: the jobs stay as they are
+    assert fold(plain) == (plain, [])
+
+
+def test_a_job_reads_its_rows_from_the_sweep_folder(tmp_path):
+    (tmp_path / FOLDS_FILE).write_text(json.dumps([[{"optimizer.lr": 0.1}], [{"optimizer.lr": 1.0}, {"optimizer.lr": 2.0}]]))
+    assert rows(tmp_path, 1) == [{"optimizer.lr": 1.0}, {"optimizer.lr": 2.0}]
+    assert rows(tmp_path, None) == [{}]
+
+
+def _adhoc_cmd(store, tmp_path, *grid):
+    return [sys.executable, "-m", "nanbench", "-m", *grid, f"tracking.uri={store}", "sweep.name=adhoc",
+            "sweep.summarize=false", f"sweep.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/hydra"]
+
+
+def _children(store, status=None):
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("adhoc")
+    runs = client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'child'", ViewType.ALL, 10000)
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+@pytest.mark.slow
+def test_an_adhoc_grid_runs_as_one_job_per_structure_on_the_fused_engine(tmp_path, store):
+    grid = ["dataset=doc000_clean", "optimizer=sgd,adam", "optimizer.lr=0.01,0.1", "train.seed=0,1", "train.epochs=2"]
+    proc = subprocess.run(_adhoc_cmd(store, tmp_path, *grid), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [line for line in proc.stdout.splitlines() if line.startswith("[job ")]
+    assert len(jobs) == 2 and all("/2]" in line for line in jobs), proc.stdout
+    counts = [line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in jobs]  # "2 converged, 2 stalled"
+    assert [sum(int(part.split()[0]) for part in c.split(", ")) for c in counts] == [4, 4]
+    runs = _children(store)
+    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["config_hash"] for r in runs}) == 8  # every run once, each its own config
+    assert {r.data.tags["engine"] for r in runs} == {"fused"}  # -m defaults to the fused engine
+    assert {(r.data.params["optimizer.name"], float(r.data.params["optimizer.lr"]), int(r.data.params["train.seed"]))
+            for r in runs} == set(itertools.product(["sgd", "adam"], [0.01, 0.1], [0, 1]))
+    again = subprocess.run(_adhoc_cmd(store, tmp_path, *grid), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0 and len(_children(store)) == 8  # resume: nothing trained twice
+
+
+@pytest.mark.slow
+def test_a_folded_job_killed_midway_resumes_to_exactly_once(tmp_path, store):
+    lrs = ",".join(f"{v:g}" for v in [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5])
+    grid = ["dataset=clean", "optimizer=sgd", f"optimizer.lr={lrs}", "train.epochs=300"]
+    cmd = _adhoc_cmd(store, tmp_path, *grid)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if not (tmp_path / "hydra" / PARENT_FILE).exists():
+            continue  # not before the sweep has made its store (see tests/test_sweep.py)
+        try:
+            if len(_children(store, "FINISHED")) >= 3:
+                break
+        except Exception:  # noqa: BLE001 - experiment not created yet
+            continue
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    recorded = len(_children(store, "FINISHED"))
+    assert 0 < recorded < 12, "the kill must land inside the one folded job"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    hashes = [r.data.tags["config_hash"] for r in _children(store, "FINISHED")]
+    assert len(hashes) == 12 and len(set(hashes)) == 12
+    assert not _children(store, "RUNNING")
