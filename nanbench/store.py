@@ -209,31 +209,55 @@ class StoreServer:
 
     joblib's workers send their runs here (:class:`RemoteStore`) rather than each importing
     MLflow and opening the store (seconds of a core per worker), and one process writes the
-    store (SQLite takes one writer at a time). Each connection is served by :func:`_serve` on a
-    thread of its own, one at a time at the store. The socket is a file only this user can open,
-    and a connection must also prove it has the key (``address`` gives both)."""
+    store (SQLite takes one writer at a time). Each connection is authenticated and served by
+    :func:`_serve` on a thread of its own, one at a time at the store, so a caller that connects
+    and hangs up (or never answers the handshake) costs only its own thread: the server keeps
+    accepting. The socket is in a folder only this user can open (checked), a connection must
+    also prove it has the key (``address`` gives both; the sweep writes it to a 0600 file), and
+    a connection may only send runs and ask for the functions in `calls`, never one of its own."""
 
-    def __init__(self, tracking):
+    def __init__(self, tracking, calls=()):
+        import tempfile
         from multiprocessing.connection import Listener
 
-        self.tracking, self.key = tracking, os.urandom(16)
-        self.listener = Listener(family="AF_UNIX", authkey=self.key)
+        self.tracking, self.key, self.calls = tracking, os.urandom(16), frozenset(calls)
+        self.folder = tempfile.mkdtemp(prefix="nanbench-store-")  # 0700, this user's
+        info = os.stat(self.folder)
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise RuntimeError(f"{self.folder}: not private to this user; the store is not served")
+        # no authkey here: the handshake runs on each connection's thread (see _handshake)
+        self.listener = Listener(os.path.join(self.folder, "store.sock"), family="AF_UNIX")
         self.address = {"address": self.listener.address, "key": self.key.hex()}  # RemoteStore(**address)
         self.lock = threading.Lock()
+        self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while True:
+        while not self.closed:
             try:
                 conn = self.listener.accept()
-            except (OSError, EOFError):  # closed
-                return
-            except Exception:  # noqa: BLE001 - a caller without the key: refused, keep serving
+            except Exception:  # noqa: BLE001 - closed (then the loop ends), or one failed connect
+                if self.closed:
+                    return
+                time.sleep(0.01)
                 continue
-            threading.Thread(target=_serve, args=(conn, self.tracking, self.lock), daemon=True).start()
+            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+
+    def _handshake(self, conn) -> None:
+        from multiprocessing.connection import answer_challenge, deliver_challenge
+        try:
+            deliver_challenge(conn, self.key)
+            answer_challenge(conn, self.key)
+        except Exception:  # noqa: BLE001 - a caller without the key, or one that hung up: refused
+            conn.close()
+            return
+        _serve(conn, self.tracking, self.lock, calls=self.calls)
 
     def close(self) -> None:
+        self.closed = True
         self.listener.close()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.folder)
 
 
 class RemoteStore(_Connected):
@@ -266,9 +290,10 @@ class ProcessWriter:
             raise RuntimeError(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")
 
 
-def _serve(conn, tracking, lock=None) -> None:
+def _serve(conn, tracking, lock=None, calls=None) -> None:
     """Open the store, then answer one connection's requests until it is closed; with `lock`,
-    each use of the store holds it (connections served on threads of one process)."""
+    each use of the store holds it (connections served on threads of one process); with `calls`,
+    a "call" request is answered only for one of those functions (a served store's callers)."""
     from nanbench.tracking import tracker_for
 
     held = lock if lock is not None else contextlib.nullcontext()
@@ -301,6 +326,9 @@ def _serve(conn, tracking, lock=None) -> None:
             errors.clear()
         elif kind == "call":
             fn, args = msg[1], msg[2]
+            if calls is not None and fn not in calls:
+                answer(False, PermissionError(f"the store does not serve {getattr(fn, '__name__', fn)!r}"))
+                continue
             if tracker is None:
                 answer(False, opened)
                 continue

@@ -130,7 +130,7 @@ class SweepCallback(Callback):
                 warming = start_workers(config)
                 store = LocalStore(tracking_spec(config))
                 if _is_joblib(config):  # its workers are this machine's processes: they send runs here
-                    _server = StoreServer(tracking_spec(config))
+                    _server = StoreServer(tracking_spec(config), calls=(_record_invalid,))
                 started = store.submit(start_sweep_store, config, sweep_dir, _server.address if _server else None)
                 if warming is not None:
                     warming.join()
@@ -209,11 +209,21 @@ def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
-    (sweep_dir / PARENT_FILE).write_text(json.dumps({
+    _write_private(sweep_dir / PARENT_FILE, json.dumps({
         "parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
-        "runs_per_job": runs_per_job, "start": time.time(), "store": server}))
+        "runs_per_job": runs_per_job, "start": time.time(), "store": server,
+        "launcher_pid": os.getpid() if server else None}))  # served: this is the launching process
     return {"parent_run_id": parent.info.run_id, "experiment": name, "experiment_id": exp_id,
             "runs_per_job": runs_per_job, "done": len(done), "killed": killed}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only this user can read (it may hold the served store's key), whole or not at all."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> dict[str, int]:
@@ -271,7 +281,31 @@ def _quietly(parallel, calls) -> None:
         pass
 
 
+_watching = None  # the pid of the launching process a worker's watchdog watches
+
+
+def watch_launcher() -> None:
+    """In a worker process (joblib's): end this process as soon as the process that started it
+    is gone (killed: it can no longer record this worker's runs, nor stop it). Without this, a
+    killed sweep leaves its workers training for good, parented to init. The watchdog thread
+    polls the parent's pid, which changes when the parent dies; started once per process."""
+    global _watching
+    if _watching == os.getpid():
+        return
+    _watching = os.getpid()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nanbench-watch-launcher", daemon=True).start()
+
+
 def _warm_worker(threads: int | None) -> int:
+    watch_launcher()
     from nanbench.run import configure_tensorflow
     configure_tensorflow(threads=threads)
     import nanbench.engines.fused  # noqa: F401 - Keras
@@ -363,6 +397,8 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     name = meta.get("experiment") or experiment_name(cfg)
     runs = expand(cfg)
     store = _job_store(cfg, meta)
+    if meta.get("launcher_pid") not in (None, os.getpid()):
+        watch_launcher()  # a worker: it ends when the sweep's process does
     writer = store.writer(name, meta.get("parent_run_id"),
                           {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
     counts: dict[str, int] = {}
