@@ -23,14 +23,31 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def run_one(cfg: DictConfig) -> dict:
-    from nanbench.run import execute, resolve_device
-    from nanbench.tracking import Tracker
+def check_device(requested: str) -> None:
+    """``train.device=gpu`` on a machine with no GPU device file fails now, in well under a second,
+    before TensorFlow is imported or any store exists. Where a GPU device is there, TensorFlow
+    decides later (nanbench.run.resolve_device), still before anything is recorded."""
+    if requested != "gpu" or sys.platform == "darwin":  # macOS: Metal, no device file to look for
+        return
+    if "tensorflow" in sys.modules:  # already loaded: ask it
+        import tensorflow as tf
+        if tf.config.list_physical_devices("GPU"):
+            return
+    elif any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or Path("/dev/kfd").exists():
+        return
+    raise ConfigError("train.device", "auto or cpu on this machine (no GPU is visible)", "gpu")
 
+
+def run_one(cfg: DictConfig) -> dict:
     try:
         spec = from_config(cfg)
+        check_device(spec.train.device)
+        from nanbench.tracking import check_uri
+        check_uri(spec.tracking.uri)
+        from nanbench.run import execute, resolve_device
+        device = resolve_device(spec.train.device)  # before the store: a bad device creates nothing
+        from nanbench.tracking import Tracker
         tracker = Tracker(spec.tracking)
-        device = resolve_device(spec.train.device)
     except ConfigError as exc:
         fail(str(exc))
     start = time.time()

@@ -100,6 +100,84 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
+def check_inner(cfg: DictConfig) -> None:
+    """``sweep.inner`` must be flat ({dotted.key: [values]}), name keys the config has, give at
+    least one run, and share no key with the grid (the inner value would silently win)."""
+    from nanbench.spec import ConfigError
+    inner = OmegaConf.to_container(cfg.sweep.inner, resolve=True) if cfg.sweep.inner else {}
+    if not isinstance(inner, dict):
+        raise ConfigError("sweep.inner", "a mapping {dotted.key: [values]}", inner)
+    for key, values in inner.items():
+        if isinstance(values, dict):
+            sub = next(iter(values), "KEY")
+            raise ConfigError(f"sweep.inner.{key}", "a list of values under a dotted key (a nested "
+                              f"mapping replaces the whole {key} group): write "
+                              f"'sweep.inner={{{key}.{sub}:[...]}}'", values)
+        if isinstance(values, list) and not values:
+            raise ConfigError(f"sweep.inner.{key}", "a non-empty list of values", values)
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise ConfigError(f"sweep.inner.{key}", "a key of the config (e.g. optimizer.lr, train.seed)", key)
+    grid = {_override_key(o) for o in _grid_overrides(cfg)}
+    both = sorted(grid & set(inner))
+    if both:
+        raise ConfigError(both[0], "set in one place: the grid (the command line or hydra.sweeper.params) "
+                          "or sweep.inner", "set in both")
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def _grid_overrides(cfg: DictConfig) -> list[str]:
+    """The sweep's grid as Hydra's sweeper gets it: the file's sweeper params, then the command line's."""
+    params = cfg.hydra.sweeper.get("params") or {}
+    return [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task)
+
+
+def check_jobs(cfg: DictConfig) -> None:
+    """Compose the jobs of the grid before anything is recorded: enough of them that every value
+    of every grid axis is composed once (an unknown option, a missing key or a bad device in any
+    job stops the sweep here with one line, not with a RUNNING parent run)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from nanbench.cli import check_device
+    from nanbench.spec import ConfigError
+
+    parsed = OverridesParser.create().parse_overrides(_grid_overrides(cfg))
+    axes = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    if not jobs:
+        raise ConfigError("hydra.sweeper.params", "a grid of at least one job", "no jobs")
+    seen: set[str] = set()
+    loader = GlobalHydra.instance().config_loader()
+    for job in jobs:
+        if set(job) <= seen:
+            continue
+        seen |= set(job)
+        try:
+            composed = loader.load_sweep_config(cfg, list(job))
+        except Exception as exc:  # noqa: BLE001 - Hydra's own message: the option, and the ones there are
+            shown = " ".join(o for o in job if o.split("=", 1)[0] in axes) or "(defaults)"
+            reason = _one_line(exc).split(" Config search path")[0]
+            raise ConfigError(f"the job {shown}", "one Hydra can compose", reason) from None
+        check_device(composed.train.device)
+        if composed.sweep.inner:
+            check_inner_values(composed)
+
+
+def check_inner_values(cfg: DictConfig) -> None:
+    """A composed job's inner grid has at least one run."""
+    from nanbench.spec import ConfigError
+    if not inner_grid(cfg):
+        raise ConfigError("sweep.inner", "lists of values giving at least one run", "no runs")
+
+
 # --------------------------------------------------------------------------------------------
 # Parent run (launching process)
 
@@ -109,11 +187,20 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _store, _server
+        from nanbench.cli import check_device
         from nanbench.spec import ConfigError, from_config
-        from nanbench.store import LocalStore, ProcessStore, StoreServer, can_fork
+        from nanbench.store import LocalStore, ProcessStore, StoreServer, SweepBusy, SweepLock, can_fork
+        from nanbench.tracking import check_uri
 
         try:
             from_config(config)  # a bad value stops the sweep here, with its one line
+            # everything that can be checked before the store is touched: no parent run, no new store
+            check_uri(config.tracking.uri)
+            check_inner(config)
+            check_device(config.train.device)
+            check_jobs(config)
+            self._lock = SweepLock(str(config.tracking.uri), experiment_name(config),
+                                   wait=bool(config.sweep.get("wait", False)))
             # resolved here, once: the default folder is ${now:...}, and Hydra's cache of it is
             # this process's (a store process resolving it itself could land a second later)
             sweep_dir = str(config.hydra.sweep.dir)
@@ -135,11 +222,11 @@ class SweepCallback(Callback):
                 if warming is not None:
                     warming.join()
             start = started()
-        except ConfigError as exc:
+        except (ConfigError, SweepBusy) as exc:
             print(f"nanbench: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
         except Exception as exc:  # noqa: BLE001 - Hydra would only warn, and run jobs with no parent run
-            print(f"nanbench: error: the sweep could not start: {type(exc).__name__}: {exc}",
+            print(f"nanbench: error: the sweep could not start: {type(exc).__name__}: {_one_line(exc)}",
                   file=sys.stderr, flush=True)
             sys.exit(2)
         _store = store
@@ -178,6 +265,7 @@ class SweepCallback(Callback):
             _server.close()
             _server = None
         _store = None
+        self._lock.release()
         errors = counts.get("error", 0)
         if errors:
             print(f"nanbench: {errors} run(s) errored (recorded as FAILED runs in MLflow)",
