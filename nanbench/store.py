@@ -138,6 +138,10 @@ class ThreadWriter:
 # In a forked store process
 
 
+class StoreLost(RuntimeError):
+    """The process at the other end of a store's connection is gone."""
+
+
 class _Connected:
     """A store at the other end of a connection (``self.conn``), answered by :func:`_serve`."""
 
@@ -145,7 +149,7 @@ class _Connected:
         try:
             ok, value = self.conn.recv()
         except (EOFError, OSError):
-            raise RuntimeError("the store process ended unexpectedly") from None
+            raise StoreLost("the store process ended unexpectedly") from None
         if not ok:
             raise value
         return value

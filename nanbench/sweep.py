@@ -27,6 +27,7 @@ imports MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -40,6 +41,7 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import JOBS_FILE, worker_count  # from the sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from nanbench.store import StoreLost
 from nanbench.tracking import all_runs
 
 PARENT_FILE = "nanbench_parent.json"
@@ -186,7 +188,8 @@ class SweepCallback(Callback):
     """Creates the sweep's parent run before jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _store, _server
+        global _store, _server, _lost, _active
+        _lost = None
         from nanbench.cli import check_device
         from nanbench.spec import ConfigError, from_config
         from nanbench.store import LocalStore, ProcessStore, StoreServer, SweepBusy, SweepLock, can_fork
@@ -229,7 +232,7 @@ class SweepCallback(Callback):
             print(f"nanbench: error: the sweep could not start: {type(exc).__name__}: {_one_line(exc)}",
                   file=sys.stderr, flush=True)
             sys.exit(2)
-        _store = store
+        _store, _active = store, self
         self._store = store
         self._start = time.time()
         self._parent = start["parent_run_id"]
@@ -243,23 +246,34 @@ class SweepCallback(Callback):
         print(msg, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global exit_status, _store, _server
-        if not hasattr(self, "_parent"):
+        self.finish(config)
+
+    def finish(self, config: DictConfig, failure: str | None = None) -> None:
+        """Close the sweep: counts on the parent, the summary, the parent FINISHED (FAILED, with
+        `failure` or the lost store's reason, when the sweep could not run to its end)."""
+        global exit_status, _store, _server, _active
+        if not hasattr(self, "_parent") or _active is not self:
             return
-        stop_workers(config)
+        _active = None
+        with contextlib.suppress(Exception):  # a broken executor: its workers are already gone
+            stop_workers(config)
         _progress_close()
+        if _store is not None and _store is not self._store:  # the store process was lost: see _store_lost
+            self._store = _store
+        failure = failure or _lost
         wall = time.time() - self._start
         counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
         name = experiment_name(config)
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
-        print(f"nanbench: sweep {name} done in {wall:.1f} s: {summary_line}", flush=True)
+        print(f"nanbench: sweep {name} {'stopped' if failure else 'done'} in {wall:.1f} s: {summary_line}",
+              flush=True)
         try:  # a finished sweep stays finished whatever the summary does
-            if config.sweep.get("summarize", True):
+            if config.sweep.get("summarize", True) and not failure:
                 _summarize(config, name, self._parent)
         except Exception as exc:  # noqa: BLE001
             print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
-        self._store.call(finish_parent, self._parent)
+        self._store.call(finish_parent, self._parent, failure)
         self._store.close()
         if _server is not None:
             _server.close()
@@ -267,10 +281,37 @@ class SweepCallback(Callback):
         _store = None
         self._lock.release()
         errors = counts.get("error", 0)
-        if errors:
+        if failure:
+            print(f"nanbench: error: sweep {name} stopped: {failure}; its parent run is FAILED; "
+                  "re-run the same command to train what is missing", file=sys.stderr, flush=True)
+            exit_status = 1
+        elif errors:
             print(f"nanbench: {errors} run(s) errored (recorded as FAILED runs in MLflow)",
                   file=sys.stderr, flush=True)
             exit_status = 1
+
+
+_active: SweepCallback | None = None  # the launching process's open sweep (for abort)
+_lost: str | None = None  # why the store process was replaced mid-sweep, if it was
+
+
+def abort(config: DictConfig, exc: BaseException) -> None:
+    """The jobs could not all run (a worker or the store process was lost, a job raised): close
+    the open sweep with its parent FAILED and the reason in one line, and exit 1. Called by
+    hydra/sweeper=nanbench in place of Hydra's traceback."""
+    reason = describe_fault(exc)
+    if _active is None:
+        print(f"nanbench: error: the sweep stopped: {reason}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    _active.finish(config, failure=reason)
+    sys.exit(exit_status or 1)
+
+
+def describe_fault(exc: BaseException) -> str:
+    if type(exc).__name__ == "TerminatedWorkerError":
+        codes = str(exc).rsplit("exit codes of the workers are", 1)[-1].strip(" .{}")
+        return f"a worker process ended unexpectedly (exit codes {codes})"
+    return f"{type(exc).__name__}: {_one_line(exc)}"
 
 
 # Store-side work of the sweep (run where the store is: see nanbench.store), each given the Tracker
@@ -326,8 +367,13 @@ def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> di
     return counts
 
 
-def finish_parent(tracker, parent_run_id: str) -> None:
-    tracker.client.set_terminated(parent_run_id, status="FINISHED")
+def finish_parent(tracker, parent_run_id: str, failure: str | None = None) -> None:
+    """The parent run's end: FINISHED, or FAILED with the reason as its ``error`` tag; then the
+    store's write-ahead log is folded into its file (copying mlflow.db alone then loses nothing)."""
+    if failure:
+        tracker.client.set_tag(parent_run_id, "error", failure[:5000])
+    tracker.client.set_terminated(parent_run_id, status="FAILED" if failure else "FINISHED")
+    tracker.checkpoint()
 
 
 def start_workers(config: DictConfig) -> threading.Thread | None:
@@ -487,8 +533,15 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     store = _job_store(cfg, meta)
     if meta.get("launcher_pid") not in (None, os.getpid()):
         watch_launcher()  # a worker: it ends when the sweep's process does
-    writer = store.writer(name, meta.get("parent_run_id"),
-                          {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)})
+    tags = {"sweep": name, ROLE: "child", "hydra_job": str(hydra_cfg.job.num)}
+    writer = store.writer(name, meta.get("parent_run_id"), tags)
+
+    def recover(exc: BaseException):
+        """The store process is gone: this process opens the store and records from here on."""
+        nonlocal store, writer
+        store = _store_lost(cfg, store, exc)
+        writer = store.writer(name, meta.get("parent_run_id"), tags)
+
     counts: dict[str, int] = {}
     bar = _progress(jobs * len(runs) if jobs else None)
     t0 = time.perf_counter()
@@ -498,7 +551,11 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             spec = from_config(run)
         except ConfigError as exc:
             # An invalid combination is a FAILED run with its message; the sweep goes on.
-            store.call(_record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", writer.tags)
+            try:
+                store.call(_record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", tags)
+            except (OSError, EOFError, StoreLost) as lost:
+                recover(lost)
+                store.call(_record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", tags)
             counts["error"] = counts.get("error", 0) + 1
             _advance(bar, "error")
             continue
@@ -507,12 +564,27 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             _advance(bar, None)
             continue
         start = time.time()
-        result = execute(spec, resolve_device(spec.train.device))
-        writer.put(result, start)
+        try:
+            device = resolve_device(spec.train.device)
+        except ConfigError as exc:  # a GPU device file, but none TensorFlow can use
+            store.call(_record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", tags)
+            counts["error"] = counts.get("error", 0) + 1
+            _advance(bar, "error")
+            continue
+        result = execute(spec, device)
+        try:
+            writer.put(result, start)
+        except (OSError, EOFError, StoreLost) as exc:
+            recover(exc)
+            writer.put(result, start)
         trained += 1
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
         _advance(bar, result.outcome)
-    writer.close()
+    try:
+        writer.close()
+    except (OSError, EOFError, StoreLost) as exc:  # what it had been sent is lost: resume trains it again
+        recover(exc)
+        writer.close()
     elapsed = time.perf_counter() - t0
     if bar is None:
         overrides = " ".join(hydra_cfg.overrides.task) or "(defaults)"
@@ -521,6 +593,26 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
         print(f"[job {hydra_cfg.job.num + 1}/{total_jobs}] {overrides}: {line} "
               f"({trained / elapsed if elapsed > 0 else 0:.1f} runs/s)", flush=True)
     return counts
+
+
+def _store_lost(cfg: DictConfig, store, exc: BaseException):
+    """The launching process's store process ended mid-sweep (killed, out of memory): reap it,
+    note why (the sweep ends FAILED with it, see SweepCallback.finish), and go on with the store
+    opened in this process, so that every job still to come is trained and recorded. Runs it had
+    been sent and not yet written are lost; a re-run trains them. A worker's lost connection to
+    a served store is not recoverable here: it is raised."""
+    global _store, _lost
+    from nanbench.store import LocalStore, ProcessStore
+    if not isinstance(store, ProcessStore):
+        if isinstance(store, LocalStore) and store is _store:
+            return store
+        raise exc
+    with contextlib.suppress(OSError, ChildProcessError):
+        os.waitpid(store.pid, os.WNOHANG)
+    _lost = f"the store process (pid {store.pid}) ended unexpectedly; runs it had not yet written are lost"
+    print(f"nanbench: warning: {_lost}; recording from this process from here on", file=sys.stderr, flush=True)
+    _store = LocalStore(tracking_spec(cfg))
+    return _store
 
 
 _remote = None  # a worker's connection to the launching process's store, kept across its jobs

@@ -277,6 +277,18 @@ class Tracker:
         # database stores take whole batches of runs in one transaction; False: MLflow's calls
         self.bulk = _is_sql_store(self.client._tracking_client.store)
 
+    def checkpoint(self) -> None:
+        """Fold an SQLite store's write-ahead log into the database file (at a sweep's or run's
+        end): the .db file then holds every run by itself, whoever copies it. Best effort: a
+        reader holding the log open only postpones the fold to the next writer."""
+        if sqlite_path(self.spec.uri) is None or not self.bulk:
+            return
+        try:
+            with self.client._tracking_client.store.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception:  # noqa: BLE001 - the runs are safe in the log either way
+            pass
+
     def artifact_root(self) -> Path | None:
         if self.spec.artifacts:
             return Path(self.spec.artifacts).resolve()

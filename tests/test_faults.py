@@ -95,3 +95,83 @@ def test_killing_a_parallel_sweep_leaves_no_worker_running(tmp_path):
         assert orphans_after(proc.pid) == []
     finally:
         orphans_after(proc.pid, 0)
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def parents_of(store, experiment="smoke"):
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'parent'", ViewType.ALL, 100)
+
+
+@pytest.mark.slow
+def test_a_lost_store_process_fails_the_sweep_in_one_line_and_a_rerun_resumes(tmp_path):
+    """Basic launcher: the store process is killed mid-sweep. The sweep records the rest from its
+    own process, ends FAILED with the reason in one line, exit 1; re-running trains what was lost."""
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    cmd = sweep_cmd(store, tmp_path, *SMALL, "train.epochs=200")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        assert wait_for(lambda: len(finished(store)) >= 3)
+        (store_pid,) = child_pids(proc.pid)
+        os.kill(store_pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+        assert orphans_after(proc.pid) == []
+    finally:
+        orphans_after(proc.pid, 0)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("nanbench: error")]
+    assert len(errors) == 1 and "store process" in errors[0]
+    (parent,) = parents_of(store)
+    assert parent.info.status == "FAILED" and "store process" in parent.data.tags["error"]
+    assert 3 <= len(finished(store)) <= 12
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    hashes = [r.data.tags["config_hash"] for r in finished(store)]
+    assert len(hashes) == 12 and len(set(hashes)) == 12
+    assert not finished(store, status="RUNNING")
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+def test_a_lost_worker_fails_the_sweep_in_one_line_and_a_rerun_resumes(tmp_path):
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    cmd = sweep_cmd(store, tmp_path, *SMALL, "train.epochs=200", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        assert wait_for(lambda: len(finished(store)) >= 2)
+        workers = [p for p in child_pids(proc.pid) if "popen_loky" in cmdline(p)]
+        assert len(workers) == 2, [cmdline(p) for p in child_pids(proc.pid)]
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+        assert orphans_after(proc.pid) == []
+    finally:
+        orphans_after(proc.pid, 0)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("nanbench: error")]
+    assert len(errors) == 1 and "worker process ended unexpectedly" in errors[0], err[-3000:]
+    (parent,) = parents_of(store)
+    assert parent.info.status == "FAILED" and "worker" in parent.data.tags["error"]
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    hashes = [r.data.tags["config_hash"] for r in finished(store)]
+    assert len(hashes) == 12 and len(set(hashes)) == 12
+    assert not finished(store, status="RUNNING")

@@ -62,6 +62,13 @@ class NanbenchSweeper(BasicSweeper):
         (sweep_dir / JOBS_FILE).write_text(json.dumps({"jobs": sum(len(b) for b in batches)}))
         return batches
 
+    def sweep(self, arguments: List[str]):
+        try:
+            return super().sweep(arguments)
+        except Exception as exc:  # noqa: BLE001 - a lost worker or store process, a job that raised
+            from nanbench.sweep import abort  # the parent run FAILED with the reason, one line, exit 1
+            abort(self.config, exc)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch[:1])
 
