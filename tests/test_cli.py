@@ -69,3 +69,19 @@ def test_readme_and_ci_use_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make sweep" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("kind", ["folder", "garbage", "missing_folder"])
+def test_an_unusable_store_file_is_one_line_and_exit_2(tmp_path, kind):
+    path = tmp_path / "m.db"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "garbage":
+        path.write_bytes(b"not a database " * 100)
+    else:
+        path = tmp_path / "missing" / "m.db"
+    proc = nanbench("train.epochs=1", f"tracking.uri=sqlite:///{path}", cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nanbench: error: tracking.uri must be"), proc.stderr
+    assert not (tmp_path / "missing").exists()
