@@ -50,9 +50,8 @@ bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
 screenshots: $(STAMP)  ## the MLflow UI and the HTML report checked in headless Chromium: results/screenshots/
 	$(PY) -m nanbench.screenshots --out results/screenshots
 
-ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
-	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT) --workers 1
+ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT) (a busy port: exit 2)
+	@$(PY) -m nanbench.cli ui --port $(PORT) --store $(STORE)
 
 clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
 	rm -rf outputs multirun

@@ -77,3 +77,41 @@ def main() -> None:
     from nanbench import sweep
     if sweep.exit_status:
         sys.exit(sweep.exit_status)
+
+
+def ui_main(argv: list[str]) -> int:
+    """`make ui`: MLflow's UI over a store, on 127.0.0.1:PORT. A port something already answers on
+    (another UI: its runs would be what the printed URL shows) and an unusable store are one
+    line and exit 2, before MLflow starts; MLflow's server itself would log and exit 0."""
+    import argparse
+    import os
+    import socket
+
+    from nanbench.tracking import check_uri
+
+    parser = argparse.ArgumentParser(prog="nanbench.cli ui")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--store", default="sqlite:///results/mlflow.db")
+    args = parser.parse_args(argv)
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            print(f"nanbench: error: PORT must be a free port (got {args.port}: 127.0.0.1:{args.port} is "
+                  "already in use, e.g. by another UI); try make ui PORT=" f"{args.port + 1}",
+                  file=sys.stderr, flush=True)
+            return 2
+    try:
+        check_uri(args.store)
+    except ConfigError as exc:
+        print(f"nanbench: error: STORE: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(f"MLflow UI: http://127.0.0.1:{args.port}", flush=True)
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    os.execve(mlflow, [mlflow, "ui", "--backend-store-uri", args.store, "--host", "127.0.0.1",
+                       "--port", str(args.port), "--workers", "1"], env)
+    return 0  # not reached
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["ui"]:
+    sys.exit(ui_main(sys.argv[2:]))

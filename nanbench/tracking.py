@@ -29,6 +29,9 @@ from nanbench.spec import ConfigError, TrackingSpec
 from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, SOURCES
 
 DB_SCHEMES = ("postgresql", "mysql", "mssql")
+# The experiment tag MLflow's UI reads to choose an experiment's view: "custom_model_development"
+# opens it on its training runs ("Model training"), without asking which kind it is.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 MAX_EPOCH_POINTS = 100  # per-epoch curves longer than this are thinned; steps.csv keeps everything
 
 
@@ -354,7 +357,8 @@ class Tracker:
                 root = self.artifact_root()
                 location = (root / name).as_uri() if root is not None else None
                 try:
-                    exp_id = self.client.create_experiment(name, artifact_location=location)
+                    exp_id = self.client.create_experiment(name, artifact_location=location,
+                                                           tags={EXPERIMENT_KIND: MODEL_TRAINING})
                 except Exception:  # noqa: BLE001 - created meanwhile by another worker
                     exp = self.client.get_experiment_by_name(name)
                     if exp is None:
@@ -362,6 +366,8 @@ class Tracker:
                     exp_id = exp.experiment_id
             else:
                 exp_id = exp.experiment_id
+                if exp.lifecycle_stage == "active" and EXPERIMENT_KIND not in exp.tags:  # an older store's
+                    self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
             self._experiments[name] = exp_id
         return self._experiments[name]
 

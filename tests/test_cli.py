@@ -85,3 +85,18 @@ def test_an_unusable_store_file_is_one_line_and_exit_2(tmp_path, kind):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nanbench: error: tracking.uri must be"), proc.stderr
     assert not (tmp_path / "missing").exists()
+
+
+def test_ui_on_a_busy_port_is_one_line_and_exit_2(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "nanbench.cli", "ui", "--port", str(port),
+                               "--store", f"sqlite:///{tmp_path / 'm.db'}"], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{port}" in lines[0] and "in use" in lines[0], proc.stderr
+    assert "MLflow UI" not in proc.stdout and not (tmp_path / "m.db").exists()

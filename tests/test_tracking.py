@@ -234,3 +234,16 @@ def test_children_are_counted_by_outcome_alike_by_sql_and_by_search(store):
     assert tracker.count_children(exp_id, parent) == expected
     tracker.bulk = False  # what search_runs says
     assert tracker.count_children(exp_id, parent) == expected
+
+
+def test_experiments_open_on_their_training_runs_in_mlflows_ui(store):
+    """MLflow's UI opens an experiment whose mlflow.experimentKind tag is custom_model_development
+    on its runs ("Model training"); new experiments get it, and older ones when next used."""
+    from nanbench.spec import TrackingSpec
+    tracker = Tracker(TrackingSpec(uri=store))
+    new = tracker.experiment_id("fresh")
+    client = MlflowClient(store)
+    old = client.create_experiment("older")
+    Tracker(TrackingSpec(uri=store)).experiment_id("older")
+    for exp_id in (new, old):
+        assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
