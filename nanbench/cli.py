@@ -53,6 +53,7 @@ def run_one(cfg: DictConfig) -> dict:
     start = time.time()
     result = execute(spec, device)
     result.run_id = tracker.log(result, start_time=start)
+    tracker.checkpoint()  # the .db file alone holds the run
     print(result.to_json(), flush=True)
     return result.summary()
 
