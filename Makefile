@@ -9,7 +9,7 @@ PORT   ?= 5000
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui clean
+.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui faults clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ screenshots: $(STAMP)  ## the MLflow UI and the HTML report checked in headless 
 
 ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT) (a busy port: exit 2)
 	@$(PY) -m nanbench.cli ui --port $(PORT) --store $(STORE)
+
+faults: $(STAMP)  ## kill, overfill and misconfigure real sweeps; check the store after each: results/faults.md
+	$(PY) -m nanbench.faults --out results $(ARGS)
 
 clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
 	rm -rf outputs multirun

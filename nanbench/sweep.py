@@ -103,7 +103,9 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:500]
+    """An exception's message on one line, without SQLAlchemy's statement and parameters."""
+    text = str(exc).split("[SQL:", 1)[0].split("(Background on this error", 1)[0]
+    return " ".join(text.split())[:500]
 
 
 def check_inner(cfg: DictConfig) -> None:
@@ -262,8 +264,12 @@ class SweepCallback(Callback):
             self._store = _store
         failure = failure or _lost
         wall = time.time() - self._start
-        counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
         name = experiment_name(config)
+        try:
+            counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
+        except Exception as exc:  # noqa: BLE001 - a full or broken store: say so, in the one line
+            counts = {}
+            failure = failure or f"the store could not record the sweep's end ({describe_fault(exc)})"
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
         print(f"nanbench: sweep {name} {'stopped' if failure else 'done'} in {wall:.1f} s: {summary_line}",
               flush=True)
@@ -273,8 +279,12 @@ class SweepCallback(Callback):
         except Exception as exc:  # noqa: BLE001
             print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
-        self._store.call(finish_parent, self._parent, failure)
-        self._store.close()
+        try:
+            self._store.call(finish_parent, self._parent, failure)
+        except Exception as exc:  # noqa: BLE001 - left RUNNING: the next invocation marks it KILLED
+            failure = failure or f"the store could not close the parent run ({describe_fault(exc)})"
+        with contextlib.suppress(Exception):
+            self._store.close()
         if _server is not None:
             _server.close()
             _server = None

@@ -175,3 +175,16 @@ def test_a_lost_worker_fails_the_sweep_in_one_line_and_a_rerun_resumes(tmp_path)
     hashes = [r.data.tags["config_hash"] for r in finished(store)]
     assert len(hashes) == 12 and len(set(hashes)) == 12
     assert not finished(store, status="RUNNING")
+
+
+@pytest.mark.slow
+def test_the_fault_suites_fast_part_holds():
+    """`make faults --fast`: every bad value and unusable store, single runs and sweeps: exit 2,
+    one line, nothing written, no process left."""
+    proc = subprocess.run([sys.executable, "-m", "nanbench.faults", "--fast"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=900)
+    import json
+    totals = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert totals["failed"] == [] and totals["scenarios"] >= 20
+    assert totals["lost"] == totals["duplicated"] == totals["orphans"] == totals["tracebacks"] == 0
