@@ -279,10 +279,12 @@ class SweepCallback(Callback):
         except Exception as exc:  # noqa: BLE001
             print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
+        parent_state = "FAILED"
         try:
             self._store.call(finish_parent, self._parent, failure)
         except Exception as exc:  # noqa: BLE001 - left RUNNING: the next invocation marks it KILLED
             failure = failure or f"the store could not close the parent run ({describe_fault(exc)})"
+            parent_state = "left RUNNING (the next run of this sweep marks it KILLED)"
         with contextlib.suppress(Exception):
             self._store.close()
         if _server is not None:
@@ -292,7 +294,7 @@ class SweepCallback(Callback):
         self._lock.release()
         errors = counts.get("error", 0)
         if failure:
-            print(f"nanbench: error: sweep {name} stopped: {failure}; its parent run is FAILED; "
+            print(f"nanbench: error: sweep {name} stopped: {failure}; its parent run is {parent_state}; "
                   "re-run the same command to train what is missing", file=sys.stderr, flush=True)
             exit_status = 1
         elif errors:

@@ -36,9 +36,13 @@ MAX_EPOCH_POINTS = 100  # per-epoch curves longer than this are thinned; steps.c
 
 
 def _quiet() -> None:
-    """MLflow logs schema migrations of a new SQLite store at INFO: keep them off the terminal."""
+    """MLflow logs schema migrations of a new SQLite store at INFO, and database errors with
+    their tracebacks: keep them off the terminal."""
     for name in ("alembic", "mlflow", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a database error (a full disk, a locked or broken file) is logged there with its traceback
+    # before MLflow raises it; nanbench reports the raised error itself, in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 _pragmas_installed = False
