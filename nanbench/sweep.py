@@ -142,6 +142,72 @@ def _grid_overrides(cfg: DictConfig) -> list[str]:
     return [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task)
 
 
+COMPLETE_TAG = "nanbench.complete"   # on a parent run: the fingerprint of a grid it left all FINISHED
+FINISHED_TAG = "nanbench.finished"   # ... and the experiment's FINISHED training runs at that moment
+_jobs_complete = False  # set by hydra/sweeper=nanbench: no job of this sweep had an errored run
+
+
+def jobs_returned(returns) -> None:
+    """The jobs' returns (Hydra's JobReturns, by batch): whether every run was FINISHED or skipped."""
+    global _jobs_complete
+    _jobs_complete = all("error" not in (r.return_value or {}) for batch in returns for r in batch)
+
+
+def grid_fingerprint(cfg: DictConfig) -> str:
+    """What decides a sweep's set of configurations: the config files (every YAML file of the
+    config search path's folders), the sweep file's name, the grid and the command line (less
+    where results go and how jobs are launched), and nanbench's validation code (spec.py)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for source in cfg.hydra.runtime.get("config_sources", []):
+        folder = str(source.get("path") or "").removeprefix("file://")
+        if source.get("schema") == "file" and folder and Path(folder).is_dir():
+            for path in sorted(Path(folder).rglob("*.yaml")):
+                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    digest.update((Path(__file__).parent / "spec.py").read_bytes())
+    digest.update(str(cfg.hydra.job.config_name).encode())
+    ignored = ("hydra.", "hydra/", "sweep.results_dir", "sweep.summarize", "sweep.wait", "tracking.uri")
+    for override in sorted(o for o in _grid_overrides(cfg) if not _override_key(o).startswith(ignored)):
+        digest.update(b"\0" + override.encode())
+    return digest.hexdigest()[:32]
+
+
+def completed(cfg: DictConfig, fingerprint: str) -> int | None:
+    """The number of FINISHED configurations, when an earlier sweep of this very grid left every
+    one of them FINISHED and the experiment still holds exactly the FINISHED training runs it
+    held then (none deleted, none added by another grid); else None (then the sweep runs, and
+    skips what is FINISHED). Read from an SQLite store's tables directly, in milliseconds,
+    before TensorFlow or MLflow are imported; other stores always take the long way."""
+    import sqlite3
+
+    from nanbench.tracking import sqlite_path
+    path = sqlite_path(str(cfg.tracking.uri))
+    if path is None or not path.is_file() or not path.stat().st_size:
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            name = experiment_name(cfg)
+            marks = conn.execute(
+                "select n.value from runs r join experiments e on e.experiment_id = r.experiment_id "
+                "join tags c on c.run_uuid = r.run_uuid and c.key = ? and c.value = ? "
+                "join tags n on n.run_uuid = r.run_uuid and n.key = ? "
+                "where e.name = ? and e.lifecycle_stage = 'active' and r.lifecycle_stage = 'active' "
+                "and r.status = 'FINISHED'", (COMPLETE_TAG, fingerprint, FINISHED_TAG, name)).fetchall()
+            if not marks:
+                return None
+            (now,) = conn.execute(
+                "select count(*) from runs r join experiments e on e.experiment_id = r.experiment_id "
+                "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = 'child' "
+                "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'",
+                (ROLE, name)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return now if str(now) in {m for (m,) in marks} else None
+
+
 def check_jobs(cfg: DictConfig) -> None:
     """Compose the jobs of the grid before anything is recorded: enough of them that every value
     of every grid axis is composed once (an unknown option, a missing key or a bad device in any
@@ -190,8 +256,8 @@ class SweepCallback(Callback):
     """Creates the sweep's parent run before jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _store, _server, _lost, _active
-        _lost = None
+        global _store, _server, _lost, _active, _jobs_complete
+        _lost, _jobs_complete = None, False
         from nanbench.cli import check_device
         from nanbench.spec import ConfigError, from_config
         from nanbench.store import LocalStore, ProcessStore, StoreServer, SweepBusy, SweepLock, can_fork
@@ -206,6 +272,13 @@ class SweepCallback(Callback):
             check_jobs(config)
             self._lock = SweepLock(str(config.tracking.uri), experiment_name(config),
                                    wait=bool(config.sweep.get("wait", False)))
+            self._fingerprint = grid_fingerprint(config)
+            done = None if config.sweep.redo else completed(config, self._fingerprint)
+            if done is not None:
+                print(f"nanbench: sweep {experiment_name(config)}: nothing to do: all {done} configurations "
+                      "of this grid are FINISHED (sweep.redo=true re-runs them)", flush=True)
+                self._lock.release()
+                sys.exit(0)
             # resolved here, once: the default folder is ${now:...}, and Hydra's cache of it is
             # this process's (a store process resolving it itself could land a second later)
             sweep_dir = str(config.hydra.sweep.dir)
@@ -280,8 +353,10 @@ class SweepCallback(Callback):
             print(f"nanbench: warning: summary failed ({type(exc).__name__}: {exc}); "
                   f"re-run it with `make summary SWEEP={name}`", file=sys.stderr, flush=True)
         parent_state = "FAILED"
+        complete = (self._fingerprint if not failure and not counts.get("error") and _jobs_complete
+                    and not _lost else None)
         try:
-            self._store.call(finish_parent, self._parent, failure)
+            self._store.call(finish_parent, self._parent, failure, complete, self._exp_id)
         except Exception as exc:  # noqa: BLE001 - left RUNNING: the next invocation marks it KILLED
             failure = failure or f"the store could not close the parent run ({describe_fault(exc)})"
             parent_state = "left RUNNING (the next run of this sweep marks it KILLED)"
@@ -379,11 +454,18 @@ def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> di
     return counts
 
 
-def finish_parent(tracker, parent_run_id: str, failure: str | None = None) -> None:
+def finish_parent(tracker, parent_run_id: str, failure: str | None = None, complete: str | None = None,
+                  exp_id: str | None = None) -> None:
     """The parent run's end: FINISHED, or FAILED with the reason as its ``error`` tag; then the
-    store's write-ahead log is folded into its file (copying mlflow.db alone then loses nothing)."""
+    store's write-ahead log is folded into its file (copying mlflow.db alone then loses nothing).
+    `complete`: the grid's fingerprint, when every run of every job is FINISHED (see completed)."""
     if failure:
         tracker.client.set_tag(parent_run_id, "error", failure[:5000])
+    if complete and exp_id is not None:
+        total = sum(1 for _ in all_runs(tracker.client, exp_id,
+                                        f"attributes.status = 'FINISHED' and tags.`{ROLE}` = 'child'"))
+        tracker.client.set_tag(parent_run_id, COMPLETE_TAG, complete)
+        tracker.client.set_tag(parent_run_id, FINISHED_TAG, str(total))
     tracker.client.set_terminated(parent_run_id, status="FAILED" if failure else "FINISHED")
     tracker.checkpoint()
 

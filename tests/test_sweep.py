@@ -66,10 +66,15 @@ def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
     assert "nan" in outcomes or "inf" in outcomes  # the smoke grid holds failures to find
     # not a terminal: one plain line per job
     assert sum(line.startswith("[job ") for line in proc.stdout.splitlines()) == 8
-    # re-running skips everything already FINISHED; sweep.redo=true runs it again
+    # re-running the same grid has nothing to do, and says so before importing TensorFlow
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert again.returncode == 0 and "24 configurations already FINISHED" in again.stdout
-    assert len(children(store)) == SMOKE_RUNS
+    assert again.returncode == 0 and "nothing to do: all 24 configurations" in again.stdout
+    assert "[job " not in again.stdout and len(children(store)) == SMOKE_RUNS
+    # once a run is deleted, the sweep runs again and trains just that one
+    MlflowClient(store).delete_run(runs[0].info.run_id)
+    third = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert third.returncode == 0 and "23 configurations already FINISHED" in third.stdout
+    assert len([r for r in children(store) if r.info.lifecycle_stage == "active"]) == SMOKE_RUNS
 
 
 @pytest.mark.slow

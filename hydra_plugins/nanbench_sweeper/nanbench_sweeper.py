@@ -64,7 +64,10 @@ class NanbenchSweeper(BasicSweeper):
 
     def sweep(self, arguments: List[str]):
         try:
-            return super().sweep(arguments)
+            returns = super().sweep(arguments)
+            from nanbench.sweep import jobs_returned  # whether every run of every job is FINISHED
+            jobs_returned(returns)
+            return returns
         except Exception as exc:  # noqa: BLE001 - a lost worker or store process, a job that raised
             from nanbench.sweep import abort  # the parent run FAILED with the reason, one line, exit 1
             abort(self.config, exc)
