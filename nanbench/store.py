@@ -317,10 +317,19 @@ def _serve(conn, tracking, lock=None, calls=None) -> None:
             payload = pickle.dumps((False, RuntimeError(f"{type(value).__name__}: {value}")))
         conn.send_bytes(payload)
 
+    def receive():
+        if calls is None:  # this process's own fork: anything it sends is this program's
+            return conn.recv()
+        return _restricted_loads(conn.recv_bytes(), calls)
+
     while True:
         try:
-            msg = inbox.popleft() if inbox else conn.recv()
+            msg = inbox.popleft() if inbox else receive()
         except (EOFError, OSError):
+            return
+        except pickle.UnpicklingError as exc:  # not a message nanbench sends: refused, connection closed
+            with contextlib.suppress(Exception):
+                answer(False, PermissionError(f"refused: {exc}"))
             return
         kind = msg[0]
         if kind == "close":
@@ -345,7 +354,10 @@ def _serve(conn, tracking, lock=None, calls=None) -> None:
         elif kind == "log":
             batch, key = [msg[1]], msg[2]
             while len(batch) < MAX_BATCH and conn.poll():  # whatever else has arrived meanwhile
-                nxt = conn.recv()
+                try:
+                    nxt = receive()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    break
                 if nxt[0] == "log" and nxt[2] == key:
                     batch.append(nxt[1])
                 else:
@@ -359,6 +371,35 @@ def _serve(conn, tracking, lock=None, calls=None) -> None:
                     _log_batch(tracker, batch, *key)
             except Exception as exc:  # noqa: BLE001 - reported at the writer's close
                 errors.append(f"{type(exc).__name__}: {exc}")
+
+
+# What a served store's caller may send: nanbench's own classes (RunResult and the specs and
+# series in it), NumPy's array and scalar reconstruction, and the functions the server serves.
+_NUMPY_SAFE = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("numpy.dtypes", None)}
+
+
+class _Restricted(pickle.Unpickler):
+    def __init__(self, data: bytes, calls):
+        import io
+        super().__init__(io.BytesIO(data))
+        self.calls = {(fn.__module__, fn.__qualname__) for fn in calls}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.calls or (module, name) in _NUMPY_SAFE or (module == "numpy.dtypes"):
+            return super().find_class(module, name)
+        if module.startswith("nanbench.") or module == "builtins" and name in ("set", "frozenset", "complex"):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and not issubclass(found, BaseException) or module == "builtins":
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not something a sweep's worker sends")
+
+
+def _restricted_loads(data: bytes, calls):
+    """Unpickle a served store's request, refusing any global but those above: a caller can
+    send runs and name the served functions, never call anything of its choosing."""
+    return _Restricted(data, calls).load()
 
 
 # --------------------------------------------------------------------------------------------

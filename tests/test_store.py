@@ -158,4 +158,11 @@ def test_a_served_store_keeps_accepting_after_a_failed_handshake_and_serves_only
     with pytest.raises(PermissionError, match="_anything"):
         worker.call(_anything)
     worker.close()
+    # a pickle that would call a function of the caller's choosing is refused unread
+    import pickle
+    evil = RemoteStore(**server.address)
+    evil.conn.send_bytes(pickle.dumps(("call", os.system, ("true",))))
+    ok, refused = pickle.loads(evil.conn.recv_bytes())
+    assert not ok and "posix.system" in str(refused)
+    evil.close()
     server.close()
