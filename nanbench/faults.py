@@ -261,6 +261,8 @@ def kill_scenario(launcher: str, target: str, point: str, tmp: Path) -> Row:
     if not reached:
         row.note = "ended before the kill point"
     else:
+        if target == "worker":  # early: the workers may still be starting
+            wait_until(lambda: any("popen_loky" in cmdline(p) for p in children_of(proc.pid)), 120, proc)
         kids = children_of(proc.pid)
         if target == "sweep":
             victim = proc.pid

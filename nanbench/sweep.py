@@ -123,8 +123,6 @@ def check_inner(cfg: DictConfig) -> None:
                               f"'sweep.inner={{{key}.{sub}:[...]}}'", values)
         if isinstance(values, list) and not values:
             raise ConfigError(f"sweep.inner.{key}", "a non-empty list of values", values)
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise ConfigError(f"sweep.inner.{key}", "a key of the config (e.g. optimizer.lr, train.seed)", key)
     grid = {_override_key(o) for o in _grid_overrides(cfg)}
     both = sorted(grid & set(inner))
     if both:
@@ -242,10 +240,14 @@ def check_jobs(cfg: DictConfig) -> None:
 
 
 def check_inner_values(cfg: DictConfig) -> None:
-    """A composed job's inner grid has at least one run."""
+    """A composed job's inner grid has at least one run, and names keys the job's config has (a
+    key may belong to a group the grid chooses, e.g. dataset.nan_fraction of dataset=nan_inputs)."""
     from nanbench.spec import ConfigError
     if not inner_grid(cfg):
         raise ConfigError("sweep.inner", "lists of values giving at least one run", "no runs")
+    for key in cfg.sweep.inner:
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise ConfigError(f"sweep.inner.{key}", "a key of the config (e.g. optimizer.lr, train.seed)", key)
 
 
 # --------------------------------------------------------------------------------------------
