@@ -16,6 +16,14 @@ Bookkeeping, all in MLflow (one experiment per sweep name):
 - :func:`run_job` trains a job's runs, skipping configurations already FINISHED (resume), and
   records each run as a child of the parent while the next one trains.
 
+Before any of it, everything that can be checked is (the store, ``sweep.inner``, every value of
+every grid axis composed once, the device), so a bad sweep is one line and exit 2 with nothing
+written; one sweep of an experiment runs on a store at a time (nanbench.store.SweepLock). A
+sweep that loses a worker or its store process finishes what it can, ends its parent FAILED with
+the reason, and exits 1 (:func:`abort`); joblib's workers end with the sweep's process
+(:func:`watch_launcher`). A re-run of a grid an earlier sweep left all FINISHED says "nothing to
+do" at once (:func:`completed`).
+
 Where the MLflow side runs is nanbench.store's business: with the basic launcher, a store
 process forked at the sweep's start (MLflow is imported there while this process imports
 TensorFlow, and runs are recorded there on the other core); elsewhere, a thread of the process.
