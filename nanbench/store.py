@@ -234,6 +234,7 @@ class StoreServer:
         self.address = {"address": self.listener.address, "key": self.key.hex()}  # RemoteStore(**address)
         self.lock = threading.Lock()
         self.closed = False
+        self.threads: list[threading.Thread] = []  # one per connection
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -245,7 +246,9 @@ class StoreServer:
                     return
                 time.sleep(0.01)
                 continue
-            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+            thread = threading.Thread(target=self._handshake, args=(conn,), daemon=True)
+            self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+            thread.start()
 
     def _handshake(self, conn) -> None:
         from multiprocessing.connection import answer_challenge, deliver_challenge
@@ -256,6 +259,14 @@ class StoreServer:
             conn.close()
             return
         _serve(conn, self.tracking, self.lock, calls=self.calls)
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Wait until every connection has been served to its end (its runs written): after its
+        workers are gone, what they sent is in the store. Returns whether all ended in time."""
+        deadline = time.time() + timeout
+        for thread in list(self.threads):
+            thread.join(max(0.0, deadline - time.time()))
+        return not any(t.is_alive() for t in self.threads)
 
     def close(self) -> None:
         self.closed = True

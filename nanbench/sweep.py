@@ -321,6 +321,7 @@ class SweepCallback(Callback):
         self._store = store
         self._start = time.time()
         self._parent = start["parent_run_id"]
+        self._sweep_dir, self._redo = sweep_dir, bool(config.sweep.redo)
         self._exp_id = start["experiment_id"]
         msg = f"nanbench: sweep {start['experiment']}: {start['runs_per_job']} run(s) per job"
         if start["done"]:
@@ -402,6 +403,29 @@ def abort(config: DictConfig, exc: BaseException) -> None:
         sys.exit(1)
     _active.finish(config, failure=reason)
     sys.exit(exit_status or 1)
+
+
+def before_relaunch(exc: BaseException) -> bool:
+    """joblib lost a worker (killed, out of memory) and with it the batch's executor: once per
+    sweep, wait until the served store has written everything the workers sent, refresh the
+    configurations FINISHED (the jobs skip them), note the loss (the sweep ends FAILED with it)
+    and have the batch launched again. False: not that fault, or it happened twice: give up."""
+    global _lost
+    if type(exc).__name__ != "TerminatedWorkerError" or _lost or _active is None or _server is None:
+        return False
+    reason = describe_fault(exc)
+    print(f"nanbench: warning: {reason}; launching the jobs left on new workers", file=sys.stderr, flush=True)
+    if not _server.drain():
+        return False
+    sweep_dir = Path(_active._sweep_dir)
+    done = _active._store.call(_finished_now, _active._exp_id) if not _active._redo else set()
+    (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
+    _lost = f"{reason}; the jobs were launched again on new workers"
+    return True
+
+
+def _finished_now(tracker, exp_id: str) -> set[str]:
+    return finished_hashes(tracker.client, exp_id)
 
 
 def describe_fault(exc: BaseException) -> str:

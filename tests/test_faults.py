@@ -170,6 +170,9 @@ def test_a_lost_worker_fails_the_sweep_in_one_line_and_a_rerun_resumes(tmp_path)
     assert len(errors) == 1 and "worker process ended unexpectedly" in errors[0], err[-3000:]
     (parent,) = parents_of(store)
     assert parent.info.status == "FAILED" and "worker" in parent.data.tags["error"]
+    # the jobs were launched again on new workers: every run is there, none twice
+    hashes = [r.data.tags["config_hash"] for r in finished(store)]
+    assert len(hashes) == 12 and len(set(hashes)) == 12
     rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     hashes = [r.data.tags["config_hash"] for r in finished(store)]

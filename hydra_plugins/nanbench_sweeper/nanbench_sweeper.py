@@ -63,6 +63,20 @@ class NanbenchSweeper(BasicSweeper):
         return batches
 
     def sweep(self, arguments: List[str]):
+        launch = self.launcher.launch
+
+        def launch_again(batch, initial_job_idx):
+            """A batch whose executor lost a worker is launched once more on fresh workers
+            (its runs already recorded are skipped), so that the sweep finishes what it can."""
+            try:
+                return launch(batch, initial_job_idx=initial_job_idx)
+            except Exception as exc:  # noqa: BLE001
+                from nanbench.sweep import before_relaunch
+                if not before_relaunch(exc):
+                    raise
+            return launch(batch, initial_job_idx=initial_job_idx)
+
+        self.launcher.launch = launch_again
         try:
             returns = super().sweep(arguments)
             from nanbench.sweep import jobs_returned  # whether every run of every job is FINISHED
