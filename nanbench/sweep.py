@@ -215,31 +215,36 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
 
 
 def check_jobs(cfg: DictConfig) -> None:
-    """Compose the jobs of the grid before anything is recorded: enough of them that every value
-    of every grid axis is composed once (an unknown option, a missing key or a bad device in any
-    job stops the sweep here with one line, not with a RUNNING parent run)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """Compose jobs of the grid before anything is recorded: as many as the longest grid axis has
+    values, the i-th job taking each axis's i-th value (cycling), so that every value of every
+    axis is composed once (an unknown option, a missing key or a bad device in any job stops
+    the sweep here with one line, not with a RUNNING parent run)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from nanbench.cli import check_device
     from nanbench.spec import ConfigError
 
-    parsed = OverridesParser.create().parse_overrides(_grid_overrides(cfg))
-    axes = {o.get_key_element() for o in parsed if o.is_sweep_override()}
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    if not jobs:
-        raise ConfigError("hydra.sweeper.params", "a grid of at least one job", "no jobs")
-    seen: set[str] = set()
+    axes: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(_grid_overrides(cfg)):
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            axes[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise ConfigError(key, "a comma-separated list of values (hydra/sweeper=nanbench is Hydra's "
+                              "basic sweeper)", o.input_line)
+        if not axes[key]:
+            raise ConfigError(key, "a grid axis with at least one value", o.input_line)
+    swept = {k for k, v in axes.items() if len(v) > 1}
     loader = GlobalHydra.instance().config_loader()
-    for job in jobs:
-        if set(job) <= seen:
-            continue
-        seen |= set(job)
+    for i in range(max((len(v) for v in axes.values()), default=1)):
+        job = [values[i % len(values)] for values in axes.values()]
         try:
-            composed = loader.load_sweep_config(cfg, list(job))
+            composed = loader.load_sweep_config(cfg, job)
         except Exception as exc:  # noqa: BLE001 - Hydra's own message: the option, and the ones there are
-            shown = " ".join(o for o in job if o.split("=", 1)[0] in axes) or "(defaults)"
+            shown = " ".join(o for o in job if o.split("=", 1)[0] in swept) or "(defaults)"
             reason = _one_line(exc).split(" Config search path")[0]
             raise ConfigError(f"the job {shown}", "one Hydra can compose", reason) from None
         check_device(composed.train.device)
