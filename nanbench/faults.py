@@ -434,10 +434,10 @@ def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list
     yield "full disk", full_disk
     for launcher in launchers:
         for target in targets:
-            if (target == "worker") == (launcher == "basic"):
-                continue  # no workers with the basic launcher; with joblib the store is the sweep's process
+            if target == "worker" and launcher == "basic":
+                continue  # no workers with the basic launcher
             if target == "store" and launcher != "basic":
-                continue
+                continue  # with joblib, the store is served by the sweep's process
             for point in points:
                 yield (f"kill {target} {point}, {launcher}",
                        lambda tmp, a=(launcher, target, point): kill_scenario(*a, tmp))
