@@ -66,9 +66,9 @@ def finished(store, experiment="smoke", status="FINISHED"):
     return [r for r in runs if status is None or r.info.status == status]
 
 
-def wait_for(predicate, timeout=240.0):
+def wait_for(predicate, timeout=240.0, proc=None):
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while time.time() < deadline and (proc is None or proc.poll() is None):
         try:
             if predicate():
                 return True
@@ -117,11 +117,13 @@ def test_a_lost_store_process_fails_the_sweep_in_one_line_and_a_rerun_resumes(tm
     """Basic launcher: the store process is killed mid-sweep. The sweep records the rest from its
     own process, ends FAILED with the reason in one line, exit 1; re-running trains what was lost."""
     store = f"sqlite:///{tmp_path / 'm.db'}"
-    cmd = sweep_cmd(store, tmp_path, *SMALL, "train.epochs=200")
+    cmd = sweep_cmd(store, tmp_path, *SMALL, "train.epochs=600")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             start_new_session=True)
     try:
-        assert wait_for(lambda: len(finished(store)) >= 3)
+        # not before the sweep has opened its new store (MLflow's client would create it too)
+        assert wait_for(lambda: (tmp_path / "hydra" / PARENT_FILE).exists() and len(finished(store)) >= 3,
+                        proc=proc)
         (store_pid,) = child_pids(proc.pid)
         os.kill(store_pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=600)
@@ -152,11 +154,12 @@ def cmdline(pid: int) -> str:
 @pytest.mark.slow
 def test_a_lost_worker_fails_the_sweep_in_one_line_and_a_rerun_resumes(tmp_path):
     store = f"sqlite:///{tmp_path / 'm.db'}"
-    cmd = sweep_cmd(store, tmp_path, *SMALL, "train.epochs=200", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    cmd = sweep_cmd(store, tmp_path, *SMALL, "train.epochs=600", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             start_new_session=True)
     try:
-        assert wait_for(lambda: len(finished(store)) >= 2)
+        assert wait_for(lambda: (tmp_path / "hydra" / PARENT_FILE).exists() and len(finished(store)) >= 2,
+                        proc=proc)
         workers = [p for p in child_pids(proc.pid) if "popen_loky" in cmdline(p)]
         assert len(workers) == 2, [cmdline(p) for p in child_pids(proc.pid)]
         os.kill(workers[0], signal.SIGKILL)
