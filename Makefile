@@ -9,7 +9,7 @@ PORT   ?= 5000
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui clean
+.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui faults clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,9 +50,11 @@ bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
 screenshots: $(STAMP)  ## the MLflow UI and the HTML report checked in headless Chromium: results/screenshots/
 	$(PY) -m nanbench.screenshots --out results/screenshots
 
-ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT)
-	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT) --workers 1
+ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT) (a busy port: exit 2)
+	@$(PY) -m nanbench.cli ui --port $(PORT) --store $(STORE)
+
+faults: $(STAMP)  ## kill, overfill and misconfigure real sweeps; check the store after each: results/faults.md
+	$(PY) -m nanbench.faults --out results $(ARGS)
 
 clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
 	rm -rf outputs multirun

@@ -23,19 +23,37 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def run_one(cfg: DictConfig) -> dict:
-    from nanbench.run import execute, resolve_device
-    from nanbench.tracking import Tracker
+def check_device(requested: str) -> None:
+    """``train.device=gpu`` on a machine with no GPU device file fails now, in well under a second,
+    before TensorFlow is imported or any store exists. Where a GPU device is there, TensorFlow
+    decides later (nanbench.run.resolve_device), still before anything is recorded."""
+    if requested != "gpu" or sys.platform == "darwin":  # macOS: Metal, no device file to look for
+        return
+    if "tensorflow" in sys.modules:  # already loaded: ask it
+        import tensorflow as tf
+        if tf.config.list_physical_devices("GPU"):
+            return
+    elif any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or Path("/dev/kfd").exists():
+        return
+    raise ConfigError("train.device", "auto or cpu on this machine (no GPU is visible)", "gpu")
 
+
+def run_one(cfg: DictConfig) -> dict:
     try:
         spec = from_config(cfg)
+        check_device(spec.train.device)
+        from nanbench.tracking import check_uri
+        check_uri(spec.tracking.uri)
+        from nanbench.run import execute, resolve_device
+        device = resolve_device(spec.train.device)  # before the store: a bad device creates nothing
+        from nanbench.tracking import Tracker
         tracker = Tracker(spec.tracking)
-        device = resolve_device(spec.train.device)
     except ConfigError as exc:
         fail(str(exc))
     start = time.time()
     result = execute(spec, device)
     result.run_id = tracker.log(result, start_time=start)
+    tracker.checkpoint()  # the .db file alone holds the run
     print(result.to_json(), flush=True)
     return result.summary()
 
@@ -60,3 +78,41 @@ def main() -> None:
     from nanbench import sweep
     if sweep.exit_status:
         sys.exit(sweep.exit_status)
+
+
+def ui_main(argv: list[str]) -> int:
+    """`make ui`: MLflow's UI over a store, on 127.0.0.1:PORT. A port something already answers on
+    (another UI: its runs would be what the printed URL shows) and an unusable store are one
+    line and exit 2, before MLflow starts; MLflow's server itself would log and exit 0."""
+    import argparse
+    import os
+    import socket
+
+    from nanbench.tracking import check_uri
+
+    parser = argparse.ArgumentParser(prog="nanbench.cli ui")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--store", default="sqlite:///results/mlflow.db")
+    args = parser.parse_args(argv)
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            print(f"nanbench: error: PORT must be a free port (got {args.port}: 127.0.0.1:{args.port} is "
+                  "already in use, e.g. by another UI); try make ui PORT=" f"{args.port + 1}",
+                  file=sys.stderr, flush=True)
+            return 2
+    try:
+        check_uri(args.store)
+    except ConfigError as exc:
+        print(f"nanbench: error: STORE: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(f"MLflow UI: http://127.0.0.1:{args.port}", flush=True)
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    os.execve(mlflow, [mlflow, "ui", "--backend-store-uri", args.store, "--host", "127.0.0.1",
+                       "--port", str(args.port), "--workers", "1"], env)
+    return 0  # not reached
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["ui"]:
+    sys.exit(ui_main(sys.argv[2:]))

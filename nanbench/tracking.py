@@ -29,13 +29,20 @@ from nanbench.spec import ConfigError, TrackingSpec
 from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, SOURCES
 
 DB_SCHEMES = ("postgresql", "mysql", "mssql")
+# The experiment tag MLflow's UI reads to choose an experiment's view: "custom_model_development"
+# opens it on its training runs ("Model training"), without asking which kind it is.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 MAX_EPOCH_POINTS = 100  # per-epoch curves longer than this are thinned; steps.csv keeps everything
 
 
 def _quiet() -> None:
-    """MLflow logs schema migrations of a new SQLite store at INFO: keep them off the terminal."""
+    """MLflow logs schema migrations of a new SQLite store at INFO, and database errors with
+    their tracebacks: keep them off the terminal."""
     for name in ("alembic", "mlflow", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a database error (a full disk, a locked or broken file) is logged there with its traceback
+    # before MLflow raises it; nanbench reports the raised error itself, in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 _pragmas_installed = False
@@ -127,18 +134,11 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def check_uri(uri: str) -> None:
-    """Fail early, with one line naming tracking.uri, when the store cannot be used."""
+    """Fail early, in well under a second and with one line naming tracking.uri, when the store
+    cannot be used (MLflow itself would retry for minutes, then raise)."""
     path = sqlite_path(uri)
     if path is not None:
-        parent = path.parent if str(path.parent) else Path(".")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError("tracking.uri", "an SQLite file in a writable directory",
-                              f"{uri}: {exc.strerror}") from None
-        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise ConfigError("tracking.uri", "an SQLite file in a writable directory",
-                              f"{uri}: not writable")
+        check_sqlite(uri, path)
         return
     if uri.startswith(("http://", "https://")):
         try:
@@ -152,6 +152,64 @@ def check_uri(uri: str) -> None:
         return
     raise ConfigError("tracking.uri", "sqlite:///PATH, http(s)://HOST:PORT or a database URI "
                       "(MLflow 3's file store is deprecated)", uri)
+
+
+SQLITE_ALLOWED = "an SQLite file in an existing, writable folder"
+
+
+def check_sqlite(uri: str, path: Path) -> None:
+    """An SQLite store's file: an existing one must be a regular, writable SQLite database that
+    passes ``PRAGMA quick_check`` (a corrupted store would otherwise take new runs, or fail in
+    MLflow's retries); a new one is created only as a file in an existing folder (a missing
+    folder is created only under the current directory, e.g. results/), and the folder must
+    take a new file."""
+    import sqlite3
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError("tracking.uri", SQLITE_ALLOWED, f"{uri}: {why}")
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise bad("a folder, not a file")
+    if path.exists():
+        if not path.is_file():
+            raise bad("not a regular file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise bad("not writable")
+        if path.stat().st_size:
+            try:
+                with open(path, "rb") as f:
+                    header = f.read(16)
+                if header != b"SQLite format 3\x00":
+                    raise bad("not an SQLite database")
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                try:
+                    verdict = [row[0] for row in conn.execute("PRAGMA quick_check(1)")]
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError as exc:
+                raise bad(f"unreadable ({exc})") from None
+            except OSError as exc:
+                raise bad(exc.strerror or str(exc)) from None
+            if verdict != ["ok"]:
+                raise bad(f"corrupted (PRAGMA quick_check: {' '.join(' '.join(verdict).split())[:200]}); "
+                          "restore a copy or point tracking.uri at a new file")
+        return
+    if not parent.is_dir():
+        inside = not parent.is_absolute() or parent.resolve().is_relative_to(Path.cwd().resolve())
+        if parent.exists() or not inside:
+            raise bad(f"the folder {parent} does not exist (nanbench creates only the file, "
+                      "and folders under the current directory)")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise bad(exc.strerror or str(exc)) from None
+    probe = parent / f".{path.name}.{uuid.uuid4().hex}.probe"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise bad(f"the folder {parent} does not take a new file ({exc.strerror or exc})") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -277,6 +335,18 @@ class Tracker:
         # database stores take whole batches of runs in one transaction; False: MLflow's calls
         self.bulk = _is_sql_store(self.client._tracking_client.store)
 
+    def checkpoint(self) -> None:
+        """Fold an SQLite store's write-ahead log into the database file (at a sweep's or run's
+        end): the .db file then holds every run by itself, whoever copies it. Best effort: a
+        reader holding the log open only postpones the fold to the next writer."""
+        if sqlite_path(self.spec.uri) is None or not self.bulk:
+            return
+        try:
+            with self.client._tracking_client.store.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception:  # noqa: BLE001 - the runs are safe in the log either way
+            pass
+
     def artifact_root(self) -> Path | None:
         if self.spec.artifacts:
             return Path(self.spec.artifacts).resolve()
@@ -291,7 +361,8 @@ class Tracker:
                 root = self.artifact_root()
                 location = (root / name).as_uri() if root is not None else None
                 try:
-                    exp_id = self.client.create_experiment(name, artifact_location=location)
+                    exp_id = self.client.create_experiment(name, artifact_location=location,
+                                                           tags={EXPERIMENT_KIND: MODEL_TRAINING})
                 except Exception:  # noqa: BLE001 - created meanwhile by another worker
                     exp = self.client.get_experiment_by_name(name)
                     if exp is None:
@@ -299,6 +370,8 @@ class Tracker:
                     exp_id = exp.experiment_id
             else:
                 exp_id = exp.experiment_id
+                if exp.lifecycle_stage == "active" and EXPERIMENT_KIND not in exp.tags:  # an older store's
+                    self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
             self._experiments[name] = exp_id
         return self._experiments[name]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -40,8 +41,11 @@ def test_one_run_prints_json_last_and_logs_one_mlflow_run(tmp_path):
     ("dataset=nan_inputs dataset.nan_fraction=1.5", "dataset.nan_fraction"),
     ("tracking.uri=http://127.0.0.1:9", "tracking.uri"),
     ("tracking.uri=sqlite:////proc/nonexistent/m.db", "tracking.uri"),
+    ("train.device=gpu", "train.device"),  # on a machine without a GPU (skipped elsewhere)
 ])
 def test_bad_input_is_one_line_nonzero_exit_and_no_run(tmp_path, override, key):
+    if key == "train.device" and any(Path("/dev").glob("nvidia[0-9]*")):
+        pytest.skip("this machine has a GPU device")
     store = tmp_path / "m.db"
     args = override.split()
     if not override.startswith("tracking.uri"):
@@ -65,3 +69,34 @@ def test_readme_and_ci_use_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make sweep" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("kind", ["folder", "garbage", "missing_folder"])
+def test_an_unusable_store_file_is_one_line_and_exit_2(tmp_path, kind):
+    path = tmp_path / "m.db"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "garbage":
+        path.write_bytes(b"not a database " * 100)
+    else:
+        path = tmp_path / "missing" / "m.db"
+    proc = nanbench("train.epochs=1", f"tracking.uri=sqlite:///{path}", cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nanbench: error: tracking.uri must be"), proc.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_ui_on_a_busy_port_is_one_line_and_exit_2(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "nanbench.cli", "ui", "--port", str(port),
+                               "--store", f"sqlite:///{tmp_path / 'm.db'}"], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{port}" in lines[0] and "in use" in lines[0], proc.stderr
+    assert "MLflow UI" not in proc.stdout and not (tmp_path / "m.db").exists()

@@ -7,6 +7,7 @@ so the store is driven from a fresh interpreter running SCRIPT; it prints what i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,7 +109,7 @@ def test_a_served_store_records_runs_from_other_connections_and_refuses_a_wrong_
     from nanbench.spec import TrackingSpec, from_config
     from nanbench.store import RemoteStore, StoreServer
 
-    server = StoreServer(TrackingSpec(uri=store))
+    server = StoreServer(TrackingSpec(uri=store), calls=(_experiment,))
     results = [execute(from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2",
                                                    f"train.seed={seed}"]))) for seed in range(4)]
     with pytest.raises(multiprocessing.AuthenticationError):
@@ -127,3 +128,41 @@ def test_a_served_store_records_runs_from_other_connections_and_refuses_a_wrong_
     runs = MlflowClient(store).search_runs([exp_id], "tags.sweep = 'served'")
     assert sorted(int(r.data.params["train.seed"]) for r in runs) == list(range(4))
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def _anything(tracker):
+    return "called"
+
+
+def test_a_served_store_keeps_accepting_after_a_failed_handshake_and_serves_only_its_calls(store):
+    """A caller that connects and hangs up (or sends garbage) must not stop the server: workers
+    that connect later are served. The socket's folder is private to this user, and a caller
+    may ask only for the functions the server was given."""
+    import socket
+    import stat
+
+    import pytest
+
+    from nanbench.spec import TrackingSpec
+    from nanbench.store import RemoteStore, StoreServer
+
+    server = StoreServer(TrackingSpec(uri=store), calls=(_experiment,))
+    path = server.address["address"]
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    for payload in (b"", b"garbage that is no handshake"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+            s.sendall(payload)
+    worker = RemoteStore(**server.address)  # before the fix: blocks for ever in the handshake
+    assert worker.call(_experiment, "served")
+    with pytest.raises(PermissionError, match="_anything"):
+        worker.call(_anything)
+    worker.close()
+    # a pickle that would call a function of the caller's choosing is refused unread
+    import pickle
+    evil = RemoteStore(**server.address)
+    evil.conn.send_bytes(pickle.dumps(("call", os.system, ("true",))))
+    ok, refused = pickle.loads(evil.conn.recv_bytes())
+    assert not ok and "posix.system" in str(refused)
+    evil.close()
+    server.close()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -65,10 +66,15 @@ def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
     assert "nan" in outcomes or "inf" in outcomes  # the smoke grid holds failures to find
     # not a terminal: one plain line per job
     assert sum(line.startswith("[job ") for line in proc.stdout.splitlines()) == 8
-    # re-running skips everything already FINISHED; sweep.redo=true runs it again
+    # re-running the same grid has nothing to do, and says so before importing TensorFlow
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert again.returncode == 0 and "24 configurations already FINISHED" in again.stdout
-    assert len(children(store)) == SMOKE_RUNS
+    assert again.returncode == 0 and "nothing to do: all 24 configurations" in again.stdout
+    assert "[job " not in again.stdout and len(children(store)) == SMOKE_RUNS
+    # once a run is deleted, the sweep runs again and trains just that one
+    MlflowClient(store).delete_run(runs[0].info.run_id)
+    third = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert third.returncode == 0 and "23 configurations already FINISHED" in third.stdout
+    assert len([r for r in children(store) if r.info.lifecycle_stage == "active"]) == SMOKE_RUNS
 
 
 @pytest.mark.slow
@@ -201,3 +207,54 @@ def test_every_sweep_file_composes_for_every_combination(name):
 
 def test_sweep_sizes():
     assert len(_grid("smoke")) * 3 == SMOKE_RUNS
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["optimizer.lr=-1,0.1"], "optimizer.lr"),                       # a grid key sweep.inner also sets
+    (["optimizer.lr=0.5"], "optimizer.lr"),                          # ... or a plain command-line value
+    (["+sweep.inner.optimizer.lr=[0.1,1]"], "sweep.inner.optimizer"),  # nested: replaces the group
+    (["sweep.inner={optimizer.lr:[]}"], "sweep.inner.optimizer.lr"),  # no runs at all
+    (["+sweep.inner={train.sed:[1]}"], "sweep.inner.train.sed"),      # not a key of the config
+    (["dataset=nonexistent,clean"], "dataset=nonexistent"),            # a job that does not compose
+    (["train.device=gpu"], "train.device"),                            # no GPU on this machine
+])
+def test_a_bad_sweep_stops_before_any_store_with_one_line(tmp_path, overrides, key):
+    if key == "train.device" and any(Path("/dev").glob("nvidia[0-9]*")):
+        pytest.skip("this machine has a GPU device")
+    db = tmp_path / "m.db"
+    proc = subprocess.run(sweep_cmd(f"sqlite:///{db}", tmp_path, *overrides), capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nanbench: error: ") and key in lines[0], proc.stderr
+    assert "must be" in lines[0] and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, no lock, no sweep folder
+
+
+@pytest.mark.slow
+def test_a_second_sweep_of_the_same_experiment_is_refused_while_the_first_runs(tmp_path, store):
+    first = subprocess.Popen(sweep_cmd(store, tmp_path, "train.epochs=300", "sweep.summarize=false"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "hydra" / PARENT_FILE).exists() and time.time() < deadline:
+            time.sleep(0.2)
+        second = subprocess.run(sweep_cmd(store, tmp_path / "2"), capture_output=True, text=True, cwd=ROOT,
+                                timeout=600)
+        out, err = first.communicate(timeout=600)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already running" in lines[0] and f"pid {first.pid}" in lines[0]
+    assert first.returncode == 0, err[-2000:]
+    # a clean end folds the write-ahead log into the file: a copy of mlflow.db alone has every run
+    import shutil
+    shutil.copyfile(tmp_path / "mlflow.db", tmp_path / "copy.db")
+    assert len(children(f"sqlite:///{tmp_path / 'copy.db'}")) == SMOKE_RUNS
+    runs = children(store)
+    hashes = [r.data.tags["config_hash"] for r in runs]
+    assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert [p.info.status for p in parents(store)] == ["FINISHED"]  # the live first was never KILLED

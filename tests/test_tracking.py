@@ -73,6 +73,44 @@ def test_unusable_tracking_uris_are_config_errors(uri):
         check_uri(uri)
 
 
+def _corrupted_store(path):
+    """An SQLite file with one page whose header is overwritten (what a torn write leaves)."""
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.execute("create table t (k text primary key, v text)")
+    conn.executemany("insert into t values (?, ?)", [(f"k{i}", "x" * 200) for i in range(2000)])
+    conn.commit()
+    conn.close()
+    with open(path, "r+b") as f:
+        f.seek(4096 * 20)
+        f.write(b"\xff" * 16)
+
+
+@pytest.mark.parametrize("kind,why", [("folder", "a folder"), ("garbage", "not an SQLite database"),
+                                      ("corrupted", "corrupted"), ("missing_folder", "does not exist")])
+def test_an_unusable_sqlite_store_is_one_line_at_once_and_nothing_is_created(tmp_path, kind, why):
+    path = tmp_path / "m.db"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "garbage":
+        path.write_bytes(b"this is not a database, it only has its name" * 10)
+    elif kind == "corrupted":
+        _corrupted_store(path)
+    else:
+        path = tmp_path / "no" / "such" / "m.db"  # absolute, outside the current directory
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ConfigError, match=why) as caught:
+        check_uri(f"sqlite:///{path}")
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("tracking.uri must be")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no folder made, no file left
+
+
+def test_a_new_store_folder_is_created_only_under_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_uri("sqlite:///results/sub/m.db")
+    assert (tmp_path / "results" / "sub").is_dir() and not (tmp_path / "results" / "sub" / "m.db").exists()
+
+
 def _comparable(client, run):
     """What a reader of the store sees of a run, less its id and times."""
     info = run.info
@@ -196,3 +234,16 @@ def test_children_are_counted_by_outcome_alike_by_sql_and_by_search(store):
     assert tracker.count_children(exp_id, parent) == expected
     tracker.bulk = False  # what search_runs says
     assert tracker.count_children(exp_id, parent) == expected
+
+
+def test_experiments_open_on_their_training_runs_in_mlflows_ui(store):
+    """MLflow's UI opens an experiment whose mlflow.experimentKind tag is custom_model_development
+    on its runs ("Model training"); new experiments get it, and older ones when next used."""
+    from nanbench.spec import TrackingSpec
+    tracker = Tracker(TrackingSpec(uri=store))
+    new = tracker.experiment_id("fresh")
+    client = MlflowClient(store)
+    old = client.create_experiment("older")
+    Tracker(TrackingSpec(uri=store)).experiment_id("older")
+    for exp_id in (new, old):
+        assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -72,6 +72,30 @@ class NanbenchSweeper(BasicSweeper):
         (sweep_dir / JOBS_FILE).write_text(json.dumps({"jobs": sum(len(b) for b in batches)}))
         return batches
 
+    def sweep(self, arguments: List[str]):
+        launch = self.launcher.launch
+
+        def launch_again(batch, initial_job_idx):
+            """A batch whose executor lost a worker is launched once more on fresh workers
+            (its runs already recorded are skipped), so that the sweep finishes what it can."""
+            try:
+                return launch(batch, initial_job_idx=initial_job_idx)
+            except Exception as exc:  # noqa: BLE001
+                from nanbench.sweep import before_relaunch
+                if not before_relaunch(exc):
+                    raise
+            return launch(batch, initial_job_idx=initial_job_idx)
+
+        self.launcher.launch = launch_again
+        try:
+            returns = super().sweep(arguments)
+            from nanbench.sweep import jobs_returned  # whether every run of every job is FINISHED
+            jobs_returned(returns)
+            return returns
+        except Exception as exc:  # noqa: BLE001 - a lost worker or store process, a job that raised
+            from nanbench.sweep import abort  # the parent run FAILED with the reason, one line, exit 1
+            abort(self.config, exc)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch[:1])
 
