@@ -163,9 +163,6 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
     notes = []
     try:
         sweep = load_runs(experiment, tracking_uri, parent_run_id, scope=scope, fast=fast)
@@ -176,6 +173,10 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
         sweep = load_runs(experiment, tracking_uri, parent_run_id, scope="experiment", fast=fast)
         notes.append(f"The parent run `{sweep.parent_run_id}` has no child runs (a resumed sweep finds "
                      "every configuration already finished): this summary covers every invocation.")
+    # only once there is something to summarize: a sweep that does not exist leaves no folder
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
     rep, info = build_report(sweep, out, notes)
     files = info.pop("files")
     logged = log_summary_artifacts(sweep, [out / name for name in files]) if log_artifacts else False

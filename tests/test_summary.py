@@ -313,3 +313,12 @@ def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_run
         assert int(rule[0]) * 2 > int(rule[1])
     assert "git_commit `a1` (300 runs), `b2` (300 runs)" in md
     assert "improving" in md  # the outcome table knows the new outcome
+
+
+def test_summary_of_a_sweep_that_does_not_exist_is_one_line_and_writes_no_folder(planted, tmp_path, capsys):
+    uri, _ = planted
+    out = tmp_path / "results" / "nonexistent"
+    assert main(["--sweep", "nonexistent", "--tracking-uri", uri, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nanbench.summary: error:") and "nonexistent" in err[0]
+    assert not out.exists() and not out.parent.exists()
