@@ -88,7 +88,7 @@ def ui_main(argv: list[str]) -> int:
     import os
     import socket
 
-    from nanbench.tracking import check_uri
+    from nanbench.tracking import check_uri, experiments, ui_runs_url
 
     parser = argparse.ArgumentParser(prog="nanbench.cli ui")
     parser.add_argument("--port", type=int, default=5000)
@@ -106,7 +106,10 @@ def ui_main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"nanbench: error: STORE: {exc}", file=sys.stderr, flush=True)
         return 2
-    print(f"MLflow UI: http://127.0.0.1:{args.port}", flush=True)
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI: {base}", flush=True)
+    for experiment_id, name in experiments(args.store):  # each opens on its training runs
+        print(f"  {name}: {ui_runs_url(base, experiment_id)}", flush=True)
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     os.execve(mlflow, [mlflow, "ui", "--backend-store-uri", args.store, "--host", "127.0.0.1",

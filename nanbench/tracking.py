@@ -29,9 +29,33 @@ from nanbench.spec import ConfigError, TrackingSpec
 from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, SOURCES
 
 DB_SCHEMES = ("postgresql", "mysql", "mssql")
-# The experiment tag MLflow's UI reads to choose an experiment's view: "custom_model_development"
-# opens it on its training runs ("Model training"), without asking which kind it is.
+# The experiment tag MLflow's UI reads to choose an experiment's view where its workflow selector
+# is off: "custom_model_development" opens it on its training runs ("Model training"). Where the
+# selector is on (MLflow 3.17's UI), the view comes from the browser's choice or from the URL's
+# `workflowType` parameter instead: ui_runs_url gives an experiment's runs in that view.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
+def ui_runs_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's training runs, in the "Model training" view
+    whatever the browser chose before (the workflowType parameter overrides it)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def experiments(uri: str) -> list[tuple[str, str]]:
+    """(id, name) of a SQLite store's active experiments, read-only and without MLflow (empty for
+    other stores, a missing file, or one MLflow has not migrated yet)."""
+    import sqlite3
+    path = sqlite_path(uri)
+    if path is None or not path.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return [(str(i), n) for i, n in conn.execute(
+                "select experiment_id, name from experiments where lifecycle_stage = 'active' "
+                "and name != 'Default' order by experiment_id")]
+    except sqlite3.Error:
+        return []
 MAX_EPOCH_POINTS = 100  # per-epoch curves longer than this are thinned; steps.csv keeps everything
 
 

@@ -90,3 +90,21 @@ def test_missing_chromium_is_named_with_its_install_line(monkeypatch, capsys):
     assert any("apt-get install chromium" in m for m in screenshots.missing_requirements())
     assert screenshots.main(["--out", "/nonexistent/out"]) == 2
     assert "apt-get install chromium" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_experiment_links_make_ui_prints_open_on_the_training_runs_without_a_click(tour):
+    """A browser that has never chosen MLflow's "Model training" layout (no local-storage
+    preference; MLflow's UI then opens an experiment on its GenAI overview): the link `make ui`
+    prints for an experiment shows its runs table at once."""
+    from playwright.sync_api import expect
+
+    from nanbench.tracking import ui_runs_url
+    context = tour.browser.new_context(viewport=screenshots.VIEWPORT)  # without UI_PREFERENCES
+    try:
+        page = context.new_page()
+        page.goto(ui_runs_url(tour.base, tour.expected.experiment_id))
+        expect(page.get_by_role("link", name=tour.expected.parent_name, exact=True)).to_be_visible(
+            timeout=screenshots.TIMEOUT_MS)
+    finally:
+        context.close()
