@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SWEEPS
+from nanbench.faults import session_pids
 from nanbench.sweep import PARENT_FILE
 
 SMALL = ["dataset=doc000_clean,clean", "preprocess=none", "optimizer=sgd,adam"]  # 4 jobs x 3 runs
@@ -23,22 +24,6 @@ def sweep_cmd(store, folder, *extra, name="smoke"):
     return [sys.executable, "-m", "nanbench", "-m", "--config-dir", str(SWEEPS), "--config-name", name,
             f"tracking.uri={store}", f"sweep.results_dir={folder}", f"hydra.sweep.dir={folder}/hydra",
             "sweep.summarize=false", *extra]
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process of session `sid` (what a sweep started with start_new_session leaves)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def orphans_after(sid: int, seconds: float = 10.0) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import compose_config
+from nanbench.faults import corrupt
 from nanbench.run import execute
 from nanbench.spec import ConfigError, from_config
 from nanbench.tracking import Tracker, check_uri, run_name, time_ordered_id
@@ -73,19 +74,6 @@ def test_unusable_tracking_uris_are_config_errors(uri):
         check_uri(uri)
 
 
-def _corrupted_store(path):
-    """An SQLite file with one page whose header is overwritten (what a torn write leaves)."""
-    import sqlite3
-    conn = sqlite3.connect(path)
-    conn.execute("create table t (k text primary key, v text)")
-    conn.executemany("insert into t values (?, ?)", [(f"k{i}", "x" * 200) for i in range(2000)])
-    conn.commit()
-    conn.close()
-    with open(path, "r+b") as f:
-        f.seek(4096 * 20)
-        f.write(b"\xff" * 16)
-
-
 @pytest.mark.parametrize("kind,why", [("folder", "a folder"), ("garbage", "not an SQLite database"),
                                       ("corrupted", "corrupted"), ("missing_folder", "does not exist")])
 def test_an_unusable_sqlite_store_is_one_line_at_once_and_nothing_is_created(tmp_path, kind, why):
@@ -95,7 +83,7 @@ def test_an_unusable_sqlite_store_is_one_line_at_once_and_nothing_is_created(tmp
     elif kind == "garbage":
         path.write_bytes(b"this is not a database, it only has its name" * 10)
     elif kind == "corrupted":
-        _corrupted_store(path)
+        corrupt(path)
     else:
         path = tmp_path / "no" / "such" / "m.db"  # absolute, outside the current directory
     before = sorted(p.name for p in tmp_path.rglob("*"))
