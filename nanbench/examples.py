@@ -431,11 +431,9 @@ def run_in_nanbench(example: Example, *, seed: int = SEED, epochs_cap: int | Non
     import keras
     import tensorflow as tf
 
-    from nanbench.engines.fit import ForensicRecorder, ForensicSequential
+    from nanbench.engines.fit import ForensicSequential, fit_with_forensics
     from nanbench.forensics import classify
-    from nanbench.model import dead_fraction, has_relu_units
     from nanbench.run import describe_error, configure_tensorflow
-    from nanbench.step import full_loss
 
     configure_tensorflow()
     epochs, _ = capped(example, epochs_cap)
@@ -455,28 +453,17 @@ def run_in_nanbench(example: Example, *, seed: int = SEED, epochs_cap: int | Non
             model = ForensicSequential([keras.layers.Dense(**kw) for kw in example.layers])
             model.compile(optimizer=keras_optimizer(example.optimizer), loss=example.loss)
             Xf, yf = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32).reshape(len(y), -1)
-            initial_loss = float(full_loss(model, Xf, yf))
-            build_s = time.perf_counter() - t0
-            relu = has_relu_units(model)
-            recorder = ForensicRecorder(keep_weights=relu)
-            t1 = time.perf_counter()
-            history = model.fit(X, y, epochs=epochs, verbose=0, callbacks=[recorder])
-            t2 = time.perf_counter()
-            final_loss = float(full_loss(model, Xf, yf))
+            # fit gets the arrays as the document writes them, with fit's defaults (batch 32, shuffling)
+            out, history = fit_with_forensics(model, Xf, yf, started=t0, fit_x=X, fit_y=y, epochs=epochs)
         caught = _unique(f"{w.category.__name__}: {w.message}" for w in records)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error
         return (RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
                           data_s=data_s, n_samples=len(X)), caught, [])
-    series = recorder.series(model, n_samples=len(X), batch_size=spec.train.batch_size,
-                             initial_loss=initial_loss, final_loss=final_loss)
-    first = (recorder.first_step_end or t2) - t1
-    verdict = classify(series, OutcomeSpec())
-    at_bad = recorder.weights_at_nonfinite
-    result = RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=series,
-                       device=short_device, data_s=data_s, build_s=build_s, first_step_s=first,
-                       train_s=t2 - t1 - first, n_samples=len(X),
-                       dead_fraction=dead_fraction(model, Xf) if relu else None,
-                       dead_fraction_at_nonfinite=dead_fraction(model, Xf, at_bad) if at_bad is not None else None)
+    verdict = classify(out.series, OutcomeSpec())
+    result = RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=out.series,
+                       device=short_device, data_s=data_s, build_s=out.build_s, first_step_s=out.first_step_s,
+                       train_s=out.train_s, n_samples=len(X), dead_fraction=out.dead_fraction,
+                       dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite)
     return result, caught, [float(v) for v in history.history.get("loss", [])]
 
 

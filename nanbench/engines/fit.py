@@ -75,6 +75,32 @@ class ForensicRecorder(keras.callbacks.Callback):
                           initial_loss=initial_loss, final_loss=final_loss)
 
 
+def fit_with_forensics(model: ForensicSequential, X, y, *, started: float, fit_x=None, fit_y=None,
+                       **fit_args) -> tuple[EngineOutput, keras.callbacks.History]:
+    """Train a compiled ForensicSequential with ``Model.fit`` and measure what an outcome needs:
+    the whole data's loss (X, y: the training set as float32) at the initial and final weights,
+    every step's forensics, and the dead ReLU units at the end and at the first non-finite step.
+    ``fit_x``/``fit_y`` are what fit is given when that is not X, y (a document's arrays as
+    written); ``started`` is when building began (build time counts from it)."""
+    initial_loss = float(full_loss(model, X, y))
+    build_s = time.perf_counter() - started
+    relu = has_relu_units(model)
+    recorder = ForensicRecorder(keep_weights=relu)
+    t1 = time.perf_counter()
+    history = model.fit(X if fit_x is None else fit_x, y if fit_y is None else fit_y, verbose=0,
+                        callbacks=[recorder], **fit_args)
+    t2 = time.perf_counter()
+    final_loss = float(full_loss(model, X, y))
+    series = recorder.series(model, n_samples=len(X), batch_size=fit_args.get("batch_size") or 32,
+                             initial_loss=initial_loss, final_loss=final_loss)
+    first = (recorder.first_step_end or t2) - t1
+    at_bad = recorder.weights_at_nonfinite
+    out = EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
+                       dead_fraction=dead_fraction(model, X) if relu else None,
+                       dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None else None)
+    return out, history
+
+
 def train(spec, data, device: str) -> EngineOutput:
     t0 = time.perf_counter()
     keras.utils.set_random_seed(spec.train.seed)  # Python, NumPy and TensorFlow: fit's shuffling
@@ -84,20 +110,7 @@ def train(spec, data, device: str) -> EngineOutput:
         model.compile(optimizer=build_optimizer(spec.optimizer, spec.clipping,
                                                 precision=spec.train.precision),
                       loss=build_loss(spec.loss))
-        # the outcome's baseline and end: the whole data's loss at the initial and final weights
-        initial_loss = float(full_loss(model, data.X, data.y))
-        build_s = time.perf_counter() - t0
-        relu = has_relu_units(model)
-        recorder = ForensicRecorder(keep_weights=relu)
-        t1 = time.perf_counter()
-        model.fit(data.X, data.y, epochs=spec.train.epochs_for(data.n_samples), batch_size=spec.train.batch_size,
-                  shuffle=spec.train.shuffle, verbose=0, callbacks=[recorder])
-        t2 = time.perf_counter()
-        final_loss = float(full_loss(model, data.X, data.y))
-    series = recorder.series(model, n_samples=data.n_samples, batch_size=spec.train.batch_size,
-                             initial_loss=initial_loss, final_loss=final_loss)
-    first = (recorder.first_step_end or t2) - t1
-    at_bad = recorder.weights_at_nonfinite
-    return EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
-                        dead_fraction=dead_fraction(model, data.X) if relu else None,
-                        dead_fraction_at_nonfinite=dead_fraction(model, data.X, at_bad) if at_bad is not None else None)
+        out, _ = fit_with_forensics(model, data.X, data.y, started=t0,
+                                    epochs=spec.train.epochs_for(data.n_samples),
+                                    batch_size=spec.train.batch_size, shuffle=spec.train.shuffle)
+    return out
