@@ -39,22 +39,22 @@ report:  ## print the path of sweep $(SWEEP)'s self-contained HTML report
 	@echo "$(CURDIR)/results/$(SWEEP)/summary.html"
 
 examples: $(STAMP)  ## run the documents' examples and check their claims: results/examples.md
-	$(PY) -m nanbench.examples --out results --tracking-uri $(STORE) $(ARGS)
+	$(PY) -m nanbench.studies.examples --out results --tracking-uri $(STORE) $(ARGS)
 
 boundaries: $(STAMP)  ## largest stable learning rate per configuration: results/boundaries.md
-	$(PY) -m nanbench.boundary --grid sweeps/boundaries.yaml --out results $(ARGS)
+	$(PY) -m nanbench.studies.boundary --grid sweeps/boundaries.yaml --out results $(ARGS)
 
 bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
-	$(PY) bench/benchmark.py --out results $(ARGS)
+	$(PY) -m tools.benchmark --out results $(ARGS)
 
 screenshots: $(STAMP)  ## the MLflow UI and the HTML report checked in headless Chromium: results/screenshots/
-	$(PY) -m nanbench.screenshots --out results/screenshots
+	$(PY) -m tools.screenshots --out results/screenshots
 
 ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(PORT) (a busy port: exit 2)
 	@$(PY) -m nanbench.cli ui --port $(PORT) --store $(STORE)
 
 faults: $(STAMP)  ## kill, overfill and misconfigure real sweeps; check the store after each: results/faults.md
-	$(PY) -m nanbench.faults --out results $(ARGS)
+	$(PY) -m tools.faults --out results $(ARGS)
 
 clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
 	rm -rf outputs multirun

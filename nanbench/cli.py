@@ -15,7 +15,9 @@ from omegaconf import DictConfig
 
 from nanbench.spec import ConfigError, from_config
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from nanbench.config import CONF_DIR
+
+CONFIG_DIR = str(CONF_DIR)
 
 
 def fail(message: str) -> None:
@@ -75,9 +77,9 @@ def _hydra_main(cfg: DictConfig):
 
 def main() -> None:
     _hydra_main()
-    from nanbench import sweep
-    if sweep.exit_status:
-        sys.exit(sweep.exit_status)
+    from nanbench.sweep import session
+    if session.exit_status:
+        sys.exit(session.exit_status)
 
 
 def ui_main(argv: list[str]) -> int:

@@ -10,15 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from nanbench.spec import OutcomeSpec
+from nanbench.vocab import OUTCOMES, SOURCES
 
-# Every outcome, in the order tables list them; the rule is classify's docstring.
-OUTCOMES = ("converged", "improving", "stalled", "diverged", "inf", "nan", "error")
-STABLE_OUTCOMES = ("converged", "improving", "stalled")  # finite, and not diverged
-NONFINITE_OUTCOMES = ("inf", "nan")
 
 # Bits of a step's `flags` (see step_flags): one inf/NaN pair per place a non-finite value can
 # first appear, in data-flow order.
-SOURCES = ("input", "loss", "gradients", "weights")
 INF_BIT = {s: 1 << (2 * i) for i, s in enumerate(SOURCES)}
 NAN_BIT = {s: 1 << (2 * i + 1) for i, s in enumerate(SOURCES)}
 # Under mixed_float16, scaled gradients that overflow are the loss scaler's business: it skips

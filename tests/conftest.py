@@ -6,21 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
-SWEEPS = ROOT / "sweeps"
+from nanbench.config import CONF_DIR as CONF, ROOT, SWEEPS_DIR as SWEEPS, compose
+
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def compose_config(overrides: list[str] | None = None, config_name: str = "config"):
     """The composed DictConfig for `overrides`, exactly as `python -m nanbench` would see it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides or []))
+    return compose(list(overrides or []), config_name=config_name)
 
 
 @pytest.fixture

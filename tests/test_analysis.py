@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nanbench import analysis as A
-from nanbench import findings as F
-from nanbench import synthetic
-from nanbench.attribution import attribution
+from nanbench.summary import analysis as A
+from nanbench.summary import findings as F
+from tools import synthetic
+from nanbench.summary.attribution import attribution
 
 DESCRIPTORS = ("dataset.n_samples", "dataset.outlier_fraction", "dataset.nan_fraction")
 

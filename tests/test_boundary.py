@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
-from nanbench.boundary import (BoundarySpec, boundary_spec, find_boundary, is_stable, lambda_max_mse,
+from nanbench.studies.boundary import (BoundarySpec, boundary_spec, find_boundary, is_stable, lambda_max_mse,
                                load_grid, prepare, search, theory)
 from nanbench.data import load
 from nanbench.spec import ConfigError
@@ -88,7 +88,7 @@ def test_bad_boundary_values_name_the_key(override, key):
 
 @pytest.mark.slow
 def test_grid_file_is_a_hydra_sweep_whose_jobs_compose():
-    from nanbench.boundary import compose_job
+    from nanbench.studies.boundary import compose_job
 
     jobs = load_grid("sweeps/boundaries.yaml")
     assert len(jobs) == len({tuple(j) for j in jobs}) >= 20
@@ -157,7 +157,7 @@ def test_measured_boundary_matches_theory(data, optimizer, store):
 @pytest.mark.slow
 def test_search_is_tracked_as_parent_and_children(store, capsys):
     from mlflow.tracking import MlflowClient
-    from nanbench.boundary import run_one
+    from nanbench.studies.boundary import run_one
 
     summary = run_one(_compose("dataset=doc000_clean", "preprocess=standard", "optimizer=sgd",
                                "train.epochs=300", "boundary.lr_start=0.5", "boundary.growth_factor=4",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nanbench.boundary_report import table, write_plot, write_table
+from nanbench.studies.boundary.report import table, write_plot, write_table
 
 
 def _summary(status: str, optimizer: str = "sgd", **extra) -> dict:
@@ -39,7 +39,7 @@ def test_table_states_missing_boundaries_plainly():
 
 def test_write_table_and_plot(tmp_path):
     rows = [_summary("bracketed"), _summary("stable_everywhere", "adam")]
-    write_table(rows, tmp_path / "boundaries.md", command="python -m nanbench.boundary --grid g.yaml")
+    write_table(rows, tmp_path / "boundaries.md", command="python -m nanbench.studies.boundary --grid g.yaml")
     write_plot(rows, tmp_path / "boundaries.png")
     md = (tmp_path / "boundaries.md").read_text()
     assert md.startswith("# Stability boundaries") and "--grid g.yaml" in md
@@ -51,7 +51,7 @@ def test_write_table_and_plot(tmp_path):
 
 @pytest.mark.slow
 def test_grid_end_to_end(tmp_path, store, capsys):
-    from nanbench.boundary import main
+    from nanbench.studies.boundary import main
 
     grid = tmp_path / "grid.yaml"  # a sweep file like sweeps/boundaries.yaml, two jobs
     grid.write_text(
@@ -75,7 +75,7 @@ def test_multirun_callback_writes_the_table_into_the_sweep_folder(tmp_path):
     from hydra.core.utils import JobReturn, JobStatus
     from omegaconf import OmegaConf
 
-    from nanbench.boundary import BoundaryCallback
+    from nanbench.studies.boundary import BoundaryCallback
 
     callback = BoundaryCallback()
     for i, status in enumerate(["bracketed", "stable_everywhere"]):

@@ -1,7 +1,7 @@
-"""nanbench.screenshots: the smoke sweep's records in the MLflow UI and its HTML report, in real Chromium.
+"""tools.screenshots: the smoke sweep's records in the MLflow UI and its HTML report, in real Chromium.
 
 One smoke sweep into a temporary store, one `mlflow ui` on a free loopback port and one headless
-Chromium serve every step of nanbench.screenshots.STEPS (experiments list, runs nested under the
+Chromium serve every step of tools.screenshots.STEPS (experiments list, runs nested under the
 parent, parent run and its summary artifacts, a NaN/inf run and its charts, the search box, the
 offline report); each step waits on page content and checks it against MlflowClient. Screenshots
 go to a temporary folder (`make screenshots` writes the committed ones).
@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from nanbench import screenshots
+from tools import screenshots
 
 
 def _in_ci() -> bool:

@@ -1,4 +1,4 @@
-"""nanbench.claims: the claims' sweep files, judging run records into verdicts, the op-level probes.
+"""nanbench.studies.claims: the claims' sweep files, judging run records into verdicts, the op-level probes.
 
 Judging is checked on planted run records (a cell's outcomes are known); the sweep files are
 composed with Hydra as `make examples` composes them.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from nanbench import claims
-from nanbench.claims import BUDGETS, CLAIMS, MIN_SEEDS, STEPS, Claim, RunRecord, load_sweep
+from nanbench.studies import claims
+from nanbench.studies.claims import BUDGETS, CLAIMS, MIN_SEEDS, STEPS, Claim, RunRecord, load_sweep
 
 SWEEP = claims.Sweep(name="synthetic", jobs=())
 

@@ -12,7 +12,7 @@ from conftest import compose_config
 from nanbench.data import load
 from nanbench.engines import fused
 from nanbench.run import execute
-from nanbench.forensics import STABLE_OUTCOMES
+from nanbench.vocab import STABLE_OUTCOMES
 from nanbench.spec import from_config
 
 OPTIMIZERS = ["sgd", "momentum", "adam", "rmsprop"]

@@ -1,4 +1,4 @@
-"""nanbench.examples, nanbench.claims and nanbench.examples_report.
+"""nanbench.studies.examples, nanbench.studies.claims and nanbench.studies.examples.report.
 
 The example definitions are compared with the documents' own code (parsed from the Markdown
 beside the repository, ../shared/seeds); the table is generated from real, shortened runs into a
@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanbench import examples, examples_report
-from nanbench.examples import ALL, CODE, EXAMPLES, Row, make_data
-from nanbench.forensics import NAN_BIT, OUTCOMES, StepSeries, classify
+from nanbench.studies import examples
+from nanbench.studies.examples import report as examples_report
+from nanbench.studies.examples import ALL, CODE, EXAMPLES, Row, make_data
+from nanbench.forensics import NAN_BIT, StepSeries, classify
+from nanbench.vocab import OUTCOMES
 from nanbench.result import RunResult
 from nanbench.spec import OutcomeSpec
 
@@ -238,7 +240,7 @@ def test_the_final_loss_is_seed_0_plus_the_range_over_seeds():
 
 @pytest.mark.slow
 def test_cli_writes_the_table_from_real_runs_logged_to_mlflow(tmp_path, store):
-    """`python -m nanbench.examples` shortened: every example and variant at most 1 epoch (as written
+    """`python -m nanbench.studies.examples` shortened: every example and variant at most 1 epoch (as written
     too) at 2 seeds, one claim's sweep; the table, the CSVs and the MLflow runs agree."""
     from mlflow.tracking import MlflowClient
 

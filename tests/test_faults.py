@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SWEEPS
-from nanbench.faults import session_pids
+from tools.faults import session_pids
 from nanbench.sweep import PARENT_FILE
 
 SMALL = ["dataset=doc000_clean,clean", "preprocess=none", "optimizer=sgd,adam"]  # 4 jobs x 3 runs
@@ -172,7 +172,7 @@ def test_a_lost_worker_fails_the_sweep_in_one_line_and_a_rerun_resumes(tmp_path)
 def test_the_fault_suites_fast_part_holds():
     """`make faults --fast`: every bad value and unusable store, single runs and sweeps: exit 2,
     one line, nothing written, no process left."""
-    proc = subprocess.run([sys.executable, "-m", "nanbench.faults", "--fast"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "tools.faults", "--fast"], capture_output=True, text=True,
                           cwd=ROOT, timeout=900)
     import json
     totals = json.loads(proc.stdout.strip().splitlines()[-1])

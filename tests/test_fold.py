@@ -1,4 +1,4 @@
-"""nanbench.fold: an ad-hoc multirun folds into one Hydra job per structure, every run kept."""
+"""nanbench.sweep.fold: an ad-hoc multirun folds into one Hydra job per structure, every run kept."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
-from nanbench.fold import FOLDS_FILE, fold, rows
+from nanbench.sweep.fold import FOLDS_FILE, fold, rows
 from nanbench.sweep import PARENT_FILE
 
 

@@ -1,4 +1,4 @@
-"""nanbench.store: the forked store process, driven the way a sweep drives it.
+"""nanbench.tracking.store: the forked store process, driven the way a sweep drives it.
 
 The fork must happen before TensorFlow or MLflow are loaded, which pytest's process already has,
 so the store is driven from a fresh interpreter running SCRIPT; it prints what it saw as JSON.
@@ -17,9 +17,8 @@ from conftest import ROOT
 
 SCRIPT = r"""
 import json, os, sys
-sys.path.insert(0, os.path.join(sys.argv[2], "tests"))
 from nanbench.spec import ConfigError, TrackingSpec, from_config
-from nanbench.store import ProcessStore, can_fork
+from nanbench.tracking.store import ProcessStore, can_fork
 
 def experiment(tracker, name):
     return tracker.experiment_id(name)
@@ -107,7 +106,7 @@ def test_a_served_store_records_runs_from_other_connections_and_refuses_a_wrong_
     from conftest import compose_config
     from nanbench.run import execute
     from nanbench.spec import TrackingSpec, from_config
-    from nanbench.store import RemoteStore, StoreServer
+    from nanbench.tracking.store import RemoteStore, StoreServer
 
     server = StoreServer(TrackingSpec(uri=store), calls=(_experiment,))
     results = [execute(from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2",
@@ -144,7 +143,7 @@ def test_a_served_store_keeps_accepting_after_a_failed_handshake_and_serves_only
     import pytest
 
     from nanbench.spec import TrackingSpec
-    from nanbench.store import RemoteStore, StoreServer
+    from nanbench.tracking.store import RemoteStore, StoreServer
 
     server = StoreServer(TrackingSpec(uri=store), calls=(_experiment,))
     path = server.address["address"]

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nanbench import analysis as A
-from nanbench.attribution import attribution
-from nanbench import synthetic
-from nanbench.runtable import _csv_floats, load_runs
+from nanbench.summary import analysis as A
+from nanbench.summary.attribution import attribution
+from tools import synthetic
+from nanbench.tracking.reader import _csv_floats, load_runs
 from nanbench.summary import main, summarize
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_software_line_counts_the_runs_of_the_summary_after_the_latest_per_confi
 
 
 def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_runs_aside(tmp_path):
-    from nanbench.runtable import SweepRuns
+    from nanbench.tracking.reader import SweepRuns
     from nanbench.summary import build_report
 
     runs, factors = synthetic.mixed_table(commits=("a1", "b2"))

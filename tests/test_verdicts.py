@@ -1,11 +1,11 @@
-"""nanbench.verdicts: the rule from counts to a verdict, on planted counts whose answer is known."""
+"""nanbench.studies.verdicts: the rule from counts to a verdict, on planted counts whose answer is known."""
 
 from __future__ import annotations
 
 import pytest
 
-from nanbench import verdicts
-from nanbench.verdicts import (HOLDS, NO_EFFECT, REVERSED, UNTESTABLE, Comparison, Rate, decide, difference,
+from nanbench.studies import verdicts
+from nanbench.studies.verdicts import (HOLDS, NO_EFFECT, REVERSED, UNTESTABLE, Comparison, Rate, decide, difference,
                                rate_of, status)
 
 

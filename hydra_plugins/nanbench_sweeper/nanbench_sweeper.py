@@ -7,7 +7,7 @@ shows up there) and leaves the rest to the launcher, which composes each job exa
 also records the number of jobs in the sweep directory, for nanbench's progress display.
 Everything else, grid syntax included, is the basic sweeper's.
 
-It folds the grid (nanbench.fold): jobs that differ only in numbers the fused engine takes at run
+It folds the grid (nanbench.sweep.fold): jobs that differ only in numbers the fused engine takes at run
 time (learning rate, clip threshold, seed, ...) become one job that loops over them, so an ad-hoc
 grid typed on the command line costs one Hydra job and one trace per structure, as a sweep file's
 ``sweep.inner`` does.
@@ -33,7 +33,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Override
 
-JOBS_FILE = "nanbench_jobs.json"
+from nanbench.sweep.workers import JOBS_FILE, worker_count
+
 # The config groups that decide a job's traced graphs, most expensive to retrace first (dataset:
 # its feature count). Jobs are ordered by these when they run on several workers.
 STRUCTURE_KEYS = ("model", "optimizer", "loss", "clipping", "train.precision", "dataset")
@@ -53,7 +54,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="nanbench", node=Nanben
 
 class NanbenchSweeper(BasicSweeper):
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
-        from nanbench.fold import fold, write_table
+        from nanbench.sweep.fold import fold, write_table
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
         jobs, table = fold(jobs)
         size = max_batch_size or len(jobs) or 1
@@ -98,13 +99,6 @@ class NanbenchSweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch[:1])
-
-
-def worker_count(n_jobs) -> int:
-    """Worker processes joblib starts for ``n_jobs`` (negative: one per core); 1 when not an int."""
-    if not isinstance(n_jobs, int) or n_jobs == 0:
-        return 1
-    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
 def parallel_workers(launcher) -> int:

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nanbench.engines import EngineOutput
+from nanbench.engines.base import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, has_relu_units
 from nanbench.step import forensic_step, full_loss, loss_scaled

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from nanbench.engines import EngineOutput
+from nanbench.engines.base import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,

@@ -1,0 +1,6 @@
+"""`python -m nanbench.studies.examples` (`make examples`): the documents' examples and claims."""
+import sys
+
+from nanbench.studies.examples import main
+
+sys.exit(main())

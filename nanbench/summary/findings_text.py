@@ -1,0 +1,228 @@
+"""The statements of nanbench.summary.findings, one function per kind, each with the table behind it.
+
+Every number in a statement is a count of runs in the run table (runs.csv) that a reader can
+recount; rates come with 95% Wilson intervals, differences of rates with Newcombe intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nanbench.summary import analysis as A
+from nanbench.summary.findings import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
+                               level_counts, rate_rows, unique_attributes)
+
+MAX_MODIFIERS = 2  # factors named in "what else mattered within the group"
+
+
+def _link(anchor: str) -> str:
+    return f" ([table](#{anchor}))"
+
+
+def _diff_text(d) -> str:
+    return f"difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+
+def _with_attributes(runs: pd.DataFrame, group: Group, roles: dict) -> str:
+    attrs = [a for f, levels in group.keep for a in unique_attributes(runs, f, levels, roles)]
+    return group.text(runs) + (f" ({', '.join(attrs)})" if attrs else "")
+
+
+def overview(runs: pd.DataFrame, flags: pd.DataFrame) -> Finding:
+    n, trained = len(runs), int(flags["trained"].sum())
+    k = int(flags["nonfinite"].sum())
+    parts = [f"{int(flags[o].sum()):,} {label}" for o, label in (("nan", "NaN"), ("inf", "inf")) if flags[o].sum()]
+    text = (f"Of the {n:,} runs, {k:,} turned non-finite" + (f" ({', '.join(parts)})" if parts else "")
+            + f": {kn(k, trained)} of the runs that trained.")
+    if trained < n:
+        text += f" {n - trained:,} did not train (outcome error)."
+    return Finding(text + _link("outcomes"), "outcomes")
+
+
+def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, factors: list[str],
+              roles: dict, anchor: str) -> Finding:
+    data, target = runs.loc[trained], explained[trained]
+    group = find_group(data, target, factors)
+    inside = group.mask(data)
+    k, n = int(target[inside].sum()), int(inside.sum())
+    others = [f for f in factors if f not in group.factors]
+    rates = {f: (lambda c: c["k"] / c["n"])(level_counts(data.loc[inside], f, target[inside])) for f in others}
+    same = all(np.allclose(r.to_numpy(), k / n) for r in rates.values())
+    step = runs.loc[explained, "first_nonfinite_step"].median()
+    who = "Every run" if k == n else f"{k:,} of the {n:,} runs"
+    text = (f"{who}{' with ' + _with_attributes(data, group, roles) if group.keep else ''} turned non-finite at the first batch holding a "
+            f"non-finite input value (`first_nonfinite_source` = input; median step {A.fmt(step)}): {kn(k, n)}"
+            + ("; nothing else mattered there, every level of every other factor gives the same rate" if same else "")
+            + f". These {int(explained.sum()):,} runs are explained by their data and set aside: the analysis "
+              f"below is of the other {int(trained.sum() - explained.sum()):,} runs that trained.")
+    table = rate_rows(data.loc[inside], target[inside], others)
+    table = table.rename(columns={"non-finite": "non-finite at the input"})
+    title = f"Runs with {group.text(data)}: non-finite at the input, per level of every other factor"
+    return Finding(text + _link(anchor), anchor, title, table)
+
+
+def _group_table(data: pd.DataFrame, target: np.ndarray, group: Group) -> pd.DataFrame:
+    inside = group.mask(data)
+    rows = []
+    if group.factors:
+        combos = data.loc[inside, group.factors].astype(str).agg(" · ".join, axis=1)
+        for combo, part in pd.Series(target[inside]).groupby(combos.to_numpy()):
+            rows.append({"runs with": " · ".join(group.factors) + " = " + combo, "count": kn(part.sum(), len(part))})
+    rows.append({"runs with": "in the group, all", "count": kn(target[inside].sum(), inside.sum())})
+    rows.append({"runs with": "every other configuration", "count": kn(target[~inside].sum(), (~inside).sum())})
+    return pd.DataFrame(rows).rename(columns={"count": "non-finite/runs, rate [95% CI]"})
+
+
+def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors: list[str], roles: dict,
+                   had_explained: bool, pooled: tuple[pd.DataFrame, np.ndarray], anchor: str,
+                   start: int) -> list[Finding]:
+    """Where the non-finite runs of `data` concentrate, along lr, what prevented them, what else
+    mattered, what lies outside, where they started. `pooled`: every trained run and its target."""
+    out: list[Finding] = []
+
+    def anchor_next() -> str:
+        return f"{anchor}-{start + len(out) + 1}"
+
+    inside = group.mask(data)
+    k, n, total = int(target[inside].sum()), int(inside.sum()), int(target.sum())
+    out_k, out_n = total - k, len(data) - n
+    scope = f"Among the other {len(data):,} runs" if had_explained else f"Among the {len(data):,} runs that trained"
+    what = _with_attributes(data, group, roles)
+    a = anchor_next()
+    if group.keep:
+        text = (f"{scope}, {'every one of the' if out_k == 0 else f'{k:,} of the'} {total:,} non-finite runs had "
+                f"{what}: {kn(k, n)} there, against {kn(out_k, out_n)} in every other configuration.")
+    else:
+        text = (f"{scope}, {total:,} turned non-finite ({kn(total, len(data))}), spread over every level of "
+                "every factor: none kept every run finite.")
+    out.append(Finding(
+        text + _link(a),
+        a, f"Non-finite runs in and outside the group {group.text(data)}", _group_table(data, target, group)))
+
+    lr_group = group.without(A.LR)
+    lr_inside = lr_group.mask(data)
+    if A.LR in factors and data.loc[lr_inside, A.LR].nunique() > 1:
+        t = level_counts(data.loc[lr_inside], A.LR, target[lr_inside])
+        (lo_lr, first), (hi_lr, last) = (t.index[0], t.iloc[0]), (t.index[-1], t.iloc[-1])
+        d = A.difference_interval(last["k"], last["n"], first["k"], first["n"])
+        verb = "rises" if d[1] > 0 else "falls" if d[2] < 0 else "does not change significantly"
+        where = ("within that group" if A.LR not in group.factors and group.keep else
+                 f"with {lr_group.text(data)}" if lr_group.keep else "over those runs")
+        text = (f"{where[0].upper() + where[1:]}, the non-finite rate {verb} with the learning rate: "
+                f"{kn(first['k'], first['n'])} at lr {A.fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
+                f"{A.fmt(hi_lr)} ({_diff_text(d)}).")
+        held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[(t["k"] > 0).to_numpy()].min())]
+        if len(held):
+            text += f" Every such run stayed finite up to lr {A.fmt(held.max())}."
+        if (t["k"] > 0).all():
+            text += (f" No learning rate of the grid kept every such run finite, not even the smallest "
+                     f"({A.fmt(lo_lr)}): the grid does not reach the stable side.")
+        if had_explained:
+            c = level_counts(pooled[0], A.LR, pooled[1])
+            p = c["k"] / c["n"]
+            text += (f" Pooled over every run, the explained ones included, the rate moves only from "
+                     f"{p.iloc[0]:.3f} to {p.iloc[-1]:.3f}: the runs set aside mask it.")
+        a = anchor_next()
+        table = pd.DataFrame({"optimizer.lr": [A.fmt(v) for v in t.index],
+                              f"runs with {lr_group.text(data)}": [kn(r.k, r.n) for r in t.itertuples()]})
+        for label, (frame, flag) in (("every run not explained" if had_explained else None, (data, target)),
+                                     ("all runs (pooled)", pooled)):
+            if label is None:
+                continue
+            c = level_counts(frame, A.LR, flag)
+            table[label] = [kn(c.loc[v, "k"], c.loc[v, "n"]) if v in c.index else "–" for v in t.index]
+        title = "runs with " + lr_group.text(data) if lr_group.keep else "every run analysed"
+        out.append(Finding(text + _link(a), a, f"Non-finite rate along the learning rate, {title}", table))
+
+    pieces, tables = [], []
+    for f, kept in group.keep:
+        lifted = group.without(f)
+        m = lifted.mask(data)
+        c = level_counts(data.loc[m], f, target[m])
+        others = [lv for lv in c.index if lv not in kept]
+        zero = [lv for lv in others if c.loc[lv, "k"] == 0]
+        context = f"with {lifted.text(data)}, " if lifted.keep else ""  # the group's other restrictions
+        if zero:
+            pieces.append(f"{context}{levels_text(data, f, tuple(zero))} instead kept every run finite: "
+                          + kn(0, int(c.loc[zero, "n"].sum())))
+        for lv in others:
+            if lv in zero:
+                continue
+            d = A.difference_interval(c.loc[lv, "k"], c.loc[lv, "n"], k, n)
+            if d[2] < 0:
+                pieces.append(f"{context}`{f}` = {A.fmt(lv)} instead lowered the rate to "
+                              f"{kn(c.loc[lv, 'k'], c.loc[lv, 'n'])}")
+        rows = rate_rows(data.loc[m], target[m], [f])
+        rows.insert(0, "runs with", [lifted.text(data)] + [""] * (len(rows) - 1))
+        tables.append(rows)
+    if pieces:
+        a = anchor_next()
+        out.append(Finding("What would have prevented them: " + "; ".join(pieces) + "." + _link(a), a,
+                           "Each restriction of the group lifted in turn: the non-finite rate per level",
+                           pd.concat(tables, ignore_index=True)))
+
+    free = [f for f in factors if f not in group.factors and f != A.LR]
+    effects = []
+    for f in free:
+        c = level_counts(data.loc[inside], f, target[inside])
+        if len(c) < 2:
+            continue
+        rate = c["k"] / c["n"]
+        hi, lo = rate.idxmax(), rate.idxmin()
+        d = A.difference_interval(c.loc[hi, "k"], c.loc[hi, "n"], c.loc[lo, "k"], c.loc[lo, "n"])
+        if d[1] > 0:
+            effects.append((d[0], f, hi, lo, c, d))
+    effects.sort(key=lambda e: -e[0])
+    if effects:
+        a = anchor_next()
+        parts = [f"`{f}` {A.fmt(hi)} {kn(c.loc[hi, 'k'], c.loc[hi, 'n'])} vs {A.fmt(lo)} "
+                 f"{kn(c.loc[lo, 'k'], c.loc[lo, 'n'])} ({_diff_text(d)})"
+                 for _, f, hi, lo, c, d in effects[:MAX_MODIFIERS]]
+        out.append(Finding("Within that group, what else mattered most: " + "; then ".join(parts) + "." + _link(a),
+                           a, f"Within {group.text(data)}: the non-finite rate per level of the other factors",
+                           rate_rows(data.loc[inside], target[inside], free)))
+
+    if out_k >= max(3, 0.1 * total):
+        rest = data.loc[~inside]
+        second = concentrated_group(rest, target[~inside], factors)
+        if second is not None:
+            m2 = second.mask(rest)
+            a = anchor_next()
+            out.append(Finding(
+                f"The other {out_k:,} non-finite runs, outside that group, had mostly "
+                f"{_with_attributes(rest, second, roles)}: {int(target[~inside][m2].sum()):,} of them, "
+                f"{kn(target[~inside][m2].sum(), m2.sum())} there." + _link(a),
+                a, f"Outside the first group: in and outside {second.text(rest)}",
+                _group_table(rest, target[~inside], second)))
+
+    source = data.loc[target, "first_nonfinite_source"].value_counts()
+    counted = [f"the {s} in {int(source[s]):,}" for s in A.SOURCES if source.get(s, 0)]
+    if counted:
+        inf_first = int(((data["first_inf_step"] < data["first_nan_step"]) & target).sum())
+        out.append(Finding(
+            f"In those {total:,} runs the first non-finite value appeared in " + ", ".join(counted)
+            + f" (data-flow order input, loss, gradients, weights); {inf_first:,} held an inf before their NaN."
+            + _link("sources"), "sources"))
+    return out
+
+
+def dead_networks(runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], anchor: str) -> Finding | None:
+    """Finite runs whose every hidden ReLU unit outputs 0 on every training row at the end."""
+    if "dead_fraction" not in runs:
+        return None
+    fraction = pd.to_numeric(runs["dead_fraction"], errors="coerce")
+    finite = (flags["trained"].astype(bool) & ~flags["nonfinite"].astype(bool) & fraction.notna()).to_numpy()
+    dead = (fraction >= DEAD - 1e-9).to_numpy() & finite
+    if not dead.any():
+        return None
+    data, target = runs.loc[finite], dead[finite]
+    group = concentrated_group(data, target, factors)
+    inside = group.mask(data)
+    text = (f"{int(dead.sum()):,} of the {int(finite.sum()):,} finite runs with hidden ReLU units ended as dead "
+            f"networks (every hidden ReLU unit outputs 0 on every training row, so the model predicts a constant): "
+            f"{kn(dead.sum(), finite.sum())}; {int(target[inside].sum()):,} of them had {group.text(data)} "
+            f"({kn(target[inside].sum(), inside.sum())} there). Their finite loss is no sign of a working model.")
+    table = rate_rows(data, target, factors).rename(columns={"non-finite": "dead"})
+    return Finding(text + _link(anchor), anchor, "Dead networks among the finite runs, per factor level", table)
+

@@ -1,0 +1,166 @@
+"""A sweep's grid: the runs of a job, and everything about the grid checked before anything is
+recorded (``sweep.inner``, every value of every axis composed once, the device), so that a bad
+sweep is one line and exit 2 with nothing written; and the grid's fingerprint, which says when a
+re-run has nothing to do."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+def experiment_name(cfg: DictConfig) -> str:
+    return cfg.sweep.name or cfg.tracking.experiment
+
+
+def tracking_spec(cfg: DictConfig):
+    """The store a sweep records into, as the key of its process's Tracker (tracker_for)."""
+    from nanbench.spec import TrackingSpec
+    return TrackingSpec(**OmegaConf.to_container(cfg.tracking, resolve=True))
+
+
+def inner_grid(cfg: DictConfig) -> list[dict[str, Any]]:
+    """The combinations of ``sweep.inner`` as dicts of dotted key -> value ([{}] when empty)."""
+    inner = OmegaConf.to_container(cfg.sweep.inner, resolve=True) if cfg.sweep.inner else {}
+    keys = list(inner)
+    values = [v if isinstance(v, list) else [v] for v in inner.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[dict]:
+    """A job's runs as plain config dicts: the job's config with each of its folded rows (the
+    runtime values of the Hydra jobs it replaced, nanbench.sweep.fold) and each inner combination
+    applied."""
+    base = OmegaConf.to_container(cfg, resolve=True)
+    base.pop("hydra", None)
+    runs = []
+    for combo in ({**row, **inner} for row in folded or [{}] for inner in inner_grid(cfg)):
+        run = json.loads(json.dumps(base))
+        for dotted, value in combo.items():
+            node = run
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        runs.append(run)
+    return runs
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, without SQLAlchemy's statement and parameters."""
+    text = str(exc).split("[SQL:", 1)[0].split("(Background on this error", 1)[0]
+    return " ".join(text.split())[:500]
+
+
+def check_inner(cfg: DictConfig) -> None:
+    """``sweep.inner`` must be flat ({dotted.key: [values]}), name keys the config has, give at
+    least one run, and share no key with the grid (the inner value would silently win)."""
+    from nanbench.spec import ConfigError
+    inner = OmegaConf.to_container(cfg.sweep.inner, resolve=True) if cfg.sweep.inner else {}
+    if not isinstance(inner, dict):
+        raise ConfigError("sweep.inner", "a mapping {dotted.key: [values]}", inner)
+    for key, values in inner.items():
+        if isinstance(values, dict):
+            sub = next(iter(values), "KEY")
+            raise ConfigError(f"sweep.inner.{key}", "a list of values under a dotted key (a nested "
+                              f"mapping replaces the whole {key} group): write "
+                              f"'sweep.inner={{{key}.{sub}:[...]}}'", values)
+        if isinstance(values, list) and not values:
+            raise ConfigError(f"sweep.inner.{key}", "a non-empty list of values", values)
+    grid = {override_key(o) for o in grid_overrides(cfg)}
+    both = sorted(grid & set(inner))
+    if both:
+        raise ConfigError(both[0], "set in one place: the grid (the command line or hydra.sweeper.params) "
+                          "or sweep.inner", "set in both")
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def grid_overrides(cfg: DictConfig) -> list[str]:
+    """The sweep's grid as Hydra's sweeper gets it: the file's sweeper params, then the command line's."""
+    params = cfg.hydra.sweeper.get("params") or {}
+    return [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task)
+
+
+def grid_fingerprint(cfg: DictConfig) -> str:
+    """What decides a sweep's set of configurations: the config files (every YAML file of the
+    config search path's folders), the sweep file's name, the grid and the command line (less
+    where results go and how jobs are launched), and nanbench's validation code (spec.py)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for source in cfg.hydra.runtime.get("config_sources", []):
+        folder = str(source.get("path") or "").removeprefix("file://")
+        if source.get("schema") == "file" and folder and Path(folder).is_dir():
+            for path in sorted(Path(folder).rglob("*.yaml")):
+                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    from nanbench import spec
+    digest.update(Path(spec.__file__).read_bytes())
+    digest.update(str(cfg.hydra.job.config_name).encode())
+    ignored = ("hydra.", "hydra/", "sweep.results_dir", "sweep.summarize", "sweep.wait", "tracking.uri")
+    for override in sorted(o for o in grid_overrides(cfg) if not override_key(o).startswith(ignored)):
+        digest.update(b"\0" + override.encode())
+    return digest.hexdigest()[:32]
+
+
+def check_jobs(cfg: DictConfig) -> None:
+    """Compose jobs of the grid before anything is recorded: as many as the longest grid axis has
+    values, the i-th job taking each axis's i-th value (cycling), so that every value of every
+    axis is composed once (an unknown option, a missing key or a bad device in any job stops
+    the sweep here with one line, not with a RUNNING parent run)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from nanbench.cli import check_device
+    from nanbench.spec import ConfigError
+
+    axes: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(grid_overrides(cfg)):
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            axes[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise ConfigError(key, "a comma-separated list of values (hydra/sweeper=nanbench is Hydra's "
+                              "basic sweeper)", o.input_line)
+        if not axes[key]:
+            raise ConfigError(key, "a grid axis with at least one value", o.input_line)
+    swept = {k for k, v in axes.items() if len(v) > 1}
+    loader = GlobalHydra.instance().config_loader()
+    for i in range(max((len(v) for v in axes.values()), default=1)):
+        job = [values[i % len(values)] for values in axes.values()]
+        try:
+            composed = loader.load_sweep_config(cfg, job)
+        except Exception as exc:  # noqa: BLE001 - Hydra's own message: the option, and the ones there are
+            shown = " ".join(o for o in job if o.split("=", 1)[0] in swept) or "(defaults)"
+            reason = one_line(exc).split(" Config search path")[0]
+            raise ConfigError(f"the job {shown}", "one Hydra can compose", reason) from None
+        check_device(composed.train.device)
+        if composed.sweep.inner:
+            check_inner_values(composed)
+
+
+def check_inner_values(cfg: DictConfig) -> None:
+    """A composed job's inner grid has at least one run, and names keys the job's config has (a
+    key may belong to a group the grid chooses, e.g. dataset.nan_fraction of dataset=nan_inputs)."""
+    from nanbench.spec import ConfigError
+    if not inner_grid(cfg):
+        raise ConfigError("sweep.inner", "lists of values giving at least one run", "no runs")
+    for key in cfg.sweep.inner:
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise ConfigError(f"sweep.inner.{key}", "a key of the config (e.g. optimizer.lr, train.seed)", key)

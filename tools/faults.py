@@ -1,0 +1,517 @@
+"""`make faults`: inject faults into real sweeps and check the store after each.
+
+Every scenario runs the real CLI (``python -m nanbench -m ...``) in a session of its own, on a
+small grid (4 jobs x 3 runs) and a temporary SQLite store, injects one fault, and then checks:
+
+- the store: runs expected, FINISHED, duplicated (a configuration FINISHED twice), KILLED and
+  RUNNING runs left, after a re-run of the same command where the fault allows one;
+- the processes: any process of the sweep's session still alive 10 s after it ended (orphans);
+- the messages: the exit status, and whether what the user read was one ``nanbench:`` line and
+  no Python traceback.
+
+Faults: kill -9 of the sweep process, of a worker, of the store process, early / in the middle /
+late, for the basic launcher, JOBS=2 and JOBS=4; two identical and two different sweeps at
+once; a store on a full disk, a read-only store, a corrupted store; every bad value of the list
+below (single runs and sweeps). ``--fast`` runs only the scenarios that train nothing (the part
+``make test`` runs). It prints one Markdown table and, last, one JSON line; exit status 0 when
+the whole suite has 0 lost, 0 duplicated, 0 orphans and 0 tracebacks, else 1. (For two sweeps
+at once, "re-run exit" is the second sweep's exit status.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nanbench.config import ROOT
+SWEEPS = ROOT / "sweeps"
+GRID = ["dataset=doc000_clean,clean", "preprocess=none", "optimizer=sgd,adam"]  # 4 jobs x 3 runs
+EXPECTED = 12
+EPOCHS = "train.epochs=200"
+POINTS = {"early": 0, "middle": 4, "late": 9}  # FINISHED runs in the store before the kill
+TIMEOUT = 600
+
+# (name, overrides, single run or sweep): every value nanbench must refuse with exit 2
+BAD_VALUES = [
+    ("optimizer.lr=-1", ["optimizer.lr=-1"], "run"),
+    ("train.epochs=0", ["train.epochs=0"], "run"),
+    ("train.batch_size=0", ["train.batch_size=0"], "run"),
+    ("clipping.threshold=-1", ["clipping=clipnorm", "clipping.threshold=-1"], "run"),
+    ("dataset.nan_fraction=1.5", ["dataset=nan_inputs", "dataset.nan_fraction=1.5"], "run"),
+    ("train.precision=fp8", ["train.precision=fp8"], "run"),
+    ("train.engine=other", ["train.engine=other"], "run"),
+    ("train.device=tpu", ["train.device=tpu"], "run"),
+    ("train.device=gpu (no GPU)", ["train.device=gpu"], "run"),
+    ("optimizer=adagrad", ["optimizer=adagrad"], "run"),
+    ("tracking.uri=http://127.0.0.1:9", ["tracking.uri=http://127.0.0.1:9"], "run"),
+    ("tracking.uri=file:///tmp/mlruns", ["tracking.uri=file:///tmp/mlruns"], "run"),
+    ("store in /proc", ["tracking.uri=sqlite:////proc/nonexistent/m.db"], "run"),
+    ("store in a missing folder", ["tracking.uri=sqlite:////nonexistent_dir_nanbench/x.db"], "run"),
+    ("store is a folder", ["tracking.uri=sqlite:///{tmp}/folder.db"], "run"),
+    ("store is not SQLite", ["tracking.uri=sqlite:///{tmp}/garbage.db"], "run"),
+    ("store is corrupted", ["tracking.uri=sqlite:///{tmp}/corrupted.db"], "run"),
+    ("sweep: optimizer.lr=-1,0.1 (also inner)", ["optimizer.lr=-1,0.1"], "sweep"),
+    ("sweep: nested sweep.inner", ["+sweep.inner.optimizer.lr=[0.1,1]"], "sweep"),
+    ("sweep: empty sweep.inner list", ["sweep.inner={optimizer.lr:[]}"], "sweep"),
+    ("sweep: dataset=foo,clean", ["dataset=foo,clean"], "sweep"),
+    ("sweep: train.device=gpu (no GPU)", ["train.device=gpu"], "sweep"),
+    ("sweep: store is corrupted", ["tracking.uri=sqlite:///{tmp}/corrupted.db"], "sweep"),
+    ("sweep: store is a folder", ["tracking.uri=sqlite:///{tmp}/folder.db"], "sweep"),
+]
+
+
+@dataclass
+class Row:
+    scenario: str
+    expected: int = 0
+    finished: int = 0
+    duplicates: int = 0
+    killed: int = 0
+    running: int = 0
+    orphans: int = 0
+    rc: int | None = None
+    rerun_rc: int | None = None
+    one_line: bool = True
+    traceback: bool = False
+    ok: bool = True
+    note: str = ""
+    problems: list = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - (self.finished - self.duplicates))
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def sweep_cmd(store: str, folder: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "nanbench", "-m", "--config-dir", str(SWEEPS), "--config-name", "smoke",
+            f"tracking.uri={store}", f"sweep.results_dir={folder}", f"hydra.sweep.dir={folder}/hydra",
+            "sweep.summarize=false", *extra]
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=_env(), start_new_session=True)
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def orphans_after(sid: int, seconds: float = 10.0) -> int:
+    """The session's processes alive `seconds` after its leader ended; they are then killed."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and session_pids(sid):
+        time.sleep(0.25)
+    left = session_pids(sid)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(left)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def finish(proc: subprocess.Popen, row: Row, timeout: float = TIMEOUT) -> tuple[str, str]:
+    """Wait for a faulted invocation; record its exit status, its message and its orphans."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        row.problems.append("hung")
+    row.rc = proc.returncode
+    row.orphans += orphans_after(proc.pid)
+    judge_message(err, row)
+    return out, err
+
+
+def judge_message(err: str, row: Row) -> None:
+    lines = [line for line in err.splitlines() if line.startswith("nanbench: error")]
+    row.traceback = row.traceback or "Traceback" in err
+    if len(lines) > 1:
+        row.one_line = False
+
+
+def run(cmd: list[str], row: Row, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    proc = start(cmd)
+    out, err = finish(proc, row, timeout)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+def count(store_path: Path, row: Row, experiment: str = "smoke") -> None:
+    """FINISHED, duplicated, KILLED and RUNNING child runs of `experiment` (read with sqlite3:
+    the suite must not depend on the code it checks)."""
+    row.finished = row.duplicates = row.killed = row.running = 0
+    if not store_path.exists():
+        return
+    conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute(
+            "select r.status, h.value from runs r join experiments e on e.experiment_id = r.experiment_id "
+            "join tags role on role.run_uuid = r.run_uuid and role.key = 'nanbench.role' and role.value = 'child' "
+            "left join tags h on h.run_uuid = r.run_uuid and h.key = 'config_hash' "
+            "where e.name = ? and r.lifecycle_stage = 'active'", (experiment,)).fetchall()
+    except sqlite3.DatabaseError:
+        rows = []
+    finally:
+        conn.close()
+    hashes = [h for status, h in rows if status == "FINISHED"]
+    row.finished += len(hashes)
+    row.duplicates += len(hashes) - len(set(hashes))
+    row.killed += sum(status == "KILLED" for status, _ in rows)
+    row.running += sum(status == "RUNNING" for status, _ in rows)
+
+
+def finished_now(store_path: Path) -> int:
+    probe = Row("probe")
+    try:
+        count(store_path, probe)
+    except sqlite3.Error:
+        return 0
+    return probe.finished
+
+
+def corrupt(path: Path) -> None:
+    """An SQLite file with one page whose header is overwritten (what a torn write leaves)."""
+    conn = sqlite3.connect(path)
+    conn.execute("create table t (k text primary key, v text)")
+    conn.executemany("insert into t values (?, ?)", [(f"k{i}", "x" * 200) for i in range(2000)])
+    conn.commit()
+    conn.close()
+    with open(path, "r+b") as f:
+        f.seek(4096 * 20)
+        f.write(b"\xff" * 16)
+
+
+def wait_until(predicate, timeout: float = 300.0, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - the store or folder is not there yet
+            pass
+        time.sleep(0.2)
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def kill_scenario(launcher: str, target: str, point: str, tmp: Path) -> Row:
+    """kill -9 of `target` (sweep, worker, store) at `point`; then re-run and count."""
+    row = Row(f"kill {target} {point}, {launcher}", expected=EXPECTED)
+    db = tmp / "m.db"
+    extra = [] if launcher == "basic" else ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={launcher.split('=')[1]}"]
+    cmd = sweep_cmd(f"sqlite:///{db}", tmp, *GRID, EPOCHS, *extra)
+    proc = start(cmd)
+    reached = wait_until(lambda: (tmp / "hydra" / "nanbench_parent.json").exists()
+                         and finished_now(db) >= POINTS[point], proc=proc)
+    if not reached:
+        row.note = "ended before the kill point"
+    else:
+        if target == "worker":  # early: the workers may still be starting
+            wait_until(lambda: any("popen_loky" in cmdline(p) for p in children_of(proc.pid)), 120, proc)
+        kids = children_of(proc.pid)
+        if target == "sweep":
+            victim = proc.pid
+        elif target == "worker":
+            workers = [p for p in kids if "popen_loky" in cmdline(p)]
+            victim = workers[0] if workers else None
+        else:  # the store process: the basic launcher's forked child
+            stores = [p for p in kids if "popen_loky" not in cmdline(p) and "resource_tracker" not in cmdline(p)]
+            victim = stores[0] if stores else None
+        if victim is None:
+            row.note = f"no {target} process found"
+        else:
+            os.kill(victim, signal.SIGKILL)
+    finish(proc, row)
+    if row.rc == 0:  # a lost process the sweep recovered from (e.g. a worker still warming up)
+        first = Row("first")
+        count(db, first)
+        if first.finished - first.duplicates < EXPECTED:
+            row.problems.append("exit 0 with runs missing")
+    rerun = run(cmd, Row("rerun"))
+    row.rerun_rc = rerun.returncode
+    judge_message(rerun.stderr, row)
+    count(db, row)
+    if row.rerun_rc != 0:
+        row.problems.append(f"re-run exit {row.rerun_rc}")
+    return row
+
+
+def two_sweeps(same: bool, tmp: Path, wait: bool = False) -> Row:
+    row = Row(("two identical sweeps at once" + (", the second with sweep.wait=true" if wait else ""))
+              if same else "two different sweeps at once", expected=EXPECTED if same else 2 * EXPECTED)
+    db = tmp / "m.db"
+    names = ("smoke", "smoke") if same else ("smoke", "other")
+    first = start(sweep_cmd(f"sqlite:///{db}", tmp / "1", *GRID, EPOCHS, f"sweep.name={names[0]}"))
+    wait_until(lambda: (tmp / "1" / "hydra" / "nanbench_parent.json").exists(), proc=first)
+    second = start(sweep_cmd(f"sqlite:///{db}", tmp / "2", *GRID, EPOCHS, f"sweep.name={names[1]}",
+                             *(["sweep.wait=true"] if wait else [])))
+    sub = Row("second")
+    finish(second, sub)
+    finish(first, row)
+    row.orphans += sub.orphans
+    row.traceback = row.traceback or sub.traceback
+    row.one_line = row.one_line and sub.one_line
+    row.rerun_rc = sub.rc  # the second sweep's exit status
+    if same:
+        if sub.rc != (0 if wait else 2):
+            row.problems.append(f"second sweep exit {sub.rc}, not {0 if wait else 2}")
+        count(db, row)
+    else:
+        if sub.rc != 0:
+            row.problems.append(f"second sweep exit {sub.rc}")
+        count(db, row, "smoke")
+        other = Row("other")
+        count(db, other, "other")
+        row.finished += other.finished
+        row.duplicates += other.duplicates
+        row.killed += other.killed
+        row.running += other.running
+    if row.rc != 0:
+        row.problems.append(f"first sweep exit {row.rc}")
+    return row
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def _umount(folder: Path) -> None:
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def full_disk(tmp: Path) -> Row:
+    """The store's folder is a 3 MB tmpfs: it fills up mid-sweep. The sweep must stop with one
+    line; once the folder has room again, a re-run completes the grid exactly once."""
+    row = Row("full disk for the store", expected=EXPECTED)
+    folder = tmp / "small"
+    if not _mount_tmpfs(folder, "2600k"):
+        row.note = "skipped: cannot mount a tmpfs here (needs root)"
+        return row
+    try:
+        db = folder / "m.db"
+        cmd = sweep_cmd(f"sqlite:///{db}", tmp, *GRID, EPOCHS)
+        first = run(cmd, row)
+        if first.returncode == 0:
+            row.note = "the disk did not fill up"
+        subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], capture_output=True)
+        rerun = run(cmd, Row("rerun"))
+        row.rerun_rc = rerun.returncode
+        judge_message(rerun.stderr, row)
+        count(db, row)
+        if rerun.returncode != 0:
+            row.problems.append(f"re-run exit {rerun.returncode}")
+    finally:
+        _umount(folder)
+    return row
+
+
+def read_only_store(tmp: Path) -> Row:
+    row = Row("read-only store")
+    folder = tmp / "ro"
+    if not _mount_tmpfs(folder, "16m"):
+        row.note = "skipped: cannot mount a tmpfs here (needs root)"
+        return row
+    try:
+        db = folder / "m.db"
+        seeded = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                 "from nanbench.tracking import seed_sqlite_store; "
+                                 "sys.exit(0 if seed_sqlite_store(Path(sys.argv[1])) else 1)", str(db)],
+                                env=_env(), capture_output=True, cwd=ROOT)
+        if seeded.returncode != 0:
+            db.write_bytes(b"")
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True)
+        before = db.stat().st_mtime_ns
+        result = run(sweep_cmd(f"sqlite:///{db}", tmp, *GRID, EPOCHS), row)
+        if result.returncode != 2:
+            row.problems.append(f"exit {result.returncode}, not 2")
+        if db.stat().st_mtime_ns != before:
+            row.problems.append("the store changed")
+    finally:
+        _umount(folder)
+    return row
+
+
+def bad_value(name: str, overrides: list[str], mode: str, tmp: Path) -> Row:
+    row = Row(f"bad value: {name}" if mode == "run" else f"bad {name}")
+    (tmp / "folder.db").mkdir()
+    (tmp / "garbage.db").write_bytes(b"not an SQLite database " * 50)
+    corrupt(tmp / "corrupted.db")
+    before = sorted(str(p) for p in tmp.rglob("*"))
+    overrides = [o.replace("{tmp}", str(tmp)) for o in overrides]
+    if not any(o.startswith("tracking.uri=") for o in overrides):
+        overrides.append(f"tracking.uri=sqlite:///{tmp}/m.db")
+    if mode == "run":
+        cmd = [sys.executable, "-m", "nanbench", "train.epochs=1", *overrides]
+    else:
+        uri = next(o for o in overrides if o.startswith("tracking.uri=")).split("=", 1)[1]
+        cmd = sweep_cmd(uri, tmp / "sweep", *[o for o in overrides if not o.startswith("tracking.uri=")])
+    result = run(cmd, row, timeout=300)
+    if name.startswith("optimizer=adagrad"):  # Hydra's own error: the options there are
+        if result.returncode == 0 or "sgd" not in result.stderr:
+            row.problems.append("no list of the allowed options")
+    else:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        if len(lines) != 1 or not lines[0].startswith("nanbench: error:"):
+            row.one_line = False
+        if result.returncode != 2:
+            row.problems.append(f"exit {result.returncode}, not 2")
+    after = sorted(str(p) for p in tmp.rglob("*"))
+    if after != before:
+        row.problems.append("wrote " + ", ".join(sorted(set(after) - set(before)))[:200])
+    return row
+
+
+def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list[str]):
+    for name, overrides, mode in BAD_VALUES:
+        if "gpu" in name and any(Path("/dev").glob("nvidia[0-9]*")):
+            continue  # a machine with a GPU accepts it
+        yield name, lambda tmp, a=(name, overrides, mode): bad_value(*a, tmp)
+    yield "read-only store", read_only_store
+    if fast:
+        return
+    yield "two identical sweeps", lambda tmp: two_sweeps(True, tmp)
+    yield "two identical sweeps, wait", lambda tmp: two_sweeps(True, tmp, wait=True)
+    yield "two different sweeps", lambda tmp: two_sweeps(False, tmp)
+    yield "full disk", full_disk
+    for launcher in launchers:
+        for target in targets:
+            if target == "worker" and launcher == "basic":
+                continue  # no workers with the basic launcher
+            if target == "store" and launcher != "basic":
+                continue  # with joblib, the store is served by the sweep's process
+            for point in points:
+                yield (f"kill {target} {point}, {launcher}",
+                       lambda tmp, a=(launcher, target, point): kill_scenario(*a, tmp))
+
+
+def judge(row: Row) -> Row:
+    problems = list(row.problems)
+    if row.lost:
+        problems.append(f"{row.lost} lost")
+    if row.duplicates:
+        problems.append(f"{row.duplicates} duplicated")
+    if row.running:
+        problems.append(f"{row.running} RUNNING left")
+    if row.orphans:
+        problems.append(f"{row.orphans} orphans")
+    if row.traceback:
+        problems.append("traceback")
+    if not row.one_line:
+        problems.append("not one line")
+    row.problems = problems
+    row.ok = not problems
+    return row
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| scenario | expected | FINISHED | duplicates | KILLED left | orphans after 10 s | exit | "
+            "re-run exit | one line | ok |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        verdict = "yes" if r.ok else "NO: " + "; ".join(r.problems)
+        if r.note:
+            verdict += f" ({r.note})"
+        lines.append(f"| {r.scenario} | {r.expected} | {r.finished} | {r.duplicates} | {r.killed} | {r.orphans} "
+                     f"| {r.rc} | {'' if r.rerun_rc is None else r.rerun_rc} | "
+                     f"{'yes' if r.one_line and not r.traceback else 'no'} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.faults", description=__doc__.split("\n")[0])
+    parser.add_argument("--fast", action="store_true", help="only the scenarios that train nothing")
+    parser.add_argument("--launchers", default="basic,jobs=2,jobs=4")
+    parser.add_argument("--points", default="early,middle,late")
+    parser.add_argument("--targets", default="sweep,worker,store")
+    parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    parser.add_argument("--out", default=None, help="also write faults.md and faults.json here")
+    args = parser.parse_args(argv)
+    rows = []
+    for name, make in scenarios(args.fast, args.launchers.split(","), args.points.split(","),
+                                args.targets.split(",")):
+        if args.only and args.only not in name:
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix="nanbench-faults-"))
+        try:
+            row = judge(make(tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rows.append(row)
+        print(f"  {'ok ' if row.ok else 'BAD'} {row.scenario}" + ("" if row.ok else f": {'; '.join(row.problems)}"),
+              file=sys.stderr, flush=True)
+    text = table(rows)
+    totals = {"scenarios": len(rows), "failed": [r.scenario for r in rows if not r.ok],
+              "lost": sum(r.lost for r in rows), "duplicated": sum(r.duplicates for r in rows),
+              "orphans": sum(r.orphans for r in rows), "tracebacks": sum(r.traceback for r in rows),
+              "not_one_line": sum(not r.one_line for r in rows)}
+    print(text)
+    print(json.dumps(totals))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "faults.md").write_text(text + "\n")
+        (out / "faults.json").write_text(json.dumps({"totals": totals, "rows": [asdict(r) for r in rows]}, indent=1))
+    return 0 if not totals["failed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
