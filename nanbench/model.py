@@ -7,6 +7,8 @@ engines, or two builds of the same structure, start from identical weights.
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 import numpy as np
 
@@ -62,34 +64,54 @@ def reset_model(model: keras.Model, seed: int) -> None:
             state.assign(keras.ops.convert_to_tensor([_dropout_seed(seed, index), 0], dtype=state.dtype))
 
 
+def resolve_class(key: str, path: str, base: type) -> type:
+    """The class a dotted path names (``keras.optimizers.Nadam``, or a user's ``pkg.mod.Class``),
+    which must be a subclass of `base`; else the one-line ConfigError naming `key`."""
+    import importlib
+    from nanbench.spec import ConfigError
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise ConfigError(key, f"a {base.__module__.split('.')[0]} {base.__name__} class (a dotted path)", path)
+    return cls
+
+
+def _takes(cls: type, argument: str) -> bool:
+    return argument in inspect.signature(cls.__init__).parameters
+
+
 def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: str = "float32",
                     threshold=None) -> keras.optimizers.Optimizer:
-    """A Keras optimizer with Keras's own clipping argument.
+    """The Keras optimizer class the option names (``optimizer.class``) with Keras's own clipping.
 
-    Keras 3 semantics: ``clipnorm`` rescales each variable's gradient to its own L2 norm <= t;
-    ``global_clipnorm`` rescales all gradients together to a joint L2 norm <= t; ``clipvalue``
-    clips each element to [-t, t]. `threshold` may be a runtime value (see engine_fused).
-    Under mixed_float16 the optimizer is wrapped in LossScaleOptimizer, as `compile` would do.
+    It gets ``learning_rate=lr``, and ``momentum`` where the class takes one (SGD, RMSprop); a
+    non-zero momentum for a class without one is a ConfigError. Keras 3 clipping semantics:
+    ``clipnorm`` rescales each variable's gradient to its own L2 norm <= t; ``global_clipnorm``
+    rescales all gradients together to a joint L2 norm <= t; ``clipvalue`` clips each element to
+    [-t, t]. `threshold` may be a runtime value (see engines.fused). Under mixed_float16 the
+    optimizer is wrapped in LossScaleOptimizer, as `compile` would do.
     """
-    clip = {} if clipping.kind == "none" else {
+    from nanbench.spec import ConfigError
+    cls = resolve_class("optimizer.class", spec.cls, keras.optimizers.Optimizer)
+    kwargs = {} if clipping.kind == "none" else {
         clipping.kind: clipping.threshold if threshold is None else threshold}
-    if spec.name in ("sgd", "momentum"):
-        opt = keras.optimizers.SGD(learning_rate=spec.lr, momentum=spec.momentum, **clip)
-    elif spec.name == "adam":
-        opt = keras.optimizers.Adam(learning_rate=spec.lr, **clip)
-    else:
-        opt = keras.optimizers.RMSprop(learning_rate=spec.lr, momentum=spec.momentum, **clip)
+    if _takes(cls, "momentum"):
+        kwargs["momentum"] = spec.momentum
+    elif spec.momentum:
+        raise ConfigError("optimizer.momentum", f"0 for {spec.cls} (it takes no momentum)", spec.momentum)
+    opt = cls(learning_rate=spec.lr, **kwargs)
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
 
 def build_loss(spec: LossSpec) -> keras.losses.Loss:
-    if spec.name == "mse":
-        return keras.losses.MeanSquaredError()
-    if spec.name == "mae":
-        return keras.losses.MeanAbsoluteError()
-    return keras.losses.Huber(delta=spec.delta)
+    """The Keras loss class the option names (``loss.class``), given ``delta`` where it takes one."""
+    cls = resolve_class("loss.class", spec.cls, keras.losses.Loss)
+    return cls(delta=spec.delta) if _takes(cls, "delta") else cls()
 
 
 def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:

@@ -14,19 +14,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
-DATASETS = (
-    "clean", "outliers", "unscaled", "nan_inputs",
-    "doc000_outlier", "doc000_clean", "doc003_outlier", "diabetes",
-)
 SCALERS = ("none", "standard", "minmax", "robust")
 OUTLIER_HANDLING = ("none", "remove", "clip", "winsorize")
 MODELS = ("linear", "mlp")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
-LOSSES = ("mse", "mae", "huber")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
 ENGINES = ("fit", "fused")  # train.engine may also be "auto": fit for one run, fused in a multirun
@@ -56,7 +51,7 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
+def check_number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
             low_open: bool = False, high_open: bool = False, integer: bool = False) -> Any:
     """Check that `value` is a finite number within the given bounds; return it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
@@ -72,25 +67,154 @@ def _number(key: str, value: Any, *, low: float | None = None, high: float | Non
 
 
 def _fraction(key: str, value: Any) -> float:
-    return float(_number(key, value, low=0.0, high=1.0))
+    return float(check_number(key, value, low=0.0, high=1.0))
+
+
+NOT_A_FACTOR = {"factor": False}  # field metadata: how a run is built, not what it is (not logged, not hashed)
+
+
+def is_factor(f: dataclasses.Field) -> bool:
+    return f.metadata.get("factor", True)
+
+
+def check_fields(key: str, cls, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `values` against the bounds in `cls`'s field metadata (``low``, ``high``, ``low_open``,
+    ``integer``, ``fraction``); fields left out take their defaults. Returns the checked values."""
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name not in out or "low" not in f.metadata and not f.metadata.get("fraction"):
+            continue
+        m = f.metadata
+        if m.get("fraction"):
+            out[f.name] = _fraction(f"{key}.{f.name}", out[f.name])
+        else:
+            check_number(f"{key}.{f.name}", out[f.name], low=m.get("low"), low_open=m.get("low_open", False),
+                         integer=m.get("integer", False))
+    return out
+
+
+def keras_class(key: str, value: Any, module: str) -> str:
+    """A class named by dotted path, e.g. ``keras.optimizers.Nadam``. Names under Keras's public
+    `module` are checked against the names it exports without importing Keras (which would load
+    TensorFlow before a sweep forks its store process); other paths are the user's own classes,
+    resolved when the run is built (nanbench.model.resolve_class)."""
+    if not isinstance(value, str) or "." not in value or not all(p.isidentifier() for p in value.split(".")):
+        raise ConfigError(key, f"a dotted class path such as {module}.NAME", value)
+    owner, name = value.rsplit(".", 1)
+    if owner == module:
+        exported = _exports(module)
+        if exported is not None and name not in exported:
+            near = sorted(n for n in exported if n[:1].isupper())
+            raise ConfigError(key, f"a class of {module}: " + ", ".join(near), value)
+    return value
+
+
+def _same_option(group: str, name: str, cls: str) -> None:
+    """A name that is one of conf/<group>/'s options must come with that option's class: setting
+    ``loss.name=huber`` alone would otherwise record Huber and train the group's MSE."""
+    given = option_class(group, name)
+    if given is not None and given != cls:
+        raise ConfigError(f"{group}.name", f"the name of the option whose class is {cls} (choose "
+                          f"{group}={name} to get {given})", name)
+
+
+@functools.lru_cache(maxsize=None)
+def option_class(group: str, name: str) -> str | None:
+    """The ``class`` conf/<group>/<name>.yaml names, if there is such an option file."""
+    from nanbench.config import CONF_DIR
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+    return OmegaConf.load(path).get("class")
+
+
+@functools.lru_cache(maxsize=None)
+def _exports(module: str) -> frozenset[str] | None:
+    """The names a public Keras module exports, read from its __init__.py (None if not found)."""
+    import ast
+    import importlib.util
+    top = importlib.util.find_spec(module.split(".")[0])
+    if top is None or not top.submodule_search_locations:
+        return None
+    path = Path(next(iter(top.submodule_search_locations)), *module.split(".")[1:], "__init__.py")
+    if not path.is_file():
+        return None
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {a.asname or a.name for a in node.names}
+    return frozenset(names)
+
+
+POSITIVE = {"low": 0, "low_open": True}
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Which data. Knobs that a dataset does not take stay None and are not logged."""
+    """Which data: a dataset option's name and the generator that makes it (nanbench.data's
+    GENERATORS, keyed like DATASET_KINDS). This class is the kind without knobs (the documents'
+    arrays, scikit-learn's bundled sets); each generator with knobs has its own subclass."""
 
     name: str
-    n_samples: int | None = None
-    n_features: int | None = None
-    noise: float | None = None
-    seed: int | None = None
-    outlier_fraction: float | None = None
-    outlier_scale_min: float | None = None
-    outlier_scale_max: float | None = None
-    nan_fraction: float | None = None
-    scale_min: float | None = None
-    scale_max: float | None = None
+    generator: str = field(default="", metadata=NOT_A_FACTOR)  # "" : the generator named `name`
+
+    @property
+    def kind(self) -> str:
+        """The generator that makes this dataset (a key of DATASET_KINDS)."""
+        return self.generator or self.name
+
+
+@dataclass(frozen=True)
+class LinearData(DatasetSpec):
+    """A linear target plus Gaussian noise over standard-normal features (nanbench.data.generators).
+    Knobs come from the option file (conf/dataset/*.yaml, their one home); a knob left out stays
+    None and is no factor of the run."""
+
+    n_samples: int | None = field(default=None, metadata={"low": 1, "integer": True})
+    n_features: int | None = field(default=None, metadata={"low": 1, "integer": True})
+    noise: float | None = field(default=None, metadata={"low": 0})
+    seed: int | None = field(default=None, metadata={"low": 0, "integer": True})
+
+
+@dataclass(frozen=True)
+class OutlierData(LinearData):
+    outlier_fraction: float | None = field(default=None, metadata={"fraction": True})
+    outlier_scale_min: float | None = field(default=None, metadata=POSITIVE)
+    outlier_scale_max: float | None = field(default=None, metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class NanInputsData(LinearData):
+    nan_fraction: float | None = field(default=None, metadata={"fraction": True})
+
+
+@dataclass(frozen=True)
+class UnscaledData(LinearData):
+    scale_min: float | None = field(default=None, metadata=POSITIVE)
+    scale_max: float | None = field(default=None, metadata=POSITIVE)
     target_offset: float | None = None
+
+
+# generator name -> the dataclass of its knobs (nanbench.data.generators has a function per name)
+DATASET_KINDS: dict[str, type[DatasetSpec]] = {
+    "clean": LinearData, "outliers": OutlierData, "nan_inputs": NanInputsData, "unscaled": UnscaledData,
+    "doc000_outlier": DatasetSpec, "doc000_clean": DatasetSpec, "doc003_outlier": DatasetSpec,
+    "diabetes": DatasetSpec,
+}
+
+
+def dataset_spec(values: Mapping[str, Any]) -> DatasetSpec:
+    """The dataset group of a config (``name``, ``generator`` and the generator's knobs), checked."""
+    d = dict(values)
+    if not isinstance(d.get("name"), str) or not d.get("name"):
+        raise ConfigError("dataset.name", "the dataset option's name", d.get("name"))
+    generator = d.get("generator") or d["name"]
+    if generator not in DATASET_KINDS:
+        raise ConfigError("dataset.generator" if d.get("generator") else "dataset.name",
+                          "one of the generators " + ", ".join(DATASET_KINDS), generator)
+    cls = DATASET_KINDS[generator]
+    return _build(cls, "dataset", check_fields("dataset", cls, d))
 
 
 @dataclass(frozen=True)
@@ -114,9 +238,13 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
+    """A Keras optimizer: ``cls`` (the option file's ``class``) is built with ``learning_rate=lr``,
+    ``momentum`` where the class takes it, and Keras's clipping argument (nanbench.model)."""
+
     name: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.0
+    cls: str = field(default="keras.optimizers.Adam", metadata=NOT_A_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -127,8 +255,11 @@ class ClippingSpec:
 
 @dataclass(frozen=True)
 class LossSpec:
+    """A Keras loss: ``cls`` (the option file's ``class``), given ``delta`` where it takes one."""
+
     name: str = "mse"
     delta: float = 1.0
+    cls: str = field(default="keras.losses.MeanSquaredError", metadata=NOT_A_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -191,7 +322,7 @@ class RunSpec:
         return tuple((f"{group.name}.{f.name}", getattr(node, f.name))
                      for group in dataclasses.fields(self) if group.name != "tracking"
                      for node in [getattr(self, group.name)]  # a flat dataclass of plain values
-                     for f in dataclasses.fields(node) if getattr(node, f.name) is not None)
+                     for f in dataclasses.fields(node) if is_factor(f) and getattr(node, f.name) is not None)
 
     def factors(self) -> dict[str, Any]:
         """The run's factors as flat dotted keys (tracking excluded): MLflow params."""
@@ -232,23 +363,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
                for key, node in cfg.items_ex(resolve=False) if key != "hydra"}
     cfg = dict(cfg)
 
-    d = dict(cfg["dataset"])
-    _one_of("dataset.name", d.get("name"), DATASETS)
-    if "n_samples" in d:
-        _number("dataset.n_samples", d["n_samples"], low=1, integer=True)
-    if "n_features" in d:
-        _number("dataset.n_features", d["n_features"], low=1, integer=True)
-    if "noise" in d:
-        _number("dataset.noise", d["noise"], low=0)
-    if "seed" in d:
-        _number("dataset.seed", d["seed"], low=0, integer=True)
-    for key in ("outlier_fraction", "nan_fraction"):
-        if key in d:
-            d[key] = _fraction(f"dataset.{key}", d[key])
-    for key in ("outlier_scale_min", "outlier_scale_max", "scale_min", "scale_max"):
-        if key in d:
-            _number(f"dataset.{key}", d[key], low=0, low_open=True)
-    dataset = _build(DatasetSpec, "dataset", d)
+    dataset = dataset_spec(cfg["dataset"])
 
     p = dict(cfg.get("preprocess", {}))
     _one_of("preprocess.scaler", p.get("scaler", "none"), SCALERS)
@@ -260,44 +375,60 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
             raise ConfigError("preprocess.quantiles", "two fractions [low, high] in [0, 1] with low < high", q)
         p["quantiles"] = (float(q[0]), float(q[1]))
     if "iqr_factor" in p:
-        p["iqr_factor"] = float(_number("preprocess.iqr_factor", p["iqr_factor"], low=0, low_open=True))
+        p["iqr_factor"] = float(check_number("preprocess.iqr_factor", p["iqr_factor"], low=0, low_open=True))
     preprocess = _build(PreprocessSpec, "preprocess", p)
 
     m = dict(cfg.get("model", {}))
     _one_of("model.name", m.get("name", "linear"), MODELS)
     _one_of("model.activation", m.get("activation", "linear"), ACTIVATIONS)
     if m.get("name") == "mlp":
-        _number("model.width", m.get("width", 0), low=1, integer=True)
-        _number("model.depth", m.get("depth", 0), low=1, integer=True)
+        check_number("model.width", m.get("width", 0), low=1, integer=True)
+        check_number("model.depth", m.get("depth", 0), low=1, integer=True)
     if "dropout" in m:
-        m["dropout"] = float(_number("model.dropout", m["dropout"], low=0, high=1, high_open=True))
+        m["dropout"] = float(check_number("model.dropout", m["dropout"], low=0, high=1, high_open=True))
     if "weight_decay" in m:
-        m["weight_decay"] = float(_number("model.weight_decay", m["weight_decay"], low=0))
+        m["weight_decay"] = float(check_number("model.weight_decay", m["weight_decay"], low=0))
     model = _build(ModelSpec, "model", m)
 
     o = dict(cfg.get("optimizer", {}))
-    _one_of("optimizer.name", o.get("name", "adam"), OPTIMIZERS)
-    o["lr"] = float(_number("optimizer.lr", o.get("lr", 1e-3), low=0, low_open=True))
-    o["momentum"] = float(_number("optimizer.momentum", o.get("momentum", 0.0), low=0, high=1,
+    if not isinstance(o.get("name", "adam"), str):
+        raise ConfigError("optimizer.name", "the optimizer option's name", o.get("name"))
+    if o.get("class") is None:  # a config written in code: the named option's own class
+        o["class"] = option_class("optimizer", o.get("name", "adam"))
+    if o["class"] is None:
+        raise ConfigError("optimizer.class", "a Keras optimizer class, e.g. keras.optimizers.Adam (each conf/optimizer/*.yaml "
+                          "names one; a name without an option file needs it)", None)
+    o["cls"] = keras_class("optimizer.class", o.pop("class"), "keras.optimizers")
+    _same_option("optimizer", o.get("name", "adam"), o["cls"])
+    o["lr"] = float(check_number("optimizer.lr", o.get("lr", 1e-3), low=0, low_open=True))
+    o["momentum"] = float(check_number("optimizer.momentum", o.get("momentum", 0.0), low=0, high=1,
                                   high_open=True))
     optimizer = _build(OptimizerSpec, "optimizer", o)
 
     c = dict(cfg.get("clipping", {}))
     _one_of("clipping.kind", c.get("kind", "none"), CLIPPING)
-    c["threshold"] = float(_number("clipping.threshold", c.get("threshold", 1.0), low=0, low_open=True))
+    c["threshold"] = float(check_number("clipping.threshold", c.get("threshold", 1.0), low=0, low_open=True))
     clipping = _build(ClippingSpec, "clipping", c)
 
     lo = dict(cfg.get("loss", {}))
-    _one_of("loss.name", lo.get("name", "mse"), LOSSES)
-    lo["delta"] = float(_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
+    if not isinstance(lo.get("name", "mse"), str):
+        raise ConfigError("loss.name", "the loss option's name", lo.get("name"))
+    if lo.get("class") is None:  # a config written in code: the named option's own class
+        lo["class"] = option_class("loss", lo.get("name", "mse"))
+    if lo["class"] is None:
+        raise ConfigError("loss.class", "a Keras loss class, e.g. keras.losses.Huber (each conf/loss/*.yaml "
+                          "names one; a name without an option file needs it)", None)
+    lo["cls"] = keras_class("loss.class", lo.pop("class"), "keras.losses")
+    _same_option("loss", lo.get("name", "mse"), lo["cls"])
+    lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     loss = _build(LossSpec, "loss", lo)
 
     t = dict(cfg.get("train", {}))
-    _number("train.epochs", t.get("epochs", 1), low=1, integer=True)
+    check_number("train.epochs", t.get("epochs", 1), low=1, integer=True)
     if t.get("steps") is not None:
-        _number("train.steps", t["steps"], low=1, integer=True)
-    _number("train.batch_size", t.get("batch_size", 32), low=1, integer=True)
-    _number("train.seed", t.get("seed", 0), low=0, integer=True)
+        check_number("train.steps", t["steps"], low=1, integer=True)
+    check_number("train.batch_size", t.get("batch_size", 32), low=1, integer=True)
+    check_number("train.seed", t.get("seed", 0), low=0, integer=True)
     _one_of("train.precision", t.get("precision", "float32"), PRECISIONS)
     _one_of("train.device", t.get("device", "auto"), DEVICES)
     if t.get("engine", "fit") == "auto":
@@ -307,13 +438,13 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
 
     oc = dict(cfg.get("outcome", {}))
     if "diverge_factor" in oc:
-        _number("outcome.diverge_factor", oc["diverge_factor"], low=1, low_open=True)
+        check_number("outcome.diverge_factor", oc["diverge_factor"], low=1, low_open=True)
     if "converge_ratio" in oc:
-        _number("outcome.converge_ratio", oc["converge_ratio"], low=0, high=1, low_open=True)
+        check_number("outcome.converge_ratio", oc["converge_ratio"], low=0, high=1, low_open=True)
     if "converge_abs" in oc:
-        _number("outcome.converge_abs", oc["converge_abs"], low=0)
+        check_number("outcome.converge_abs", oc["converge_abs"], low=0)
     if "improve_fraction" in oc:
-        _number("outcome.improve_fraction", oc["improve_fraction"], low=0, high=1, low_open=True, high_open=True)
+        check_number("outcome.improve_fraction", oc["improve_fraction"], low=0, high=1, low_open=True, high_open=True)
     outcome = _build(OutcomeSpec, "outcome", oc)
 
     tr = dict(cfg.get("tracking", {}))
@@ -324,3 +455,19 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
 
     return RunSpec(dataset=dataset, preprocess=preprocess, model=model, optimizer=optimizer,
                    clipping=clipping, loss=loss, train=train, outcome=outcome, tracking=tracking)
+
+
+def factor_keys() -> list[str]:
+    """Every factor key RunSpec.factors() can produce, in its order (dataset.name first; the
+    dataset's knobs over every kind, in DATASET_KINDS's order)."""
+    import typing
+    hints = typing.get_type_hints(RunSpec)
+    keys: list[str] = []
+    for group in dataclasses.fields(RunSpec):
+        if group.name == "tracking":
+            continue
+        classes = dict.fromkeys(DATASET_KINDS.values()) if group.name == "dataset" else [hints[group.name]]
+        for cls in classes:
+            keys += [f"{group.name}.{f.name}" for f in dataclasses.fields(cls)
+                     if is_factor(f) and f"{group.name}.{f.name}" not in keys]
+    return keys

@@ -65,10 +65,13 @@ def test_unknown_option_lists_the_allowed_ones(tmp_path):
     assert "optimizer/adagrad" in proc.stderr and "sgd" in proc.stderr and "rmsprop" in proc.stderr
 
 
-def test_readme_and_ci_use_the_two_commands():
-    readme = (ROOT / "README.md").read_text()
-    assert "make sweep" in readme and "make test" in readme
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+def test_ci_runs_make_test_and_make_test_runs_every_test():
+    assert any(line.strip() == "make test" for line in (ROOT / ".ci" / "run").read_text().splitlines())
+    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "test"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert dry.returncode == 0
+    pytest_line = [line for line in dry.stdout.splitlines() if "-m pytest" in line]
+    assert len(pytest_line) == 1 and "not slow" not in pytest_line[0]  # slow tests included
 
 
 @pytest.mark.parametrize("kind", ["folder", "garbage", "missing_folder"])

@@ -98,3 +98,30 @@ def test_outlier_handling_tames_doc000(mode):
         assert data.rows_removed == 1 and data.X.ravel().tolist() == [1, 2, 3]
     else:
         assert data.n_samples == 4
+
+
+def test_a_new_dataset_of_an_existing_generator_is_one_yaml_file(tmp_path):
+    from nanbench.config import compose
+    from nanbench.data import load
+    from nanbench.spec import OutlierData, from_config
+
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "heavy_outliers.yaml").write_text(
+        "name: heavy_outliers\ngenerator: outliers\nn_samples: 64\nn_features: 3\nnoise: 0.1\nseed: 0\n"
+        "outlier_fraction: 0.25\noutlier_scale_min: 1.0e5\noutlier_scale_max: 1.0e6\n")
+    (tmp_path / "run.yaml").write_text("defaults:\n  - config\n  - _self_\n")
+    spec = from_config(compose(["dataset=heavy_outliers"], config_name="run", config_dir=tmp_path))
+    assert isinstance(spec.dataset, OutlierData) and spec.dataset.kind == "outliers"
+    assert "dataset.generator" not in spec.factors()  # how it is made, not a factor
+    X = load(spec.dataset, spec.preprocess).X
+    assert X.shape == (64, 3) and (abs(X).max(axis=1) > 1e4).sum() == 16
+
+
+def test_an_unknown_generator_or_knob_is_a_one_line_error():
+    from conftest import compose_config
+    from nanbench.spec import ConfigError, from_config
+
+    with pytest.raises(ConfigError, match=r"^dataset.generator must be one of the generators clean, outliers"):
+        from_config(compose_config(["dataset=clean", "dataset.generator=cleen"]))
+    with pytest.raises(ConfigError, match=r"^dataset.nan_fraction must be one of the keys"):
+        from_config(compose_config(["dataset=clean", "+dataset.nan_fraction=0.1"]))

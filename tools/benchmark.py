@@ -116,7 +116,7 @@ def per_step_child(threads: int, reps: int) -> dict[str, float]:
                   "minimal": run_minimal}
     for fn in candidates.values():  # trace and warm up
         fn(), fn(), fn()
-    fused._freeze_once()  # as the engine does after a process's first trace (else Python's full
+    fused.freeze_once()  # as the engine does after a process's first trace (else Python's full
     # collections rescan TensorFlow and Keras at random points of the measured runs)
     times: dict[str, list[float]] = {k: [] for k in candidates}
     for _ in range(reps):

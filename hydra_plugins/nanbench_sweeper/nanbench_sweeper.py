@@ -1,8 +1,7 @@
 """`hydra/sweeper=nanbench`: Hydra's basic sweeper without composing every job twice.
 
 The basic sweeper composes each job's config once to validate the batch and the launcher
-composes it again to run it: about 0.1 s per job on a small machine, which is more than a fast
-training run. This sweeper validates the first job of each batch (a composition error in a grid
+composes it again to run it, which costs more than a fast training run. This sweeper validates the first job of each batch (a composition error in a grid
 shows up there) and leaves the rest to the launcher, which composes each job exactly once. It
 also records the number of jobs in the sweep directory, for nanbench's progress display.
 Everything else, grid syntax included, is the basic sweeper's.

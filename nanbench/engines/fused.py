@@ -83,7 +83,7 @@ tf.register_tensor_conversion_function(
 
 def signature(spec, n_features: int, device: str, forensics: bool = True) -> tuple:
     """What must be equal for two runs to share a traced function."""
-    return (spec.model, spec.optimizer.name, spec.optimizer.momentum, spec.clipping.kind,
+    return (spec.model, spec.optimizer.cls, spec.optimizer.momentum, spec.clipping.kind,
             spec.loss, n_features, spec.train.precision, device, forensics)
 
 
@@ -114,7 +114,7 @@ class Trainer:
         weights = [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in self.model.variables]
         # autograph off: the loops are tf.while_loop already and Keras 3's code is written for
         # backends without autograph, so there is nothing to convert; converting Keras's layers,
-        # losses and optimizer anyway cost ~1 s on a process's first trace
+        # losses and optimizer anyway cost seconds on a process's first trace
         self._concrete = None  # the traced function, see trace()
         self._fn = tf.function(self._train, autograph=False, input_signature=[
             spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
@@ -305,10 +305,10 @@ def clear_cache() -> None:
     _TRAINERS.clear()
 
 
-def _freeze_once() -> None:
+def freeze_once() -> None:
     """After a process's first trace, collect once and freeze what is left out of the garbage
     collector's reach: TensorFlow, Keras and the traced graphs live as long as the process, and
-    otherwise every full collection rescans them all (0.1-0.2 s, in the middle of the runs that
+    otherwise every full collection rescans them all (in the middle of the runs that
     follow). Runs allocate little that outlives them, so later collections stay small."""
     if not gc.get_freeze_count():
         gc.collect()
@@ -324,7 +324,7 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     trace_s = 0.0
     if fresh:
         trainer.trace()
-        _freeze_once()
+        freeze_once()
         trace_s = time.perf_counter() - t0 - build_s
     ran = trainer.run(spec, data.X, data.y)
     series, per_epoch = ran.series, ran.per_epoch

@@ -43,7 +43,7 @@ from nanbench.summary import findings as F
 from nanbench.summary import sections as S
 from nanbench.summary.attribution import attribution
 from nanbench.summary.report import Report
-from nanbench.tracking.reader import NoRunsError, SummaryError, SweepRuns, load_runs, log_summary_artifacts
+from nanbench.tracking.reader import NoRunsError, SummaryError, RunTable, load_runs, log_summary_artifacts
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"  # as conf/tracking/default.yaml
 
@@ -52,7 +52,7 @@ DEFAULT_URI = "sqlite:///results/mlflow.db"  # as conf/tracking/default.yaml
 # The opening: findings, outcomes, factors
 
 
-def _header(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, notes: list[str]) -> None:
+def _header(rep: Report, sweep: RunTable, runs: pd.DataFrame, notes: list[str]) -> None:
     rep.heading(1, f"nanbench summary: {sweep.experiment}")
     if sweep.scope == "experiment":
         parent = ("every invocation: all runs of the experiment but parents and KILLED ones, the latest "
@@ -80,7 +80,7 @@ def _findings(rep: Report, found: F.Findings) -> None:
     rep.numbered([f.text for f in found.items])
 
 
-def _outcomes(rep: Report, sweep: SweepRuns, runs: pd.DataFrame) -> None:
+def _outcomes(rep: Report, sweep: RunTable, runs: pd.DataFrame) -> None:
     rep.heading(2, "Outcomes", "outcomes")
     counts = runs["outcome"].value_counts()
     order = A.outcome_order(counts.index)
@@ -185,7 +185,7 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def build_report(sweep: SweepRuns, out: Path, notes: list[str] = ()) -> tuple[Report, dict]:
+def build_report(sweep: RunTable, out: Path, notes: list[str] = ()) -> tuple[Report, dict]:
     """Write the summary of `sweep`'s runs into `out` (summary.md, summary.html, the CSV files and
     figures): findings first, then the sections on the runs not explained by their inputs, then
     the pooled view. Returns the report and what it found (runs, outcomes, findings, rules, files)."""

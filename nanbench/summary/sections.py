@@ -15,7 +15,7 @@ import pandas as pd
 from nanbench.summary import analysis as A
 from nanbench.summary.attribution import Attribution
 from nanbench.summary.report import Report
-from nanbench.tracking.reader import SweepRuns, load_curve
+from nanbench.tracking.reader import RunTable, load_curve
 
 MAX_STABILITY_ROWS = 40
 PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed trials only: "
@@ -261,7 +261,7 @@ def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path) -> Pa
     return fig
 
 
-def curves(rep: Report, sweep: SweepRuns, runs: pd.DataFrame, factors: list[str], out: Path, scope: str) -> Path | None:
+def curves(rep: Report, sweep: RunTable, runs: pd.DataFrame, factors: list[str], out: Path, scope: str) -> Path | None:
     from nanbench.summary import plots
     rep.heading(2, "7. Representative runs")
     rep.para(scope)

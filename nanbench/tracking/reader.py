@@ -1,9 +1,9 @@
-"""A sweep's runs read back from MLflow into one pandas frame, one row per run.
+"""A sweep's runs read back from MLflow as a :class:`RunTable`: one pandas row per run.
 
-MLflow stays the source of truth. For SQLite stores, a read-only SQL query of MLflow's own tables
+The RunTable is the one type the summary reads; MLflow's schema stays inside nanbench.tracking.
+MLflow is the source of truth. For SQLite stores, a read-only SQL query of MLflow's own tables
 (experiments, runs, tags, params, latest_metrics) is the fast path: ``search_runs`` builds Python
-objects for every run, param and metric and needs minutes for 10,000 runs, where the query takes
-about a second. Every other tracking URI (an http(s) server, another database) goes through
+objects for every run, param and metric, which takes far longer at 10,000 runs. Every other tracking URI (an http(s) server, another database) goes through
 MlflowClient, and both paths hand the same long tables to the same frame builder.
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 import io
 import shutil
 import sqlite3
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -21,26 +20,27 @@ import numpy as np
 import pandas as pd
 
 from nanbench import spec as specmod
+from nanbench import vocab
 from nanbench.tracking.uri import sqlite_path
 
-PARENT_TAG = ("nanbench.role", "parent")
-PARENT_RUN_ID = "mlflow.parentRunId"
+PARENT_TAG = (vocab.ROLE, vocab.PARENT)
+PARENT_RUN_ID = vocab.PARENT_RUN_ID
 # Tags kept as columns (the rest are MLflow's own). SOFTWARE is counted per run of the summary
-# (after the latest-per-configuration step) into SweepRuns.software.
-SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version")
-TAGS = ("outcome", "first_nonfinite_source", "device", "engine", "config_hash", "error", *SOFTWARE)
-# Metrics kept as columns: what the summary reports of each run (not the per-epoch series;
-# the 0/1 is_* metrics say what the outcome tag says).
-METRICS = ("first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run",
-           "initial_loss", "final_loss", "min_loss", "first_nonfinite_step", "first_inf_step",
-           "first_nan_step", "dead_fraction", "dead_fraction_at_nonfinite")
+# (after the latest-per-configuration step) into RunTable.software.
+SOFTWARE = vocab.SOFTWARE
+TAGS = vocab.RUN_TAGS
+# Metrics kept as columns: what the summary reports of each run.
+METRICS = vocab.SUMMARY_METRICS
 NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of clean data)
-# Known orders of categorical levels, so tables read none, standard, minmax, robust.
+# Known orders of categorical levels, so tables read none, standard, minmax, robust (the options
+# conf/ ships, in the order the README lists them); a level not listed follows, sorted.
 LEVEL_ORDER = {
-    "dataset.name": specmod.DATASETS, "preprocess.scaler": specmod.SCALERS,
+    "dataset.name": ("clean", "outliers", "unscaled", "nan_inputs", "doc000_outlier", "doc000_clean",
+                     "doc003_outlier", "diabetes"),
+    "preprocess.scaler": specmod.SCALERS,
     "preprocess.outliers": specmod.OUTLIER_HANDLING, "model.name": specmod.MODELS,
-    "model.activation": specmod.ACTIVATIONS, "optimizer.name": specmod.OPTIMIZERS,
-    "clipping.kind": specmod.CLIPPING, "loss.name": specmod.LOSSES,
+    "model.activation": specmod.ACTIVATIONS, "optimizer.name": ("sgd", "momentum", "adam", "rmsprop"),
+    "clipping.kind": specmod.CLIPPING, "loss.name": ("mse", "mae", "huber"),
     "train.precision": specmod.PRECISIONS, "train.device": specmod.DEVICES,
     "train.engine": specmod.ENGINES, "preprocess.scale_target": ("False", "True"),
     "train.shuffle": ("False", "True"),
@@ -56,7 +56,7 @@ class NoRunsError(SummaryError):
 
 
 @dataclass
-class SweepRuns:
+class RunTable:
     """A sweep's child runs and where they came from."""
 
     experiment: str
@@ -74,9 +74,7 @@ class SweepRuns:
 
 def factor_order() -> list[str]:
     """Every factor key RunSpec.factors() can produce, in its order (dataset.name first)."""
-    hints = typing.get_type_hints(specmod.RunSpec)
-    return [f"{group.name}.{f.name}" for group in fields(specmod.RunSpec) if group.name != "tracking"
-            for f in fields(hints[group.name])]
+    return specmod.factor_keys()
 
 
 def _file_path(uri: str | None) -> Path | None:
@@ -286,7 +284,7 @@ def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
 
 
 def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = None, *,
-              scope: str = "parent", fast: bool = True) -> SweepRuns:
+              scope: str = "parent", fast: bool = True) -> RunTable:
     """The runs of one sweep.
 
     scope "parent": the children of `parent_run_id`, by default of the latest run tagged
@@ -316,7 +314,7 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
     other = None if all_children is None else max(0, int(all_children) - len(runs))
     software = {key: {str(v): int(n) for v, n in runs[key].value_counts().items()}
                 for key in SOFTWARE if runs[key].notna().any()}
-    return SweepRuns(experiment=experiment, experiment_id=loaded["exp_id"], tracking_uri=tracking_uri,
+    return RunTable(experiment=experiment, experiment_id=loaded["exp_id"], tracking_uri=tracking_uri,
                      parent_run_id=parent, parent_artifact_uri=loaded["parent_uri"], runs=runs,
                      factors=factors, scope=scope, other_runs=other, software=software)
 
@@ -325,7 +323,7 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
 # Curves of single runs, and the summary's own artifacts
 
 
-def _csv_floats(values: pd.Series) -> pd.Series:
+def csv_floats(values: pd.Series) -> pd.Series:
     """Floats from a steps.csv column: plain numbers, 'nan', 'inf', or NumPy 2 reprs such as
     'np.float32(1.5)' (written by tracking.steps_csv while it formats values with !r)."""
     if pd.api.types.is_numeric_dtype(values):
@@ -334,7 +332,7 @@ def _csv_floats(values: pd.Series) -> pd.Series:
     return pd.to_numeric(inner, errors="coerce")
 
 
-def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.DataFrame | None:
+def load_curve(sweep: RunTable, run_id: str, artifact_uri: str | None) -> pd.DataFrame | None:
     """Loss and gradient norm of one run per step, from its steps.csv artifact (NaN and inf kept,
     as written); else per epoch from its metric history; None when neither exists."""
     text = None
@@ -353,7 +351,7 @@ def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.Da
     if text is not None:
         steps = pd.read_csv(io.StringIO(text))[["step", "loss", "grad_norm"]]
         for column in ("loss", "grad_norm"):
-            steps[column] = _csv_floats(steps[column])
+            steps[column] = csv_floats(steps[column])
         return steps.assign(unit="step")
     series = {}
     if sqlite_path(sweep.tracking_uri) is not None:
@@ -374,7 +372,7 @@ def load_curve(sweep: SweepRuns, run_id: str, artifact_uri: str | None) -> pd.Da
     return curve.reindex(columns=["loss", "grad_norm"]).reset_index().assign(unit="epoch")
 
 
-def log_summary_artifacts(sweep: SweepRuns, files: list[Path], artifact_path: str = "summary") -> bool:
+def log_summary_artifacts(sweep: RunTable, files: list[Path], artifact_path: str = "summary") -> bool:
     """Attach `files` to the parent run under `artifact_path`; False when there is no parent.
 
     A local (file://) artifact root gets a plain copy, which is what MLflow's local artifact

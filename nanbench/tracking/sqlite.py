@@ -66,7 +66,7 @@ def cache_dir() -> Path:
 def empty_store_template() -> Path:
     """An SQLite file holding MLflow's tables and nothing else, built once per MLflow and
     SQLAlchemy version by MLflow's own migrations (``_initialize_tables``, what its store runs on
-    a new database: some 60 alembic migrations, about 2 s on the project machine)."""
+    a new database: some 60 alembic migrations)."""
     import mlflow
     import sqlalchemy
     from mlflow.store.db.utils import _initialize_tables
@@ -149,8 +149,8 @@ def insert_records(store, exp_id: str, records: list) -> None:
     per key the value of the largest (step, timestamp, value)) and ``set_terminated`` (status and
     end time), through MLflow's own table models and session, so the UI, ``search_runs`` and
     ``get_metric_history`` read them as any other run. What MLflow's per-call path costs here is
-    its Python work per call (about 28 ms a run on the 2-core project machine); one executemany
-    per table for a whole batch of runs costs about 2 ms a run.
+    its Python work per call; one executemany per table for a whole batch of runs costs a
+    fraction of it (results/benchmark.md).
     """
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
 

@@ -230,7 +230,7 @@ class Tracker:
         """The active child runs of a parent, counted by their ``outcome`` tag ("unknown" if none).
 
         A database store answers with one grouped query over MLflow's tables; any other store
-        through ``search_runs`` (which loads every run whole: ~4 ms a run on SQLite)."""
+        through ``search_runs`` (which loads every run whole)."""
         if not self.bulk:
             counts: dict[str, int] = {}
             for run in all_runs(self.client, exp_id, f"tags.mlflow.parentRunId = '{parent_run_id}'"):

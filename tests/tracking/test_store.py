@@ -32,7 +32,7 @@ def refuse(tracker):
 seen = {"can_fork": can_fork(), "pid": os.getpid()}
 store = ProcessStore(TrackingSpec(uri=sys.argv[1]))
 exp_id = store.submit(experiment, "store")   # answered later: the child works meanwhile
-from conftest import compose_config          # the parent imports TensorFlow and trains
+from nanbench.config import compose as compose_config  # the parent imports TensorFlow and trains
 from nanbench.run import execute
 results = [execute(from_config(compose_config([f"tracking.uri={sys.argv[1]}", "train.engine=fused",
                                                "train.epochs=3", f"train.seed={seed}"]))) for seed in range(5)]

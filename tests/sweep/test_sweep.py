@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
@@ -11,16 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from conftest import CONF, ROOT, SWEEPS
+from conftest import ROOT, SWEEPS
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import dispatch_batch_size, structure_key
 from nanbench.spec import from_config
-from nanbench.sweep import PARENT_FILE, expand, inner_grid
+from nanbench.config import compose, sweep_jobs
+from nanbench.sweep import expand, inner_grid
+from nanbench.sweep.bookkeeping import PARENT_FILE
 
 SMOKE_RUNS = 24
 
@@ -164,30 +162,24 @@ def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):
 
 def test_parallel_dispatch_keeps_each_structure_group_in_one_batch():
     jobs = sorted(_grid("default"), key=structure_key)
+    groups_in_grid = {structure_key(job)[:-1] for job in jobs}  # equal in all but the dataset
     size = dispatch_batch_size(jobs, workers=2)
-    assert size == 14  # 7 datasets x 2 preprocessings share each model x optimizer's graphs
+    assert size == len(jobs) // len(groups_in_grid)  # a batch is a whole group
     batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
     groups = [{structure_key(job)[:-1] for job in batch} for batch in batches]
-    assert all(len(g) == 1 for g in groups) and len(set().union(*groups)) == len(batches) == 8
+    assert all(len(g) == 1 for g in groups) and set().union(*groups) == groups_in_grid
+    assert len(batches) == len(groups_in_grid)
     # within a batch, jobs with the same dataset (same feature count) are next to each other
     datasets = [next(o for o in job if o.startswith("dataset=")) for job in batches[0]]
     assert datasets == sorted(datasets)
     # more workers than groups: groups are split so that every worker gets batches
-    assert dispatch_batch_size(jobs, workers=8) == 7
+    assert dispatch_batch_size(jobs, workers=len(groups_in_grid) * 4) == size // 2
     assert dispatch_batch_size(jobs[:4], workers=2) == 1
 
 
 def _grid(name):
     """Every job's overrides of a sweep file, as Hydra's basic sweeper expands them."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]"],
-                      return_hydra_config=True)
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    overrides = OverridesParser.create().parse_overrides(params)
-    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-            else [f"{o.get_key_element()}={o.get_value_element_as_str()}"] for o in overrides]
-    return list(itertools.product(*axes))
+    return sweep_jobs(SWEEPS / f"{name}.yaml")
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SWEEPS.glob("*.yaml")))
@@ -196,9 +188,7 @@ def test_every_sweep_file_composes_for_every_combination(name):
     assert jobs
     step = max(1, len(jobs) // 40)  # compose a spread of jobs, every run of each
     for job in jobs[::step]:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF}]", *job])
+        cfg = compose(job, config_name=name, config_dir=SWEEPS)
         runs = expand(cfg)
         assert len(runs) == len(inner_grid(cfg))
         for run in runs:

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
 from nanbench.sweep.fold import FOLDS_FILE, fold, rows
-from nanbench.sweep import PARENT_FILE
+from nanbench.sweep.bookkeeping import PARENT_FILE
 
 
 def _grid(**params) -> list[list[str]]:

@@ -12,7 +12,7 @@ import pytest
 from nanbench.summary import analysis as A
 from nanbench.summary.attribution import attribution
 from tools import synthetic
-from nanbench.tracking.reader import _csv_floats, load_runs
+from nanbench.tracking.reader import csv_floats, load_runs
 from nanbench.summary import main, summarize
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def test_stability_finds_lr_boundaries_and_non_monotone_configurations():
 
 def test_steps_csv_values_parse_with_nan_inf_and_numpy_reprs():
     values = pd.Series(["1.5", "np.float32(2.5)", "np.float64(inf)", "nan", "np.float32(nan)"], dtype=object)
-    out = _csv_floats(values).to_numpy()
+    out = csv_floats(values).to_numpy()
     assert out[0] == 1.5 and out[1] == 2.5 and np.isposinf(out[2])
     assert np.isnan(out[3]) and np.isnan(out[4])
 
@@ -275,13 +275,13 @@ def test_software_line_counts_the_runs_of_the_summary_after_the_latest_per_confi
 
 
 def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_runs_aside(tmp_path):
-    from nanbench.tracking.reader import SweepRuns
+    from nanbench.tracking.reader import RunTable
     from nanbench.summary import build_report
 
     runs, factors = synthetic.mixed_table(commits=("a1", "b2"))
     software = {"git_commit": runs["git_commit"].value_counts().to_dict()}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # no run of the table is in it: curves are not found
-    sweep = SweepRuns("mixed", "0", uri, None, None, runs, factors, software=software)
+    sweep = RunTable("mixed", "0", uri, None, None, runs, factors, software=software)
     _, info = build_report(sweep, tmp_path)
     assert info["runs"] == 600 and info["explained"] == 200 and info["nonfinite"] == 252
     md = (tmp_path / "summary.md").read_text()

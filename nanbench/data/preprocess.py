@@ -1,0 +1,73 @@
+"""Preprocessing: outlier handling (scikit-learn-free NumPy and SciPy's winsorization), then
+scikit-learn's scalers fitted on X (and y when ``preprocess.scale_target``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nanbench.spec import PreprocessSpec
+
+
+@dataclass(frozen=True)
+class Data:
+    """The arrays a run trains on (float32, y as a column) and what preprocessing did."""
+
+    X: np.ndarray
+    y: np.ndarray
+    rows_removed: int = 0
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+
+def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray, int]:
+    """Apply spec.outliers column-wise to X and y together (NaNs are left as they are)."""
+    if spec.outliers == "none":
+        return X, y, 0
+    Z = np.hstack([X, y])
+    if spec.outliers == "remove":
+        q1, q3 = np.nanpercentile(Z, [25, 75], axis=0)
+        k = spec.iqr_factor * (q3 - q1)
+        with np.errstate(invalid="ignore"):
+            outside = (Z < q1 - k) | (Z > q3 + k)
+        keep = ~outside.any(axis=1)
+        Z = Z[keep]
+        removed = int((~keep).sum())
+    elif spec.outliers == "clip":
+        low, high = np.nanquantile(Z, spec.quantiles, axis=0)
+        Z = np.clip(Z, low, high)
+        removed = 0
+    else:  # winsorize: replace the tails by the data's own values at those quantiles
+        from scipy.stats.mstats import winsorize
+        limits = (spec.quantiles[0], 1.0 - spec.quantiles[1])
+        Z = np.column_stack([np.asarray(winsorize(np.ma.masked_invalid(col), limits=limits,
+                                                  nan_policy="omit").filled(np.nan))
+                             for col in Z.T])
+        removed = 0
+    return Z[:, :-1], Z[:, -1:], removed
+
+
+def _scaler(kind: str):
+    from sklearn import preprocessing
+    return {"standard": preprocessing.StandardScaler, "minmax": preprocessing.MinMaxScaler,
+            "robust": preprocessing.RobustScaler}[kind]()
+
+
+def preprocess(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec) -> Data:
+    """Outlier handling, then scikit-learn scaling fitted on X (and y when scale_target)."""
+    X, y, removed = _handle_outliers(X, y, spec)
+    if spec.scaler != "none":
+        X = _scaler(spec.scaler).fit_transform(X)  # scikit-learn ignores NaN when fitting
+        if spec.scale_target:
+            y = _scaler(spec.scaler).fit_transform(y)
+    return Data(X=np.ascontiguousarray(X, dtype=np.float32),
+                y=np.ascontiguousarray(y, dtype=np.float32), rows_removed=removed)
+
+

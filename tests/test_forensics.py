@@ -1,0 +1,84 @@
+"""nanbench.forensics: step flags, the first source, the outcome rules and dead units, on series
+whose answers are known (no training: these are the rules both engines' series go through)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, StepSeries, classify, first_source, step_flags
+from nanbench.spec import OutcomeSpec
+from nanbench.vocab import OUTCOMES
+
+
+def _series(loss, flags, initial=None, final=None):
+    """A series whose whole-data losses are its first and last batch losses unless given."""
+    loss = np.asarray(loss, dtype=float)
+    return StepSeries(loss=loss, grad_norm=np.ones_like(loss), weight_norm=np.ones_like(loss),
+                      flags=np.asarray(flags), epoch_loss=loss, steps_per_epoch=1,
+                      initial_loss=loss[0] if initial is None else initial,
+                      final_loss=loss[-1] if final is None else final)
+
+
+def test_classification_thresholds():
+    spec = OutcomeSpec(diverge_factor=10, converge_ratio=0.1, converge_abs=1e-3, improve_fraction=0.1)
+    assert classify(_series([1.0, 0.5, 0.05], [0, 0, 0]), spec).outcome == "converged"
+    assert classify(_series([1.0, 0.9, 0.5], [0, 0, 0]), spec).outcome == "improving"
+    assert classify(_series([1.0, 0.9, 0.95], [0, 0, 0]), spec).outcome == "stalled"
+    assert classify(_series([1.0, 1.2, 1.5], [0, 0, 0]), spec).outcome == "stalled"
+    assert classify(_series([1.0, 5.0, 20.0], [0, 0, 0]), spec).outcome == "diverged"
+    assert classify(_series([1e-4, 1e-4, 5e-4], [0, 0, 0]), spec).outcome == "converged"
+    inf = classify(_series([1.0, np.inf, np.inf], [0, INF_BIT["loss"], INF_BIT["loss"]]), spec)
+    assert inf.outcome == "inf" and inf.first_inf_step == 1 and inf.first_nan_step is None
+    nan = classify(_series([1.0, np.inf, np.nan], [0, INF_BIT["loss"], NAN_BIT["loss"] | NAN_BIT["weights"]]), spec)
+    assert nan.outcome == "nan" and (nan.first_inf_step, nan.first_nan_step) == (1, 2)
+
+
+def test_outcome_uses_the_whole_data_loss_not_the_first_batch():
+    # the first batch held no outlier (batch loss 12), the whole data's loss starts at 40,000 and
+    # halves to 20,000: improving, whatever the epoch means and the first batch say
+    spec = OutcomeSpec()
+    run = classify(_series([12.0, 30_000.0, 40_000.0], [0, 0, 0], initial=40_000.0, final=20_000.0), spec)
+    assert run.outcome == "improving" and (run.initial_loss, run.final_loss) == (40_000.0, 20_000.0)
+    assert classify(_series([12.0, 9.0, 8.0], [0, 0, 0], initial=10.0, final=200.0), spec).outcome == "diverged"
+    # bouncing at the edge of stability: the last epoch's loss is 80x the start, the final step lands low
+    assert classify(_series([7855.0, 637_702.0, 6934.0, 637_702.0], [0] * 4, initial=7855.0, final=6934.0),
+                    spec).outcome == "diverged"
+
+
+def test_a_non_finite_whole_data_loss_after_finite_steps_is_a_loss_failure_after_the_last_step():
+    v = classify(_series([1.0, 2.0], [0, 0], initial=1.0, final=np.inf), OutcomeSpec())
+    assert (v.outcome, v.first_nonfinite_source, v.first_nonfinite_step, v.first_inf_step) == ("inf", "loss", 2, 2)
+
+
+def test_dead_fraction_counts_relu_units_silent_on_every_row():
+    from nanbench.forensics import dead_fraction
+    X = np.array([[1.0, 2.0], [3.0, -1.0], [np.nan, 0.0]])  # the NaN row is left out
+    kernel = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 0.0]])
+    bias = np.array([0.0, -10.0, -1.0])  # unit 0 passes, units 1 and 2 are 0 on every row
+    head = (np.ones((3, 1)), np.zeros(1), "linear")
+    assert dead_fraction(X, [(kernel, bias, "relu"), head]) == 2 / 3
+    assert dead_fraction(X, [(kernel, bias, "tanh"), head]) is None  # no ReLU units
+    assert dead_fraction(X, [(kernel * np.nan, bias, "relu"), head]) is None
+
+
+def test_first_source_follows_data_flow_order():
+    assert first_source(NAN_BIT["weights"] | INF_BIT["gradients"]) == "gradients"
+    assert first_source(INF_BIT["input"] | NAN_BIT["loss"]) == "input"
+    assert first_source(0) is None
+
+
+def test_step_flags_mark_each_source_and_the_loss_scalers_skips():
+    f = step_flags([1.0, np.nan, 1.0], [1.0, 1.0, np.inf], [1.0, np.inf, np.nan], [1.0, 1.0, 1.0])
+    assert f[0] == 0
+    assert f[1] == NAN_BIT["input"] | INF_BIT["gradients"]
+    assert f[2] == INF_BIT["loss"] | NAN_BIT["gradients"]
+    scaled = step_flags([1.0], [1.0], [np.inf], [1.0], loss_scaled=True)
+    assert scaled[0] == SKIPPED_BIT  # overflowing scaled gradients: a skipped step, not a failure
+    assert classify(_series([1.0], scaled), OutcomeSpec()).outcome in OUTCOMES[:3]
+
+
+def test_every_outcome_classify_returns_is_in_the_vocabulary():
+    spec = OutcomeSpec()
+    cases = [([1.0, 0.01], [0, 0]), ([1.0, 0.8], [0, 0]), ([1.0, 1.0], [0, 0]), ([1.0, 50.0], [0, 0]),
+             ([1.0, np.inf], [0, INF_BIT["loss"]]), ([1.0, np.nan], [0, NAN_BIT["loss"]])]
+    assert [classify(_series(*c), spec).outcome for c in cases] == list(OUTCOMES[:6])

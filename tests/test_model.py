@@ -1,0 +1,97 @@
+"""nanbench.model: optimizers and losses are the Keras classes the option files name; a new one
+is one YAML file; unknown names fail with the one-line error, never a silent fallback."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import CONF, compose_config
+from nanbench.config import compose
+from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction
+from nanbench.run import execute
+from nanbench.spec import ClippingSpec, ConfigError, from_config
+
+
+def own_config_dir(tmp_path, group: str, name: str, text: str):
+    """A config folder with one new option file, composed as `--config-dir` would compose it."""
+    (tmp_path / group).mkdir()
+    (tmp_path / group / f"{name}.yaml").write_text(text)
+    (tmp_path / "run.yaml").write_text("defaults:\n  - config\n  - _self_\n")
+    return tmp_path
+
+
+def test_a_copied_option_file_naming_another_keras_optimizer_just_works(tmp_path):
+    text = (CONF / "optimizer" / "adam.yaml").read_text().replace("name: adam", "name: nadam") \
+        .replace("keras.optimizers.Adam", "keras.optimizers.Nadam")
+    folder = own_config_dir(tmp_path, "optimizer", "nadam", text)
+    cfg = compose(["optimizer=nadam", "dataset=clean", "train.epochs=2", "train.engine=fit",
+                   f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"], config_name="run", config_dir=folder)
+    spec = from_config(cfg)
+    opt = build_optimizer(spec.optimizer, spec.clipping)
+    assert type(opt) is keras.optimizers.Nadam and spec.optimizer.name == "nadam"
+    result = execute(spec)
+    assert result.outcome in ("converged", "improving", "stalled") and result.steps_run == 16
+
+
+def test_a_class_keras_does_not_have_is_a_one_line_error_listing_what_it_has():
+    cfg = compose_config(["optimizer=adam", "optimizer.class=keras.optimizers.Adamm"])
+    with pytest.raises(ConfigError, match=r"^optimizer.class must be a class of keras.optimizers: .*Nadam") as err:
+        from_config(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_a_name_alone_never_switches_the_class_silently():
+    with pytest.raises(ConfigError, match=r"^loss.name must be .*choose loss=huber"):
+        from_config(compose_config(["loss=mse", "loss.name=huber"]))
+
+
+def test_momentum_goes_only_to_classes_that_take_it():
+    spec = from_config(compose_config(["optimizer=momentum"]))
+    assert build_optimizer(spec.optimizer, spec.clipping).momentum == pytest.approx(0.9)
+    nadam = spec.replace(optimizer={"cls": "keras.optimizers.Nadam", "name": "nadam"})
+    with pytest.raises(ConfigError, match=r"^optimizer.momentum must be 0 for keras.optimizers.Nadam"):
+        build_optimizer(nadam.optimizer, nadam.clipping)
+
+
+def test_a_user_class_that_is_not_an_optimizer_is_refused():
+    spec = from_config(compose_config(["optimizer=adam", "optimizer.name=mine",
+                                       "optimizer.class=collections.OrderedDict"]))
+    with pytest.raises(ConfigError, match=r"^optimizer.class must be a keras Optimizer class"):
+        build_optimizer(spec.optimizer, spec.clipping)
+
+
+@pytest.mark.parametrize("option,cls", [("mse", keras.losses.MeanSquaredError),
+                                        ("mae", keras.losses.MeanAbsoluteError), ("huber", keras.losses.Huber)])
+def test_each_loss_option_builds_its_keras_class(option, cls):
+    spec = from_config(compose_config([f"loss={option}", "loss.delta=2.5"]))
+    loss = build_loss(spec.loss)
+    assert type(loss) is cls
+    if cls is keras.losses.Huber:
+        y, p = np.zeros((1, 1), np.float32), np.full((1, 1), 10.0, np.float32)
+        assert float(loss(y, p)) == pytest.approx(2.5 * (10 - 0.5 * 2.5))  # linear part with delta 2.5
+
+
+def test_clipping_is_keras_own_argument():
+    spec = from_config(compose_config(["optimizer=sgd"]))
+    for kind in ("clipnorm", "clipvalue", "global_clipnorm"):
+        opt = build_optimizer(spec.optimizer, ClippingSpec(kind=kind, threshold=0.5))
+        assert getattr(opt, kind) == pytest.approx(0.5)
+
+
+def test_models_start_from_identical_weights_for_a_seed_and_dead_units_are_counted():
+    spec = from_config(compose_config(["model=mlp", "model.width=8", "model.depth=2"]))
+    a = build_model(spec.model, 3, seed=4)
+    b = build_model(spec.model, 3, seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+    c = build_model(spec.model, 3, seed=5)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+    # biases of -1e6 on the first layer: every unit outputs 0 on every row -> that layer is dead
+    weights = a.get_weights()
+    weights[1] = np.full_like(weights[1], -1e6)
+    a.set_weights(weights)
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    assert dead_fraction(a, X) >= 0.5
