@@ -12,10 +12,11 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
+
+from nanbench.validate import (NOT_A_FACTOR, ConfigError, check_fields, check_number,
+                               is_factor, keras_class, one_of, option_class, same_option)
 
 SCALERS = ("none", "standard", "minmax", "robust")
 OUTLIER_HANDLING = ("none", "remove", "clip", "winsorize")
@@ -25,126 +26,6 @@ CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
 ENGINES = ("fit", "fused")  # train.engine may also be "auto": fit for one run, fused in a multirun
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed. The message is one line naming the key."""
-
-    def __init__(self, key: str, allowed: str, got: Any):
-        self.key = key
-        super().__init__(f"{key} must be {allowed} (got {got!r})")
-
-    def __reduce__(self):  # picklable, message and all (a sweep's store set-up may run in a child)
-        return _config_error, (self.key, str(self))
-
-
-def _config_error(key: str, message: str) -> ConfigError:
-    exc = ConfigError.__new__(ConfigError)
-    ValueError.__init__(exc, message)
-    exc.key = key
-    return exc
-
-
-def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(key, "one of " + ", ".join(allowed), value)
-    return value
-
-
-def check_number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False, integer: bool = False) -> Any:
-    """Check that `value` is a finite number within the given bounds; return it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            integer and not isinstance(value, int)):
-        raise ConfigError(key, "an integer" if integer else "a number", value)
-    if not math.isfinite(value):
-        raise ConfigError(key, "a finite number", value)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ConfigError(key, f"{'>' if low_open else '>='} {low:g}", value)
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ConfigError(key, f"{'<' if high_open else '<='} {high:g}", value)
-    return value
-
-
-def _fraction(key: str, value: Any) -> float:
-    return float(check_number(key, value, low=0.0, high=1.0))
-
-
-NOT_A_FACTOR = {"factor": False}  # field metadata: how a run is built, not what it is (not logged, not hashed)
-
-
-def is_factor(f: dataclasses.Field) -> bool:
-    return f.metadata.get("factor", True)
-
-
-def check_fields(key: str, cls, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Check `values` against the bounds in `cls`'s field metadata (``low``, ``high``, ``low_open``,
-    ``integer``, ``fraction``); fields left out take their defaults. Returns the checked values."""
-    out = dict(values)
-    for f in dataclasses.fields(cls):
-        if f.name not in out or "low" not in f.metadata and not f.metadata.get("fraction"):
-            continue
-        m = f.metadata
-        if m.get("fraction"):
-            out[f.name] = _fraction(f"{key}.{f.name}", out[f.name])
-        else:
-            check_number(f"{key}.{f.name}", out[f.name], low=m.get("low"), low_open=m.get("low_open", False),
-                         integer=m.get("integer", False))
-    return out
-
-
-def keras_class(key: str, value: Any, module: str) -> str:
-    """A class named by dotted path, e.g. ``keras.optimizers.Nadam``. Names under Keras's public
-    `module` are checked against the names it exports without importing Keras (which would load
-    TensorFlow before a sweep forks its store process); other paths are the user's own classes,
-    resolved when the run is built (nanbench.model.resolve_class)."""
-    if not isinstance(value, str) or "." not in value or not all(p.isidentifier() for p in value.split(".")):
-        raise ConfigError(key, f"a dotted class path such as {module}.NAME", value)
-    owner, name = value.rsplit(".", 1)
-    if owner == module:
-        exported = _exports(module)
-        if exported is not None and name not in exported:
-            near = sorted(n for n in exported if n[:1].isupper())
-            raise ConfigError(key, f"a class of {module}: " + ", ".join(near), value)
-    return value
-
-
-def _same_option(group: str, name: str, cls: str) -> None:
-    """A name that is one of conf/<group>/'s options must come with that option's class: setting
-    ``loss.name=huber`` alone would otherwise record Huber and train the group's MSE."""
-    given = option_class(group, name)
-    if given is not None and given != cls:
-        raise ConfigError(f"{group}.name", f"the name of the option whose class is {cls} (choose "
-                          f"{group}={name} to get {given})", name)
-
-
-@functools.lru_cache(maxsize=None)
-def option_class(group: str, name: str) -> str | None:
-    """The ``class`` conf/<group>/<name>.yaml names, if there is such an option file."""
-    from nanbench.config import CONF_DIR
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.is_file():
-        return None
-    from omegaconf import OmegaConf
-    return OmegaConf.load(path).get("class")
-
-
-@functools.lru_cache(maxsize=None)
-def _exports(module: str) -> frozenset[str] | None:
-    """The names a public Keras module exports, read from its __init__.py (None if not found)."""
-    import ast
-    import importlib.util
-    top = importlib.util.find_spec(module.split(".")[0])
-    if top is None or not top.submodule_search_locations:
-        return None
-    path = Path(next(iter(top.submodule_search_locations)), *module.split(".")[1:], "__init__.py")
-    if not path.is_file():
-        return None
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {a.asname or a.name for a in node.names}
-    return frozenset(names)
 
 
 POSITIVE = {"low": 0, "low_open": True}
@@ -366,8 +247,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     dataset = dataset_spec(cfg["dataset"])
 
     p = dict(cfg.get("preprocess", {}))
-    _one_of("preprocess.scaler", p.get("scaler", "none"), SCALERS)
-    _one_of("preprocess.outliers", p.get("outliers", "none"), OUTLIER_HANDLING)
+    one_of("preprocess.scaler", p.get("scaler", "none"), SCALERS)
+    one_of("preprocess.outliers", p.get("outliers", "none"), OUTLIER_HANDLING)
     if "quantiles" in p:
         q = p["quantiles"]
         if (not isinstance(q, (list, tuple)) or len(q) != 2
@@ -379,8 +260,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     preprocess = _build(PreprocessSpec, "preprocess", p)
 
     m = dict(cfg.get("model", {}))
-    _one_of("model.name", m.get("name", "linear"), MODELS)
-    _one_of("model.activation", m.get("activation", "linear"), ACTIVATIONS)
+    one_of("model.name", m.get("name", "linear"), MODELS)
+    one_of("model.activation", m.get("activation", "linear"), ACTIVATIONS)
     if m.get("name") == "mlp":
         check_number("model.width", m.get("width", 0), low=1, integer=True)
         check_number("model.depth", m.get("depth", 0), low=1, integer=True)
@@ -399,14 +280,14 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         raise ConfigError("optimizer.class", "a Keras optimizer class, e.g. keras.optimizers.Adam (each conf/optimizer/*.yaml "
                           "names one; a name without an option file needs it)", None)
     o["cls"] = keras_class("optimizer.class", o.pop("class"), "keras.optimizers")
-    _same_option("optimizer", o.get("name", "adam"), o["cls"])
+    same_option("optimizer", o.get("name", "adam"), o["cls"])
     o["lr"] = float(check_number("optimizer.lr", o.get("lr", 1e-3), low=0, low_open=True))
     o["momentum"] = float(check_number("optimizer.momentum", o.get("momentum", 0.0), low=0, high=1,
                                   high_open=True))
     optimizer = _build(OptimizerSpec, "optimizer", o)
 
     c = dict(cfg.get("clipping", {}))
-    _one_of("clipping.kind", c.get("kind", "none"), CLIPPING)
+    one_of("clipping.kind", c.get("kind", "none"), CLIPPING)
     c["threshold"] = float(check_number("clipping.threshold", c.get("threshold", 1.0), low=0, low_open=True))
     clipping = _build(ClippingSpec, "clipping", c)
 
@@ -419,7 +300,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         raise ConfigError("loss.class", "a Keras loss class, e.g. keras.losses.Huber (each conf/loss/*.yaml "
                           "names one; a name without an option file needs it)", None)
     lo["cls"] = keras_class("loss.class", lo.pop("class"), "keras.losses")
-    _same_option("loss", lo.get("name", "mse"), lo["cls"])
+    same_option("loss", lo.get("name", "mse"), lo["cls"])
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     loss = _build(LossSpec, "loss", lo)
 
@@ -429,11 +310,11 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         check_number("train.steps", t["steps"], low=1, integer=True)
     check_number("train.batch_size", t.get("batch_size", 32), low=1, integer=True)
     check_number("train.seed", t.get("seed", 0), low=0, integer=True)
-    _one_of("train.precision", t.get("precision", "float32"), PRECISIONS)
-    _one_of("train.device", t.get("device", "auto"), DEVICES)
+    one_of("train.precision", t.get("precision", "float32"), PRECISIONS)
+    one_of("train.device", t.get("device", "auto"), DEVICES)
     if t.get("engine", "fit") == "auto":
         t["engine"] = "fused" if multirun else "fit"
-    _one_of("train.engine", t.get("engine", "fit"), ("auto", *ENGINES))
+    one_of("train.engine", t.get("engine", "fit"), ("auto", *ENGINES))
     train = _build(TrainSpec, "train", t)
 
     oc = dict(cfg.get("outcome", {}))

@@ -34,7 +34,9 @@ class SweepCallback(Callback):
         session.lost, session.jobs_complete = None, False
         from nanbench.cli import check_device
         from nanbench.spec import ConfigError, from_config
-        from nanbench.tracking.store import LocalStore, ProcessStore, StoreServer, SweepBusy, SweepLock, can_fork
+        from nanbench.tracking.lock import SweepBusy, SweepLock
+        from nanbench.tracking.server import StoreServer
+        from nanbench.tracking.store import LocalStore, ProcessStore, can_fork
         from nanbench.tracking import check_uri
 
         try:

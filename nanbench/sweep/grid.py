@@ -100,7 +100,7 @@ def grid_overrides(cfg: DictConfig) -> list[str]:
 def grid_fingerprint(cfg: DictConfig) -> str:
     """What decides a sweep's set of configurations: the config files (every YAML file of the
     config search path's folders), the sweep file's name, the grid and the command line (less
-    where results go and how jobs are launched), and nanbench's validation code (spec.py)."""
+    where results go and how jobs are launched), and nanbench's validation code (spec.py, validate.py)."""
     import hashlib
     digest = hashlib.sha256()
     for source in cfg.hydra.runtime.get("config_sources", []):
@@ -108,8 +108,9 @@ def grid_fingerprint(cfg: DictConfig) -> str:
         if source.get("schema") == "file" and folder and Path(folder).is_dir():
             for path in sorted(Path(folder).rglob("*.yaml")):
                 digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-    from nanbench import spec
-    digest.update(Path(spec.__file__).read_bytes())
+    from nanbench import spec, validate
+    for module in (spec, validate):
+        digest.update(Path(module.__file__).read_bytes())
     digest.update(str(cfg.hydra.job.config_name).encode())
     ignored = ("hydra.", "hydra/", "sweep.results_dir", "sweep.summarize", "sweep.wait", "tracking.uri")
     for override in sorted(o for o in grid_overrides(cfg) if not override_key(o).startswith(ignored)):

@@ -24,7 +24,7 @@ from nanbench.sweep.grid import expand, experiment_name, tracking_spec
 from nanbench.sweep.progress import advance, progress
 from nanbench.sweep.session import session
 from nanbench.sweep.workers import JOBS_FILE, threads_per_worker, watch_launcher
-from nanbench.tracking.store import StoreLost
+from nanbench.tracking.protocol import StoreLost
 
 
 def run_job(cfg: DictConfig) -> dict[str, int]:
@@ -134,7 +134,8 @@ def job_store(cfg: DictConfig, meta: dict):
     (basic launcher) or it serves its store to this process (joblib workers), else this
     process's own."""
     global _remote
-    from nanbench.tracking.store import LocalStore, RemoteStore
+    from nanbench.tracking.server import RemoteStore
+    from nanbench.tracking.store import LocalStore
     if session.store is not None and getattr(session.store, "owner", None) == os.getpid():
         return session.store
     served = meta.get("store")

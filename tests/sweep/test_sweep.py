@@ -173,7 +173,7 @@ def test_parallel_dispatch_keeps_each_structure_group_in_one_batch():
     datasets = [next(o for o in job if o.startswith("dataset=")) for job in batches[0]]
     assert datasets == sorted(datasets)
     # more workers than groups: groups are split so that every worker gets batches
-    assert dispatch_batch_size(jobs, workers=len(groups_in_grid) * 4) == size // 2
+    assert dispatch_batch_size(jobs, workers=len(groups_in_grid)) == size // 2  # 2 batches a worker
     assert dispatch_batch_size(jobs[:4], workers=2) == 1
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SWEEPS
-from tools.faults import session_pids
+from tools.fault_procs import session_pids
 from nanbench.sweep.bookkeeping import PARENT_FILE
 
 SMALL = ["dataset=doc000_clean,clean", "preprocess=none", "optimizer=sgd,adam"]  # 4 jobs x 3 runs

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from tools import screenshots
+from tools import browser, screenshots
 
 
 def _in_ci() -> bool:
@@ -25,7 +25,7 @@ def _in_ci() -> bool:
 
 
 def _require_browser() -> None:
-    missing = screenshots.missing_requirements()
+    missing = browser.missing_requirements()
     if not missing:
         return
     message = "the browser tests need " + "; ".join(missing)
@@ -39,8 +39,8 @@ def swept(tmp_path_factory):
     """The smoke sweep in a temporary store: (store URI, summary.html, what the store holds)."""
     _require_browser()
     work = tmp_path_factory.mktemp("browser-store")
-    store, report = screenshots.run_smoke_sweep(work)
-    return store, report, screenshots.expected_from_store(store)
+    store, report = browser.run_smoke_sweep(work)
+    return store, report, browser.expected_from_store(store)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def tour(swept, tmp_path_factory):
     """The MLflow UI over that store and a headless Chromium, both shut down whatever happens."""
     store, report, expected = swept
     out = tmp_path_factory.mktemp("screenshots")
-    with screenshots.mlflow_ui(store) as base, screenshots.chromium() as browser:
+    with browser.mlflow_ui(store) as base, browser.chromium() as browser:
         t = screenshots.Tour(browser, base, expected, report, out)
         try:
             yield t
@@ -76,7 +76,7 @@ def test_the_filter_is_the_readme_example_with_backticks(swept):
 def test_the_server_stops_when_the_tour_fails(swept):
     store = swept[0]
     with pytest.raises(RuntimeError, match="a failing step"):
-        with screenshots.mlflow_ui(store) as base:
+        with browser.mlflow_ui(store) as base:
             with urllib.request.urlopen(f"{base}/health", timeout=10) as reply:
                 assert reply.status == 200
             raise RuntimeError("a failing step")
@@ -86,8 +86,8 @@ def test_the_server_stops_when_the_tour_fails(swept):
 
 def test_missing_chromium_is_named_with_its_install_line(monkeypatch, capsys):
     monkeypatch.setenv("NANBENCH_CHROMIUM", "/nonexistent/chromium")
-    assert screenshots.find_chromium() is None
-    assert any("apt-get install chromium" in m for m in screenshots.missing_requirements())
+    assert browser.find_chromium() is None
+    assert any("apt-get install chromium" in m for m in browser.missing_requirements())
     assert screenshots.main(["--out", "/nonexistent/out"]) == 2
     assert "apt-get install chromium" in capsys.readouterr().err
 
@@ -100,11 +100,11 @@ def test_the_experiment_links_make_ui_prints_open_on_the_training_runs_without_a
     from playwright.sync_api import expect
 
     from nanbench.tracking import ui_runs_url
-    context = tour.browser.new_context(viewport=screenshots.VIEWPORT)  # without UI_PREFERENCES
+    context = tour.browser.new_context(viewport=browser.VIEWPORT)  # without UI_PREFERENCES
     try:
         page = context.new_page()
         page.goto(ui_runs_url(tour.base, tour.expected.experiment_id))
         expect(page.get_by_role("link", name=tour.expected.parent_name, exact=True)).to_be_visible(
-            timeout=screenshots.TIMEOUT_MS)
+            timeout=browser.TIMEOUT_MS)
     finally:
         context.close()

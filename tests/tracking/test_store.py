@@ -106,7 +106,7 @@ def test_a_served_store_records_runs_from_other_connections_and_refuses_a_wrong_
     from conftest import compose_config
     from nanbench.run import execute
     from nanbench.spec import TrackingSpec, from_config
-    from nanbench.tracking.store import RemoteStore, StoreServer
+    from nanbench.tracking.server import RemoteStore, StoreServer
 
     server = StoreServer(TrackingSpec(uri=store), calls=(_experiment,))
     results = [execute(from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2",
@@ -143,7 +143,7 @@ def test_a_served_store_keeps_accepting_after_a_failed_handshake_and_serves_only
     import pytest
 
     from nanbench.spec import TrackingSpec
-    from nanbench.tracking.store import RemoteStore, StoreServer
+    from nanbench.tracking.server import RemoteStore, StoreServer
 
     server = StoreServer(TrackingSpec(uri=store), calls=(_experiment,))
     path = server.address["address"]

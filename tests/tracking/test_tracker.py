@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import compose_config
-from tools.faults import corrupt
+from tools.fault_procs import corrupt
 from nanbench.run import execute
 from nanbench.spec import ConfigError, from_config
 from nanbench.tracking import Tracker, check_uri, run_name, time_ordered_id

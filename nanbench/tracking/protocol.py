@@ -1,0 +1,188 @@
+"""The wire between a sweep's trainers and the process that writes its store: requests, batches
+of finished runs, and the restricted unpickler that admits only nanbench's records.
+
+:func:`serve` answers one connection (a forked store process's, or a worker's at the sweep's
+StoreServer); :class:`Connection` is the calling side both ProcessStore and RemoteStore use."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import pickle
+import time
+
+MAX_BATCH = 256  # runs per transaction at most
+
+def retry(fn, attempts: int = 8):
+    """SQLite allows one writer at a time: retry 'database is locked' with backoff."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            if "locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.05 * 2 ** i)
+
+
+def log_batch(tracker, batch: list, experiment: str, parent_run_id: str | None, tags: dict) -> None:
+    retry(lambda: tracker.log_many(batch, experiment=experiment, parent_run_id=parent_run_id, tags=tags))
+
+
+class StoreLost(RuntimeError):
+    """The process at the other end of a store's connection is gone."""
+
+
+class Connection:
+    """A store at the other end of a connection (``self.conn``), answered by :func:`serve`."""
+
+    def _reply(self):
+        try:
+            ok, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise StoreLost("the store process ended unexpectedly") from None
+        if not ok:
+            raise value
+        return value
+
+    def submit(self, fn, *args):
+        self.conn.send(("call", fn, args))
+        return self._reply
+
+    def call(self, fn, *args):
+        return self.submit(fn, *args)()
+
+    def writer(self, experiment: str, parent_run_id: str | None, tags: dict) -> "ProcessWriter":
+        return ProcessWriter(self, experiment, parent_run_id, tags)
+
+    def _hang_up(self) -> None:
+        try:
+            self.conn.send(("close",))
+            self.conn.close()
+        except OSError:
+            pass
+
+
+class ProcessWriter:
+    """A job's writer when the store is at the end of a connection (a store process or a
+    server): each finished run is sent as it comes."""
+
+    def __init__(self, store: Connection, experiment: str, parent_run_id: str | None, tags: dict):
+        self.store, self.key, self.tags = store, (experiment, parent_run_id, tags), tags
+
+    def put(self, result, start: float) -> None:
+        self.store.conn.send(("log", (result, start), self.key))
+
+    def close(self) -> None:
+        self.store.conn.send(("errors",))
+        errors = self.store._reply()
+        if errors:
+            raise RuntimeError(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")
+
+
+def serve(conn, tracking, lock=None, calls=None) -> None:
+    """Open the store, then answer one connection's requests until it is closed; with `lock`,
+    each use of the store holds it (connections served on threads of one process); with `calls`,
+    a "call" request is answered only for one of those functions (a served store's callers)."""
+    from nanbench.tracking.tracker import tracker_for
+
+    held = lock if lock is not None else contextlib.nullcontext()
+
+    try:
+        with held:
+            tracker, opened = tracker_for(tracking), None
+    except Exception as exc:  # noqa: BLE001 - the answer to every request
+        tracker, opened = None, exc
+    inbox: collections.deque = collections.deque()
+    errors: list[str] = []
+
+    def answer(ok: bool, value) -> None:
+        try:
+            payload = pickle.dumps((ok, value))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            payload = pickle.dumps((False, RuntimeError(f"{type(value).__name__}: {value}")))
+        conn.send_bytes(payload)
+
+    def receive():
+        if calls is None:  # this process's own fork: anything it sends is this program's
+            return conn.recv()
+        return restricted_loads(conn.recv_bytes(), calls)
+
+    while True:
+        try:
+            msg = inbox.popleft() if inbox else receive()
+        except (EOFError, OSError):
+            return
+        except pickle.UnpicklingError as exc:  # not a message nanbench sends: refused, connection closed
+            with contextlib.suppress(Exception):
+                answer(False, PermissionError(f"refused: {exc}"))
+            return
+        kind = msg[0]
+        if kind == "close":
+            return
+        if kind == "errors":
+            answer(True, list(errors))
+            errors.clear()
+        elif kind == "call":
+            fn, args = msg[1], msg[2]
+            if calls is not None and fn not in calls:
+                answer(False, PermissionError(f"the store does not serve {getattr(fn, '__name__', fn)!r}"))
+                continue
+            if tracker is None:
+                answer(False, opened)
+                continue
+            try:
+                with held:
+                    value = fn(tracker, *args)
+                answer(True, value)
+            except Exception as exc:  # noqa: BLE001 - raised again in the parent
+                answer(False, exc)
+        elif kind == "log":
+            batch, key = [msg[1]], msg[2]
+            while len(batch) < MAX_BATCH and conn.poll():  # whatever else has arrived meanwhile
+                try:
+                    nxt = receive()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    break
+                if nxt[0] == "log" and nxt[2] == key:
+                    batch.append(nxt[1])
+                else:
+                    inbox.append(nxt)
+                    break
+            if tracker is None:
+                errors.append(f"{type(opened).__name__}: {opened}")
+                continue
+            try:
+                with held:
+                    log_batch(tracker, batch, *key)
+            except Exception as exc:  # noqa: BLE001 - reported at the writer's close
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+
+# What a served store's caller may send: nanbench's own classes (RunResult and the specs and
+# series in it), NumPy's array and scalar reconstruction, and the functions the server serves.
+_NUMPY_SAFE = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("numpy.dtypes", None)}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, calls):
+        import io
+        super().__init__(io.BytesIO(data))
+        self.calls = {(fn.__module__, fn.__qualname__) for fn in calls}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.calls or (module, name) in _NUMPY_SAFE or (module == "numpy.dtypes"):
+            return super().find_class(module, name)
+        if module.startswith("nanbench.") or module == "builtins" and name in ("set", "frozenset", "complex"):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and not issubclass(found, BaseException) or module == "builtins":
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not something a sweep's worker sends")
+
+
+def restricted_loads(data: bytes, calls):
+    """Unpickle a served store's request, refusing any global but those above: a caller can
+    send runs and name the served functions, never call anything of its choosing."""
+    return RestrictedUnpickler(data, calls).load()
