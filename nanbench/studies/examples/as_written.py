@@ -23,8 +23,8 @@ from typing import Any
 
 from nanbench.studies.documents import SEED, make_data
 from nanbench.studies.examples.definitions import BY_KEY, EXAMPLES
-from nanbench.studies.examples.in_nanbench import _unique, run_seeds
-from nanbench.studies.examples.records import AsWritten, SeedRun
+from nanbench.studies.examples.in_nanbench import run_seeds
+from nanbench.studies.examples.records import AsWritten, SeedRun, distinct
 
 BLOCK_TIMEOUT_S = 180        # an as-written block still running after this is recorded as a timeout
 
@@ -67,11 +67,11 @@ def _exec_block(code: str, name: str, given: dict, epochs_cap: int | None, timeo
     model = namespace.get("model")
     history = getattr(model, "history", None)
     losses = [float(v) for v in getattr(history, "history", {}).get("loss", [])]
-    return {"status": status, "warnings": _unique(f"{w.category.__name__}: {w.message}" for w in records),
+    return {"status": status, "warnings": distinct(f"{w.category.__name__}: {w.message}" for w in records),
             "losses": losses, "seconds": time.perf_counter() - t0}
 
 
-def _as_written_worker(keys: list[str], epochs_cap: int | None, timeout_s: int, out: str,
+def as_written_worker(keys: list[str], epochs_cap: int | None, timeout_s: int, out: str,
                        seed_keys: list[str] = (), seeds: list[int] = ()) -> None:
     """Entry point of the worker process: each block in a fresh namespace, then each example of
     `seed_keys` in nanbench at each of `seeds` (run_seeds); results as JSON, written after each part."""
@@ -86,7 +86,7 @@ def _as_written_worker(keys: list[str], epochs_cap: int | None, timeout_s: int, 
             X, y = make_data(ex.data)
             again = _exec_block(ex.code, key, dict(zip(ex.names, (X, y))), epochs_cap, timeout_s)
             rec["with_data"], rec["with_data_losses"] = again["status"], again["losses"]
-            rec["warnings"] = _unique(rec["warnings"] + again["warnings"])
+            rec["warnings"] = distinct(rec["warnings"] + again["warnings"])
         results[key] = rec
     Path(out).write_text(json.dumps({"as_written": results, "seeds": {}}, allow_nan=True))
     if seed_keys and seeds:
@@ -108,7 +108,7 @@ class AsWrittenProcess:
         self.timeout = timeout_s * 2 * len(self.keys) + 60 * len(self.seed_keys) * len(self.seeds) + 120
         self._tmp = tempfile.TemporaryDirectory()
         self.out = Path(self._tmp.name) / "as_written.json"
-        call = ("from nanbench.studies.examples.as_written import _as_written_worker as w; "
+        call = ("from nanbench.studies.examples.as_written import as_written_worker as w; "
                 f"w({self.keys!r}, {epochs_cap!r}, {timeout_s!r}, {str(self.out)!r}, {self.seed_keys!r}, {self.seeds!r})")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.proc = subprocess.Popen([sys.executable, "-c", call], cwd=self._tmp.name, env=env,

@@ -18,7 +18,7 @@ from nanbench.result import RunResult
 from nanbench.spec import OutcomeSpec, TrackingSpec
 from nanbench.studies.documents import SEED, make_data
 from nanbench.studies.examples.definitions import BY_KEY, Example
-from nanbench.studies.examples.records import SeedRun
+from nanbench.studies.examples.records import SeedRun, distinct
 
 
 def keras_optimizer(arg):
@@ -42,7 +42,7 @@ def run_in_nanbench(example: Example, *, seed: int = SEED, epochs_cap: int | Non
     """Train the example with Keras fit and nanbench's forensics; returns the result, the warnings
     Keras emitted, and Keras's epoch losses (the History, to compare with the as-written run).
 
-    The same steps as the fit engine (nanbench.engines.fit.train) around the example's own model:
+    The fit engine's own fit with forensics (nanbench.engines.fit) around the example's own model:
     the whole data's loss at the initial and at the final weights (the outcome's L0 and L), and
     the dead ReLU units at the end and at the first non-finite step (nanbench.model.dead_fraction).
     ``seed`` goes to keras.utils.set_random_seed (the document's code runs with 0)."""
@@ -73,7 +73,7 @@ def run_in_nanbench(example: Example, *, seed: int = SEED, epochs_cap: int | Non
             Xf, yf = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32).reshape(len(y), -1)
             # fit gets the arrays as the document writes them, with fit's defaults (batch 32, shuffling)
             out, history = fit_with_forensics(model, Xf, yf, started=t0, fit_x=X, fit_y=y, epochs=epochs)
-        caught = _unique(f"{w.category.__name__}: {w.message}" for w in records)
+        caught = distinct(f"{w.category.__name__}: {w.message}" for w in records)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error
         return (RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
                           data_s=data_s, n_samples=len(X)), caught, [])
@@ -93,7 +93,3 @@ def run_seeds(keys: list[str], seeds: list[int], *, epochs_cap: int | None = Non
         out[key] = [vars(SeedRun.of(s, run_in_nanbench(BY_KEY[key], seed=s, epochs_cap=epochs_cap)[0]))
                     for s in seeds]
     return out
-
-
-def _unique(items) -> list[str]:
-    return list(dict.fromkeys(items))

@@ -115,3 +115,8 @@ class Row:
         n = min(len(other), len(self.losses))  # nanbench stops once the weights hold NaN
         same = np.allclose(np.array(other[:n]), np.array(self.losses[:n]), rtol=1e-6, atol=0, equal_nan=True)
         return "yes" if same else "no"
+
+
+def distinct(items) -> list[str]:
+    """The items once each, in first-seen order (Keras repeats a warning at every step)."""
+    return list(dict.fromkeys(items))
