@@ -1,6 +1,6 @@
 """`python -m nanbench.studies.boundary` (`make boundaries`): largest stable learning rates."""
 import sys
 
-from nanbench.studies.boundary import main
+from nanbench.studies.boundary.cli import main
 
 sys.exit(main())

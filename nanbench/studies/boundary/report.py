@@ -1,4 +1,4 @@
-"""Tables and plots of stability boundaries, from the summaries nanbench.studies.boundary writes.
+"""Tables and plots of stability boundaries, from the summaries nanbench.studies.boundary.run makes.
 
 Nothing here trains: it reads a list of search summaries (``results/boundaries.json``) and writes
 a Markdown table and a plot, the learning-rate sensitivity view of DeepOBS (Schneider et al. 2019)

@@ -1,6 +1,6 @@
 """`python -m nanbench.studies.examples` (`make examples`): the documents' examples and claims."""
 import sys
 
-from nanbench.studies.examples import main
+from nanbench.studies.examples.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Tables of `make examples`: results/examples.md, results/examples.csv and results/claims.csv.
 
-Formatting only: the rows come from nanbench.studies.examples (the six examples and their variants) and
-nanbench.studies.claims (the prose claims); nothing here trains. Non-finite numbers are written as
+Formatting only: the rows come from nanbench.studies.examples.run (the six examples and their
+variants) and nanbench.studies.claims.run (the prose claims); nothing here trains. Non-finite numbers are written as
 ``nan``/``inf``, never replaced.
 """
 
@@ -12,6 +12,11 @@ import math
 import platform
 from pathlib import Path
 
+from nanbench.studies.claims.definitions import BUDGETS, MIN_SEEDS
+from nanbench.studies.claims.judging import level_role
+from nanbench.studies.documents import SEED
+from nanbench.studies.examples.as_written import BLOCK_TIMEOUT_S
+from nanbench.studies.verdicts import DEAD, Comparison
 from nanbench.vocab import OUTCOMES
 
 EXAMPLE_COLUMNS = (
@@ -65,7 +70,6 @@ def example_record(row) -> dict:
 
 def _compared(budget, claim, cell, level) -> str:
     """This level's comparisons in this cell: 'vs none: holds -1.00 [-1.00, -0.44]'."""
-    from nanbench.studies.verdicts import Comparison
     tallies = budget.cells[cell]
     out = []
     for c in claim.control:
@@ -78,7 +82,6 @@ def _compared(budget, claim, cell, level) -> str:
 
 def claim_records(judged) -> list[dict]:
     """claims.csv: per claim, budget, cell and factor level, the outcome counts and the comparisons."""
-    from nanbench.studies.claims import level_role
     out = []
     for j in judged:
         c = j.claim
@@ -152,8 +155,6 @@ def _counts(decision) -> str:
 
 
 def _claims_section(judged) -> list[str]:
-    from nanbench.studies.claims import BUDGETS, MIN_SEEDS
-    from nanbench.studies.verdicts import DEAD
     lines = ["", "## The prose claims", "",
              "Each claim is checked by a sweep that varies its factor with everything else held fixed (the file "
              "is named), over only the conditions the claim is about, at least "
@@ -238,8 +239,6 @@ def _claims_section(judged) -> list[str]:
 
 
 def markdown(rows, judged, *, seconds: dict[str, float] | None = None) -> str:
-    from nanbench.studies.examples import BLOCK_TIMEOUT_S, SEED
-
     devices = sorted({r.result.device for r in rows})
     n_seeds = max((len(r.all_seeds) for r in rows), default=1)
     lines = [
