@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from nanbench.spec import ConfigError, from_config
+from nanbench.validate import check_device
 
 from nanbench.config import CONF_DIR
 
@@ -23,21 +24,6 @@ CONFIG_DIR = str(CONF_DIR)
 def fail(message: str) -> None:
     print(f"nanbench: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
-
-
-def check_device(requested: str) -> None:
-    """``train.device=gpu`` on a machine with no GPU device file fails now, in well under a second,
-    before TensorFlow is imported or any store exists. Where a GPU device is there, TensorFlow
-    decides later (nanbench.run.resolve_device), still before anything is recorded."""
-    if requested != "gpu" or sys.platform == "darwin":  # macOS: Metal, no device file to look for
-        return
-    if "tensorflow" in sys.modules:  # already loaded: ask it
-        import tensorflow as tf
-        if tf.config.list_physical_devices("GPU"):
-            return
-    elif any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or Path("/dev/kfd").exists():
-        return
-    raise ConfigError("train.device", "auto or cpu on this machine (no GPU is visible)", "gpu")
 
 
 def run_one(cfg: DictConfig) -> dict:

@@ -95,13 +95,13 @@ def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: s
     optimizer is wrapped in LossScaleOptimizer, as `compile` would do.
     """
     from nanbench.spec import ConfigError
-    cls = resolve_class("optimizer.class", spec.cls, keras.optimizers.Optimizer)
+    cls = resolve_class("optimizer.class", spec.keras_class(), keras.optimizers.Optimizer)
     kwargs = {} if clipping.kind == "none" else {
         clipping.kind: clipping.threshold if threshold is None else threshold}
     if _takes(cls, "momentum"):
         kwargs["momentum"] = spec.momentum
     elif spec.momentum:
-        raise ConfigError("optimizer.momentum", f"0 for {spec.cls} (it takes no momentum)", spec.momentum)
+        raise ConfigError("optimizer.momentum", f"0 for {spec.keras_class()} (it takes no momentum)", spec.momentum)
     opt = cls(learning_rate=spec.lr, **kwargs)
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -110,7 +110,7 @@ def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: s
 
 def build_loss(spec: LossSpec) -> keras.losses.Loss:
     """The Keras loss class the option names (``loss.class``), given ``delta`` where it takes one."""
-    cls = resolve_class("loss.class", spec.cls, keras.losses.Loss)
+    cls = resolve_class("loss.class", spec.keras_class(), keras.losses.Loss)
     return cls(delta=spec.delta) if _takes(cls, "delta") else cls()
 
 

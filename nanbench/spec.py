@@ -125,7 +125,10 @@ class OptimizerSpec:
     name: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.0
-    cls: str = field(default="keras.optimizers.Adam", metadata=NOT_A_FACTOR)
+    cls: str = field(default="", metadata=NOT_A_FACTOR)  # "": the class conf/optimizer/<name>.yaml names
+
+    def keras_class(self) -> str:
+        return self.cls or option_class("optimizer", self.name) or ""
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,10 @@ class LossSpec:
 
     name: str = "mse"
     delta: float = 1.0
-    cls: str = field(default="keras.losses.MeanSquaredError", metadata=NOT_A_FACTOR)
+    cls: str = field(default="", metadata=NOT_A_FACTOR)  # "": the class conf/loss/<name>.yaml names
+
+    def keras_class(self) -> str:
+        return self.cls or option_class("loss", self.name) or ""
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,14 @@ class RunSpec:
     def replace(self, **groups: Mapping[str, Any]) -> "RunSpec":
         """A copy with some keys of some groups changed, e.g. ``replace(optimizer={"lr": 0.1})``."""
         changed = {name: dataclasses.replace(getattr(self, name), **values)
-                   for name, values in groups.items()}
+                   for name, values in groups.items() if name != "dataset"}
+        if "dataset" in groups:  # its kind may change with it (clean -> outliers): rebuilt and checked
+            old = self.dataset
+            values = {f.name: getattr(old, f.name) for f in dataclasses.fields(old)
+                      if getattr(old, f.name) is not None}
+            if "name" in groups["dataset"] and "generator" not in groups["dataset"] and old.generator in ("", old.name):
+                values.pop("generator", None)
+            changed["dataset"] = dataset_spec({**values, **groups["dataset"]})
         return dataclasses.replace(self, **changed)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -130,3 +131,17 @@ def _exports(module: str) -> frozenset[str] | None:
             names |= {a.asname or a.name for a in node.names}
     return frozenset(names)
 
+
+def check_device(requested: str) -> None:
+    """``train.device=gpu`` on a machine with no GPU device file fails now, in well under a second,
+    before TensorFlow is imported or any store exists. Where a GPU device is there, TensorFlow
+    decides later (nanbench.run.resolve_device), still before anything is recorded."""
+    if requested != "gpu" or sys.platform == "darwin":  # macOS: Metal, no device file to look for
+        return
+    if "tensorflow" in sys.modules:  # already loaded: ask it
+        import tensorflow as tf
+        if tf.config.list_physical_devices("GPU"):
+            return
+    elif any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or Path("/dev/kfd").exists():
+        return
+    raise ConfigError("train.device", "auto or cpu on this machine (no GPU is visible)", "gpu")

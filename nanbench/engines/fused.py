@@ -83,7 +83,7 @@ tf.register_tensor_conversion_function(
 
 def signature(spec, n_features: int, device: str, forensics: bool = True) -> tuple:
     """What must be equal for two runs to share a traced function."""
-    return (spec.model, spec.optimizer.cls, spec.optimizer.momentum, spec.clipping.kind,
+    return (spec.model, spec.optimizer.keras_class(), spec.optimizer.momentum, spec.clipping.kind,
             spec.loss, n_features, spec.train.precision, device, forensics)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanbench.data import DOC000_CLEAN, DOC000_OUTLIER, DOC003_DATA
-from nanbench.spec import DatasetSpec, PreprocessSpec
+from nanbench.spec import LinearData, OutlierData, PreprocessSpec
 
 SEED = 0   # keras.utils.set_random_seed before every run of a block, as written and in nanbench
 
@@ -138,9 +138,9 @@ model.fit(X_train, y_train, epochs=100)
 # `clean` generator (conf/dataset/clean.yaml: 256 rows, noise 0.1, seed 0) with the feature count
 # the example's input_shape states; `outliers` adds its 2% rows scaled 100-1000x (variants only).
 SYNTH = {
-    "clean10": DatasetSpec(name="clean", n_samples=256, n_features=10, noise=0.1, seed=0),
-    "clean7": DatasetSpec(name="clean", n_samples=256, n_features=7, noise=0.1, seed=0),
-    "outliers7": DatasetSpec(name="outliers", n_samples=256, n_features=7, noise=0.1, seed=0,
+    "clean10": LinearData(name="clean", n_samples=256, n_features=10, noise=0.1, seed=0),
+    "clean7": LinearData(name="clean", n_samples=256, n_features=7, noise=0.1, seed=0),
+    "outliers7": OutlierData(name="outliers", n_samples=256, n_features=7, noise=0.1, seed=0,
                              outlier_fraction=0.02, outlier_scale_min=100.0, outlier_scale_max=1000.0),
 }
 

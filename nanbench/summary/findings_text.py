@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from nanbench.summary import analysis as A
-from nanbench.summary.findings import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
+from nanbench.summary.groups import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
                                level_counts, rate_rows, unique_attributes)
 
 MAX_MODIFIERS = 2  # factors named in "what else mattered within the group"

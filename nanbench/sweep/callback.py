@@ -32,7 +32,7 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         session.lost, session.jobs_complete = None, False
-        from nanbench.cli import check_device
+        from nanbench.validate import check_device
         from nanbench.spec import ConfigError, from_config
         from nanbench.tracking.lock import SweepBusy, SweepLock
         from nanbench.tracking.server import StoreServer

@@ -126,7 +126,7 @@ def check_jobs(cfg: DictConfig) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from nanbench.cli import check_device
+    from nanbench.validate import check_device
     from nanbench.spec import ConfigError
 
     axes: dict[str, list[str]] = {}

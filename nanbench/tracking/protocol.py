@@ -12,17 +12,9 @@ import os
 import pickle
 import time
 
-MAX_BATCH = 256  # runs per transaction at most
+from nanbench.tracking.sqlite import retry
 
-def retry(fn, attempts: int = 8):
-    """SQLite allows one writer at a time: retry 'database is locked' with backoff."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001
-            if "locked" not in str(exc) or i == attempts - 1:
-                raise
-            time.sleep(0.05 * 2 ** i)
+MAX_BATCH = 256  # runs per transaction at most
 
 
 def log_batch(tracker, batch: list, experiment: str, parent_run_id: str | None, tags: dict) -> None:

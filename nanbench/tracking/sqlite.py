@@ -177,3 +177,14 @@ def insert_records(store, exp_id: str, records: list) -> None:
                             (SqlLatestMetric, latest)):
             if rows:
                 session.execute(model.__table__.insert(), rows)
+
+
+def retry(fn, attempts: int = 8):
+    """SQLite allows one writer at a time: retry 'database is locked' with backoff."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            if "locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.05 * 2 ** i)

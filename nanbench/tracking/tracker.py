@@ -17,9 +17,8 @@ from nanbench import vocab
 from nanbench.result import RunResult
 from nanbench.spec import TrackingSpec
 from nanbench.tracking.record import build_record, steps_csv
-from nanbench.tracking.protocol import retry
 from nanbench.tracking.sqlite import (fast_sqlite, insert_records, is_sql_store, quiet_mlflow,
-                                      seed_sqlite_store, time_ordered_id)
+                                      retry, seed_sqlite_store, time_ordered_id)
 from nanbench.tracking.uri import EXPERIMENT_KIND, MODEL_TRAINING, check_uri, sqlite_path
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from nanbench.summary import analysis as A
 from nanbench.summary import findings as F
+from nanbench.summary import groups as G
 from tools import synthetic
 from nanbench.summary.attribution import attribution
 
@@ -53,17 +54,17 @@ def test_group_search_recovers_the_conjunction_that_holds_the_non_finite_runs(mi
     runs, roles, flags = mixed
     rest = runs["first_nonfinite_source"].ne("input").to_numpy()
     target = flags["nonfinite"].to_numpy(bool)[rest]
-    group = F.find_group(runs.loc[rest], target, [f for f in roles if f not in A.REPEAT_FACTORS])
+    group = G.find_group(runs.loc[rest], target, [f for f in roles if f not in A.REPEAT_FACTORS])
     assert dict(group.keep) == {"optimizer.name": ("sgd",), "clipping.kind": ("none",)}
     assert group.text(runs) == "`optimizer.name` = sgd and `clipping.kind` = none"
-    assert F.find_group(runs, np.zeros(len(runs), bool), list(roles)) is None
+    assert G.find_group(runs, np.zeros(len(runs), bool), list(roles)) is None
 
 
 def test_findings_name_the_explained_cause_and_the_unmasked_lr_effect_with_their_counts(mixed):
     runs, roles, flags = mixed
     found = F.derive(runs, flags, roles)
     texts = [f.text for f in found.items]
-    assert 4 <= len(texts) <= F.MAX_FINDINGS
+    assert 4 <= len(texts) <= G.MAX_FINDINGS
     assert texts[0].startswith("Of the 600 runs, 252 turned non-finite (252 NaN)")
     # 1. the self-explaining cause, set aside
     assert found.explained.sum() == 200

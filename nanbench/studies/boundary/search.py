@@ -145,9 +145,9 @@ def theory(spec: RunSpec, X: np.ndarray) -> Theory:
     reasons = []
     if spec.model.name != "linear":
         reasons.append(f"model {spec.model.name} is not linear (no closed form)")
-    if spec.loss.name != "mse":
+    if spec.loss.keras_class() != "keras.losses.MeanSquaredError":
         reasons.append(f"loss {spec.loss.name} is not quadratic (no closed form)")
-    if spec.optimizer.name not in ("sgd", "momentum"):
+    if spec.optimizer.keras_class() != "keras.optimizers.SGD":  # plain or heavy-ball momentum
         reasons.append(f"optimizer {spec.optimizer.name} is adaptive (no closed form)")
     if spec.clipping.kind != "none":
         reasons.append(f"clipping {spec.clipping.kind} makes the update nonlinear")

@@ -28,7 +28,7 @@ class BoundarySpec:
 
 def boundary_spec(values: Mapping[str, Any] | None) -> BoundarySpec:
     """Validate the `boundary:` section; a bad value raises ConfigError naming the key."""
-    from nanbench.spec import _number as check_number  # TODO(lead): spec.check_number (public)
+    from nanbench.validate import check_number
 
     b = dict(values or {})
     names = {f.name for f in dataclasses.fields(BoundarySpec)}
