@@ -246,6 +246,21 @@ def _build(cls, key: str, values: Mapping[str, Any]):
     return cls(**values)
 
 
+def _keras_option(values: dict, group: str, default: str, module: str, example: str) -> str:
+    """The checked Keras class of an optimizer or loss group (its ``class`` key, popped from
+    `values`); a config written in code without one gets the named option file's class."""
+    name = values.get("name", default)
+    if not isinstance(name, str):
+        raise ConfigError(f"{group}.name", f"the {group} option's name", name)
+    cls = values.pop("class", None) or option_class(group, name)
+    if cls is None:
+        raise ConfigError(f"{group}.class", f"a Keras {group} class, e.g. {example} (each conf/{group}/*.yaml "
+                          "names one; a name without an option file needs it)", None)
+    cls = keras_class(f"{group}.class", cls, module)
+    same_option(group, name, cls)
+    return cls
+
+
 def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     """Validate a composed config (DictConfig or plain dict) into a :class:`RunSpec`.
 
@@ -285,15 +300,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     model = _build(ModelSpec, "model", m)
 
     o = dict(cfg.get("optimizer", {}))
-    if not isinstance(o.get("name", "adam"), str):
-        raise ConfigError("optimizer.name", "the optimizer option's name", o.get("name"))
-    if o.get("class") is None:  # a config written in code: the named option's own class
-        o["class"] = option_class("optimizer", o.get("name", "adam"))
-    if o["class"] is None:
-        raise ConfigError("optimizer.class", "a Keras optimizer class, e.g. keras.optimizers.Adam (each conf/optimizer/*.yaml "
-                          "names one; a name without an option file needs it)", None)
-    o["cls"] = keras_class("optimizer.class", o.pop("class"), "keras.optimizers")
-    same_option("optimizer", o.get("name", "adam"), o["cls"])
+    o["cls"] = _keras_option(o, "optimizer", "adam", "keras.optimizers", "keras.optimizers.Adam")
     o["lr"] = float(check_number("optimizer.lr", o.get("lr", 1e-3), low=0, low_open=True))
     o["momentum"] = float(check_number("optimizer.momentum", o.get("momentum", 0.0), low=0, high=1,
                                   high_open=True))
@@ -305,15 +312,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     clipping = _build(ClippingSpec, "clipping", c)
 
     lo = dict(cfg.get("loss", {}))
-    if not isinstance(lo.get("name", "mse"), str):
-        raise ConfigError("loss.name", "the loss option's name", lo.get("name"))
-    if lo.get("class") is None:  # a config written in code: the named option's own class
-        lo["class"] = option_class("loss", lo.get("name", "mse"))
-    if lo["class"] is None:
-        raise ConfigError("loss.class", "a Keras loss class, e.g. keras.losses.Huber (each conf/loss/*.yaml "
-                          "names one; a name without an option file needs it)", None)
-    lo["cls"] = keras_class("loss.class", lo.pop("class"), "keras.losses")
-    same_option("loss", lo.get("name", "mse"), lo["cls"])
+    lo["cls"] = _keras_option(lo, "loss", "mse", "keras.losses", "keras.losses.Huber")
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     loss = _build(LossSpec, "loss", lo)
 

@@ -49,6 +49,7 @@ import math
 from dataclasses import dataclass, field
 
 from nanbench.summary.analysis import difference_interval
+from nanbench.vocab import NONFINITE_OUTCOMES
 
 VERDICTS = ("supported", "supported under conditions", "no effect", "refuted", "not testable")
 HOLDS, NO_EFFECT, REVERSED, UNTESTABLE = "holds", "no effect", "reversed", "untestable"
@@ -90,6 +91,23 @@ def rate_of(runs) -> Rate:
 
 def is_dead(dead_fraction: float | None) -> bool:
     return dead_fraction is not None and dead_fraction >= DEAD
+
+
+class Judged:
+    """What the verdict rules read of one run: mixed into the studies' run records, which carry
+    ``outcome`` and ``dead_fraction``."""
+
+    outcome: str
+    dead_fraction: float | None
+
+    @property
+    def nonfinite(self) -> bool:
+        return self.outcome in NONFINITE_OUTCOMES
+
+    @property
+    def dead(self) -> bool:
+        """A finite network whose every ReLU unit outputs 0 on every row (DEAD)."""
+        return not self.nonfinite and is_dead(self.dead_fraction)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from nanbench.config import SWEEPS_DIR, compose, sweep_jobs
 from nanbench.spec import TrackingSpec
-from nanbench.studies.verdicts import is_dead
-from nanbench.vocab import NONFINITE_OUTCOMES
+from nanbench.studies.verdicts import Judged
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def load_sweep(name: str, sweeps_dir: Path = SWEEPS_DIR) -> Sweep:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(Judged):
     point: dict[str, str]       # the swept values of this run, as strings
     outcome: str
     source: str | None          # first_nonfinite_source
@@ -68,14 +67,6 @@ class RunRecord:
     first_nonfinite_step: int | None = None
     dead_fraction: float | None = None   # ReLU units dead at the end (None: no ReLU, or non-finite)
 
-    @property
-    def nonfinite(self) -> bool:
-        return self.outcome in NONFINITE_OUTCOMES
-
-    @property
-    def dead(self) -> bool:
-        """A finite network whose every ReLU unit outputs 0 on every row (nanbench.studies.verdicts.DEAD)."""
-        return not self.nonfinite and is_dead(self.dead_fraction)
 
 
 def capped_spec(spec, epochs_cap: int | None):

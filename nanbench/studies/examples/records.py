@@ -14,12 +14,11 @@ import numpy as np
 
 from nanbench.result import RunResult
 from nanbench.studies.examples.definitions import Example
-from nanbench.studies.verdicts import is_dead, rate_of
-from nanbench.vocab import NONFINITE_OUTCOMES
+from nanbench.studies.verdicts import Judged, rate_of
 
 
 @dataclass
-class SeedRun:
+class SeedRun(Judged):
     """One seed of an example in nanbench: what the verdict and the final-loss range need."""
 
     seed: int
@@ -29,14 +28,6 @@ class SeedRun:
     first_nonfinite_step: int | None = None
     dead_fraction: float | None = None
 
-    @property
-    def nonfinite(self) -> bool:
-        return self.outcome in NONFINITE_OUTCOMES
-
-    @property
-    def dead(self) -> bool:
-        """Finite, with every ReLU unit outputting 0 on every row (nanbench.studies.verdicts.DEAD)."""
-        return not self.nonfinite and is_dead(self.dead_fraction)
 
     @classmethod
     def of(cls, seed: int, result: RunResult) -> "SeedRun":
