@@ -133,18 +133,13 @@ def plant(results: Iterable[RunResult], tracking_uri: str, experiment: str,
 
 
 def create_parent(tracking_uri: str, experiment: str, name: str | None = None) -> str:
-    """A parent run tagged as a sweep's (nanbench.role=parent); its id."""
-    from mlflow.tracking import MlflowClient
-
+    """A finished parent run tagged as a sweep's (nanbench.role=parent); its id."""
     from nanbench.tracking import Tracker
 
     tracker = Tracker(TrackingSpec(uri=tracking_uri, experiment=experiment))
-    exp_id = tracker.experiment_id(experiment)
-    client: MlflowClient = tracker.client
-    run = client.create_run(exp_id, run_name=name or f"{experiment} (synthetic)",
-                            tags={"nanbench.role": "parent", "sweep": experiment})
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    parent = tracker.start_parent(experiment, name or f"{experiment} (synthetic)", tags={"sweep": experiment})
+    tracker.finish_parent(parent)
+    return parent
 
 
 def plant_sweep(tracking_uri: str, experiment: str, grid: dict[str, list[Any]] | None = None,

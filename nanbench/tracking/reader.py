@@ -311,6 +311,9 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
     if scope == "experiment":  # latest run per configuration; runs without a hash are kept
         keep = runs["config_hash"].isna() | ~runs.duplicated("config_hash", keep="last")
         runs = runs.loc[keep].reset_index(drop=True)
+    # one order whatever the order runs were recorded in (job order, folding, JOBS=N): the factors'
+    # levels, then the hash, so that every table and the attribution fitted on them are the same
+    runs = runs.sort_values([*factors, "config_hash"], kind="stable", ignore_index=True, na_position="last")
     other = None if all_children is None else max(0, int(all_children) - len(runs))
     software = {key: {str(v): int(n) for v, n in runs[key].value_counts().items()}
                 for key in SOFTWARE if runs[key].notna().any()}
