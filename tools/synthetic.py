@@ -153,7 +153,7 @@ def plant_sweep(tracking_uri: str, experiment: str, grid: dict[str, list[Any]] |
 
 
 # A run table where a self-explaining cause and a real learning-rate effect coexist, built the way
-# nanbench.tracking.reader builds one (runtable.build_frame on long params/tags/metrics tables), with no
+# nanbench.tracking.reader builds one (reader.build_frame on long params/tags/metrics tables), with no
 # MLflow store: NaN inputs turn every run of `nan_inputs` non-finite at the input; among the other
 # runs only SGD without clipping turns non-finite, in a share that rises with the learning rate.
 MIXED_LRS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)

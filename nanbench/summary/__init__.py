@@ -21,17 +21,12 @@ runs.csv writes the outcome ``nan`` as the word nan: read it with
 ``pd.read_csv(path, keep_default_na=False, na_values=[""])`` so that pandas keeps it a value;
 empty cells are values that were not logged (no such step, or not finite).
 
-Data flows one way: runtable (read MLflow) -> analysis, attribution, findings (statistics) ->
-plots -> summary_sections -> this report.
+Data flows one way: nanbench.tracking.reader (a RunTable) -> analysis, attribution, findings
+(statistics) -> plots -> sections -> this report.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import re
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -238,32 +233,3 @@ def build_report(sweep: RunTable, out: Path, notes: list[str] = ()) -> tuple[Rep
         "nonfinite": int(flags["nonfinite"].sum()), "explained": n_explained, "varying": shown,
         "findings": [f.text for f in found.items],
         "rules": [r.text for r in att.rules], "importance": list(att.importance["factor"]), "files": files}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nanbench.summary", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sweep", required=True, help="sweep name = MLflow experiment name")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI),
-                        help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {DEFAULT_URI})")
-    parser.add_argument("--out", type=Path, help="output folder (default: results/SWEEP)")
-    parser.add_argument("--parent-run-id", help="summarize this parent run's children (default: the latest)")
-    parser.add_argument("--all", action="store_true",
-                        help="every child run of the experiment (all invocations of a resumed sweep), "
-                             "the latest per configuration; attached to the latest parent run")
-    args = parser.parse_args(argv)
-    try:
-        info = summarize(args.sweep, args.tracking_uri, args.out or Path("results") / args.sweep,
-                         args.parent_run_id, scope="experiment" if args.all else "parent")
-    except SummaryError as exc:
-        print(f"nanbench.summary: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    where = f"; attached to parent run {info['parent_run_id']} under summary/" if info["logged_to_parent"] else ""
-    print(f"{info['runs']} runs, {info['nonfinite']} non-finite -> {info['out_dir']}/summary.md, "
-          f"summary.html{where}", flush=True)
-    for i, text in enumerate(info["findings"], 1):  # the findings, without their links
-        print(f"  {i}. " + re.sub(r" \(\[table\]\(#[\w-]+\)\)$", "", text).replace("`", ""), flush=True)
-    print("  rules (decision tree, leaves predicting non-finite):", flush=True)
-    for rule in info["rules"][:3]:
-        print(f"    {rule}", flush=True)
-    return 0
-

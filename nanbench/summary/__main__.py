@@ -1,6 +1,6 @@
 """`python -m nanbench.summary --sweep NAME`: re-summarize a sweep from its MLflow experiment."""
 import sys
 
-from nanbench.summary import main
+from nanbench.summary.cli import main
 
 sys.exit(main())

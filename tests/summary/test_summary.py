@@ -13,7 +13,8 @@ from nanbench.summary import analysis as A
 from nanbench.summary.attribution import attribution
 from tools import synthetic
 from nanbench.tracking.reader import csv_floats, load_runs
-from nanbench.summary import main, summarize
+from nanbench.summary import summarize
+from nanbench.summary.cli import main
 
 # ---------------------------------------------------------------------------------------------
 # Rates and Wilson intervals
