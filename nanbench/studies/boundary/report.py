@@ -76,7 +76,9 @@ def write_table(summaries: list[dict], path: str | Path, *, command: str = "pyth
     precision = sorted({s["rel_precision"] for s in summaries}) or [0.05]
     first = (f"Each row is one search: bracket on a log scale, then bisect to a relative precision of "
              f"{', '.join(f'{p:g}' for p in precision)}, each evaluation a {budget} training run. "
-             "Stable: finite, and the last epoch's loss at most outcome.diverge_factor × the first step's. "
+             "Stable: the outcome is converged, improving or stalled, i.e. finite, with the final and "
+             "the last epoch's loss at most outcome.diverge_factor × the loss over the whole data at the "
+             "initial weights (nanbench.forensics.classify). "
              "Theory: 2(1+momentum)/λmax((2/n)·[X,1]ᵀ[X,1]) for linear + MSE + full-batch SGD/momentum; "
              "n/a elsewhere.")
     text = ["# Stability boundaries: the largest stable learning rate per configuration", "",
