@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from nanbench.config import ROOT
+from nanbench.tracking.record import git_commit
 from tools.bench_sweeps import EPOCHS, PY, adhoc, median, scaling, throughput, workers
 
 
@@ -191,9 +192,10 @@ def write(rows: list[dict], machine: dict, out: Path, elapsed: float) -> None:
              f"Machine: {machine['cpu']}, {machine['cores']} cores; GPU: {machine['gpu']}. "
              f"Python {machine['python']}, TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
              f"NumPy {machine['numpy']}, MLflow {machine['mlflow']}.",
-             f"Produced by `make bench` in {elapsed:.0f} s. Figures are medians of repeated, interleaved "
-             "measurements; ratios are taken within this one run. CPU only: no GPU was available, so no "
-             "GPU rows were measured." if machine["gpu"] == "none" else "", "",
+             f"Produced by `make bench` on commit {git_commit()[:10]} in {elapsed:.0f} s. Figures are medians "
+             "of repeated, interleaved measurements; ratios are taken within this one run."
+             + (" CPU only: no GPU was available, so no GPU rows were measured." if machine["gpu"] == "none" else ""),
+             "",
              "| # | measure | nanbench | reference | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = f"{fmt(r['reference'])} ({r['reference_name']})" if r["reference"] is not None else ""

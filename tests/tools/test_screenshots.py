@@ -48,8 +48,8 @@ def tour(swept, tmp_path_factory):
     """The MLflow UI over that store and a headless Chromium, both shut down whatever happens."""
     store, report, expected = swept
     out = tmp_path_factory.mktemp("screenshots")
-    with browser.mlflow_ui(store) as base, browser.chromium() as browser:
-        t = screenshots.Tour(browser, base, expected, report, out)
+    with browser.mlflow_ui(store) as base, browser.chromium() as chromium:
+        t = screenshots.Tour(chromium, base, expected, report, out)
         try:
             yield t
         finally:
