@@ -277,6 +277,7 @@ class SweepCallback(Callback):
         global _store, _server, _lost, _active, _jobs_complete
         _lost, _jobs_complete = None, False
         from nanbench.cli import check_device
+        from nanbench.cluster.launcher import check_launcher
         from nanbench.spec import ConfigError, from_config
         from nanbench.store import LocalStore, ProcessStore, StoreServer, SweepBusy, SweepLock, can_fork
         from nanbench.tracking import check_uri
@@ -287,6 +288,7 @@ class SweepCallback(Callback):
             check_uri(config.tracking.uri)
             check_inner(config)
             check_device(config.train.device)
+            check_launcher(config)  # Ray: an explicit, reachable head address
             check_jobs(config)
             self._lock = SweepLock(str(config.tracking.uri), experiment_name(config),
                                    wait=bool(config.sweep.get("wait", False)))
