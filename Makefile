@@ -8,6 +8,7 @@ JOBS   ?= 1
 PORT   ?= 5000
 PG_PORT ?= 5433
 SERVER_WORKERS ?= 2
+SERVER_HOST ?= 127.0.0.1
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
@@ -58,8 +59,8 @@ ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(POR
 faults: $(STAMP)  ## kill, overfill and misconfigure real sweeps; check the store after each: results/faults.md
 	$(PY) -m nanbench.faults --out results $(ARGS)
 
-server: $(STAMP)  ## PostgreSQL (results/server/, 127.0.0.1:$(PG_PORT)) and an MLflow server on 127.0.0.1:$(PORT) in front of it
-	@$(PY) -m nanbench.cluster.server start --port $(PORT) --pg-port $(PG_PORT) --workers $(SERVER_WORKERS)
+server: $(STAMP)  ## PostgreSQL (results/server/, 127.0.0.1:$(PG_PORT)) and an MLflow server on $(SERVER_HOST):$(PORT) in front of it
+	@$(PY) -m nanbench.cluster.server start --port $(PORT) --pg-port $(PG_PORT) --workers $(SERVER_WORKERS) --host $(SERVER_HOST)
 
 server-stop: $(STAMP)  ## stop what make server started
 	@$(PY) -m nanbench.cluster.server stop

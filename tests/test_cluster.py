@@ -47,6 +47,18 @@ def test_ray_cluster_preset_attaches_with_the_workarounds():
     assert "object_store_memory" in launcher.ray.init and launcher.ray.init.object_store_memory is None
     assert launcher.ray.remote.max_retries == 0 and launcher.ray.remote.num_cpus == 1
     assert "max_calls" not in launcher.ray.remote  # workers reused: TensorFlow and traces kept
+    from nanbench.cluster.launcher import task_threads
+    assert task_threads(launcher) == 1  # TensorFlow in a job: the one CPU its task reserves
+    assert task_threads(compose_config_hydra([]).hydra.launcher) is None  # the basic launcher: TF's default
+
+
+def compose_config_hydra(overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", return_hydra_config=True, overrides=overrides)
 
 
 @pytest.mark.parametrize("address,why", [(None, "explicit"), ("127.0.0.2:9", "a reachable Ray head")])

@@ -32,3 +32,16 @@ def check_launcher(config: DictConfig) -> None:
     except OSError as exc:
         raise ConfigError("hydra.launcher.ray.init.address", "a reachable Ray head (ray start --head)",
                           f"{address}: {exc.strerror or exc}") from None
+
+
+def task_threads(launcher) -> int | None:
+    """TensorFlow threads for a job of Hydra's Ray launcher: the CPUs its task reserves
+    (``ray.remote.num_cpus``, 1 with hydra/launcher=ray_cluster), so that a node running one job
+    per CPU is not oversubscribed; None for any other launcher (TensorFlow's default)."""
+    if not str(launcher.get("_target_", "")).endswith("ray_launcher.RayLauncher"):
+        return None
+    cpus = (launcher.get("ray", {}).get("remote", {}) or {}).get("num_cpus")
+    try:
+        return max(1, int(cpus)) if cpus is not None else None
+    except (TypeError, ValueError):
+        return None

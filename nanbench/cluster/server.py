@@ -55,11 +55,12 @@ class Server:
     port: int
     pg_port: int
     workers: int
-    pid: int = 0                 # the mlflow server's process group
+    pid: int = 0                 # the mlflow server's session
+    host: str = "127.0.0.1"      # where the mlflow server listens (PostgreSQL: 127.0.0.1 always)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def backend_uri(self) -> str:  # no password: it is in the server's environment
@@ -228,8 +229,11 @@ def _last_line(text: str) -> str:
 
 
 def start(folder: Path = FOLDER, port: int = 5000, pg_port: int = 5433, workers: int = 2,
-          quiet: bool = False) -> Server:
-    """PostgreSQL and an MLflow server in front of it, started unless already up."""
+          quiet: bool = False, host: str = "127.0.0.1") -> Server:
+    """PostgreSQL and an MLflow server in front of it, started unless already up. `host`: the
+    address the MLflow server listens on (a worker machine must reach it; MLflow's server has no
+    authentication of its own, so keep it on a private network); PostgreSQL stays on 127.0.0.1,
+    reached only by the server."""
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     running = read_state(folder)
@@ -242,11 +246,11 @@ def start(folder: Path = FOLDER, port: int = 5000, pg_port: int = 5433, workers:
         stop_group(running.pid)
     if workers < 1:
         raise ServerError(f"SERVER_WORKERS must be a whole number >= 1 (got {workers})", status=2)
-    if port_busy(port):
-        raise ServerError(f"PORT must be a free port (got {port}: 127.0.0.1:{port} is already in use); "
+    if port_busy(port, "127.0.0.1" if host in ("0.0.0.0", "::") else host):
+        raise ServerError(f"PORT must be a free port (got {port}: {host}:{port} is already in use); "
                           f"try PORT={port + 1}", status=2)
     start_postgres(folder, pg_port)
-    server = Server(folder=str(folder), port=port, pg_port=pg_port, workers=workers)
+    server = Server(folder=str(folder), port=port, pg_port=pg_port, workers=workers, host=host)
     artifacts = folder / "artifacts"
     artifacts.mkdir(exist_ok=True)
     mlflow = str(Path(sys.executable).with_name("mlflow"))
@@ -254,7 +258,7 @@ def start(folder: Path = FOLDER, port: int = 5000, pg_port: int = 5433, workers:
            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     log = open(folder / "mlflow.log", "ab")
     proc = subprocess.Popen([mlflow, "server", "--backend-store-uri", server.backend_uri,
-                             "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
+                             "--artifacts-destination", str(artifacts), "--host", host,
                              "--port", str(port), "--workers", str(workers)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True, cwd=folder)
@@ -299,10 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5000, help="the MLflow server's port (127.0.0.1)")
     parser.add_argument("--pg-port", type=int, default=5433, help="PostgreSQL's port (127.0.0.1)")
     parser.add_argument("--workers", type=int, default=2, help="mlflow server worker processes")
+    parser.add_argument("--host", default="127.0.0.1", help="the MLflow server's listening address")
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
-            start(Path(args.folder), args.port, args.pg_port, args.workers)
+            start(Path(args.folder), args.port, args.pg_port, args.workers, host=args.host)
         elif args.action == "stop":
             stop(Path(args.folder))
         else:
