@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=96, help="runs recorded per measurement (all writers)")
     parser.add_argument("--direct", action="store_true", help="also the writers straight into PostgreSQL")
     args = parser.parse_args(argv)
-    workers = [int(w) for w in args.server_workers.split(",")]
-    writers = [int(w) for w in args.writers.split(",")]
+    workers = [int(w) for w in args.server_workers.split(",") if w]
+    writers = [int(w) for w in args.writers.split(",") if w]
     folder = Path(tempfile.mkdtemp(prefix="nb-rate-"))
     os.chmod(folder, 0o755)  # as root, PostgreSQL runs as postgres
     rows = []

@@ -183,3 +183,31 @@ def test_two_concurrent_sweeps_into_the_server_record_each_run_once(mlflow_serve
     assert sum("nanbench: waiting for sweep concurrent" in out for out in outs) == 1, outs
     state = store_state(mlflow_server.url, "concurrent")
     assert state == {"finished": 24, "duplicates": 0, "parentless": 0, "running": 0}
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    exp = client.get_experiment_by_name("concurrent")
+    assert exp.artifact_location.startswith("mlflow-artifacts:")  # served: workers need only the URL
+    child = client.search_runs([exp.experiment_id], "tags.`nanbench.role` = 'child'", max_results=1)[0]
+    assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["steps.csv"]
+
+
+@pytest.mark.slow
+def test_a_sweep_straight_into_postgresql_is_read_by_the_server(mlflow_server, tmp_path):
+    """The recording path past the server's saturation: workers write the database itself
+    (tracking.uri=postgresql+psycopg://..., nanbench's bulk path: a batch of runs per
+    transaction; the password from PGPASSWORD, artifacts in a shared folder). The MLflow server
+    in front of the same database then shows every run once, with its steps.csv."""
+    from nanbench.cluster import server
+    from nanbench.cluster.check import store_state
+
+    folder = Path(mlflow_server.folder)
+    uri = f"postgresql+psycopg://{server.ROLE}@127.0.0.1:{mlflow_server.pg_port}/{server.DATABASE}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PGPASSWORD": server._secret(folder)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run([PY, "-m", "nanbench", "-m", "--config-dir", str(ROOT / "sweeps"), "--config-name", "smoke",
+                          f"tracking.uri={uri}", f"tracking.artifacts={tmp_path / 'artifacts'}",
+                          "sweep.name=direct", "sweep.summarize=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert store_state(mlflow_server.url, "direct") == {"finished": 24, "duplicates": 0, "parentless": 0, "running": 0}
+    assert len(list((tmp_path / "artifacts").rglob("steps.csv"))) == 24

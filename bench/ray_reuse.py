@@ -1,0 +1,75 @@
+"""Ray worker reuse for nanbench: a sweep with Ray's default (worker processes reused from job to
+job, ``max_calls`` 0) against ``max_calls=1`` (a fresh process per job).
+
+On the loopback cluster of ``make cluster-check`` (head 127.0.0.2 and a worker node 127.0.0.3,
+one CPU each) and its MLflow server, the same smoke grid is swept with each setting, at
+different seeds so that neither skips the other's runs, alternating for ``--repeats`` rounds. A
+fresh process imports TensorFlow (seconds) and traces every graph of its job again; a reused one
+pays both once. Prints each sweep's wall time and, last, one JSON line.
+
+    python bench/ray_reuse.py --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nanbench.cluster import ray_cluster, server  # noqa: E402
+from nanbench.cluster.check import _sweep_env, free_port  # noqa: E402
+
+SETTINGS = {"reuse (max_calls 0)": [], "fresh (max_calls=1)": ["+hydra.launcher.ray.remote.max_calls=1"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="nb-reuse-"))
+    os.chmod(folder, 0o755)
+    srv = cluster = None
+    walls: dict[str, list[float]] = {k: [] for k in SETTINGS}
+    seed = 100
+    try:
+        srv = server.start(folder / "server", port=free_port(), pg_port=free_port(), quiet=True)
+        cluster = ray_cluster.start(port=free_port("127.0.0.2", span=2), folder=tempfile.mkdtemp(prefix="nb-ray-"))
+        env = _sweep_env(cluster)
+        for _ in range(args.repeats):
+            for name, extra in SETTINGS.items():
+                seed += 1
+                cmd = [sys.executable, "-m", "nanbench", "-m", "--config-dir", str(ROOT / "sweeps"),
+                       "--config-name", "smoke", f"tracking.uri={srv.url}", "sweep.name=reuse",
+                       "sweep.summarize=false", f"train.seed={seed}", f"hydra.sweep.dir={folder / str(seed)}",
+                       *cluster.launcher_overrides(), *extra]
+                t0 = time.time()
+                out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                wall = time.time() - t0
+                done = re.search(r"sweep reuse done in ([0-9.]+) s", out.stdout)
+                if out.returncode or not done:
+                    print(f"{name}: the sweep failed (exit {out.returncode}): {out.stderr[-500:]}", file=sys.stderr)
+                    return 1
+                walls[name].append(float(done.group(1)))
+                print(f"{name}: sweep {done.group(1)} s (process {wall:.1f} s)", file=sys.stderr, flush=True)
+    finally:
+        if cluster is not None:
+            ray_cluster.stop(cluster)
+        server.stop(folder / "server", quiet=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    print(json.dumps({name: {"sweep_s": w, "median_s": statistics.median(w)} for name, w in walls.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
