@@ -7,6 +7,7 @@ they skip with the one-line reason; in CI (``CI`` set) they fail instead, never 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -127,6 +128,7 @@ def test_cluster_check():
         record = run()
     except CheckSetupError as exc:
         _cannot_start(str(exc))
+    print(json.dumps(record))  # the line make cluster-check prints (pytest -s shows it)
     assert record["runs_expected"] == 48
     assert record["exit_first"] == 0
     assert record["killed_at_finished"] is not None, "the worker node was never killed mid-sweep"
