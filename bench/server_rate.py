@@ -13,7 +13,7 @@ runs over the time from the first writer's start to the last one's end.
 (``postgresql+psycopg://``, the tracking URI a worker can use instead of the server): nanbench's
 bulk path, each batch of runs one transaction (artifacts in a local folder).
 
-    python bench/server_rate.py --server-workers 1,2,4 --writers 1,4,8 --runs 96 [--direct]
+    .venv/bin/python bench/server_rate.py --server-workers 1,2,4 --writers 1,2,4,8 --runs 96 --direct
 
 Everything runs on this machine: the writers share its cores with the server and PostgreSQL,
 which is what a loopback test can measure; on a real cluster the writers' CPU is elsewhere.
@@ -32,11 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from nanbench.cluster import server  # noqa: E402
-from nanbench.cluster.check import free_port  # noqa: E402
+from nanbench.cluster import server
+from nanbench.cluster.check import free_port
 
 BATCH = 24  # runs handed to log_many at once (a smoke job's worth; the client path goes run by run)
 

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nanbench.cluster import group_pids, ray_cluster, server
+from nanbench.cluster import group_pids, kill_session, ray_cluster, server
 from nanbench.cluster.ray_cluster import ClusterError
 from nanbench.cluster.server import ServerError
 
@@ -117,7 +117,8 @@ def _sweep_cmd(cluster, url: str, sweep_dir: Path, extra: list[str]) -> list[str
             f"hydra.sweep.dir={sweep_dir}", *cluster.launcher_overrides(), *extra]
 
 
-def _sweep_env(cluster) -> dict:
+def sweep_env(cluster) -> dict:
+    """The environment of a sweep sent to `cluster`: its token, this checkout on the path."""
     env = cluster.env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -136,7 +137,8 @@ def run(folder: Path | None = None, log=None, server_workers: int = 2) -> dict:
     log = log or open(folder / "check.log", "a")
     record: dict = {"runs_expected": 2 * expected_per_sweep(ROOT / "sweeps" / f"{SWEEP}.yaml")}
     srv = cluster = None
-    groups: list[int] = []
+    groups: list[int] = []  # the sessions this check started: the server, the nodes, the sweeps
+    sweeps: list[int] = []
     try:
         try:
             srv = server.start(folder / "server", port=free_port(), pg_port=free_port(),
@@ -146,13 +148,16 @@ def run(folder: Path | None = None, log=None, server_workers: int = 2) -> dict:
             groups += [cluster.head.pid] + [w.pid for w in cluster.workers]
         except (ServerError, ClusterError) as exc:
             raise CheckSetupError(str(exc)) from None
-        env = _sweep_env(cluster)
+        env = sweep_env(cluster)
 
         def sweep(n: int, extra: list[str], **kwargs):
             print(f"--- sweep {n}: {' '.join(extra) or '(smoke)'}", file=log, flush=True)
-            return subprocess.Popen(_sweep_cmd(cluster, srv.url, folder / "sweeps" / str(n), extra), env=env,
+            proc = subprocess.Popen(_sweep_cmd(cluster, srv.url, folder / "sweeps" / str(n), extra), env=env,
                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, **kwargs)
+            groups.append(proc.pid)
+            sweeps.append(proc.pid)
+            return proc
 
         first = sweep(1, [])
         record["exit_first"] = first.wait(SWEEP_TIMEOUT)
@@ -186,6 +191,8 @@ def run(folder: Path | None = None, log=None, server_workers: int = 2) -> dict:
         record.update(runs_finished=state["finished"], duplicates=state["duplicates"],
                       parentless=state["parentless"], running_left=state["running"])
     finally:
+        for sid in sweeps:  # a sweep still there (a timeout, an interrupted check): ended first
+            kill_session(sid)
         if cluster is not None:
             ray_cluster.stop(cluster)
         if srv is not None:
@@ -198,6 +205,7 @@ def run(folder: Path | None = None, log=None, server_workers: int = 2) -> dict:
             shutil.rmtree(folder, ignore_errors=True)
     record["ok"] = bool(record["runs_finished"] == record["runs_expected"] and record["duplicates"] == 0
                         and record["parentless"] == 0 and record["running_left"] == 0
+                        and record["killed_at_finished"] is not None  # the node was lost mid-sweep
                         and record["killed_left"] == 0 and record["exit_first"] == 0
                         and record["exit_rerun"] == 0 and record["processes_left"] == 0)
     return record
