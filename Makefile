@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed
 SWEEP  ?= default
 JOBS   ?= 1
 PORT   ?= 5000
+PG_PORT ?= 5433
+SERVER_WORKERS ?= 2
+SERVER_HOST ?= 127.0.0.1
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui faults clean
+.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui faults server server-stop cluster-check clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,10 +20,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,parallel]'
+	$(PY) -m pip install --quiet -e '.[dev,parallel,cluster]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install nanbench (editable) with its dev and parallel extras
+install: $(STAMP)  ## create .venv and install nanbench (editable) with its dev, parallel and cluster extras
 
 test: $(STAMP)  ## run the whole test suite, slow tests included
 	$(PY) -m pytest -q $(ARGS)
@@ -28,8 +31,8 @@ test: $(STAMP)  ## run the whole test suite, slow tests included
 test-fast: $(STAMP)  ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-sweep: $(STAMP)  ## train every run of sweeps/$(SWEEP).yaml (JOBS=N workers), then summarize
-	$(PY) -m nanbench -m --config-dir sweeps --config-name $(SWEEP) $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
+sweep: $(STAMP)  ## train every run of sweeps/$(SWEEP).yaml (JOBS=N workers; STORE=URI records there), then summarize
+	$(PY) -m nanbench -m --config-dir sweeps --config-name $(SWEEP) $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(if $(filter command line environment,$(origin STORE)),tracking.uri=$(STORE)) $(ARGS)
 
 summary: $(STAMP)  ## re-summarize sweep $(SWEEP) from its MLflow experiment into results/$(SWEEP)/
 	$(PY) -m nanbench.summary --sweep $(SWEEP) --tracking-uri $(STORE) --out results/$(SWEEP)
@@ -55,6 +58,15 @@ ui: $(STAMP)  ## serve the MLflow UI over the project's store on 127.0.0.1:$(POR
 
 faults: $(STAMP)  ## kill, overfill and misconfigure real sweeps; check the store after each: results/faults.md
 	$(PY) -m tools.faults --out results $(ARGS)
+
+server: $(STAMP)  ## PostgreSQL (results/server/, 127.0.0.1:$(PG_PORT)) and an MLflow server on $(SERVER_HOST):$(PORT) in front of it
+	@$(PY) -m nanbench.cluster.server start --port $(PORT) --pg-port $(PG_PORT) --workers $(SERVER_WORKERS) --host $(SERVER_HOST)
+
+server-stop: $(STAMP)  ## stop what make server started
+	@$(PY) -m nanbench.cluster.server stop
+
+cluster-check: $(STAMP)  ## a sweep through a 2-node loopback Ray cluster into the server, a node killed mid-sweep: one JSON line
+	$(PY) -m nanbench.cluster.check $(ARGS)
 
 clean:  ## remove Hydra's outputs/ (the MLflow store and results/ stay)
 	rm -rf outputs multirun

@@ -32,6 +32,7 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         session.lost, session.jobs_complete = None, False
+        from nanbench.cluster.launcher import check_launcher
         from nanbench.validate import check_device
         from nanbench.spec import ConfigError, from_config
         from nanbench.tracking.lock import SweepBusy, SweepLock
@@ -45,6 +46,7 @@ class SweepCallback(Callback):
             check_uri(config.tracking.uri)
             check_inner(config)
             check_device(config.train.device)
+            check_launcher(config)  # Ray: an explicit, reachable head address
             check_jobs(config)
             self._lock = SweepLock(str(config.tracking.uri), experiment_name(config),
                                    wait=bool(config.sweep.get("wait", False)))

@@ -34,7 +34,11 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     from nanbench.spec import ConfigError, from_config
 
     hydra_cfg = HydraConfig.get()
-    configure_tensorflow(threads=threads_per_worker(hydra_cfg.launcher.get("n_jobs")))
+    threads = threads_per_worker(hydra_cfg.launcher.get("n_jobs"))
+    if threads is None:  # Hydra's Ray launcher: the CPUs the job's task reserves
+        from nanbench.cluster.launcher import task_threads
+        threads = task_threads(hydra_cfg.launcher)
+    configure_tensorflow(threads=threads)
     sweep_dir = Path(hydra_cfg.sweep.dir)
     meta = read_json(sweep_dir / PARENT_FILE)
     jobs = read_json(sweep_dir / JOBS_FILE).get("jobs")  # written by hydra/sweeper=nanbench

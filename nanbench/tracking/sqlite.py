@@ -18,7 +18,10 @@ from pathlib import Path
 
 def quiet_mlflow() -> None:
     """MLflow logs schema migrations of a new SQLite store at INFO, and database errors with
-    their tracebacks: keep them off the terminal."""
+    their tracebacks, and prints a link per run to an MLflow server: keep them off the terminal."""
+    # an MLflow server's client prints two links per run it terminates ("View run ... at"): a
+    # sweep's line per job says what happened
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # a database error (a full disk, a locked or broken file) is logged there with its traceback

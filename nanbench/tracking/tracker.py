@@ -240,15 +240,21 @@ class Tracker:
         from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
 
         parent, outcome = sa.orm.aliased(SqlTag), sa.orm.aliased(SqlTag)
-        query = (sa.select(sa.func.coalesce(outcome.value, "unknown"), sa.func.count())
+        # grouped by the tag's value itself ("unknown" for none is added here): PostgreSQL refuses
+        # GROUP BY coalesce(value, $2) beside SELECT coalesce(value, $1), the literal bound twice
+        query = (sa.select(outcome.value, sa.func.count())
                  .select_from(SqlRun)
                  .join(parent, sa.and_(parent.run_uuid == SqlRun.run_uuid, parent.key == vocab.PARENT_RUN_ID,
                                        parent.value == parent_run_id))
                  .outerjoin(outcome, sa.and_(outcome.run_uuid == SqlRun.run_uuid, outcome.key == vocab.OUTCOME))
                  .where(SqlRun.experiment_id == int(exp_id), SqlRun.lifecycle_stage == "active")
-                 .group_by(sa.func.coalesce(outcome.value, "unknown")))
+                 .group_by(outcome.value))
+        counts: dict[str, int] = {}
         with self.client._tracking_client.store.ManagedSessionMaker() as session:
-            return {value: int(n) for value, n in session.execute(query)}
+            for value, n in session.execute(query):
+                key = "unknown" if value is None else value
+                counts[key] = counts.get(key, 0) + int(n)
+        return counts
 
     def _artifact_location(self, exp_id: str) -> str:
         if exp_id not in self._locations:
