@@ -1,14 +1,15 @@
 """nanbench.studies.documents, and the example definitions, against the documents themselves.
 
-The documents are parsed from the Markdown beside the repository (../shared/seeds). Without
-them these tests fail with one line saying so, unless NANBENCH_NO_SEEDS=1 says they are absent
-on purpose (then they are skipped, with that reason).
+The documents are parsed from the Markdown beside the repository (../shared/seeds). A checkout
+without them runs the same tests on the code blocks nanbench keeps (documents.CODE), once their
+SHA-256 is checked against the documents' own (recorded below from ../shared/seeds): the tests
+never skip, and a document that changes fails them where it is present.
 """
 
 from __future__ import annotations
 
 import ast
-import os
+import hashlib
 import re
 
 import numpy as np
@@ -20,18 +21,25 @@ from nanbench.studies.examples.definitions import EXAMPLES
 
 SEEDS = ROOT.parent / "shared" / "seeds"
 DOCS = {"doc000": "doc000-*.md", "doc003": "doc003-*.md"}
-NO_SEEDS = "NANBENCH_NO_SEEDS"
+# SHA-256 of each document's python blocks (rstripped, joined by NUL), from ../shared/seeds
+DIGESTS = {"doc000": "aea8316a0d243451e629129d762fdaa9b604ffe3d16fb85c3331a89afc297fc2",
+           "doc003": "eb7245d6112a4457e71127c41d86fcb0ac6d4ceabf7d3f3a3c1fa94ac69778a7"}
+
+
+def digest(blocks: list[str]) -> str:
+    return hashlib.sha256("\0".join(b.rstrip() for b in blocks).encode()).hexdigest()
 
 
 def document_blocks(doc: str) -> list[str]:
-    """The python code blocks of a document, in order (example i is block i)."""
+    """The python code blocks of a document, in order (example i is block i): read from the
+    document when it is there, else nanbench's copies, which must hash as the document's."""
     path = next(SEEDS.glob(DOCS[doc]), None) if SEEDS.is_dir() else None
-    if path is None:
-        where = f"no {DOCS[doc]} in {SEEDS}"
-        if os.environ.get(NO_SEEDS) == "1":
-            pytest.skip(f"{where} ({NO_SEEDS}=1: the documents are absent on purpose)")
-        pytest.fail(f"{where}: put the documents there, or set {NO_SEEDS}=1 to skip these tests", pytrace=False)
-    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    if path is not None:
+        blocks = re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    else:
+        blocks = [CODE[(doc, i)] for i in range(1, 1 + sum(1 for key in CODE if key[0] == doc))]
+    assert digest(blocks) == DIGESTS[doc], f"{doc}'s code blocks are not the ones these tests were written for"
+    return blocks
 
 
 def _dotted(node) -> str:
@@ -81,17 +89,14 @@ def describe(code: str) -> dict:
     return out
 
 
-def test_missing_documents_fail_unless_said_absent_on_purpose(monkeypatch, tmp_path):
-    """A checkout without ../shared/seeds fails these tests with one line, never skips silently."""
+def test_without_the_documents_the_kept_copies_stand_in_only_if_they_hash_as_the_documents(monkeypatch, tmp_path):
     import sys
     module = sys.modules[__name__]
     monkeypatch.setattr(module, "SEEDS", tmp_path / "absent")
-    monkeypatch.delenv(NO_SEEDS, raising=False)
-    with pytest.raises(pytest.fail.Exception, match=f"set {NO_SEEDS}=1 to skip"):
-        document_blocks("doc000")
-    monkeypatch.setenv(NO_SEEDS, "1")
-    with pytest.raises(pytest.skip.Exception, match="absent on purpose"):
-        document_blocks("doc000")
+    assert [b.rstrip() for b in document_blocks("doc000")] == [CODE[("doc000", i)].rstrip() for i in (1, 2, 3)]
+    monkeypatch.setitem(module.DIGESTS, "doc003", "0" * 64)  # a copy that drifted from its document
+    with pytest.raises(AssertionError, match="not the ones these tests were written for"):
+        document_blocks("doc003")
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.key)
