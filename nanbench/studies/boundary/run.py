@@ -146,19 +146,22 @@ def find_boundary(spec: RunSpec, bs: BoundarySpec, *, tracker=None, device: str 
         result.steps_per_run.append(run.steps_run)
         return ok
 
-    status = "FAILED"  # a bug inside the search still closes the parent run, marked failed
+    failure = "the search stopped before its end"  # a bug inside it still closes the parent run, FAILED
     try:
         start = bs.lr_start if bs.lr_start is not None else spec.optimizer.lr
         result.search = search(stable, bs, start)
-        status = "FINISHED"
+        failure = None
+    except BaseException as exc:
+        failure = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:5000]
+        raise
     finally:
         result.wall_s = time.perf_counter() - t0  # the parent's metric: the search without closing it
         if tracker is not None:
             t = time.perf_counter()
-            if status == "FINISHED":
+            if failure is None:
                 _finish_parent(tracker, result.parent_run_id, result)
-            else:
-                tracker.finish_parent(result.parent_run_id, status=status)
+            else:  # FAILED, with why as its error tag
+                tracker.finish_parent(result.parent_run_id, failure=failure)
             result.log_s += time.perf_counter() - t
         result.wall_s = time.perf_counter() - t0
     return result

@@ -74,3 +74,24 @@ def test_no_boundary_in_range_is_reported_not_invented(store):
     assert s["note"].startswith("stable up to lr = 0.01")
     assert s["lr_theory"] is None and "adaptive" in s["theory_reason"]
     assert math.isfinite(s["lr_max_stable"])
+
+
+def test_a_search_that_raises_ends_its_parent_failed_with_the_reason(store, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from nanbench.studies.boundary import run as run_module
+    from nanbench.tracking import Tracker
+
+    def broken(stable, bs, start):
+        stable(start, "bracket")  # one evaluation recorded, then a bug
+        raise RuntimeError("planted\nbug")
+
+    monkeypatch.setattr(run_module, "search", broken)
+    spec, bs = prepare(_compose("dataset=doc000_clean", "train.epochs=2", f"tracking.uri={store}"))
+    with pytest.raises(RuntimeError, match="planted"):
+        find_boundary(spec, bs, tracker=Tracker(spec.tracking))
+    client = MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name(spec.tracking.experiment)
+    parents = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("nanbench.role") == "search"]
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    assert parents[0].data.tags["error"] == "RuntimeError: planted bug"
