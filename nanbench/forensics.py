@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nanbench.spec import OutcomeSpec
-from nanbench.vocab import OUTCOMES, SOURCES
+from nanbench.vocab import SOURCES
 
 
 # Bits of a step's `flags` (see step_flags): one inf/NaN pair per place a non-finite value can

@@ -11,7 +11,6 @@ compared run for run; what differs is the harness.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig

@@ -331,12 +331,12 @@ def steps_to_nonfinite(runs: pd.DataFrame, rows: str, cols: str | None) -> pd.Da
 # Representative runs
 
 
-# Finite outcomes, best first (forensics.OUTCOMES order): the finite run of a pair is the best one.
+# Finite outcomes, best first (vocab.OUTCOMES order): the finite run of a pair is the best one.
 OUTCOME_RANK = {o: i for i, o in enumerate(o for o in OUTCOMES if o not in NONFINITE + ("error",))}
 
 
 def outcome_order(outcomes) -> list[str]:
-    """The outcomes present, in forensics.OUTCOMES order; unknown ones after, as found."""
+    """The outcomes present, in vocab.OUTCOMES order; unknown ones after, as found."""
     present = list(dict.fromkeys(outcomes))
     return [o for o in OUTCOMES if o in present] + [o for o in present if o not in OUTCOMES]
 
