@@ -81,9 +81,12 @@ def test_ray_sweep_without_a_reachable_address_is_one_line_and_exit_2(tmp_path, 
 
 def test_make_sweep_passes_store_only_when_given():
     def dry(*args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("STORE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
         out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "sweep", "SWEEP=smoke", *args], cwd=ROOT,
-                             capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "STORE"})
-        return out.stdout.strip().splitlines()[-1]
+                             capture_output=True, text=True, env=env)  # a fresh make, even under `make test`
+        lines = [line for line in out.stdout.splitlines() if "-m nanbench -m" in line]
+        assert len(lines) == 1, out.stdout
+        return lines[0]
     assert "tracking.uri=http://127.0.0.1:5000" in dry("STORE=http://127.0.0.1:5000")
     assert "tracking.uri" not in dry()  # the config's default (or MLFLOW_TRACKING_URI) stays in charge
 
