@@ -132,6 +132,38 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
                    final_loss=final if np.isfinite(final) else None, min_loss=min_loss)
 
 
+def csv_float(text: str) -> float:
+    """A float as steps.csv writes it: a plain number, 'nan', 'inf', or a NumPy 2 repr such as
+    'np.float32(1.5)' (older artifacts); an empty cell is NaN."""
+    text = text.strip()
+    if text.startswith("np.float") and text.endswith(")"):
+        text = text[text.index("(") + 1:-1]
+    return float(text) if text else float("nan")
+
+
+def series_from_steps_csv(text: str, initial_loss: float | None, final_loss: float | None) -> StepSeries:
+    """A recorded run's StepSeries, rebuilt from its steps.csv artifact and its initial_loss and
+    final_loss metrics (None: not recorded, i.e. not finite), so that ``classify`` re-derives
+    its outcome from what MLflow holds. The epoch losses are read from each epoch's last row."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and "epoch_loss" not in rows[0]:
+        raise ValueError("this steps.csv predates the epoch_loss column: its outcome cannot be re-derived")
+    epochs = np.array([int(r["epoch"]) for r in rows], dtype=np.int64)
+    epoch_loss = [csv_float(r["epoch_loss"]) for r in rows if r["epoch_loss"].strip()]
+    return StepSeries(
+        loss=np.array([csv_float(r["loss"]) for r in rows]),
+        grad_norm=np.array([csv_float(r["grad_norm"]) for r in rows]),
+        weight_norm=np.array([csv_float(r["weight_norm"]) for r in rows]),
+        flags=np.array([int(r["flags"]) for r in rows], dtype=np.int64),
+        epoch_loss=np.array(epoch_loss, dtype=np.float64),
+        steps_per_epoch=max(1, int(np.sum(epochs == 0))),
+        initial_loss=float("nan") if initial_loss is None else float(initial_loss),
+        final_loss=float("nan") if final_loss is None else float(final_loss))
+
+
 _ACTIVATIONS = {"linear": lambda z: z, "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
                 "relu": lambda z: np.maximum(z, 0.0)}
 

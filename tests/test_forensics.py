@@ -4,6 +4,7 @@ whose answers are known (no training: these are the rules both engines' series g
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT, StepSeries, classify, first_source, step_flags
 from nanbench.spec import OutcomeSpec
@@ -82,3 +83,35 @@ def test_every_outcome_classify_returns_is_in_the_vocabulary():
     cases = [([1.0, 0.01], [0, 0]), ([1.0, 0.8], [0, 0]), ([1.0, 1.0], [0, 0]), ([1.0, 50.0], [0, 0]),
              ([1.0, np.inf], [0, INF_BIT["loss"]]), ([1.0, np.nan], [0, NAN_BIT["loss"]])]
     assert [classify(_series(*c), spec).outcome for c in cases] == list(OUTCOMES[:6])
+
+
+@pytest.mark.parametrize("overrides", [
+    ("dataset=doc000_clean", "preprocess=standard", "train.epochs=30"),                 # finite
+    ("dataset=nan_inputs", "train.epochs=2", "train.batch_size=16"),                      # NaN at the input
+    ("dataset=doc000_outlier", "optimizer=sgd", "train.epochs=20"),                      # overflows
+    ("dataset=clean", "optimizer=sgd", "optimizer.lr=0.5", "train.epochs=3", "train.batch_size=100"),  # last batch partial
+], ids=["finite", "nan-input", "overflow", "partial-batch"])
+def test_a_recorded_runs_outcome_is_re_derived_from_its_steps_csv_and_metrics(overrides, store):
+    """What MLflow holds of a run (steps.csv and two metrics) is enough to classify it again."""
+    from pathlib import Path
+    from urllib.request import url2pathname
+
+    from mlflow.tracking import MlflowClient
+
+    from conftest import compose_config
+    from nanbench.forensics import series_from_steps_csv
+    from nanbench.run import execute
+    from nanbench.spec import from_config
+    from nanbench.tracking import Tracker
+
+    spec = from_config(compose_config([*overrides, "train.engine=fused", f"tracking.uri={store}"]))
+    result = execute(spec)
+    run_id = Tracker(spec.tracking).log(result)
+    run = MlflowClient(store).get_run(run_id)
+    text = (Path(url2pathname(run.info.artifact_uri[len("file://"):])) / "steps.csv").read_text()
+    m = run.data.metrics
+    series = series_from_steps_csv(text, m.get("initial_loss"), m.get("final_loss"))
+    again = classify(series, spec.outcome)
+    assert again == result.verdict
+    assert again.outcome == run.data.tags["outcome"]
+    np.testing.assert_array_equal(series.epoch_loss, result.series.epoch_loss)

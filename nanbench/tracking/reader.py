@@ -21,6 +21,7 @@ import pandas as pd
 
 from nanbench import spec as specmod
 from nanbench import vocab
+from nanbench.forensics import csv_float
 from nanbench.tracking.uri import sqlite_path
 
 PARENT_TAG = (vocab.ROLE, vocab.PARENT)
@@ -328,11 +329,10 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
 
 def csv_floats(values: pd.Series) -> pd.Series:
     """Floats from a steps.csv column: plain numbers, 'nan', 'inf', or NumPy 2 reprs such as
-    'np.float32(1.5)' (written by tracking.steps_csv while it formats values with !r)."""
+    'np.float32(1.5)' (older artifacts): nanbench.forensics.csv_float on each."""
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(float)
-    inner = values.astype(str).str.replace(r"^np\.float\d+\((.*)\)$", r"\1", regex=True)
-    return pd.to_numeric(inner, errors="coerce")
+    return values.fillna("").astype(str).map(csv_float).astype(float)
 
 
 def load_curve(sweep: RunTable, run_id: str, artifact_uri: str | None) -> pd.DataFrame | None:

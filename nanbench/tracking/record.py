@@ -69,19 +69,25 @@ def run_name(spec) -> str:
 
 
 def steps_csv(result: RunResult) -> str:
-    """The per-step series as CSV: step, epoch, loss, grad_norm, weight_norm, flags, source bits."""
+    """The per-step series as CSV: step, epoch, loss, grad_norm, weight_norm, flags, source bits,
+    and on each epoch's last step its Keras epoch loss (empty elsewhere): with the run's
+    initial_loss and final_loss metrics, everything nanbench.forensics.classify reads, so a run's
+    outcome can be re-derived from its artifact (forensics.series_from_steps_csv)."""
     s = result.series
     buf = io.StringIO()
     cols = ["step", "epoch", "loss", "grad_norm", "weight_norm", "flags"]
-    cols += [f"{src}_{kind}" for src in SOURCES for kind in ("inf", "nan")] + ["skipped"]
+    cols += [f"{src}_{kind}" for src in SOURCES for kind in ("inf", "nan")] + ["skipped", "epoch_loss"]
     buf.write(",".join(cols) + "\n")
     flags = np.asarray(s.flags, dtype=np.int64)
     for i in range(s.steps):
         f = int(flags[i])
         bits = [int(bool(f & b)) for src in SOURCES for b in (INF_BIT[src], NAN_BIT[src])]
         values = ",".join(repr(float(v)) for v in (s.loss[i], s.grad_norm[i], s.weight_norm[i]))
-        buf.write(f"{i},{i // s.steps_per_epoch},{values},{f},"
-                  + ",".join(map(str, bits)) + f",{int(bool(f & SKIPPED_BIT))}\n")
+        epoch = i // s.steps_per_epoch
+        last = i == min((epoch + 1) * s.steps_per_epoch, s.steps) - 1 and epoch < len(s.epoch_loss)
+        buf.write(f"{i},{epoch},{values},{f},"
+                  + ",".join(map(str, bits)) + f",{int(bool(f & SKIPPED_BIT))},"
+                  + (repr(float(s.epoch_loss[epoch])) if last else "") + "\n")
     return buf.getvalue()
 
 
