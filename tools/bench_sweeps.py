@@ -2,6 +2,7 @@
 and as an ad-hoc grid typed on the command line), JOBS=N, and runs/s as a sweep grows."""
 
 from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 from nanbench.config import ROOT
 
 PY = sys.executable

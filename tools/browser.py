@@ -3,6 +3,7 @@ MLflow UI over a smoke sweep's store, and what that store holds (the truth each 
 against)."""
 
 from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
 from nanbench.config import ROOT
 
 

@@ -2,6 +2,7 @@
 judged (orphans), their stores counted, files corrupted. tools.faults composes the scenarios."""
 
 from __future__ import annotations
+
 import os
 import signal
 import sqlite3
@@ -10,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nanbench.cluster import group_pids as session_pids  # a session's live processes
 from nanbench.config import ROOT
 
 
@@ -66,20 +69,6 @@ def sweep_cmd(store: str, folder: Path, *extra: str) -> list[str]:
 def start(cmd: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=_env(), start_new_session=True)
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
 
 
 def orphans_after(sid: int, seconds: float = 10.0) -> int:
