@@ -47,9 +47,9 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
                 return None
             (now,) = conn.execute(
                 "select count(*) from runs r join experiments e on e.experiment_id = r.experiment_id "
-                "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = 'child' "
+                "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = ? "
                 "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'",
-                (vocab.ROLE, name)).fetchone()
+                (vocab.ROLE, vocab.CHILD, name)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:

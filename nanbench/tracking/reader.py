@@ -24,14 +24,6 @@ from nanbench import vocab
 from nanbench.forensics import csv_float
 from nanbench.tracking.uri import sqlite_path
 
-PARENT_TAG = (vocab.ROLE, vocab.PARENT)
-PARENT_RUN_ID = vocab.PARENT_RUN_ID
-# Tags kept as columns (the rest are MLflow's own). SOFTWARE is counted per run of the summary
-# (after the latest-per-configuration step) into RunTable.software.
-SOFTWARE = vocab.SOFTWARE
-TAGS = vocab.RUN_TAGS
-# Metrics kept as columns: what the summary reports of each run.
-METRICS = vocab.SUMMARY_METRICS
 NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of clean data)
 # Known orders of categorical levels, so tables read none, standard, minmax, robust (the options
 # conf/ ships, in the order the README lists them); a level not listed follows, sorted.
@@ -116,8 +108,8 @@ def _long(con: sqlite3.Connection, sql: str, args: tuple, numeric: bool = False)
     return long
 
 
-NOT_PARENT = ("run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = 'nanbench.role' "
-              "AND value = 'parent')")
+NOT_PARENT = (f"run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = '{vocab.ROLE}' "
+              f"AND value = '{vocab.PARENT}')")
 
 
 def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
@@ -127,7 +119,7 @@ def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
             row = con.execute(
                 "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
                 "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ? "
-                "ORDER BY r.start_time DESC LIMIT 1", (exp_id, *PARENT_TAG)).fetchone()
+                "ORDER BY r.start_time DESC LIMIT 1", (exp_id, vocab.ROLE, vocab.PARENT)).fetchone()
             parent_run_id = row[0] if row else None
         parent_uri = None
         if parent_run_id is not None:
@@ -152,9 +144,9 @@ def _sql_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
         # `+key` keeps SQLite on the run_uuid index: the (key, run_uuid) index is twice as slow here
         params = _long(con, f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({selected})", args)
         tags = _long(con, f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({selected}) "
-                          f"AND +key IN ({','.join('?' * len(TAGS))})", args + TAGS)
+                          f"AND +key IN ({','.join('?' * len(vocab.RUN_TAGS))})", args + vocab.RUN_TAGS)
         metrics = _long(con, f"SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN ({selected}) "
-                             f"AND +key IN ({','.join('?' * len(METRICS))}) AND is_nan = 0", args + METRICS,
+                             f"AND +key IN ({','.join('?' * len(vocab.SUMMARY_METRICS))}) AND is_nan = 0", args + vocab.SUMMARY_METRICS,
                         numeric=True)
         all_children = con.execute(
             "SELECT COUNT(*) FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
@@ -182,7 +174,7 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
     if exp is None:
         raise SummaryError(f"no MLflow experiment named {experiment!r} at {uri}")
     exp_id = exp.experiment_id
-    parent_filter = f"tags.`{PARENT_TAG[0]}` = '{PARENT_TAG[1]}'"
+    parent_filter = f"tags.`{vocab.ROLE}` = '{vocab.PARENT}'"
     if parent_run_id is None:
         found = client.search_runs([exp_id], parent_filter, order_by=["attributes.start_time DESC"],
                                    max_results=1)
@@ -190,11 +182,11 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
     parent_uri = client.get_run(parent_run_id).info.artifact_uri if parent_run_id else None
     runs, token = [], None
     by_parent = parent_run_id is not None and scope == "parent"
-    query = f"tags.`{PARENT_RUN_ID}` = '{parent_run_id}'" if by_parent else ""
+    query = f"tags.`{vocab.PARENT_RUN_ID}` = '{parent_run_id}'" if by_parent else ""
     while True:
         page = client.search_runs([exp_id], query, max_results=1000, page_token=token)
         runs += [r for r in page if by_parent or (
-            r.data.tags.get(PARENT_TAG[0]) != PARENT_TAG[1]
+            r.data.tags.get(vocab.ROLE) != vocab.PARENT
             and not (scope == "experiment" and r.info.status == "KILLED"))]
         token = page.token
         if not token:
@@ -207,9 +199,9 @@ def _api_load(uri: str, experiment: str, parent_run_id: str | None, scope: str):
         return pd.DataFrame(rows, columns=["run_id", "key", "value"], dtype=object)
 
     params = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.params.items()])
-    tags = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.tags.items() if k in TAGS])
+    tags = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.tags.items() if k in vocab.RUN_TAGS])
     metrics = long([(r.info.run_id, k, v) for r in runs for k, v in r.data.metrics.items()
-                    if k in METRICS and np.isfinite(v)])
+                    if k in vocab.SUMMARY_METRICS and np.isfinite(v)])
     metrics["value"] = metrics["value"].astype(float)
     return dict(exp_id=exp_id, parent=parent_run_id, parent_uri=parent_uri, info=info, params=params,
                 tags=tags, metrics=metrics, all_children=None)
@@ -273,9 +265,9 @@ def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
     columns: dict[str, object] = {c: info[c].to_numpy() for c in info.columns}
     columns.update({k: _factor_column(k, p[k], trained) for k in factors})
     nothing = np.full(len(index), None, dtype=object)
-    columns.update({name: t.get(name, nothing) for name in TAGS})
+    columns.update({name: t.get(name, nothing) for name in vocab.RUN_TAGS})
     # absent metric: not logged, i.e. none (no NaN step, say) or not finite
-    columns.update({name: m.get(name, np.full(len(index), np.nan)) for name in METRICS})
+    columns.update({name: m.get(name, np.full(len(index), np.nan)) for name in vocab.SUMMARY_METRICS})
     out = pd.DataFrame(columns)
     out["start_time"] = pd.to_numeric(out["start_time"])
     out["outcome"] = out["outcome"].fillna("unknown")
@@ -317,7 +309,7 @@ def load_runs(experiment: str, tracking_uri: str, parent_run_id: str | None = No
     runs = runs.sort_values([*factors, "config_hash"], kind="stable", ignore_index=True, na_position="last")
     other = None if all_children is None else max(0, int(all_children) - len(runs))
     software = {key: {str(v): int(n) for v, n in runs[key].value_counts().items()}
-                for key in SOFTWARE if runs[key].notna().any()}
+                for key in vocab.SOFTWARE if runs[key].notna().any()}
     return RunTable(experiment=experiment, experiment_id=loaded["exp_id"], tracking_uri=tracking_uri,
                      parent_run_id=parent, parent_artifact_uri=loaded["parent_uri"], runs=runs,
                      factors=factors, scope=scope, other_runs=other, software=software)
