@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from nanbench.engines.base import EngineOutput
+from nanbench.engines.base import EngineOutput, keras_order
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,
@@ -122,7 +122,7 @@ class Trainer:
     def trace(self) -> None:
         """Trace the whole-run function now (its only trace: the input signature is fixed); runs
         call the traced (concrete) function directly, without tf.function's per-call dispatch."""
-        with tf.device(self.device):
+        with tf.device(self.device), keras_order():
             self._concrete = self._fn.get_concrete_function()
 
     def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial):
@@ -251,7 +251,7 @@ class Trainer:
             self.trace()
         initial = self.initial_weights(spec.train.seed)
         t = time.perf_counter()
-        with tf.device(self.device):
+        with tf.device(self.device), keras_order():
             series, epoch_loss, per_epoch, full, at_bad = self._concrete(
                 X, y, tf.constant(spec.train.epochs_for(len(X))), tf.constant(spec.train.batch_size),
                 tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),

@@ -1,0 +1,373 @@
+"""Runs side by side: R runs of one structure trained together in one traced call, along a run axis.
+
+Runs that share a structure (the Dense stack, the optimizer's kind, the loss, the data's shape,
+the batch size and epoch count) differ only in numbers: learning rate, clip kind and threshold,
+seed (initial weights and shuffle) and data values. Stacked along a leading run axis, their
+weights are [R, in, out] tensors and a step is one batched matmul per layer for all R runs, which
+is what makes many small runs fast: a small model's step is mostly fixed per-op cost, paid once
+for R runs instead of R times.
+
+Each run's arithmetic is the sequential fused engine's, op for op: Keras's Dense (matmul, add,
+activation), Keras's loss and its ``sum_over_batch_size`` reduction taken per run, the gradients
+of the sum of the runs' losses (each run's gradient is its own loss's: the runs share no weight),
+and the optimizers' ``update_step`` written out in Keras's operation order with the learning rate
+as a per-run [R, 1, ...] tensor (Keras optimizers take one scalar). Clipping keeps Keras's
+per-run semantics: ``clipnorm`` rescales each variable's gradient of one run by that run's norm
+(tf.clip_by_norm's arithmetic), ``global_clipnorm`` rescales one run's gradients by their joint
+norm (keras's clip_by_global_norm), ``clipvalue`` clips elements; the kind is chosen per run.
+Forensics stays per run: each step's loss, sums of squares (batch, gradients, weights after the
+update) and the weights the first non-finite step started from. A run whose weights hold NaN at
+an epoch's end stops there (as the fused engine stops it): its updates are masked from then on,
+so it changes nothing, and its series is cut at the step whose update first left NaN.
+
+Only what this engine writes out is supported (supports()): Dense stacks without dropout or
+weight decay, float32, SGD (with or without momentum), Adam, RMSprop, MSE / MAE / Huber; the
+caller trains anything else with the fused engine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from nanbench.engines.base import EngineOutput, keras_order
+from nanbench.forensics import StepSeries, dead_fraction, step_flags
+from nanbench.model import build_loss, build_model, build_optimizer, reset_model
+from nanbench.spec import ClippingSpec
+
+OPTIMIZERS = {"keras.optimizers.SGD", "keras.optimizers.Adam", "keras.optimizers.RMSprop"}
+LOSSES = {"keras.losses.MeanSquaredError", "keras.losses.MeanAbsoluteError", "keras.losses.Huber"}
+CLIP_KINDS = ("none", "clipnorm", "global_clipnorm", "clipvalue")  # a run's kind: its index here
+MAX_RUNS = 64  # runs per call at most (sweep.side_by_side caps it further); see README "Engines"
+
+
+def supports(spec) -> bool:
+    """Whether this engine trains `spec` (else the fused engine does)."""
+    m = spec.model
+    return (m.name in ("linear", "mlp") and m.dropout == 0 and m.weight_decay == 0
+            and m.activation in ("relu", "tanh", "sigmoid", "linear")
+            and spec.train.precision == "float32"
+            and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
+
+
+def group_key(spec, n_samples: int, n_features: int) -> tuple:
+    """What runs trained in one call share; everything else is a per-run number."""
+    return (spec.model, spec.optimizer.keras_class(), spec.optimizer.momentum, spec.loss, n_features,
+            n_samples, spec.train.batch_size, spec.train.epochs_for(n_samples), spec.train.shuffle,
+            spec.train.precision)
+
+
+class SideBySide:
+    """The traced whole-run function for R runs of one structure (R is free: one trace)."""
+
+    def __init__(self, spec, n_features: int, device: str, kinds: tuple[str, ...]):
+        self.device = device
+        self.kinds = kinds  # the clip kinds present: only their arithmetic is traced
+        with tf.device(device):
+            self.model = build_model(spec.model, n_features, seed=spec.train.seed)
+            keras_opt = build_optimizer(spec.optimizer, ClippingSpec())
+        self.activations = [layer.activation for layer in self.model.layers]
+        self.activation_names = [getattr(a, "__name__", "linear") for a in self.activations]
+        self.shapes = [tuple(w.shape) for w in self.model.trainable_weights]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.loss_values = build_loss(spec.loss).call  # Keras's per-row values (before reduction)
+        self.optimizer = _Update(keras_opt)
+        self._initial: dict[int, list[np.ndarray]] = {}
+        weights = [tf.TensorSpec([None, *s], tf.float32) for s in self.shapes]
+        self._fn = tf.function(self._train, autograph=False, input_signature=[
+            tf.TensorSpec([None, None, n_features], tf.float32), tf.TensorSpec([None, None, 1], tf.float32),
+            tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([], tf.bool), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32), weights])
+        self._concrete = None
+
+    def trace(self) -> None:
+        with tf.device(self.device), keras_order():
+            self._concrete = self._fn.get_concrete_function()
+
+    # --- one run's math, for R runs at once -------------------------------------------------
+
+    def forward(self, weights, x):
+        h = x
+        for i, activation in enumerate(self.activations):
+            h = ops.matmul(h, weights[2 * i])
+            bias = weights[2 * i + 1]
+            # Keras adds a bias of more than one unit with tf.nn.bias_add, whose gradient
+            # (BiasAddGrad) sums the batch's rows in order; a one-unit bias with tf.add
+            h = add_bias(h, bias) if bias.shape[-1] > 1 else ops.add(h, bias[:, None, :])
+            h = activation(h)
+        return h
+
+    def losses(self, weights, x, y):
+        """Each run's loss ([R]): Keras's loss values, then sum_over_batch_size per run."""
+        values = self.loss_values(y, self.forward(weights, x))  # [R, B]
+        return ops.divide_no_nan(ops.sum(values, axis=1), ops.cast(ops.shape(values)[1], values.dtype))
+
+    def clip(self, grads, kind, threshold, ones):
+        """Each run's gradients clipped by its own kind and threshold (Keras's arithmetic)."""
+        def per_run(t, g):  # a [R] vector shaped to broadcast against g
+            return ops.reshape(t, [-1] + [1] * (len(g.shape) - 1))
+        out = list(grads)
+        if "clipnorm" in self.kinds:
+            clipped = []
+            for g in grads:  # tf.clip_by_norm per variable, over one run's slice
+                axes = list(range(1, len(g.shape)))
+                l2sum = tf.reduce_sum(g * g, axes, keepdims=True)
+                pred = l2sum > 0
+                l2norm = tf.where(pred, tf.sqrt(tf.where(pred, l2sum, tf.ones_like(l2sum))), l2sum)
+                t = per_run(threshold, g)
+                clipped.append(tf.identity(g * t / tf.maximum(l2norm, t)))
+            out = _select(kind, CLIP_KINDS.index("clipnorm"), clipped, out)
+        if "global_clipnorm" in self.kinds:  # keras's clip_by_global_norm over one run's gradients
+            squared = [ops.sum(ops.square(g), axis=list(range(1, len(g.shape)))) for g in grads]
+            use_norm = ops.sqrt(ops.sum(ops.stack(squared, axis=1), axis=1))
+            # ones / x: 1.0 / x as Keras divides a scalar (see _train)
+            scale = threshold * ops.minimum(ones / use_norm, ones / threshold) + (use_norm - use_norm)
+            out = _select(kind, CLIP_KINDS.index("global_clipnorm"), [g * per_run(scale, g) for g in grads], out)
+        if "clipvalue" in self.kinds:
+            clipped = [ops.clip(g, -per_run(threshold, g), per_run(threshold, g)) for g in grads]
+            out = _select(kind, CLIP_KINDS.index("clipvalue"), clipped, out)
+        return out
+
+    def _train(self, X, y, epochs, batch_size, seeds, shuffle, lr, threshold, kind, ones, initial):
+        # ones: a [R] vector of 1.0 fed at run time. Grappler rewrites a constant 1.0 / x into
+        # Reciprocal, which on a vector is not correctly rounded; Keras divides one scalar.
+        runs = tf.shape(X)[0]
+        n = tf.shape(X)[1]
+        per_epoch = (n + batch_size - 1) // batch_size
+        weights = list(initial)
+        slots = self.optimizer.start(weights)
+        initial_loss = self.losses(weights, X, y)
+        row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
+        in_order = tf.range(n)
+        size = sum(self.sizes)
+        losses32 = tf.TensorArray(tf.float32, size=epochs * per_epoch, element_shape=[None, 3])
+        sums64 = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 3])
+
+        def flat(tensors):  # [R, size]
+            return tf.concat([tf.reshape(t, [runs, -1]) for t in tensors], axis=1)
+
+        def sq(tensors):
+            return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)), axis=1)
+
+        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, losses32, sums64):
+            order = tf.cond(shuffle, lambda: tf.map_fn(
+                lambda s: tf.random.experimental.stateless_shuffle(in_order, seed=tf.stack([s, epoch])),
+                seeds), lambda: tf.tile(in_order[None], [runs, 1]))
+            Xe, ye = tf.gather(X, order, batch_dims=1), tf.gather(y, order, batch_dims=1)
+            rows_sq = tf.gather(row_sq, order, batch_dims=1)
+
+            def step_body(i, total, count, weights, slots, seen, at_bad, losses32, sums64):
+                lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
+                with tf.GradientTape() as tape:
+                    tape.watch(weights)
+                    loss = self.losses(weights, Xe[:, lo:hi], ye[:, lo:hi])
+                    summed = ops.sum(loss)
+                grads = tape.gradient(summed, weights)
+                clipped = self.clip(grads, kind, threshold, ones)
+                new, new_slots = self.optimizer.step(clipped, weights, slots, lr, step + i)
+                # a stopped run keeps its weights and state: it changes nothing any more
+                new = _select_where(active, new, weights)
+                new_slots = _select_where(active, new_slots, slots)
+                weight = tf.cast(hi - lo, tf.float32)
+                total, count = total + loss * weight, count + weight
+                batch_sq = tf.reduce_sum(rows_sq[:, lo:hi], axis=1)
+                grad_sq, after_sq = sq(grads), sq(new)
+                bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.stack(
+                    [tf.cast(loss, tf.float64), batch_sq, grad_sq, after_sq], axis=1)), axis=1))
+                first = bad & ~seen & active
+                at_bad = tf.where(first[:, None], flat(weights), at_bad)
+                losses32 = losses32.write(step + i, tf.stack([loss, total, tf.fill([runs], count)], axis=1))
+                sums64 = sums64.write(step + i, tf.stack([batch_sq, grad_sq, after_sq], axis=1))
+                return i + 1, total, count, new, new_slots, seen | (bad & active), at_bad, losses32, sums64
+
+            _, _, _, weights, slots, seen, at_bad, losses32, sums64 = tf.while_loop(
+                lambda i, *_: i < per_epoch, step_body,
+                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), weights, slots, seen, at_bad, losses32, sums64))
+            epochs_run = epochs_run + tf.cast(active, tf.int32)
+            # NaN in the weights stays NaN: a run whose weights hold NaN at the epoch's end stops
+            nan_now = tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
+            active = active & ~nan_now
+            return epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, losses32, sums64
+
+        loop = (tf.constant(0), tf.constant(0), tf.ones([runs], tf.bool), tf.zeros([runs], tf.int32), weights,
+                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, size]), losses32, sums64)
+        _, step, _, epochs_run, weights, _, seen, at_bad, losses32, sums64 = tf.while_loop(
+            lambda epoch, _s, active, *_: (epoch < epochs) & tf.reduce_any(active), epoch_body, loop,
+            maximum_iterations=epochs)
+        full = tf.stack([initial_loss, self.losses(weights, X, y)], axis=1)
+        return (losses32.gather(tf.range(step)), sums64.gather(tf.range(step)), epochs_run, per_epoch,
+                full, at_bad, seen, flat(weights))
+
+    # --- the host's side --------------------------------------------------------------------
+
+    def initial_weights(self, seed: int) -> list[np.ndarray]:
+        """The trainable weights as `build_model(..., seed=seed)` starts them (cached per seed)."""
+        if seed not in self._initial:
+            reset_model(self.model, seed)
+            self._initial[seed] = [np.array(w.numpy()) for w in self.model.trainable_weights]
+        return self._initial[seed]
+
+    def layers_of(self, vector: np.ndarray) -> list[tuple]:
+        """A flat weight vector as forensics.dead_fraction's (kernel, bias, activation) triples."""
+        parts = np.split(vector, np.cumsum(self.sizes)[:-1])
+        values = [p.reshape(s) for p, s in zip(parts, self.shapes)]
+        return [(values[2 * i], values[2 * i + 1], name) for i, name in enumerate(self.activation_names)]
+
+    def run(self, specs, datas) -> tuple[list[StepSeries], list[np.ndarray | None], list[np.ndarray], float]:
+        if self._concrete is None:
+            self.trace()
+        first = specs[0]
+        initial = [np.stack(parts) for parts in zip(*(self.initial_weights(s.train.seed) for s in specs))]
+        X = np.stack([d.X for d in datas])
+        Y = np.stack([d.y for d in datas])
+        t = time.perf_counter()
+        with tf.device(self.device), keras_order():
+            out = self._concrete(
+                tf.constant(X), tf.constant(Y), tf.constant(first.train.epochs_for(X.shape[1])),
+                tf.constant(first.train.batch_size), tf.constant([s.train.seed for s in specs], tf.int32),
+                tf.constant(first.train.shuffle), tf.constant([s.optimizer.lr for s in specs], tf.float32),
+                tf.constant([s.clipping.threshold for s in specs], tf.float32),
+                tf.constant([CLIP_KINDS.index(s.clipping.kind) for s in specs], tf.int32),
+                tf.ones([len(specs)]), [tf.constant(w) for w in initial])
+            losses32, sums64, epochs_run, per_epoch, full, at_bad, seen, final = (o.numpy() for o in out)
+        seconds = time.perf_counter() - t
+        series = [cut(losses32[:, r], sums64[:, r], int(epochs_run[r]), int(per_epoch), full[r])
+                  for r in range(len(specs))]
+        return series, [at_bad[r] if seen[r] else None for r in range(len(specs))], list(final), seconds
+
+
+def cut(losses32: np.ndarray, sums64: np.ndarray, epochs_run: int, per_epoch: int, full: np.ndarray) -> StepSeries:
+    """One run's StepSeries from its columns: cut at the step whose update first left NaN in the
+    weights (every later step is NaN too), as the fused engine cuts it; Keras's epoch loss is the
+    running mean (total / count, float32) at each epoch's last step kept."""
+    steps = epochs_run * per_epoch
+    after_sq = sums64[:steps, 2]
+    nan_weights = np.isnan(after_sq)
+    ran = int(np.argmax(nan_weights)) + 1 if nan_weights.any() else steps
+    loss = losses32[:ran, 0].astype(np.float64)
+    ends = [min((e + 1) * per_epoch, ran) - 1 for e in range(epochs_run)]
+    epoch_loss = (losses32[ends, 1] / losses32[ends, 2]).astype(np.float64)
+    input_sq, grad_norm, weight_norm = sums64[:ran, 0], np.sqrt(sums64[:ran, 1]), np.sqrt(sums64[:ran, 2])
+    return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
+                      flags=step_flags(input_sq, loss, grad_norm, weight_norm), epoch_loss=epoch_loss,
+                      steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]))
+
+
+class _Update:
+    """Keras's update_step for SGD (with momentum), Adam and RMSprop on run-stacked variables, in
+    Keras's operation order, with each run's learning rate; constants read from the Keras
+    optimizer the run would have been given."""
+
+    def __init__(self, opt: keras.optimizers.Optimizer):
+        self.kind = type(opt).__name__
+        self.opt = opt
+        self.momentum = float(getattr(opt, "momentum", 0.0) or 0.0)
+        if self.kind == "SGD" and getattr(opt, "nesterov", False):
+            raise ValueError("nesterov SGD is not written out here")
+        if self.kind == "RMSprop" and opt.centered:
+            raise ValueError("centered RMSprop is not written out here")
+        if self.kind == "Adam" and opt.amsgrad:
+            raise ValueError("amsgrad Adam is not written out here")
+        self.n_slots = {"SGD": 1 if self.momentum else 0, "Adam": 2,
+                        "RMSprop": 2 if self.momentum > 0 else 1}[self.kind]
+
+    def start(self, weights):
+        return [tf.zeros_like(w) for w in weights for _ in range(self.n_slots)]
+
+    def step(self, grads, weights, slots, lr, iteration):
+        o, new, new_slots = self.opt, [], []
+        for j, (g, var) in enumerate(zip(grads, weights)):
+            s = slots[j * self.n_slots:(j + 1) * self.n_slots]
+            lr_ = ops.reshape(ops.cast(lr, var.dtype), [-1] + [1] * (len(var.shape) - 1))
+            g = ops.cast(g, var.dtype)
+            if self.kind == "SGD":
+                if self.momentum:
+                    m = ops.subtract(ops.multiply(s[0], ops.cast(self.momentum, var.dtype)), ops.multiply(g, lr_))
+                    new.append(var + m)
+                    new_slots.append(m)
+                else:
+                    new.append(var - ops.multiply(g, lr_))
+            elif self.kind == "Adam":
+                local_step = ops.cast(iteration + 1, var.dtype)
+                beta_1_power = ops.power(ops.cast(o.beta_1, var.dtype), local_step)
+                beta_2_power = ops.power(ops.cast(o.beta_2, var.dtype), local_step)
+                alpha = lr_ * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+                m = s[0] + ops.multiply(ops.subtract(g, s[0]), 1 - o.beta_1)
+                v = s[1] + ops.multiply(ops.subtract(ops.square(g), s[1]), 1 - o.beta_2)
+                new.append(var - ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), o.epsilon)))
+                new_slots += [m, v]
+            else:  # RMSprop
+                velocity = ops.add(ops.multiply(o.rho, s[0]), ops.multiply(1 - o.rho, ops.square(g)))
+                increment = ops.divide(ops.multiply(lr_, g), ops.sqrt(ops.add(velocity, o.epsilon)))
+                if self.momentum > 0:
+                    m = ops.add(ops.multiply(self.momentum, s[1]), increment)
+                    new.append(var - m)
+                    new_slots += [velocity, m]
+                else:
+                    new.append(var - increment)
+                    new_slots.append(velocity)
+        return new, new_slots
+
+
+@tf.custom_gradient
+def add_bias(h, bias):
+    """``h + bias`` per run ([R, B, units] + [R, units]) with tf.nn.bias_add's gradient for each
+    run: BiasAddGrad over the run's rows (one call for all runs: the runs side by side as columns)."""
+    def grad(upstream):
+        shape = tf.shape(upstream)
+        columns = tf.reshape(tf.transpose(upstream, [1, 0, 2]), [shape[1], shape[0] * shape[2]])
+        return upstream, tf.reshape(tf.raw_ops.BiasAddGrad(out_backprop=columns), [shape[0], shape[2]])
+    return h + bias[:, None, :], grad
+
+
+def _select(kind, index: int, chosen, other):
+    """Per run: `chosen` where the run's clip kind is `index`, else `other`."""
+    return [tf.where(ops.reshape(kind == index, [-1] + [1] * (len(c.shape) - 1)), c, o) for c, o in zip(chosen, other)]
+
+
+def _select_where(mask, chosen, other):
+    return [tf.where(ops.reshape(mask, [-1] + [1] * (len(c.shape) - 1)), c, o) for c, o in zip(chosen, other)]
+
+
+_TRAINERS: dict[tuple, SideBySide] = {}
+
+
+def train_many(specs, datas, device: str) -> list[EngineOutput]:
+    """Train runs of one group_key side by side (in calls of at most MAX_RUNS runs)."""
+    outputs: list[EngineOutput] = []
+    for lo in range(0, len(specs), MAX_RUNS):
+        chunk, chunk_data = specs[lo:lo + MAX_RUNS], datas[lo:lo + MAX_RUNS]
+        kinds = tuple(k for k in CLIP_KINDS[1:] if any(s.clipping.kind == k for s in chunk))
+        key = (group_key(chunk[0], chunk_data[0].n_samples, chunk_data[0].n_features), kinds, device)
+        t0 = time.perf_counter()
+        fresh = key not in _TRAINERS
+        if fresh:
+            _TRAINERS[key] = SideBySide(chunk[0], chunk_data[0].n_features, device, kinds)
+        trainer = _TRAINERS[key]
+        build_s = time.perf_counter() - t0
+        trace_s = 0.0
+        if fresh:
+            trainer.trace()
+            from nanbench.engines.fused import freeze_once
+            freeze_once()
+            trace_s = time.perf_counter() - t0 - build_s
+        series, at_bad, final, seconds = trainer.run(chunk, chunk_data)
+        share = seconds / len(chunk)
+        for r, (s, data) in enumerate(zip(series, chunk_data)):
+            layers = trainer.layers_of(final[r])
+            relu = "relu" in trainer.activation_names
+            outputs.append(EngineOutput(
+                series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
+                train_s=share, dead_fraction=dead_fraction(data.X, layers) if relu else None,
+                dead_fraction_at_nonfinite=(dead_fraction(data.X, trainer.layers_of(at_bad[r]))
+                                            if relu and at_bad[r] is not None else None)))
+    return outputs
+
+
+def clear_cache() -> None:
+    _TRAINERS.clear()
