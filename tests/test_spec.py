@@ -16,17 +16,24 @@ def options(group: str) -> list[str]:
 
 def test_groups_have_the_option_names_users_rely_on():
     assert options("dataset") == sorted(["clean", "outliers", "unscaled", "nan_inputs", "doc000_outlier",
-                                         "doc000_clean", "doc003_outlier", "diabetes"])
-    assert options("preprocess") == ["minmax", "none", "robust", "standard"]
-    assert {"linear", "mlp"} <= set(options("model"))
+                                         "doc000_clean", "doc003_outlier", "diabetes", "breast_cancer", "digits",
+                                         "separable", "constant_feature", "sequences", "token_sequences"])
+    assert options("preprocess") == ["manual_standard", "minmax", "none", "robust", "standard"]
+    assert {"linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding"} <= set(options("model"))
     assert options("optimizer") == ["adam", "momentum", "rmsprop", "sgd"]
     assert options("clipping") == ["clipnorm", "clipvalue", "global_clipnorm", "none"]
-    assert options("loss") == ["huber", "mae", "mse"]
+    assert options("loss") == ["crossentropy", "huber", "log_loss_naive", "mae", "mse", "rmse"]
+
+
+# options that do not fit the defaults (dataset=clean, model=linear, loss=mse) and what they fit
+PARTNERS = {"dataset=digits": ["loss=crossentropy"], "model=lstm": ["dataset=sequences"],
+            "model=gru": ["dataset=sequences"], "model=embedding": ["dataset=token_sequences"],
+            "loss=crossentropy": ["dataset=breast_cancer"], "loss=log_loss_naive": ["dataset=digits"]}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_into_a_run_spec(group, option):
-    spec = from_config(compose_config([f"{group}={option}"]))
+    spec = from_config(compose_config([f"{group}={option}", *PARTNERS.get(f"{group}={option}", [])]))
     assert isinstance(spec, RunSpec)
     if group == "dataset":
         assert spec.dataset.name == option
