@@ -24,6 +24,7 @@ def _kernel_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
 
 
 def _dropout_seed(seed: int, layer_index: int) -> int:
+    # Dropout layers' seeds, and the recurrent layers' (for their dropout options, unused today)
     return seed * 1009 + 500 + layer_index
 
 
@@ -51,8 +52,8 @@ def _sequence_layers(spec: ModelSpec, seed: int, policy: str) -> list[keras.laye
                 keras.layers.GlobalAveragePooling1D(dtype=policy, name="pool")]
     return [keras.layers.Reshape((steps, features), dtype=policy, name="steps"),
             RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0),
-                                 recurrent_initializer=_recurrent_init(seed, 0), dtype=policy,
-                                 name=f"{spec.name}0")]
+                                 recurrent_initializer=_recurrent_init(seed, 0), seed=_dropout_seed(seed, 0),
+                                 dtype=policy, name=f"{spec.name}0")]
 
 
 def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str = "float32",
@@ -110,6 +111,7 @@ def reset_model(model: keras.Model, seed: int) -> None:
             if isinstance(layer, keras.layers.LSTM) and cell.unit_forget_bias:  # Keras: forget gate's bias 1
                 bias[cell.units:2 * cell.units] = 1.0
             _assign(cell.bias, bias)
+            _assign(cell.seed_generator.state, [_dropout_seed(seed, 0), 0])  # its (recurrent) dropout's seed
         elif isinstance(layer, keras.layers.Embedding):
             layer.embeddings.assign(_embedding_init(seed, 0)(layer.embeddings.shape, dtype=layer.embeddings.dtype))
         elif isinstance(layer, keras.layers.Dropout):
