@@ -139,3 +139,12 @@ def test_mlp_batchnorm_puts_batchnorm_after_each_hidden_dense_layer():
     spec = from_config(compose_config(["model=mlp_batchnorm", "model.depth=2"]))
     kinds = [type(layer).__name__ for layer in build_model(spec.model, 10, seed=0).layers]
     assert kinds == ["Dense", "BatchNormalization", "Dense", "BatchNormalization", "Dense"]
+
+
+def test_dead_units_are_counted_under_a_softmax_output_too():
+    spec = from_config(compose_config(["dataset=digits", "loss=crossentropy", "model=mlp", "model.width=8"]))
+    model = build_model(spec.model, 64, seed=0)
+    X = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    assert dead_fraction(model, X) is not None
+    bn = from_config(compose_config(["dataset=digits", "loss=crossentropy", "model=mlp_batchnorm"]))
+    assert dead_fraction(build_model(bn.model, 64, seed=0), X) is None  # BatchNorm: not read as Dense layers
