@@ -22,7 +22,7 @@ POSITIVE = {"low": 0, "low_open": True}
 class DatasetSpec:
     """Which data: a dataset option's name and the generator that makes it (nanbench.data's
     GENERATORS, keyed like DATASET_KINDS). This class is the kind without knobs (the documents'
-    arrays, scikit-learn's bundled sets); each generator with knobs has its own subclass."""
+    arrays, scikit-learn's bundled diabetes set); each generator with knobs has its own subclass."""
 
     name: str
     generator: str = field(default="", metadata=NOT_A_FACTOR)  # "" : the generator named `name`
