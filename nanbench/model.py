@@ -24,40 +24,96 @@ def _kernel_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
 
 
 def _dropout_seed(seed: int, layer_index: int) -> int:
+    # Dropout layers' seeds, and the recurrent layers' (for their dropout options, unused today)
     return seed * 1009 + 500 + layer_index
+
+
+def _recurrent_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
+    # Keras's LSTM / GRU default for the recurrent kernel, seeded apart from the input kernel
+    return keras.initializers.Orthogonal(seed=seed * 1009 + 700 + layer_index)
+
+
+def _embedding_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
+    # Keras's Embedding default ("uniform"), seeded
+    return keras.initializers.RandomUniform(-0.05, 0.05, seed=seed * 1009 + 800 + layer_index)
+
+
+RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+
+
+def _sequence_layers(spec: ModelSpec, seed: int, policy: str) -> list[keras.layers.Layer]:
+    """The layers between the flat input and the output of lstm, gru and embedding: the flat
+    [n, steps * features] rows (nanbench.data keeps X 2-D) reshaped to [n, steps, features] and
+    read by one recurrent layer; or token ids embedded (``units`` per token) and averaged over steps."""
+    steps, features = spec.seq_shape
+    if spec.name == "embedding":
+        return [keras.layers.Embedding(spec.vocab, spec.units, embeddings_initializer=_embedding_init(seed, 0),
+                                       dtype=policy, name="embedding0"),
+                keras.layers.GlobalAveragePooling1D(dtype=policy, name="pool")]
+    return [keras.layers.Reshape((steps, features), dtype=policy, name="steps"),
+            RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0),
+                                 recurrent_initializer=_recurrent_init(seed, 0), seed=_dropout_seed(seed, 0),
+                                 dtype=policy, name=f"{spec.name}0")]
 
 
 def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str = "float32",
                 cls: type[keras.Sequential] = keras.Sequential) -> keras.Sequential:
-    """A Sequential model: hidden Dense layers for an MLP, then Dense(1).
+    """A Sequential model: hidden Dense layers for an MLP (each followed by BatchNormalization in
+    mlp_batchnorm), or a sequence model's layers, then the output Dense layer: ``outputs`` units
+    with ``output_activation`` (1 linear unit for regression; the spec derives both from the
+    dataset's task and the loss's from_logits).
 
     The output layer stays float32 under mixed precision, as Keras's mixed-precision guide advises.
     """
     policy = POLICIES[precision]
     regularizer = keras.regularizers.L2(spec.weight_decay) if spec.weight_decay > 0 else None
     layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
-    for i in range(spec.depth if spec.name == "mlp" else 0):
+    if spec.name in ("lstm", "gru", "embedding"):
+        layers += _sequence_layers(spec, seed, policy)
+    for i in range(spec.depth if spec.name in ("mlp", "mlp_batchnorm") else 0):
         layers.append(keras.layers.Dense(spec.width, activation=spec.activation, dtype=policy,
                                          kernel_initializer=_kernel_init(seed, i),
                                          kernel_regularizer=regularizer, name=f"hidden{i}"))
+        if spec.name == "mlp_batchnorm":  # between this Dense layer and the next (or the output)
+            layers.append(keras.layers.BatchNormalization(dtype=policy, name=f"batchnorm{i}"))
         if spec.dropout > 0:
             layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
-    layers.append(keras.layers.Dense(1, dtype="float32", name="output",
-                                     kernel_initializer=_kernel_init(seed, 999),
+    layers.append(keras.layers.Dense(spec.outputs, activation=spec.output_activation, dtype="float32",
+                                     name="output", kernel_initializer=_kernel_init(seed, 999),
                                      kernel_regularizer=regularizer))
     return cls(layers, name=spec.name)
 
 
+def _assign(variable, value) -> None:
+    variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
+
+
 def reset_model(model: keras.Model, seed: int) -> None:
     """Put a built model in the state `build_model(..., seed=seed)` starts from: the same initial
-    weights and dropout seeds, without rebuilding (or touching TensorFlow's global seed, which
-    would make every traced function re-instantiate its graph)."""
+    weights, BatchNormalization's statistics and dropout seeds, without rebuilding (or touching
+    TensorFlow's global seed, which would make every traced function re-instantiate its graph)."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
             index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
             layer.kernel.assign(_kernel_init(seed, index)(layer.kernel.shape, dtype=layer.kernel.dtype))
             layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
+        elif isinstance(layer, keras.layers.BatchNormalization):  # Keras's initial values
+            for variable, value in ((layer.gamma, 1.0), (layer.beta, 0.0), (layer.moving_mean, 0.0),
+                                    (layer.moving_variance, 1.0)):
+                _assign(variable, np.full(variable.shape, value))
+        elif isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+            cell = layer.cell
+            cell.kernel.assign(_kernel_init(seed, 0)(cell.kernel.shape, dtype=cell.kernel.dtype))
+            cell.recurrent_kernel.assign(_recurrent_init(seed, 0)(cell.recurrent_kernel.shape,
+                                                                  dtype=cell.recurrent_kernel.dtype))
+            bias = np.zeros(cell.bias.shape)
+            if isinstance(layer, keras.layers.LSTM) and cell.unit_forget_bias:  # Keras: forget gate's bias 1
+                bias[cell.units:2 * cell.units] = 1.0
+            _assign(cell.bias, bias)
+            _assign(cell.seed_generator.state, [_dropout_seed(seed, 0), 0])  # its (recurrent) dropout's seed
+        elif isinstance(layer, keras.layers.Embedding):
+            layer.embeddings.assign(_embedding_init(seed, 0)(layer.embeddings.shape, dtype=layer.embeddings.dtype))
         elif isinstance(layer, keras.layers.Dropout):
             index = int(layer.name.removeprefix("dropout"))
             state = layer.seed_generator.state
@@ -109,9 +165,13 @@ def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: s
 
 
 def build_loss(spec: LossSpec) -> keras.losses.Loss:
-    """The Keras loss class the option names (``loss.class``), given ``delta`` where it takes one."""
+    """The Keras loss class the option names (``loss.class``; nanbench.losses's are Keras losses
+    too), given ``delta`` and ``from_logits`` where it takes them."""
     cls = resolve_class("loss.class", spec.keras_class(), keras.losses.Loss)
-    return cls(delta=spec.delta) if _takes(cls, "delta") else cls()
+    kwargs = {"delta": spec.delta} if _takes(cls, "delta") else {}
+    if spec.from_logits is not None and _takes(cls, "from_logits"):
+        kwargs["from_logits"] = spec.from_logits
+    return cls(**kwargs)
 
 
 def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:
@@ -131,6 +191,8 @@ def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:
         if not isinstance(layer, keras.layers.Dense) or not layer.use_bias:
             return None
         name = getattr(layer.activation, "__name__", "")
+        if name == "softmax" and layer.name == "output":  # the last activation counts no unit, dead or alive
+            name = "linear"
         if name not in ("relu", "linear", "tanh", "sigmoid"):
             return None
         layers.append((value(layer.kernel), value(layer.bias), name))

@@ -15,87 +15,22 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from nanbench.validate import (NOT_A_FACTOR, ConfigError, check_fields, check_number,
-                               is_factor, keras_class, one_of, option_class, same_option)
+# the dataset kinds live in nanbench.dataspec; re-exported here, where the other groups are
+from nanbench.dataspec import (DATASET_KINDS, TASKS, BundledLabels, ConstantFeatureData, DatasetSpec,
+                               LabelledData, LinearData, NanInputsData, OutlierData, SeparableData,
+                               SequenceData, UnscaledData, dataset_spec)
+from nanbench.validate import (NOT_A_FACTOR, ConfigError, build as _build, check_number, is_factor,
+                               keras_class, one_of, option_class, same_option)
 
-SCALERS = ("none", "standard", "minmax", "robust")
+SCALERS = ("none", "standard", "minmax", "robust", "manual_standard")
 OUTLIER_HANDLING = ("none", "remove", "clip", "winsorize")
-MODELS = ("linear", "mlp")
+MODELS = ("linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding")
+SEQUENCE_MODELS = ("lstm", "gru", "embedding")  # they read X as [n, seq_len, features] (see SequenceData)
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
 ENGINES = ("fit", "fused")  # train.engine may also be "auto": fit for one run, fused in a multirun
-
-
-POSITIVE = {"low": 0, "low_open": True}
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Which data: a dataset option's name and the generator that makes it (nanbench.data's
-    GENERATORS, keyed like DATASET_KINDS). This class is the kind without knobs (the documents'
-    arrays, scikit-learn's bundled sets); each generator with knobs has its own subclass."""
-
-    name: str
-    generator: str = field(default="", metadata=NOT_A_FACTOR)  # "" : the generator named `name`
-
-    @property
-    def kind(self) -> str:
-        """The generator that makes this dataset (a key of DATASET_KINDS)."""
-        return self.generator or self.name
-
-
-@dataclass(frozen=True)
-class LinearData(DatasetSpec):
-    """A linear target plus Gaussian noise over standard-normal features (nanbench.data.generators).
-    Knobs come from the option file (conf/dataset/*.yaml, their one home); a knob left out stays
-    None and is no factor of the run."""
-
-    n_samples: int | None = field(default=None, metadata={"low": 1, "integer": True})
-    n_features: int | None = field(default=None, metadata={"low": 1, "integer": True})
-    noise: float | None = field(default=None, metadata={"low": 0})
-    seed: int | None = field(default=None, metadata={"low": 0, "integer": True})
-
-
-@dataclass(frozen=True)
-class OutlierData(LinearData):
-    outlier_fraction: float | None = field(default=None, metadata={"fraction": True})
-    outlier_scale_min: float | None = field(default=None, metadata=POSITIVE)
-    outlier_scale_max: float | None = field(default=None, metadata=POSITIVE)
-
-
-@dataclass(frozen=True)
-class NanInputsData(LinearData):
-    nan_fraction: float | None = field(default=None, metadata={"fraction": True})
-
-
-@dataclass(frozen=True)
-class UnscaledData(LinearData):
-    scale_min: float | None = field(default=None, metadata=POSITIVE)
-    scale_max: float | None = field(default=None, metadata=POSITIVE)
-    target_offset: float | None = None
-
-
-# generator name -> the dataclass of its knobs (nanbench.data.generators has a function per name)
-DATASET_KINDS: dict[str, type[DatasetSpec]] = {
-    "clean": LinearData, "outliers": OutlierData, "nan_inputs": NanInputsData, "unscaled": UnscaledData,
-    "doc000_outlier": DatasetSpec, "doc000_clean": DatasetSpec, "doc003_outlier": DatasetSpec,
-    "diabetes": DatasetSpec,
-}
-
-
-def dataset_spec(values: Mapping[str, Any]) -> DatasetSpec:
-    """The dataset group of a config (``name``, ``generator`` and the generator's knobs), checked."""
-    d = dict(values)
-    if not isinstance(d.get("name"), str) or not d.get("name"):
-        raise ConfigError("dataset.name", "the dataset option's name", d.get("name"))
-    generator = d.get("generator") or d["name"]
-    if generator not in DATASET_KINDS:
-        raise ConfigError("dataset.generator" if d.get("generator") else "dataset.name",
-                          "one of the generators " + ", ".join(DATASET_KINDS), generator)
-    cls = DATASET_KINDS[generator]
-    return _build(cls, "dataset", check_fields("dataset", cls, d))
 
 
 @dataclass(frozen=True)
@@ -109,12 +44,21 @@ class PreprocessSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """The architecture (factors), and what it takes from the dataset and loss (derived from
+    those factors by from_config, so no factor of its own): output units and activation, and the
+    shape of sequence data (nanbench.model.build_model reads them)."""
+
     name: str = "linear"
     width: int = 0
     depth: int = 0
     activation: str = "linear"
     dropout: float = 0.0
     weight_decay: float = 0.0
+    units: int | None = None  # lstm, gru: recurrent units; embedding: embedding size (None: no such model)
+    outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
+    output_activation: str = field(default="linear", metadata=NOT_A_FACTOR)  # linear | sigmoid | softmax
+    seq_shape: tuple[int, int] | None = field(default=None, metadata=NOT_A_FACTOR)  # sequences' (steps, features)
+    vocab: int = field(default=0, metadata=NOT_A_FACTOR)  # token sequences' distinct ids (embedding)
 
 
 @dataclass(frozen=True)
@@ -143,6 +87,7 @@ class LossSpec:
 
     name: str = "mse"
     delta: float = 1.0
+    from_logits: bool | None = None  # classification losses: the model outputs logits (None: no such key)
     cls: str = field(default="", metadata=NOT_A_FACTOR)  # "": the class conf/loss/<name>.yaml names
 
     def keras_class(self) -> str:
@@ -234,16 +179,8 @@ class RunSpec:
             if "name" in groups["dataset"] and "generator" not in groups["dataset"] and old.generator in ("", old.name):
                 values.pop("generator", None)
             changed["dataset"] = dataset_spec({**values, **groups["dataset"]})
-        return dataclasses.replace(self, **changed)
-
-
-def _build(cls, key: str, values: Mapping[str, Any]):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", "one of the keys " + ", ".join(sorted(names)),
-                          values[unknown[0]])
-    return cls(**values)
+        new = dataclasses.replace(self, **changed)
+        return dataclasses.replace(new, model=derive_model(new.model, new.dataset, new.loss))
 
 
 def _keras_option(values: dict, group: str, default: str, module: str, example: str) -> str:
@@ -290,9 +227,14 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     m = dict(cfg.get("model", {}))
     one_of("model.name", m.get("name", "linear"), MODELS)
     one_of("model.activation", m.get("activation", "linear"), ACTIVATIONS)
-    if m.get("name") == "mlp":
+    if m.get("name") in ("mlp", "mlp_batchnorm"):
         check_number("model.width", m.get("width", 0), low=1, integer=True)
         check_number("model.depth", m.get("depth", 0), low=1, integer=True)
+    if m.get("name") in SEQUENCE_MODELS:
+        check_number("model.units", m.get("units"), low=1, integer=True)
+    for key in DERIVED_MODEL_KEYS:
+        if key in m:
+            raise ConfigError(f"model.{key}", "left out (it follows the dataset and the loss)", m[key])
     if "dropout" in m:
         m["dropout"] = float(check_number("model.dropout", m["dropout"], low=0, high=1, high_open=True))
     if "weight_decay" in m:
@@ -314,6 +256,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     lo = dict(cfg.get("loss", {}))
     lo["cls"] = _keras_option(lo, "loss", "mse", "keras.losses", "keras.losses.Huber")
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
+    if lo.get("from_logits") is not None and not isinstance(lo["from_logits"], bool):
+        raise ConfigError("loss.from_logits", "true or false", lo["from_logits"])
     loss = _build(LossSpec, "loss", lo)
 
     t = dict(cfg.get("train", {}))
@@ -346,8 +290,59 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
                           tr.get("uri"))
     tracking = _build(TrackingSpec, "tracking", tr)
 
-    return RunSpec(dataset=dataset, preprocess=preprocess, model=model, optimizer=optimizer,
-                   clipping=clipping, loss=loss, train=train, outcome=outcome, tracking=tracking)
+    check_fit(dataset, preprocess, model, loss)
+    return RunSpec(dataset=dataset, preprocess=preprocess, model=derive_model(model, dataset, loss),
+                   optimizer=optimizer, clipping=clipping, loss=loss, train=train, outcome=outcome,
+                   tracking=tracking)
+
+
+DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab")
+# loss classes that take labels (the rest are regression losses); those in PROBABILITY_LOSSES take
+# probabilities only (no from_logits)
+PROBABILITY_LOSSES = frozenset({"nanbench.losses.LogLossNaive"})
+CLASSIFICATION_LOSSES = PROBABILITY_LOSSES | {"nanbench.losses.CrossEntropy", *(
+    f"keras.losses.{name}" for name in ("BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy",
+                                        "CategoricalFocalCrossentropy", "SparseCategoricalCrossentropy",
+                                        "Hinge", "SquaredHinge", "CategoricalHinge"))}
+
+
+def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec, loss: LossSpec) -> None:
+    """A model, loss or preprocessing that does not fit the data is a one-line ConfigError (an
+    LSTM on a table, cross-entropy on a regression target, mse on ten classes, scaled labels)."""
+    task, where = dataset.problem, f"the {dataset.problem} dataset {dataset.name}"
+    if model.name in SEQUENCE_MODELS and dataset.seq_shape is None:
+        raise ConfigError("model.name", f"linear, mlp or mlp_batchnorm for {where} ({', '.join(SEQUENCE_MODELS)} "
+                          "take dataset=sequences)", model.name)
+    if model.name == "embedding" and not dataset.vocab:
+        raise ConfigError("model.name", f"one of linear, mlp, mlp_batchnorm, lstm, gru for {where} of real values "
+                          "(embedding takes token ids: dataset.tokens >= 2, e.g. dataset=token_sequences)", model.name)
+    labels = loss.keras_class() in CLASSIFICATION_LOSSES
+    if task == "regression" and labels:
+        raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse) for {where}", loss.name)
+    if task == "multiclass" and not labels:
+        raise ConfigError("loss.name", f"a classification loss (crossentropy, log_loss_naive) for {where}", loss.name)
+    if loss.from_logits and (not labels or loss.keras_class() in PROBABILITY_LOSSES):
+        raise ConfigError("loss.from_logits", f"false for loss {loss.name} (it takes "
+                          f"{'probabilities' if labels else 'no logits'})", loss.from_logits)
+    if task != "regression" and preprocess.scale_target:
+        raise ConfigError("preprocess.scale_target", f"false for {where} (its targets are labels)", True)
+    if dataset.vocab and (preprocess.scaler, preprocess.outliers) != ("none", "none"):
+        key = "preprocess.scaler" if preprocess.scaler != "none" else "preprocess.outliers"
+        raise ConfigError(key, f"none for {where} of token ids (ids are no measurements)",
+                          preprocess.scaler if preprocess.scaler != "none" else preprocess.outliers)
+
+
+def derive_model(model: ModelSpec, dataset: DatasetSpec, loss: LossSpec) -> ModelSpec:
+    """The model's output follows the task (1 unit for regression and binary, one per class for
+    multiclass) and the loss (logits when from_logits, else sigmoid / softmax; linear for
+    regression); sequence models get the data's (steps, features) and token count."""
+    task = dataset.problem
+    activation = ("linear" if task == "regression" or loss.from_logits
+                  else "sigmoid" if task == "binary" else "softmax")
+    sequential = model.name in SEQUENCE_MODELS
+    return dataclasses.replace(model, outputs=dataset.classes if task == "multiclass" else 1,
+                               output_activation=activation, seq_shape=dataset.seq_shape if sequential else None,
+                               vocab=dataset.vocab if model.name == "embedding" else 0)
 
 
 def factor_keys() -> list[str]:

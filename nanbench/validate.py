@@ -145,3 +145,14 @@ def check_device(requested: str) -> None:
     elif any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or Path("/dev/kfd").exists():
         return
     raise ConfigError("train.device", "auto or cpu on this machine (no GPU is visible)", "gpu")
+
+
+def build(cls, key: str, values: Mapping[str, Any]):
+    """The dataclass `cls` of group `key` from `values`; a key it has no field for is the
+    one-line ConfigError listing the keys it has."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", "one of the keys " + ", ".join(sorted(names)),
+                          values[unknown[0]])
+    return cls(**values)

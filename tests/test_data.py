@@ -125,3 +125,74 @@ def test_an_unknown_generator_or_knob_is_a_one_line_error():
         from_config(compose_config(["dataset=clean", "dataset.generator=cleen"]))
     with pytest.raises(ConfigError, match=r"^dataset.nan_fraction must be one of the keys"):
         from_config(compose_config(["dataset=clean", "+dataset.nan_fraction=0.1"]))
+
+
+def loaded(*overrides):
+    """The spec, the preprocessed Data and y as a vector."""
+    spec = from_config(compose_config(list(overrides)))
+    data = load(spec.dataset, spec.preprocess)
+    return spec, data, data.y.ravel()
+
+
+def test_bundled_classification_sets_are_sklearns_with_their_task_and_classes():
+    from sklearn.datasets import load_breast_cancer, load_digits
+    spec, data, y = loaded("dataset=breast_cancer", "loss=crossentropy")
+    X0, y0 = load_breast_cancer(return_X_y=True)
+    assert spec.dataset.problem == "binary" and spec.dataset.classes == 2
+    assert data.X.shape == X0.shape and (y == y0).all()
+    spec, data, y = loaded("dataset=digits", "loss=crossentropy")
+    X0, y0 = load_digits(return_X_y=True)
+    assert spec.dataset.problem == "multiclass" and spec.dataset.classes == 10
+    assert data.X.shape == (1797, 64) and (y == y0).all()
+    assert from_config(compose_config(["dataset=clean"])).dataset.problem == "regression"
+
+
+def test_separable_classes_are_split_by_a_plane_with_the_margin():
+    X, y = raw("dataset=separable", "dataset.margin=2.0")
+    assert set(np.unique(y)) == {0.0, 1.0}
+    from sklearn.svm import LinearSVC
+    svm = LinearSVC(C=1e4, fit_intercept=False, max_iter=100_000).fit(X, y.ravel())
+    assert svm.score(X, y.ravel()) == 1.0  # linearly separable
+    w = svm.coef_.ravel() / np.linalg.norm(svm.coef_)
+    assert np.abs(X @ w).min() >= 2.0 - 1e-6  # every point at least the margin from the plane
+
+
+def test_constant_feature_has_one_zero_variance_column_that_manual_standard_turns_into_nan():
+    X, _ = raw("dataset=constant_feature", "dataset.constant_column=3")
+    assert X.std(axis=0)[3] == 0.0 and (X.std(axis=0)[np.arange(10) != 3] > 0.5).all()
+    manual = loaded("dataset=constant_feature", "preprocess=manual_standard")[1].X
+    assert np.isnan(manual[:, 0]).all() and np.isfinite(manual[:, 1:]).all()
+    np.testing.assert_allclose(manual[:, 1:].std(axis=0), 1.0, rtol=1e-5)
+    sklearn = loaded("dataset=constant_feature", "preprocess=standard")[1].X
+    assert (sklearn[:, 0] == 0).all()  # scikit-learn's scaler leaves a zero-variance column at 0
+
+
+def test_sequences_are_flat_steps_with_a_summed_target_and_classes_by_quantile():
+    spec = from_config(compose_config(["dataset=sequences", "dataset.seq_len=7", "dataset.n_features=3"]))
+    X, y = make_dataset(spec.dataset)
+    assert X.shape == (256, 21) and spec.dataset.seq_shape == (7, 3) and spec.dataset.problem == "regression"
+    spec = from_config(compose_config(["dataset=sequences", "dataset.target=classification",
+                                       "dataset.n_classes=4", "loss=crossentropy"]))
+    _, y = make_dataset(spec.dataset)
+    assert spec.dataset.problem == "multiclass" and spec.dataset.classes == 4
+    assert np.bincount(y.ravel().astype(int)).tolist() == [64, 64, 64, 64]
+    binary = from_config(compose_config(["dataset=sequences", "dataset.target=classification", "loss=crossentropy"]))
+    assert binary.dataset.problem == "binary"
+    tokens = from_config(compose_config(["dataset=token_sequences", "model=embedding"]))
+    X, _ = make_dataset(tokens.dataset)
+    assert X.shape == (256, 20) and (X == X.round()).all() and X.min() == 0 and X.max() == 49
+
+
+def test_out_of_range_labels_are_a_few_rows_labelled_n_classes():
+    _, _, y = loaded("dataset=digits", "loss=crossentropy", "dataset.label_noise=out_of_range",
+                        "dataset.label_noise_fraction=0.01")
+    assert (y == 10).sum() == round(0.01 * 1797) and y.max() == 10
+    _, _, clean = loaded("dataset=digits", "loss=crossentropy")
+    assert (y[y != 10] == clean[y != 10]).all()  # the other labels are untouched
+
+
+def test_labels_are_never_scaled_or_clipped():
+    _, data, y = loaded("dataset=digits", "loss=crossentropy", "preprocess=standard", "preprocess.outliers=clip")
+    assert set(np.unique(y)) == set(range(10)) and abs(data.X.mean()) < 0.1
+    _, data, y = loaded("dataset=breast_cancer", "loss=crossentropy", "preprocess.outliers=remove")
+    assert set(np.unique(y)) == {0.0, 1.0} and len(y) == data.n_samples < 569

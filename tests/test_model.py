@@ -95,3 +95,56 @@ def test_models_start_from_identical_weights_for_a_seed_and_dead_units_are_count
     a.set_weights(weights)
     X = np.random.default_rng(0).standard_normal((20, 3))
     assert dead_fraction(a, X) >= 0.5
+
+
+NEW_MODELS = {  # the new architectures, each on data it fits (shrunk)
+    "mlp_batchnorm": ["dataset=clean", "dataset.n_features=3", "model=mlp_batchnorm", "model.width=4"],
+    "lstm": ["dataset=sequences", "dataset.seq_len=4", "dataset.n_features=2", "model=lstm", "model.units=3"],
+    "gru": ["dataset=sequences", "dataset.seq_len=4", "dataset.n_features=2", "model=gru", "model.units=3"],
+    "embedding": ["dataset=token_sequences", "dataset.seq_len=4", "dataset.tokens=6", "model=embedding",
+                  "model.units=3"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_MODELS))
+def test_reset_model_restores_what_build_model_starts_from_for_every_new_layer(name):
+    from nanbench.model import reset_model
+    spec = from_config(compose_config(NEW_MODELS[name]))
+    n_features = {"mlp_batchnorm": 3, "lstm": 8, "gru": 8, "embedding": 4}[name]
+    fresh = build_model(spec.model, n_features, seed=7)
+    model = build_model(spec.model, n_features, seed=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    X = np.random.default_rng(0).integers(0, 6, (16, n_features)).astype(np.float32)
+    model.fit(X, np.ones((16, 1), np.float32), epochs=2, verbose=0)  # weights and BatchNorm's statistics move
+    reset_model(model, seed=7)
+    assert len(model.variables) == len(fresh.variables)
+    for a, b in zip(model.variables, fresh.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    different = build_model(spec.model, n_features, seed=8)
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(fresh.variables, different.variables))
+
+
+def test_the_output_layer_follows_the_task_and_from_logits():
+    def output(*overrides, n_features=30):
+        spec = from_config(compose_config(list(overrides)))
+        layer = build_model(spec.model, n_features, seed=0).get_layer("output")
+        return layer.units, layer.activation.__name__
+    assert output("dataset=breast_cancer", "loss=crossentropy") == (1, "sigmoid")
+    assert output("dataset=breast_cancer", "loss=crossentropy", "loss.from_logits=true") == (1, "linear")
+    assert output("dataset=digits", "loss=log_loss_naive", n_features=64) == (10, "softmax")
+    assert output("dataset=clean", n_features=10) == (1, "linear")
+
+
+def test_mlp_batchnorm_puts_batchnorm_after_each_hidden_dense_layer():
+    spec = from_config(compose_config(["model=mlp_batchnorm", "model.depth=2"]))
+    kinds = [type(layer).__name__ for layer in build_model(spec.model, 10, seed=0).layers]
+    assert kinds == ["Dense", "BatchNormalization", "Dense", "BatchNormalization", "Dense"]
+
+
+def test_dead_units_are_counted_under_a_softmax_output_too():
+    spec = from_config(compose_config(["dataset=digits", "loss=crossentropy", "model=mlp", "model.width=8"]))
+    model = build_model(spec.model, 64, seed=0)
+    X = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    assert dead_fraction(model, X) is not None
+    bn = from_config(compose_config(["dataset=digits", "loss=crossentropy", "model=mlp_batchnorm"]))
+    assert dead_fraction(build_model(bn.model, 64, seed=0), X) is None  # BatchNorm: not read as Dense layers

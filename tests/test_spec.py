@@ -16,17 +16,24 @@ def options(group: str) -> list[str]:
 
 def test_groups_have_the_option_names_users_rely_on():
     assert options("dataset") == sorted(["clean", "outliers", "unscaled", "nan_inputs", "doc000_outlier",
-                                         "doc000_clean", "doc003_outlier", "diabetes"])
-    assert options("preprocess") == ["minmax", "none", "robust", "standard"]
-    assert {"linear", "mlp"} <= set(options("model"))
+                                         "doc000_clean", "doc003_outlier", "diabetes", "breast_cancer", "digits",
+                                         "separable", "constant_feature", "sequences", "token_sequences"])
+    assert options("preprocess") == ["manual_standard", "minmax", "none", "robust", "standard"]
+    assert {"linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding"} <= set(options("model"))
     assert options("optimizer") == ["adam", "momentum", "rmsprop", "sgd"]
     assert options("clipping") == ["clipnorm", "clipvalue", "global_clipnorm", "none"]
-    assert options("loss") == ["huber", "mae", "mse"]
+    assert options("loss") == ["crossentropy", "huber", "log_loss_naive", "mae", "mse", "rmse"]
+
+
+# options that do not fit the defaults (dataset=clean, model=linear, loss=mse) and what they fit
+PARTNERS = {"dataset=digits": ["loss=crossentropy"], "model=lstm": ["dataset=sequences"],
+            "model=gru": ["dataset=sequences"], "model=embedding": ["dataset=token_sequences"],
+            "loss=crossentropy": ["dataset=breast_cancer"], "loss=log_loss_naive": ["dataset=digits"]}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_into_a_run_spec(group, option):
-    spec = from_config(compose_config([f"{group}={option}"]))
+    spec = from_config(compose_config([f"{group}={option}", *PARTNERS.get(f"{group}={option}", [])]))
     assert isinstance(spec, RunSpec)
     if group == "dataset":
         assert spec.dataset.name == option
@@ -96,3 +103,91 @@ def test_fractions_outside_unit_interval_are_rejected(override, key):
         from_config(compose_config(["dataset=nan_inputs", override]))
     with pytest.raises(ConfigError, match="dataset.outlier_fraction"):
         from_config(compose_config(["dataset=outliers", "dataset.outlier_fraction=2"]))
+
+
+# each option's config hash before the classification / sequence factors came (commit 53c9582):
+# new keys with defaults must leave every existing run's hash as it was
+HASHES_BEFORE_NEW_FACTORS = {
+    "dataset=clean": "cc19d15a5e9c6f10",
+    "dataset=diabetes": "1baa0009c9a5e585",
+    "dataset=doc000_clean": "082e8edef99c2572",
+    "dataset=doc000_outlier": "535d39fe7d40e963",
+    "dataset=doc003_outlier": "ae57e7ed504c3c74",
+    "dataset=nan_inputs": "dd71865d009125b9",
+    "dataset=outliers": "6d273214a1e26c1c",
+    "dataset=unscaled": "52a8f2291b7b056d",
+    "preprocess=minmax": "fd340d9bd11dd9dd",
+    "preprocess=none": "cc19d15a5e9c6f10",
+    "preprocess=robust": "8b769e47f8147733",
+    "preprocess=standard": "895fc01dbe86e054",
+    "model=linear": "cc19d15a5e9c6f10",
+    "model=mlp": "d5c133806222b08f",
+    "model=mlp_deep": "0ef387ac2b32f0ac",
+    "model=mlp_sigmoid": "45ec0eb9a16071aa",
+    "model=mlp_tanh": "c114c7ca43cf8410",
+    "optimizer=adam": "cc19d15a5e9c6f10",
+    "optimizer=momentum": "9433e156e2f82d14",
+    "optimizer=rmsprop": "b842d0de95819547",
+    "optimizer=sgd": "a056731914af3b61",
+    "clipping=clipnorm": "4b296bf08a9111f8",
+    "clipping=clipvalue": "bc5405517ad874c6",
+    "clipping=global_clipnorm": "6ee602257e62c2c6",
+    "clipping=none": "cc19d15a5e9c6f10",
+    "loss=huber": "a54a037d9d71d584",
+    "loss=mae": "52b26db7567ac83f",
+    "loss=mse": "cc19d15a5e9c6f10",
+    "train=default": "cc19d15a5e9c6f10",
+}
+
+
+@pytest.mark.parametrize("override", sorted(HASHES_BEFORE_NEW_FACTORS))
+def test_existing_options_keep_their_config_hash(override):
+    spec = from_config(compose_config([override]))
+    assert spec.config_hash() == HASHES_BEFORE_NEW_FACTORS[override]
+    assert not {"dataset.task", "loss.from_logits", "model.units"} & set(spec.factors())
+
+
+def test_a_dataset_declares_its_task_and_the_model_output_follows_it_and_from_logits():
+    def model(*overrides):
+        return from_config(compose_config(list(overrides))).model
+    assert (model().outputs, model().output_activation) == (1, "linear")
+    binary = model("dataset=breast_cancer", "loss=crossentropy")
+    assert (binary.outputs, binary.output_activation) == (1, "sigmoid")
+    multi = model("dataset=digits", "loss=crossentropy")
+    assert (multi.outputs, multi.output_activation) == (10, "softmax")
+    logits = model("dataset=digits", "loss=crossentropy", "loss.from_logits=true")
+    assert (logits.outputs, logits.output_activation) == (10, "linear")
+    lstm = model("dataset=sequences", "dataset.seq_len=5", "model=lstm")
+    assert lstm.seq_shape == (5, 4) and lstm.units == 32
+    # derived from factors, so no factor of its own; a replaced dataset re-derives it
+    spec = from_config(compose_config(["dataset=sequences", "model=lstm"]))
+    assert spec.replace(dataset={"seq_len": 9}).model.seq_shape == (9, 4)
+    assert "model.outputs" not in spec.factors() and spec.factors()["dataset.task"] == "regression"
+
+
+@pytest.mark.parametrize("overrides,key,allowed", [
+    (["model=lstm"], "model.name", "linear, mlp or mlp_batchnorm for the regression dataset clean"),
+    (["model=gru", "dataset=digits", "loss=crossentropy"], "model.name", "take dataset=sequences"),
+    (["model=embedding", "dataset=sequences"], "model.name", "embedding takes token ids"),
+    (["dataset=digits"], "loss.name", "a classification loss (crossentropy, log_loss_naive) for the multiclass"),
+    (["loss=crossentropy"], "loss.name", "a regression loss (mse, mae, huber, rmse) for the regression dataset clean"),
+    (["dataset=separable", "loss=log_loss_naive", "loss.from_logits=true"], "loss.from_logits", "probabilities"),
+    (["dataset=breast_cancer", "loss=crossentropy", "preprocess=standard", "preprocess.scale_target=true"],
+     "preprocess.scale_target", "its targets are labels"),
+    (["dataset=token_sequences", "model=embedding", "preprocess=standard"], "preprocess.scaler", "token ids"),
+    (["dataset=constant_feature", "+dataset.label_noise=out_of_range"], "dataset.label_noise", "one of the keys"),
+    (["dataset=sequences", "dataset.label_noise=out_of_range"], "dataset.label_noise", "none for dataset sequences"),
+    (["dataset=sequences", "dataset.task=binary"], "dataset.task", "regression for dataset sequences"),
+    (["dataset=digits", "dataset.task=binary", "loss=crossentropy"], "dataset.task", "multiclass for dataset digits"),
+    (["dataset=separable", "dataset.task=multiclass", "loss=crossentropy"], "dataset.task", "one of binary"),
+    (["dataset=token_sequences", "model=embedding", "dataset.n_features=3"], "dataset.n_features", "one token id"),
+    (["dataset=sequences", "model=lstm", "model.units=0"], "model.units", ">= 1"),
+    (["dataset=separable", "loss=crossentropy", "loss.from_logits=maybe"], "loss.from_logits", "true or false"),
+    (["+model.outputs=3"], "model.outputs", "left out"),
+])
+def test_a_model_or_loss_that_does_not_fit_the_data_is_a_one_line_error(overrides, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        from_config(compose_config(overrides))
+    message = str(err.value)
+    assert err.value.key == key and message.startswith(f"{key} must be") and allowed in message, message
+    assert "\n" not in message

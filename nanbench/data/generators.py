@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from nanbench.data.documents import DOC000_CLEAN, DOC000_OUTLIER, DOC003_DATA
-from nanbench.spec import DatasetSpec, LinearData, NanInputsData, OutlierData, UnscaledData
+from nanbench.spec import (BundledLabels, ConstantFeatureData, DatasetSpec, LabelledData, LinearData,
+                           NanInputsData, OutlierData, SeparableData, SequenceData, UnscaledData)
 
 
 def _linear_problem(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
@@ -69,15 +70,89 @@ def diabetes(spec: DatasetSpec):
     return load_diabetes(return_X_y=True, scaled=False)
 
 
+def constant_feature(spec: ConstantFeatureData):
+    """The clean problem with column `constant_column` set to `constant_value` before y is made
+    (its weight folds into the intercept): a zero-variance column, whose standard deviation is
+    exactly 0 (the default value 1.0 has an exact mean), beside columns that carry the signal."""
+    rng = np.random.default_rng(spec.seed)
+    X = rng.standard_normal((spec.n_samples, spec.n_features))
+    X[:, spec.constant_column % spec.n_features] = spec.constant_value
+    y = X @ rng.standard_normal(spec.n_features) + rng.standard_normal() + spec.noise * rng.standard_normal(spec.n_samples)
+    return X, y
+
+
+def breast_cancer(spec: BundledLabels):
+    """scikit-learn's bundled breast cancer set: 569 rows, 30 raw features, labels 0/1."""
+    from sklearn.datasets import load_breast_cancer
+    return load_breast_cancer(return_X_y=True)
+
+
+def digits(spec: BundledLabels):
+    """scikit-learn's bundled 8x8 digits: 1797 rows, 64 pixel intensities 0..16, labels 0..9."""
+    from sklearn.datasets import load_digits
+    return load_digits(return_X_y=True)
+
+
+def separable(spec: SeparableData):
+    """Two classes split by a random hyperplane through the origin, each point pushed `margin`
+    further from it along its normal: linearly separable, so a logistic model's loss keeps falling
+    as its weights (and logits) grow without bound."""
+    rng = np.random.default_rng(spec.seed)
+    X = rng.standard_normal((spec.n_samples, spec.n_features))
+    normal = rng.standard_normal(spec.n_features)
+    normal /= np.linalg.norm(normal)
+    side = np.where(X @ normal >= 0, 1.0, -1.0)
+    X += (spec.margin * side)[:, None] * normal
+    return X, (side > 0).astype(np.float64)
+
+
+def sequences(spec: SequenceData):
+    """`n_samples` sequences of `seq_len` steps, stored flat as [n, seq_len * features] (step-major,
+    nanbench's Data is 2-D; the sequence models reshape it back). Real-valued steps are N(0, 1)
+    features and the target is the sum over steps of their projection on a random direction;
+    with `tokens` >= 2 each step is one token id in [0, tokens) and the target is the sum of a
+    random value per token. `target: classification` bins that sum into `n_classes` classes of
+    equal frequency (by its quantiles)."""
+    rng = np.random.default_rng(spec.seed)
+    if spec.vocab:
+        X = rng.integers(0, spec.vocab, size=(spec.n_samples, spec.seq_len)).astype(np.float64)
+        score = rng.standard_normal(spec.vocab)[X.astype(int)].sum(axis=1)
+    else:
+        steps = rng.standard_normal((spec.n_samples, spec.seq_len, spec.n_features))
+        score = (steps @ rng.standard_normal(spec.n_features)).sum(axis=1)
+        X = steps.reshape(spec.n_samples, -1)
+    score = score + spec.noise * rng.standard_normal(spec.n_samples)
+    if spec.target != "classification":
+        return X, score
+    edges = np.quantile(score, np.linspace(0, 1, spec.n_classes + 1)[1:-1])
+    return X, np.searchsorted(edges, score, side="right").astype(np.float64)
+
+
+def _label_noise(spec: LabelledData, y: np.ndarray) -> np.ndarray:
+    """``out_of_range``: a fraction of the rows (at least one) get the label n_classes, a class no
+    output unit stands for: TensorFlow's sparse cross-entropy raises on it on the CPU."""
+    if spec.label_noise != "out_of_range":
+        return y
+    rng = np.random.default_rng([getattr(spec, "seed", None) or 0, 21])  # apart from the data's own draws
+    y = y.copy()
+    y[_pick_rows(rng, len(y), spec.label_noise_fraction or 0.0)] = spec.classes
+    return y
+
+
 GENERATORS: dict[str, Callable] = {
     "clean": clean, "outliers": outliers, "nan_inputs": nan_inputs, "unscaled": unscaled,
     "doc000_outlier": lambda spec: DOC000_OUTLIER, "doc000_clean": lambda spec: DOC000_CLEAN,
     "doc003_outlier": lambda spec: (DOC003_DATA[:, :2], DOC003_DATA[:, 2]),
-    "diabetes": diabetes,
+    "diabetes": diabetes, "breast_cancer": breast_cancer, "digits": digits, "separable": separable,
+    "constant_feature": constant_feature, "sequences": sequences,
 }
 
 
 def make_dataset(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The raw (unpreprocessed) arrays of a dataset as float64, y of shape (n, 1)."""
+    """The raw (unpreprocessed) arrays of a dataset as float64, y of shape (n, 1); a
+    classification set's y holds its labels (then its label noise, if any)."""
     X, y = GENERATORS[spec.kind](spec)
-    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1, 1)
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1, 1)
+    if isinstance(spec, LabelledData) and spec.problem != "regression":
+        y = _label_noise(spec, y)
+    return X, y

@@ -1,5 +1,7 @@
 """Preprocessing: outlier handling (scikit-learn-free NumPy and SciPy's winsorization), then
-scikit-learn's scalers fitted on X (and y when ``preprocess.scale_target``)."""
+scikit-learn's scalers fitted on X (and y when ``preprocess.scale_target``), or the hand-written
+standardization people write instead (``manual_standard``). Labels (a classification set's y)
+are never scaled, clipped or winsorized."""
 
 from __future__ import annotations
 
@@ -27,11 +29,14 @@ class Data:
         return self.X.shape[1]
 
 
-def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray, int]:
-    """Apply spec.outliers column-wise to X and y together (NaNs are left as they are)."""
+def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec,
+                     labels: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """Apply spec.outliers column-wise to X and y together (NaNs are left as they are); with
+    `labels`, y is no measurement: X alone is handled, and y only loses the rows removed."""
     if spec.outliers == "none":
         return X, y, 0
-    Z = np.hstack([X, y])
+    Z = X if labels else np.hstack([X, y])
+    keep = None
     if spec.outliers == "remove":
         q1, q3 = np.nanpercentile(Z, [25, 75], axis=0)
         k = spec.iqr_factor * (q3 - q1)
@@ -39,30 +44,43 @@ def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec) -> tupl
             outside = (Z < q1 - k) | (Z > q3 + k)
         keep = ~outside.any(axis=1)
         Z = Z[keep]
-        removed = int((~keep).sum())
     elif spec.outliers == "clip":
         low, high = np.nanquantile(Z, spec.quantiles, axis=0)
         Z = np.clip(Z, low, high)
-        removed = 0
     else:  # winsorize: replace the tails by the data's own values at those quantiles
         from scipy.stats.mstats import winsorize
         limits = (spec.quantiles[0], 1.0 - spec.quantiles[1])
         Z = np.column_stack([np.asarray(winsorize(np.ma.masked_invalid(col), limits=limits,
                                                   nan_policy="omit").filled(np.nan))
                              for col in Z.T])
-        removed = 0
+    removed = 0 if keep is None else int((~keep).sum())
+    if labels:
+        return Z, y if keep is None else y[keep], removed
     return Z[:, :-1], Z[:, -1:], removed
 
 
+class ManualStandard:
+    """The standardization people write by hand: ``(x - mean) / std`` per column, no epsilon. A
+    zero-variance column gives 0 / 0 = NaN (scikit-learn's StandardScaler leaves it at 0), which
+    is the point: nanbench measures what that hand-written line does."""
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
 def _scaler(kind: str):
+    if kind == "manual_standard":
+        return ManualStandard()
     from sklearn import preprocessing
     return {"standard": preprocessing.StandardScaler, "minmax": preprocessing.MinMaxScaler,
             "robust": preprocessing.RobustScaler}[kind]()
 
 
-def preprocess(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec) -> Data:
-    """Outlier handling, then scikit-learn scaling fitted on X (and y when scale_target)."""
-    X, y, removed = _handle_outliers(X, y, spec)
+def preprocess(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec, *, labels: bool = False) -> Data:
+    """Outlier handling, then scaling fitted on X (and y when scale_target). With `labels` (a
+    classification set), y holds class labels and is left as it is."""
+    X, y, removed = _handle_outliers(X, y, spec, labels)
     if spec.scaler != "none":
         X = _scaler(spec.scaler).fit_transform(X)  # scikit-learn ignores NaN when fitting
         if spec.scale_target:
