@@ -31,6 +31,7 @@ class RunResult:
     n_samples: int = 0         # rows trained on (after preprocessing)
     dead_fraction: float | None = None               # ReLU units dead at the end (forensics.dead_fraction)
     dead_fraction_at_nonfinite: float | None = None  # ... at the start of the first non-finite step
+    side_by_side: int = 1      # runs trained in the same call (nanbench.engines.batched), this one included
     run_id: str | None = None
 
     @property

@@ -40,15 +40,9 @@ def resolve_device(requested: str) -> str:
     return "/GPU:0" if gpus and requested in ("gpu", "auto") else "/CPU:0"
 
 
-def execute(spec: RunSpec, device: str | None = None) -> RunResult:
-    """Train one run and classify it. Exceptions during training become outcome 'error'."""
-    from nanbench import engines
+def _load(spec: RunSpec, short_device: str):
+    """The run's data and the seconds it took, or the run's error result."""
     from nanbench.data import load
-    from nanbench.forensics import classify
-
-    configure_tensorflow()
-    device = device or resolve_device(spec.train.device)
-    short_device = "gpu" if "GPU" in device else "cpu"
     t0 = time.perf_counter()
     try:
         data = load(spec.dataset, spec.preprocess)
@@ -57,17 +51,78 @@ def execute(spec: RunSpec, device: str | None = None) -> RunResult:
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error
         return RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
                          data_s=time.perf_counter() - t0)
-    data_s = time.perf_counter() - t0
-    try:
-        out = engines.train(spec, data, device)
-    except Exception as exc:  # noqa: BLE001
-        return RunResult(spec=spec, outcome="error", device=short_device, error=describe_error(exc),
-                         data_s=data_s, n_samples=data.n_samples)
+    return data, time.perf_counter() - t0
+
+
+def _classified(spec: RunSpec, out, data, data_s: float, short_device: str, side_by_side: int = 1) -> RunResult:
+    from nanbench.forensics import classify
     verdict = classify(out.series, spec.outcome)
     return RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=out.series,
                      device=short_device, data_s=data_s, build_s=out.build_s,
                      first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples,
-                     dead_fraction=out.dead_fraction, dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite)
+                     dead_fraction=out.dead_fraction, dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite,
+                     side_by_side=side_by_side)
+
+
+def _short(device: str) -> str:
+    return "gpu" if "GPU" in device else "cpu"
+
+
+def execute(spec: RunSpec, device: str | None = None) -> RunResult:
+    """Train one run and classify it. Exceptions during training become outcome 'error'."""
+    from nanbench import engines
+
+    configure_tensorflow()
+    device = device or resolve_device(spec.train.device)
+    loaded = _load(spec, _short(device))
+    if isinstance(loaded, RunResult):
+        return loaded
+    data, data_s = loaded
+    try:
+        out = engines.train(spec, data, device)
+    except Exception as exc:  # noqa: BLE001
+        return RunResult(spec=spec, outcome="error", device=_short(device), error=describe_error(exc),
+                         data_s=data_s, n_samples=data.n_samples)
+    return _classified(spec, out, data, data_s, _short(device))
+
+
+def execute_many(specs: list[RunSpec], device: str | None = None, side_by_side: int = 64) -> list[RunResult]:
+    """Train and classify `specs` (results in their order). Runs of the fused engine that share a
+    structure (nanbench.engines.batched.group_key) train side by side, at most `side_by_side` in
+    one call, with each run's arithmetic and result bit-identical to training it alone; a run
+    whose structure that engine does not write out, or left alone in its group, trains alone
+    (execute). A call that raises makes each of its runs outcome 'error' with the message."""
+    from nanbench.engines import batched
+
+    configure_tensorflow()
+    results: list[RunResult | None] = [None] * len(specs)
+    groups: dict[tuple, list] = {}
+    for i, spec in enumerate(specs):
+        if side_by_side < 2 or spec.train.engine != "fused" or not batched.supports(spec):
+            continue
+        run_device = device or resolve_device(spec.train.device)
+        loaded = _load(spec, _short(run_device))
+        if isinstance(loaded, RunResult):
+            results[i] = loaded
+            continue
+        data, data_s = loaded
+        groups.setdefault((batched.group_key(spec, data.n_samples, data.n_features), run_device), []).append(
+            (i, spec, data, data_s))
+    for (_, run_device), members in groups.items():
+        for lo in range(0, len(members), side_by_side):
+            chunk = members[lo:lo + side_by_side]
+            if len(chunk) < 2:
+                continue  # alone: execute below
+            try:
+                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device)
+            except Exception as exc:  # noqa: BLE001 - each run's error
+                for i, spec, data, data_s in chunk:
+                    results[i] = RunResult(spec=spec, outcome="error", device=_short(run_device),
+                                           error=describe_error(exc), data_s=data_s, n_samples=data.n_samples)
+                continue
+            for (i, spec, data, data_s), out in zip(chunk, outs):
+                results[i] = _classified(spec, out, data, data_s, _short(run_device), side_by_side=len(chunk))
+    return [result if result is not None else execute(spec, device) for spec, result in zip(specs, results)]
 
 
 def describe_error(exc: BaseException) -> str:

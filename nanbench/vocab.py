@@ -27,6 +27,7 @@ SOURCE = "first_nonfinite_source"
 DEVICE, ENGINE, CONFIG_HASH, ERROR = "device", "engine", "config_hash", "error"
 SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version")
 RUN_TAGS = (OUTCOME, SOURCE, DEVICE, ENGINE, CONFIG_HASH, ERROR, *SOFTWARE)
+SIDE_BY_SIDE = "side_by_side"  # how many runs trained in the run's call (1: alone); a record, not a factor
 
 # ---- roles: how nanbench tells its own MLflow runs apart ----
 ROLE = "nanbench.role"

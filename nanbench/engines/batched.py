@@ -35,6 +35,7 @@ import tensorflow as tf
 from keras import ops
 
 from nanbench.engines.base import EngineOutput, keras_order
+from nanbench.engines.fused import freeze_once
 from nanbench.forensics import StepSeries, dead_fraction, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
 from nanbench.spec import ClippingSpec
@@ -42,13 +43,12 @@ from nanbench.spec import ClippingSpec
 OPTIMIZERS = {"keras.optimizers.SGD", "keras.optimizers.Adam", "keras.optimizers.RMSprop"}
 LOSSES = {"keras.losses.MeanSquaredError", "keras.losses.MeanAbsoluteError", "keras.losses.Huber"}
 CLIP_KINDS = ("none", "clipnorm", "global_clipnorm", "clipvalue")  # a run's kind: its index here
-MAX_RUNS = 64  # runs per call at most (sweep.side_by_side caps it further); see README "Engines"
 
 
 def supports(spec) -> bool:
     """Whether this engine trains `spec` (else the fused engine does)."""
     m = spec.model
-    return (m.name in ("linear", "mlp") and m.dropout == 0 and m.weight_decay == 0
+    return (m.name in ("linear", "mlp") and m.dropout == 0 and m.weight_decay == 0 and m.seq_shape is None
             and m.activation in ("relu", "tanh", "sigmoid", "linear")
             and spec.train.precision == "float32"
             and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
@@ -71,7 +71,9 @@ class SideBySide:
             self.model = build_model(spec.model, n_features, seed=spec.train.seed)
             keras_opt = build_optimizer(spec.optimizer, ClippingSpec())
         self.activations = [layer.activation for layer in self.model.layers]
-        self.activation_names = [getattr(a, "__name__", "linear") for a in self.activations]
+        # as forensics.dead_fraction reads them (an output softmax counts no unit: linear)
+        self.activation_names = [name if name in ("relu", "tanh", "sigmoid") else "linear"
+                                 for name in (getattr(a, "__name__", "linear") for a in self.activations)]
         self.shapes = [tuple(w.shape) for w in self.model.trainable_weights]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.loss_values = build_loss(spec.loss).call  # Keras's per-row values (before reduction)
@@ -337,35 +339,32 @@ def _select_where(mask, chosen, other):
 _TRAINERS: dict[tuple, SideBySide] = {}
 
 
-def train_many(specs, datas, device: str) -> list[EngineOutput]:
-    """Train runs of one group_key side by side (in calls of at most MAX_RUNS runs)."""
-    outputs: list[EngineOutput] = []
-    for lo in range(0, len(specs), MAX_RUNS):
-        chunk, chunk_data = specs[lo:lo + MAX_RUNS], datas[lo:lo + MAX_RUNS]
-        kinds = tuple(k for k in CLIP_KINDS[1:] if any(s.clipping.kind == k for s in chunk))
-        key = (group_key(chunk[0], chunk_data[0].n_samples, chunk_data[0].n_features), kinds, device)
-        t0 = time.perf_counter()
-        fresh = key not in _TRAINERS
-        if fresh:
-            _TRAINERS[key] = SideBySide(chunk[0], chunk_data[0].n_features, device, kinds)
-        trainer = _TRAINERS[key]
-        build_s = time.perf_counter() - t0
-        trace_s = 0.0
-        if fresh:
-            trainer.trace()
-            from nanbench.engines.fused import freeze_once
-            freeze_once()
-            trace_s = time.perf_counter() - t0 - build_s
-        series, at_bad, final, seconds = trainer.run(chunk, chunk_data)
-        share = seconds / len(chunk)
-        for r, (s, data) in enumerate(zip(series, chunk_data)):
-            layers = trainer.layers_of(final[r])
-            relu = "relu" in trainer.activation_names
-            outputs.append(EngineOutput(
-                series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
-                train_s=share, dead_fraction=dead_fraction(data.X, layers) if relu else None,
-                dead_fraction_at_nonfinite=(dead_fraction(data.X, trainer.layers_of(at_bad[r]))
-                                            if relu and at_bad[r] is not None else None)))
+def train_together(specs, datas, device: str) -> list[EngineOutput]:
+    """Train runs of one group_key side by side, in one call. The call's seconds are shared out
+    evenly; the run that builds the structure's graph reports the build and trace."""
+    kinds = tuple(k for k in CLIP_KINDS[1:] if any(s.clipping.kind == k for s in specs))
+    key = (group_key(specs[0], datas[0].n_samples, datas[0].n_features), kinds, device)
+    t0 = time.perf_counter()
+    fresh = key not in _TRAINERS
+    if fresh:
+        _TRAINERS[key] = SideBySide(specs[0], datas[0].n_features, device, kinds)
+    trainer = _TRAINERS[key]
+    build_s = time.perf_counter() - t0
+    trace_s = 0.0
+    if fresh:
+        trainer.trace()
+        freeze_once()
+        trace_s = time.perf_counter() - t0 - build_s
+    series, at_bad, final, seconds = trainer.run(specs, datas)
+    relu = "relu" in trainer.activation_names
+    outputs = []
+    for r, (s, data) in enumerate(zip(series, datas)):
+        outputs.append(EngineOutput(
+            series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
+            train_s=seconds / len(specs),
+            dead_fraction=dead_fraction(data.X, trainer.layers_of(final[r])) if relu else None,
+            dead_fraction_at_nonfinite=(dead_fraction(data.X, trainer.layers_of(at_bad[r]))
+                                        if relu and at_bad[r] is not None else None)))
     return outputs
 
 

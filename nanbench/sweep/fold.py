@@ -30,7 +30,11 @@ RUNTIME_KEYS = frozenset({
     "dataset.scale_min", "dataset.scale_max", "dataset.target_offset",
     "outcome.diverge_factor", "outcome.converge_ratio", "outcome.converge_abs",
     "outcome.improve_fraction",
+    "clipping.kind",  # taken per run when runs train side by side (nanbench.engines.batched)
 })
+# Config groups whose every option file only sets runtime keys: choosing one (``clipping=clipnorm``)
+# is the same as setting its keys, so jobs that differ only in it fold too.
+RUNTIME_GROUPS = frozenset({"clipping"})
 
 
 def _split(override: str) -> tuple[str, str]:
@@ -45,9 +49,40 @@ def _value(override: str) -> Any:
 
 
 def foldable(override: str) -> bool:
-    """A plain ``key=value`` override of a runtime key (no ``+``/``~``, no group choice)."""
+    """A plain ``key=value`` override of a runtime key (no ``+``/``~``), or the choice of an
+    option of a runtime group whose file in conf/ sets only runtime keys."""
     key, value = _split(override)
+    if key in RUNTIME_GROUPS:
+        return group_values(key, value) is not None
     return key in RUNTIME_KEYS and value != ""
+
+
+def group_values(group: str, option: str) -> dict[str, Any] | None:
+    """The dotted keys and values the option file conf/<group>/<option>.yaml sets, when they are
+    all runtime keys (else None: the choice stays a Hydra override)."""
+    from omegaconf import OmegaConf
+    from nanbench.config import CONF_DIR
+    path = Path(CONF_DIR) / group / f"{option}.yaml"
+    if not option or not path.is_file():
+        return None
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(values, dict) or any(f"{group}.{k}" not in RUNTIME_KEYS for k in values):
+        return None
+    return {f"{group}.{k}": v for k, v in values.items()}
+
+
+def _values(job: Sequence[str]) -> dict[str, Any]:
+    """A job's runtime values: its groups' option values first, then its keys (Hydra, too,
+    applies key overrides on top of the chosen options)."""
+    groups, keys = {}, {}
+    for o in job:
+        if foldable(o):
+            key, value = _split(o)
+            if key in RUNTIME_GROUPS:
+                groups.update(group_values(key, value))
+            else:
+                keys[key] = _value(o)
+    return {**groups, **keys}
 
 
 def fold(jobs: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[dict[str, Any]]]]:
@@ -60,7 +95,7 @@ def fold(jobs: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[dict
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for job in jobs:
         fixed = tuple(o for o in job if not foldable(o))
-        values = {_split(o)[0]: _value(o) for o in job if foldable(o)}
+        values = _values(job)
         groups.setdefault(fixed, []).append(values)
     folded, table = [], []
     for fixed, rows in groups.items():

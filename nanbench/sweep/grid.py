@@ -67,8 +67,11 @@ def one_line(exc: BaseException) -> str:
 
 def check_inner(cfg: DictConfig) -> None:
     """``sweep.inner`` must be flat ({dotted.key: [values]}), name keys the config has, give at
-    least one run, and share no key with the grid (the inner value would silently win)."""
+    least one run, and share no key with the grid (the inner value would silently win);
+    ``sweep.side_by_side`` is a whole number >= 1."""
     from nanbench.spec import ConfigError
+    from nanbench.validate import check_number
+    check_number("sweep.side_by_side", cfg.sweep.get("side_by_side", 1), low=1, integer=True)
     inner = OmegaConf.to_container(cfg.sweep.inner, resolve=True) if cfg.sweep.inner else {}
     if not isinstance(inner, dict):
         raise ConfigError("sweep.inner", "a mapping {dotted.key: [values]}", inner)

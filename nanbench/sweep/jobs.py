@@ -1,9 +1,11 @@
 """A Hydra job of a sweep: train every run it carries, in whatever process runs it (the
 launching process with the basic launcher, a worker with joblib or a cluster launcher).
 
-A job skips configurations already FINISHED (resume), records each run as a child of the sweep's
-parent run while the next one trains, records invalid combinations as FAILED runs, and goes on
-recording from its own process if the store process is lost.
+A job skips configurations already FINISHED (resume), trains the rest in calls of up to
+``sweep.side_by_side`` runs (runs of one structure side by side, nanbench.run.execute_many),
+records each run as a child of the sweep's parent run while the next call trains, records
+invalid combinations as FAILED runs, and goes on recording from its own process if the store
+process is lost. A job killed mid-call loses that call's runs; a re-run trains them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nanbench.tracking.protocol import StoreLost
 def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
-    from nanbench.run import configure_tensorflow, execute, resolve_device
+    from nanbench.run import configure_tensorflow, execute_many, resolve_device
     from nanbench.spec import ConfigError, from_config
 
     hydra_cfg = HydraConfig.get()
@@ -62,6 +64,25 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     bar = progress(jobs * len(runs) if jobs else None)
     t0 = time.perf_counter()
     trained = 0
+    side_by_side = int(cfg.sweep.get("side_by_side", 1))
+    pending: list = []  # specs to train next: side by side where they share a structure
+
+    def flush() -> None:
+        nonlocal trained
+        if not pending:
+            return
+        start = time.time()
+        for result in execute_many(pending, side_by_side=side_by_side):
+            try:
+                writer.put(result, start)
+            except (OSError, EOFError, StoreLost) as exc:
+                recover(exc)
+                writer.put(result, start)
+            trained += 1
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            advance(bar, result.outcome)
+        pending.clear()
+
     for run in runs:
         try:
             spec = from_config(run, multirun=True)
@@ -79,23 +100,17 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             counts["skipped"] = counts.get("skipped", 0) + 1
             advance(bar, None)
             continue
-        start = time.time()
         try:
-            device = resolve_device(spec.train.device)
+            resolve_device(spec.train.device)
         except ConfigError as exc:  # a GPU device file, but none TensorFlow can use
             store.call(record_invalid, name, meta.get("parent_run_id"), run, f"ConfigError: {exc}", tags)
             counts["error"] = counts.get("error", 0) + 1
             advance(bar, "error")
             continue
-        result = execute(spec, device)
-        try:
-            writer.put(result, start)
-        except (OSError, EOFError, StoreLost) as exc:
-            recover(exc)
-            writer.put(result, start)
-        trained += 1
-        counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        advance(bar, result.outcome)
+        pending.append(spec)
+        if len(pending) >= side_by_side:
+            flush()
+    flush()
     try:
         writer.close()
     except (OSError, EOFError, StoreLost) as exc:  # what it had been sent is lost: resume trains it again
