@@ -90,7 +90,8 @@ def execute_many(specs: list[RunSpec], device: str | None = None, side_by_side: 
     """Train and classify `specs` (results in their order). Runs of the fused engine that share a
     structure (nanbench.engines.batched.group_key) train side by side, at most `side_by_side` in
     one call, with each run's arithmetic and result bit-identical to training it alone; a run
-    whose structure that engine does not write out, or left alone in its group, trains alone
+    whose structure that engine does not write out, or whose shapes TensorFlow's batched matmul
+    rounds differently (batched.exact_side_by_side), or left alone in its group, trains alone
     (execute). A call that raises makes each of its runs outcome 'error' with the message."""
     from nanbench.engines import batched
 
@@ -111,8 +112,9 @@ def execute_many(specs: list[RunSpec], device: str | None = None, side_by_side: 
     for (_, run_device), members in groups.items():
         for lo in range(0, len(members), side_by_side):
             chunk = members[lo:lo + side_by_side]
-            if len(chunk) < 2:
-                continue  # alone: execute below
+            _, spec, data, _ = chunk[0]
+            if len(chunk) < 2 or not batched.exact_side_by_side(spec, data.n_samples, data.n_features, len(chunk)):
+                continue  # alone (execute, below): one run, or shapes whose batched matmul rounds otherwise
             try:
                 outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device)
             except Exception as exc:  # noqa: BLE001 - each run's error

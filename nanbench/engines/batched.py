@@ -27,6 +27,7 @@ caller trains anything else with the fused engine.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import keras
@@ -52,6 +53,49 @@ def supports(spec) -> bool:
             and m.activation in ("relu", "tanh", "sigmoid", "linear")
             and spec.train.precision == "float32"
             and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
+
+
+def _products(single: bool):
+    """x @ w and its gradients for w and x (the three products a Dense layer's step makes), one
+    run ([rows, in] x [in, out]) or runs side by side ([R, rows, in] x [R, in, out])."""
+    rank = 2 if single else 3
+    def products(x, w, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = tf.matmul(x, w)
+        return [y, *tape.gradient(y, [w, x], output_gradients=upstream)]
+    return tf.function(products, autograph=False, input_signature=[tf.TensorSpec([None] * rank, tf.float32)] * 3)
+
+
+_SINGLE, _SIDE_BY_SIDE = _products(True), _products(False)
+
+
+@functools.lru_cache(maxsize=None)
+def same_products(runs: int, rows: int, n_in: int, n_out: int) -> bool:
+    """Whether TensorFlow's batched matmul gives each of `runs` runs the bits its own matmul
+    gives, for these shapes (forward and both gradients). Its CPU kernel picks its blocking by
+    shape (and so the order of each dot product's sums), and for some shapes that order differs
+    from MatMul's; the kernel depends on the shapes only, so one probe on random numbers tells."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(runs, rows, n_in)).astype(np.float32)
+    w = rng.normal(size=(runs, n_in, n_out)).astype(np.float32)
+    up = rng.normal(size=(runs, rows, n_out)).astype(np.float32)
+    together = [t.numpy() for t in _SIDE_BY_SIDE(x, w, up)]
+    for r in range(runs):
+        alone = [t.numpy() for t in _SINGLE(x[r], w[r], up[r])]
+        if not all(np.array_equal(a, t[r]) for a, t in zip(alone, together)):
+            return False
+    return True
+
+
+def exact_side_by_side(spec, n_samples: int, n_features: int, runs: int) -> bool:
+    """Whether `runs` runs of this structure side by side are bit-identical to each alone: every
+    layer's products agree for a full batch, the last (shorter) batch and the whole data set."""
+    batch = min(spec.train.batch_size, n_samples)
+    rows = {batch, n_samples - (n_samples - 1) // batch * batch, n_samples}
+    m = spec.model
+    widths = [n_features] + [m.width] * (m.depth if m.name == "mlp" else 0) + [m.outputs]
+    return all(same_products(runs, b, n_in, n_out) for b in rows for n_in, n_out in zip(widths, widths[1:]))
 
 
 def group_key(spec, n_samples: int, n_features: int) -> tuple:

@@ -1,0 +1,99 @@
+"""nanbench.engines.batched: runs trained side by side equal the same runs trained one at a time."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from nanbench.data import load
+from nanbench.engines import batched, fused
+from nanbench.run import execute, execute_many
+from nanbench.spec import from_config
+
+SMALL = ["dataset=outliers", "dataset.n_samples=48", "dataset.n_features=4", "model=mlp", "model.width=8",
+         "train.epochs=4", "train.batch_size=16", "clipping.threshold=0.5", "train.engine=fused"]
+SERIES = ("loss", "grad_norm", "weight_norm", "flags", "epoch_loss")
+
+
+def _spec(*overrides):
+    return from_config(compose_config([*SMALL, *overrides]), multirun=True)
+
+
+def _assert_identical(together, alone):
+    for name in SERIES:  # bit for bit, NaN where NaN
+        np.testing.assert_array_equal(getattr(together.series, name), getattr(alone.series, name), err_msg=name)
+    assert together.series.steps_per_epoch == alone.series.steps_per_epoch
+    np.testing.assert_array_equal([together.series.initial_loss, together.series.final_loss],
+                                  [alone.series.initial_loss, alone.series.final_loss])
+    assert together.dead_fraction == alone.dead_fraction
+    assert together.dead_fraction_at_nonfinite == alone.dead_fraction_at_nonfinite
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
+def test_every_clipping_and_loss_side_by_side_is_bit_identical_to_one_at_a_time(optimizer):
+    # one call per loss: 4 clip kinds x 3 learning rates x 2 seeds side by side, from stable to
+    # runs that turn inf/NaN at different steps
+    for loss in ["mse", "mae", "huber"]:
+        specs = [_spec(f"optimizer={optimizer}", f"loss={loss}", f"clipping={clip}", f"optimizer.lr={lr}",
+                       f"train.seed={seed}")
+                 for clip, lr, seed in itertools.product(["none", "clipnorm", "global_clipnorm", "clipvalue"],
+                                                         [0.01, 3.0, 300.0], [0, 1])]
+        datas = [load(s.dataset, s.preprocess) for s in specs]
+        together = batched.train_together(specs, datas, "/CPU:0")
+        for spec, data, out in zip(specs, datas, together):
+            _assert_identical(out, fused.train(spec, data, "/CPU:0"))
+        if optimizer in ("sgd", "momentum") and loss == "mse":  # the grid reaches NaN, at different steps
+            lengths = {len(out.series.loss) for out in together}
+            assert len(lengths) >= 3 and any(np.isnan(out.series.loss).any() for out in together)
+
+
+def test_a_run_that_turns_nan_changes_nothing_for_the_runs_beside_it():
+    stable, exploding = _spec("optimizer=sgd", "optimizer.lr=0.01"), _spec("optimizer=sgd", "optimizer.lr=1e4")
+    data = load(stable.dataset, stable.preprocess)
+    alone = batched.train_together([stable, stable], [data, data], "/CPU:0")[0]
+    beside, broken = batched.train_together([stable, exploding], [data, data], "/CPU:0")
+    _assert_identical(beside, alone)
+    assert len(broken.series.loss) < len(beside.series.loss)  # cut at the step that broke its weights
+    assert np.isnan(broken.series.weight_norm[-1]) and np.isfinite(broken.series.weight_norm[:-1]).all()
+
+
+def test_each_run_is_clipped_by_its_own_gradients():
+    # global_clipnorm over one run's gradients: a run with a huge threshold beside one with a tiny
+    # one is not clipped by the other's norm (each equals its run alone)
+    specs = [_spec("optimizer=sgd", "optimizer.lr=0.05", "clipping=global_clipnorm", f"clipping.threshold={t}")
+             for t in (1e-3, 1e6)]
+    datas = [load(s.dataset, s.preprocess) for s in specs]
+    tight, loose = batched.train_together(specs, datas, "/CPU:0")
+    assert not np.array_equal(tight.series.loss, loose.series.loss)
+    _assert_identical(loose, batched.train_together([specs[1]] * 2, datas, "/CPU:0")[0])
+
+
+def test_execute_many_groups_by_structure_and_keeps_order_and_results():
+    specs = [_spec("optimizer=sgd", f"optimizer.lr={lr}", f"clipping={clip}")
+             for lr in (0.01, 0.1) for clip in ("none", "clipnorm")]
+    specs.insert(2, _spec("optimizer=adam", "optimizer.lr=0.01"))  # another structure, alone
+    specs.append(_spec("optimizer=sgd", "model.dropout=0.5"))    # a structure batched does not write out
+    results = execute_many(specs)
+    assert [r.spec for r in results] == specs
+    assert [r.side_by_side for r in results] == [4, 4, 1, 4, 4, 1]
+    for result, spec in zip(results, specs):
+        alone = execute(spec)
+        assert result.outcome == alone.outcome
+        np.testing.assert_array_equal(result.series.loss, alone.series.loss)
+    assert execute_many(specs[:2], side_by_side=1)[0].side_by_side == 1
+
+
+def test_what_batched_writes_out_and_what_it_leaves_to_fused():
+    assert batched.supports(_spec("optimizer=rmsprop", "loss=huber", "clipping=clipvalue"))
+    assert batched.supports(_spec("model=linear", "optimizer=momentum"))
+    for other in (["model.dropout=0.2"], ["model.weight_decay=0.01"], ["train.precision=mixed_float16"],
+                  ["optimizer=sgd", "optimizer.class=keras.optimizers.Nadam", "optimizer.name=nadam"]):
+        try:
+            spec = _spec(*other)
+        except Exception:  # noqa: BLE001 - an option the config refuses is not a case here
+            continue
+        assert not batched.supports(spec), other
