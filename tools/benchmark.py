@@ -4,7 +4,10 @@ Every figure is a median of repeated measurements taken in this one invocation, 
 compared interleaved (A, B, A, B, ...) so that a noisy machine hits both alike. Speed is never
 asserted in tests; this file is where it is measured.
 
-    python tools/benchmark.py [--reps 3] [--out results] [--quick]
+    python -m tools.benchmark [--reps 3] [--out results] [--quick] [--items 7,8,9]
+
+With --items only those items are measured; the other rows are carried over from the folder's
+benchmark.csv, each marked with the commit it was measured on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from nanbench.config import ROOT
 from nanbench.tracking.record import git_commit
+from tools.bench_side import default_sweep, side_by_side, side_child
 from tools.bench_sweeps import EPOCHS, PY, adhoc, median, scaling, throughput, workers
 
 
@@ -177,11 +181,36 @@ def summary_scale() -> list[dict]:
              "reference_name": "", "ratio": None, "goal": "<= 10 s", "met": seconds <= 10}]
 
 
-def write(rows: list[dict], machine: dict, out: Path, elapsed: float) -> None:
+FIELDS = ["item", "measure", "nanbench", "reference", "reference_name", "ratio", "goal", "met", "commit"]
+
+
+def carried(out: Path, items: set[str]) -> list[dict]:
+    """The rows of the folder's benchmark.csv for items not measured now, as they were written."""
+    path = out / "benchmark.csv"
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["item"] in items:
+                continue
+            for key in ("nanbench", "reference", "ratio"):
+                row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+            row["met"] = {"True": True, "False": False}.get(row.get("met"))
+            row["commit"] = row.get("commit") or "an earlier commit"
+            rows.append(row)
+    return rows
+
+
+def write(rows: list[dict], machine: dict, out: Path, elapsed: float, items: set[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()[:10]
+    for row in rows:
+        row.setdefault("commit", commit)
+    if items is not None:
+        rows = sorted(rows + carried(out, items), key=lambda r: r["item"])
     with open(out / "benchmark.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["item", "measure", "nanbench", "reference", "reference_name", "ratio",
-                                          "goal", "met"])
+        w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
 
@@ -192,16 +221,18 @@ def write(rows: list[dict], machine: dict, out: Path, elapsed: float) -> None:
              f"Machine: {machine['cpu']}, {machine['cores']} cores; GPU: {machine['gpu']}. "
              f"Python {machine['python']}, TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
              f"NumPy {machine['numpy']}, MLflow {machine['mlflow']}.",
-             f"Produced by `make bench` on commit {git_commit()[:10]} in {elapsed:.0f} s. Figures are medians "
-             "of repeated, interleaved measurements; ratios are taken within this one run."
+             f"Produced by `make bench` on commit {commit} in {elapsed:.0f} s"
+             + (f" (items {', '.join(sorted(items))}; every other row is carried over from an earlier run, "
+                "marked with its commit)" if items is not None else "")
+             + ". Figures are medians of repeated, interleaved measurements; ratios are taken within one run."
              + (" CPU only: no GPU was available, so no GPU rows were measured." if machine["gpu"] == "none" else ""),
              "",
-             "| # | measure | nanbench | reference | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
+             "| # | measure | nanbench | reference | ratio | goal | met | commit |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = f"{fmt(r['reference'])} ({r['reference_name']})" if r["reference"] is not None else ""
         met = {True: "yes", False: "**no**", None: ""}[r["met"]]
         lines.append(f"| {r['item']} | {r['measure']} | {fmt(r['nanbench'])} | {ref} | {fmt(r['ratio'])} | "
-                     f"{r['goal']} | {met} |")
+                     f"{r['goal']} | {met} | {r['commit']} |")
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
 
 
@@ -210,29 +241,37 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (>= 3)")
     parser.add_argument("--out", default=str(ROOT / "results"), help="folder for benchmark.md and .csv")
     parser.add_argument("--quick", action="store_true", help="scaling up to 1,000 runs only")
+    parser.add_argument("--items", help="measure only these items (comma-separated, e.g. 7,8,9)")
     parser.add_argument("--per-step-child", type=int, metavar="THREADS", help=argparse.SUPPRESS)
+    parser.add_argument("--side-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.per_step_child is not None:
         print(json.dumps(per_step_child(args.per_step_child, args.reps)))
         return
+    if args.side_child:
+        print(json.dumps(side_child(args.reps)))
+        return
+    items = set(args.items.split(",")) if args.items else None
+    if items is not None and items & {"1", "4"}:
+        items |= {"1", "4"}  # one measurement gives both
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="nanbench-bench-"))
+    measures = [("1", lambda: per_step(args.reps)), ("6", lambda: workers(args.reps, tmp)),
+                ("2", lambda: throughput(args.reps, tmp)), ("7", lambda: adhoc(args.reps, tmp)),
+                ("8", lambda: side_by_side(args.reps)), ("9", lambda: default_sweep(args.reps, tmp)),
+                ("3", harness_overhead),
+                ("5", lambda: scaling(tmp, args.reps, (100, 1000) if args.quick else (100, 1000, 10000))),
+                ("S", summary_scale)]
     try:
         machine = _machine()
-        rows = per_step(args.reps)
-        print(json.dumps(rows, default=str), flush=True)
-        rows += workers(args.reps, tmp)
-        print(json.dumps(rows[-1], default=str), flush=True)
-        rows += throughput(args.reps, tmp)
-        print(json.dumps(rows[-1], default=str), flush=True)
-        rows += adhoc(args.reps, tmp)
-        print(json.dumps(rows[-2:], default=str), flush=True)
-        rows += harness_overhead()
-        rows += scaling(tmp, args.reps, (100, 1000) if args.quick else (100, 1000, 10000))
-        rows += summary_scale()
+        rows: list[dict] = []
+        for item, measure in measures:
+            if items is None or item in items:
+                rows += measure()
+                print(json.dumps(rows[-1], default=str), flush=True)
         rows.sort(key=lambda r: r["item"])
-        write(rows, machine, Path(args.out), time.perf_counter() - start)
+        write(rows, machine, Path(args.out), time.perf_counter() - start, items)
         print((Path(args.out) / "benchmark.md").read_text())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

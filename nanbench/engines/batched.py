@@ -17,8 +17,10 @@ per-run semantics: ``clipnorm`` rescales each variable's gradient of one run by 
 norm (keras's clip_by_global_norm), ``clipvalue`` clips elements; the kind is chosen per run.
 Forensics stays per run: each step's loss, sums of squares (batch, gradients, weights after the
 update) and the weights the first non-finite step started from. A run whose weights hold NaN at
-an epoch's end stops there (as the fused engine stops it): its updates are masked from then on,
-so it changes nothing, and its series is cut at the step whose update first left NaN.
+an epoch's end stops there, as the fused engine stops it: no number of one run enters another
+run's (the runs share no weight, and each run's gradient is its own loss's), so its NaN changes
+nothing beside it; its steps after the stop are dropped and its series is cut at the step whose
+update first left NaN.
 
 Only what this engine writes out is supported (supports()): Dense stacks without dropout or
 weight decay, float32, SGD (with or without momentum), Adam, RMSprop, MSE / MAE / Huber; the
@@ -190,9 +192,13 @@ class SideBySide:
         initial_loss = self.losses(weights, X, y)
         row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
         in_order = tf.range(n)
+        batch_of_row = in_order // batch_size
         size = sum(self.sizes)
-        losses32 = tf.TensorArray(tf.float32, size=epochs * per_epoch, element_shape=[None, 3])
-        sums64 = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 3])
+        # per step, per run: the batch loss, Keras's running epoch total (both float32 values,
+        # exact in float64), the gradients' and the updated weights' sums of squares; per epoch
+        # and run, each step's batch sum of squares
+        steps_out = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 4])
+        batches_out = tf.TensorArray(tf.float64, size=epochs, element_shape=[None, None])
 
         def flat(tensors):  # [R, size]
             return tf.concat([tf.reshape(t, [runs, -1]) for t in tensors], axis=1)
@@ -200,54 +206,55 @@ class SideBySide:
         def sq(tensors):
             return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)), axis=1)
 
-        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, losses32, sums64):
+        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out):
             order = tf.cond(shuffle, lambda: tf.map_fn(
                 lambda s: tf.random.experimental.stateless_shuffle(in_order, seed=tf.stack([s, epoch])),
                 seeds), lambda: tf.tile(in_order[None], [runs, 1]))
             Xe, ye = tf.gather(X, order, batch_dims=1), tf.gather(y, order, batch_dims=1)
-            rows_sq = tf.gather(row_sq, order, batch_dims=1)
+            batch_sq = tf.transpose(tf.math.unsorted_segment_sum(
+                tf.transpose(tf.gather(row_sq, order, batch_dims=1)), batch_of_row, per_epoch))  # [R, steps]
+            batches_out = batches_out.write(epoch, batch_sq)
 
-            def step_body(i, total, count, weights, slots, seen, at_bad, losses32, sums64):
+            def step_body(i, total, count, weights, slots, seen, at_bad, steps_out):
                 lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
                 with tf.GradientTape() as tape:
                     tape.watch(weights)
                     loss = self.losses(weights, Xe[:, lo:hi], ye[:, lo:hi])
-                    summed = ops.sum(loss)
+                    summed = ops.sum(loss)  # each run's gradient is its own loss's
                 grads = tape.gradient(summed, weights)
-                clipped = self.clip(grads, kind, threshold, ones)
-                new, new_slots = self.optimizer.step(clipped, weights, slots, lr, step + i)
-                # a stopped run keeps its weights and state: it changes nothing any more
-                new = _select_where(active, new, weights)
-                new_slots = _select_where(active, new_slots, slots)
+                new, new_slots = self.optimizer.step(self.clip(grads, kind, threshold, ones), weights, slots, lr,
+                                                     step + i)
                 weight = tf.cast(hi - lo, tf.float32)
                 total, count = total + loss * weight, count + weight
-                batch_sq = tf.reduce_sum(rows_sq[:, lo:hi], axis=1)
                 grad_sq, after_sq = sq(grads), sq(new)
-                bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.stack(
-                    [tf.cast(loss, tf.float64), batch_sq, grad_sq, after_sq], axis=1)), axis=1))
+                bad = ~tf.reduce_all(tf.math.is_finite(tf.stack(
+                    [tf.cast(loss, tf.float64), batch_sq[:, i], grad_sq, after_sq], axis=1)), axis=1)
                 first = bad & ~seen & active
-                at_bad = tf.where(first[:, None], flat(weights), at_bad)
-                losses32 = losses32.write(step + i, tf.stack([loss, total, tf.fill([runs], count)], axis=1))
-                sums64 = sums64.write(step + i, tf.stack([batch_sq, grad_sq, after_sq], axis=1))
-                return i + 1, total, count, new, new_slots, seen | (bad & active), at_bad, losses32, sums64
+                # the weights the first non-finite step started from, kept when a run has one
+                at_bad = tf.cond(tf.reduce_any(first), lambda: tf.where(first[:, None], flat(weights), at_bad),
+                                 lambda: at_bad)
+                steps_out = steps_out.write(step + i, tf.stack(
+                    [tf.cast(loss, tf.float64), tf.cast(total, tf.float64), grad_sq, after_sq], axis=1))
+                return i + 1, total, count, new, new_slots, seen | first, at_bad, steps_out
 
-            _, _, _, weights, slots, seen, at_bad, losses32, sums64 = tf.while_loop(
+            _, _, _, weights, slots, seen, at_bad, steps_out = tf.while_loop(
                 lambda i, *_: i < per_epoch, step_body,
-                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), weights, slots, seen, at_bad, losses32, sums64))
+                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), weights, slots, seen, at_bad, steps_out))
             epochs_run = epochs_run + tf.cast(active, tf.int32)
             # NaN in the weights stays NaN: a run whose weights hold NaN at the epoch's end stops
-            nan_now = tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
-            active = active & ~nan_now
-            return epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, losses32, sums64
+            # here (the loop goes on while any run is left; a stopped run's NaN touches no other
+            # run's numbers, and its steps from here on are dropped)
+            active = active & ~tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
+            return epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out
 
         loop = (tf.constant(0), tf.constant(0), tf.ones([runs], tf.bool), tf.zeros([runs], tf.int32), weights,
-                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, size]), losses32, sums64)
-        _, step, _, epochs_run, weights, _, seen, at_bad, losses32, sums64 = tf.while_loop(
+                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, size]), steps_out, batches_out)
+        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out = tf.while_loop(
             lambda epoch, _s, active, *_: (epoch < epochs) & tf.reduce_any(active), epoch_body, loop,
             maximum_iterations=epochs)
         full = tf.stack([initial_loss, self.losses(weights, X, y)], axis=1)
-        return (losses32.gather(tf.range(step)), sums64.gather(tf.range(step)), epochs_run, per_epoch,
-                full, at_bad, seen, flat(weights))
+        batch_sq = tf.reshape(tf.transpose(batches_out.gather(tf.range(epochs_done)), [0, 2, 1]), [-1, runs])
+        return (steps_out.gather(tf.range(step)), batch_sq, epochs_run, per_epoch, full, at_bad, seen, flat(weights))
 
     # --- the host's side --------------------------------------------------------------------
 
@@ -280,25 +287,36 @@ class SideBySide:
                 tf.constant([s.clipping.threshold for s in specs], tf.float32),
                 tf.constant([CLIP_KINDS.index(s.clipping.kind) for s in specs], tf.int32),
                 tf.ones([len(specs)]), [tf.constant(w) for w in initial])
-            losses32, sums64, epochs_run, per_epoch, full, at_bad, seen, final = (o.numpy() for o in out)
+            steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final = (o.numpy() for o in out)
         seconds = time.perf_counter() - t
-        series = [cut(losses32[:, r], sums64[:, r], int(epochs_run[r]), int(per_epoch), full[r])
+        counts = running_counts(X.shape[1], first.train.batch_size)
+        series = [cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r])
                   for r in range(len(specs))]
         return series, [at_bad[r] if seen[r] else None for r in range(len(specs))], list(final), seconds
 
 
-def cut(losses32: np.ndarray, sums64: np.ndarray, epochs_run: int, per_epoch: int, full: np.ndarray) -> StepSeries:
+def running_counts(n: int, batch_size: int) -> np.ndarray:
+    """Keras's running row count over an epoch's steps, accumulated in float32 as the loop does."""
+    counts, count = [], np.float32(0.0)
+    for lo in range(0, n, batch_size):
+        count = np.float32(count + np.float32(min(lo + batch_size, n) - lo))
+        counts.append(count)
+    return np.array(counts, np.float32)
+
+
+def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run: int, per_epoch: int,
+        full: np.ndarray) -> StepSeries:
     """One run's StepSeries from its columns: cut at the step whose update first left NaN in the
     weights (every later step is NaN too), as the fused engine cuts it; Keras's epoch loss is the
-    running mean (total / count, float32) at each epoch's last step kept."""
-    steps = epochs_run * per_epoch
-    after_sq = sums64[:steps, 2]
+    running mean (total / count, in float32) at each epoch's last step kept."""
+    total_steps = epochs_run * per_epoch
+    after_sq = steps[:total_steps, 3]
     nan_weights = np.isnan(after_sq)
-    ran = int(np.argmax(nan_weights)) + 1 if nan_weights.any() else steps
-    loss = losses32[:ran, 0].astype(np.float64)
+    ran = int(np.argmax(nan_weights)) + 1 if nan_weights.any() else total_steps
+    loss = steps[:ran, 0]
     ends = [min((e + 1) * per_epoch, ran) - 1 for e in range(epochs_run)]
-    epoch_loss = (losses32[ends, 1] / losses32[ends, 2]).astype(np.float64)
-    input_sq, grad_norm, weight_norm = sums64[:ran, 0], np.sqrt(sums64[:ran, 1]), np.sqrt(sums64[:ran, 2])
+    epoch_loss = (steps[ends, 1].astype(np.float32) / counts[[end % per_epoch for end in ends]]).astype(np.float64)
+    input_sq, grad_norm, weight_norm = batch_sq[:ran], np.sqrt(steps[:ran, 2]), np.sqrt(after_sq[:ran])
     return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                       flags=step_flags(input_sq, loss, grad_norm, weight_norm), epoch_loss=epoch_loss,
                       steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]))
@@ -374,10 +392,6 @@ def add_bias(h, bias):
 def _select(kind, index: int, chosen, other):
     """Per run: `chosen` where the run's clip kind is `index`, else `other`."""
     return [tf.where(ops.reshape(kind == index, [-1] + [1] * (len(c.shape) - 1)), c, o) for c, o in zip(chosen, other)]
-
-
-def _select_where(mask, chosen, other):
-    return [tf.where(ops.reshape(mask, [-1] + [1] * (len(c.shape) - 1)), c, o) for c, o in zip(chosen, other)]
 
 
 _TRAINERS: dict[tuple, SideBySide] = {}
