@@ -116,6 +116,11 @@ class SweepCallback(Callback):
         failure = failure or session.lost
         wall = time.time() - self._start
         name = experiment_name(config)
+        try:  # the last jobs' answers: whether all their runs were written
+            if hasattr(self._store, "settle"):
+                self._store.settle()
+        except Exception as exc:  # noqa: BLE001 - a full or broken store, said in the one line
+            failure = failure or describe_fault(exc)
         try:
             counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
         except Exception as exc:  # noqa: BLE001 - a full or broken store: say so, in the one line

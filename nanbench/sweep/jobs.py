@@ -112,7 +112,10 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             flush()
     flush()
     try:
-        writer.close()
+        # the launching process's own store process writes this job's last runs while the next
+        # job trains (its answer is read by the next request, at the latest the sweep's end);
+        # a worker's store connection may end with its process, so a worker waits
+        writer.close(wait=store is not session.store)
     except (OSError, EOFError, StoreLost) as exc:  # what it had been sent is lost: resume trains it again
         recover(exc)
         writer.close()

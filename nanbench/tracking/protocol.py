@@ -28,11 +28,29 @@ class StoreLost(RuntimeError):
 class Connection:
     """A store at the other end of a connection (``self.conn``), answered by :func:`serve`."""
 
-    def _reply(self):
+    def _recv(self):
         try:
-            ok, value = self.conn.recv()
+            return self.conn.recv()
         except (EOFError, OSError):
             raise StoreLost("the store process ended unexpectedly") from None
+
+    def settle(self, block: bool = True) -> None:
+        """Read the answers owed to writers closed without waiting (ProcessWriter.close): all of
+        them, or with ``block=False`` those already there. A batch that could not be written
+        raises here, in whatever asks the store next."""
+        owed = getattr(self, "_owed", [])
+        failures = []
+        while owed and (block or self.conn.poll()):
+            owed.pop(0)
+            ok, value = self._recv()
+            if ok and value:
+                failures += value
+        if failures:
+            raise RuntimeError(f"{len(failures)} batch(es) of runs could not be recorded: {failures[0]}")
+
+    def _reply(self):
+        self.settle()
+        ok, value = self._recv()
         if not ok:
             raise value
         return value
@@ -65,8 +83,15 @@ class ProcessWriter:
     def put(self, result, start: float) -> None:
         self.store.conn.send(("log", (result, start), self.key))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Ask whether every run sent was written. ``wait=False`` does not wait for the answer
+        (the store may still be writing this writer's runs while the next job trains): it is read
+        by the connection's next request, which raises if a batch was lost (Connection.settle)."""
+        self.store.settle(block=False)
         self.store.conn.send(("errors",))
+        if not wait:
+            self.store.__dict__.setdefault("_owed", []).append("errors")
+            return
         errors = self.store._reply()
         if errors:
             raise RuntimeError(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")

@@ -105,7 +105,7 @@ class ThreadWriter:
     def put(self, result, start: float) -> None:
         self.queue.put((result, start))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:  # always waits: the thread is this process's
         self.queue.put(None)
         self.thread.join()
         if self.errors:
