@@ -28,7 +28,7 @@ def side_child(reps: int) -> dict:
 
     from nanbench.config import compose
     from nanbench.data import load
-    from nanbench.engines import batched, fused
+    from nanbench.engines import base, batched, fused
     from nanbench.run import configure_tensorflow
     from nanbench.spec import from_config
 
@@ -78,7 +78,7 @@ def side_child(reps: int) -> dict:
         candidates[f"minimal_{R}"] = (R, lambda R=R: minimal(X[R], y[R], lrs[R]).numpy())
     for _, fn in candidates.values():  # trace and warm up
         fn(), fn()
-    fused.freeze_once()
+    base.freeze_once()
     rates: dict[str, list[float]] = {k: [] for k in candidates}
     for _ in range(reps):
         for name, (runs, fn) in candidates.items():

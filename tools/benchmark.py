@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -60,7 +59,7 @@ def per_step_child(threads: int, reps: int) -> dict[str, float]:
 
     from nanbench.config import compose
     from nanbench.data import load
-    from nanbench.engines import fused
+    from nanbench.engines import base, fused
     from nanbench.model import build_loss, build_model, build_optimizer, reset_model
     from nanbench.run import configure_tensorflow
     from nanbench.spec import from_config
@@ -106,7 +105,7 @@ def per_step_child(threads: int, reps: int) -> dict[str, float]:
                   "minimal": run_minimal}
     for fn in candidates.values():  # trace and warm up
         fn(), fn(), fn()
-    fused.freeze_once()  # as the engine does after a process's first trace (else Python's full
+    base.freeze_once()  # as the engine does after a process's first trace (else Python's full
     # collections rescan TensorFlow and Keras at random points of the measured runs)
     times: dict[str, list[float]] = {k: [] for k in candidates}
     for _ in range(reps):

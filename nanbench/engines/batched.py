@@ -37,8 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from nanbench.engines.base import EngineOutput, keras_order
-from nanbench.engines.fused import freeze_once
+from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.forensics import StepSeries, dead_fraction, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, reset_model
 from nanbench.spec import ClippingSpec
@@ -402,17 +401,7 @@ def train_together(specs, datas, device: str) -> list[EngineOutput]:
     evenly; the run that builds the structure's graph reports the build and trace."""
     kinds = tuple(k for k in CLIP_KINDS[1:] if any(s.clipping.kind == k for s in specs))
     key = (group_key(specs[0], datas[0].n_samples, datas[0].n_features), kinds, device)
-    t0 = time.perf_counter()
-    fresh = key not in _TRAINERS
-    if fresh:
-        _TRAINERS[key] = SideBySide(specs[0], datas[0].n_features, device, kinds)
-    trainer = _TRAINERS[key]
-    build_s = time.perf_counter() - t0
-    trace_s = 0.0
-    if fresh:
-        trainer.trace()
-        freeze_once()
-        trace_s = time.perf_counter() - t0 - build_s
+    trainer, build_s, trace_s = cached(_TRAINERS, key, lambda: SideBySide(specs[0], datas[0].n_features, device, kinds))
     series, at_bad, final, seconds = trainer.run(specs, datas)
     relu = "relu" in trainer.activation_names
     outputs = []

@@ -22,7 +22,6 @@ squares come back to the host once per run.
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from typing import NamedTuple
@@ -30,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from nanbench.engines.base import EngineOutput, keras_order
+from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,
@@ -292,40 +291,15 @@ def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
 _TRAINERS: dict[tuple, Trainer] = {}
 
 
-def trainer_for(spec, n_features: int, device: str, forensics: bool = True) -> tuple[Trainer, bool]:
-    """The cached Trainer for this run's signature, and whether it was just built."""
-    key = signature(spec, n_features, device, forensics)
-    fresh = key not in _TRAINERS
-    if fresh:
-        _TRAINERS[key] = Trainer(spec, n_features, device, forensics)
-    return _TRAINERS[key], fresh
-
-
 def clear_cache() -> None:
     _TRAINERS.clear()
-
-
-def freeze_once() -> None:
-    """After a process's first trace, collect once and freeze what is left out of the garbage
-    collector's reach: TensorFlow, Keras and the traced graphs live as long as the process, and
-    otherwise every full collection rescans them all (in the middle of the runs that
-    follow). Runs allocate little that outlives them, so later collections stay small."""
-    if not gc.get_freeze_count():
-        gc.collect()
-        gc.freeze()
 
 
 def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     """Train one run. The run that builds a signature's Trainer also pays for its trace, which is
     reported as its first-step (compile) time; the training call itself is the steady state."""
-    t0 = time.perf_counter()
-    trainer, fresh = trainer_for(spec, data.n_features, device, forensics)
-    build_s = time.perf_counter() - t0
-    trace_s = 0.0
-    if fresh:
-        trainer.trace()
-        freeze_once()
-        trace_s = time.perf_counter() - t0 - build_s
+    trainer, build_s, trace_s = cached(_TRAINERS, signature(spec, data.n_features, device, forensics),
+                                       lambda: Trainer(spec, data.n_features, device, forensics))
     ran = trainer.run(spec, data.X, data.y)
     series, per_epoch = ran.series, ran.per_epoch
     loss = series[:, 0]  # float32 values, carried exactly in float64
