@@ -22,9 +22,13 @@ run's (the runs share no weight, and each run's gradient is its own loss's), so 
 nothing beside it; its steps after the stop are dropped and its series is cut at the step whose
 update first left NaN.
 
-Only what this engine writes out is supported (supports()): Dense stacks without dropout or
-weight decay, float32, SGD (with or without momentum), Adam, RMSprop, MSE / MAE / Huber; the
-caller trains anything else with the fused engine.
+The result is the fused engine's, bit for bit, where TensorFlow's batched matmul gives each run
+its own matmul's bits: its CPU kernel is chosen by shape, and for some shapes it sums the dot
+products in another order, so the caller asks exact_side_by_side (a probe, once per shape)
+before training runs together. Only what this engine writes out is supported (supports()):
+Dense stacks without dropout or weight decay, float32, SGD (with or without momentum), Adam,
+RMSprop, MSE / MAE / Huber; the caller trains anything else with the fused engine, one run at
+a time (nanbench.run.execute_many).
 """
 
 from __future__ import annotations
