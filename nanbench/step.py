@@ -36,6 +36,13 @@ def flat(tensors) -> tf.Tensor:
     return tf.concat([_flat(tf.cast(t, tf.float32)) for t in tensors], axis=0)
 
 
+def unflatten(vector, shapes) -> list:
+    """A flat vector (flat's order) as one NumPy array per shape."""
+    import numpy as np
+    ends = np.cumsum([int(np.prod(shape)) for shape in shapes])
+    return [part.reshape(shape) for part, shape in zip(np.split(vector, ends[:-1]), shapes)]
+
+
 def sum_of_squares(tensors) -> tf.Tensor:
     """Sum of squares over all tensors, in float64 (no overflow for finite float32 values)."""
     return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)))

@@ -42,9 +42,10 @@ import tensorflow as tf
 from keras import ops
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
-from nanbench.forensics import StepSeries, dead_fraction, step_flags
-from nanbench.model import build_loss, build_model, build_optimizer, reset_model
+from nanbench.forensics import StepSeries, step_flags
+from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.spec import ClippingSpec
+from nanbench.step import unflatten
 
 OPTIMIZERS = {"keras.optimizers.SGD", "keras.optimizers.Adam", "keras.optimizers.RMSprop"}
 LOSSES = {"keras.losses.MeanSquaredError", "keras.losses.MeanAbsoluteError", "keras.losses.Huber"}
@@ -120,11 +121,7 @@ class SideBySide:
             self.model = build_model(spec.model, n_features, seed=spec.train.seed)
             keras_opt = build_optimizer(spec.optimizer, ClippingSpec())
         self.activations = [layer.activation for layer in self.model.layers]
-        # as forensics.dead_fraction reads them (an output softmax counts no unit: linear)
-        self.activation_names = [name if name in ("relu", "tanh", "sigmoid") else "linear"
-                                 for name in (getattr(a, "__name__", "linear") for a in self.activations)]
         self.shapes = [tuple(w.shape) for w in self.model.trainable_weights]
-        self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.loss_values = build_loss(spec.loss).call  # Keras's per-row values (before reduction)
         self.optimizer = _Update(keras_opt)
         self._initial: dict[int, list[np.ndarray]] = {}
@@ -160,8 +157,6 @@ class SideBySide:
 
     def clip(self, grads, kind, threshold, ones):
         """Each run's gradients clipped by its own kind and threshold (Keras's arithmetic)."""
-        def per_run(t, g):  # a [R] vector shaped to broadcast against g
-            return ops.reshape(t, [-1] + [1] * (len(g.shape) - 1))
         out = list(grads)
         if "clipnorm" in self.kinds:
             clipped = []
@@ -196,7 +191,7 @@ class SideBySide:
         row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
         in_order = tf.range(n)
         batch_of_row = in_order // batch_size
-        size = sum(self.sizes)
+        size = sum(int(np.prod(shape)) for shape in self.shapes)
         # per step, per run: the batch loss, Keras's running epoch total (both float32 values,
         # exact in float64), the gradients' and the updated weights' sums of squares; per epoch
         # and run, each step's batch sum of squares
@@ -268,11 +263,9 @@ class SideBySide:
             self._initial[seed] = [np.array(w.numpy()) for w in self.model.trainable_weights]
         return self._initial[seed]
 
-    def layers_of(self, vector: np.ndarray) -> list[tuple]:
-        """A flat weight vector as forensics.dead_fraction's (kernel, bias, activation) triples."""
-        parts = np.split(vector, np.cumsum(self.sizes)[:-1])
-        values = [p.reshape(s) for p, s in zip(parts, self.shapes)]
-        return [(values[2 * i], values[2 * i + 1], name) for i, name in enumerate(self.activation_names)]
+    def dead_fraction(self, X, vector: np.ndarray | None) -> float | None:
+        """nanbench.model.dead_fraction at a run's weights (a flat vector, step.flat's order)."""
+        return dead_fraction(self.model, X, unflatten(vector, self.shapes)) if vector is not None else None
 
     def run(self, specs, datas) -> tuple[list[StepSeries], list[np.ndarray | None], list[np.ndarray], float]:
         if self._concrete is None:
@@ -350,7 +343,7 @@ class _Update:
         o, new, new_slots = self.opt, [], []
         for j, (g, var) in enumerate(zip(grads, weights)):
             s = slots[j * self.n_slots:(j + 1) * self.n_slots]
-            lr_ = ops.reshape(ops.cast(lr, var.dtype), [-1] + [1] * (len(var.shape) - 1))
+            lr_ = per_run(ops.cast(lr, var.dtype), var)
             g = ops.cast(g, var.dtype)
             if self.kind == "SGD":
                 if self.momentum:
@@ -392,9 +385,14 @@ def add_bias(h, bias):
     return h + bias[:, None, :], grad
 
 
+def per_run(values, like):
+    """A [R] vector of per-run values shaped [R, 1, ...] to broadcast against `like` ([R, ...])."""
+    return ops.reshape(values, [-1] + [1] * (len(like.shape) - 1))
+
+
 def _select(kind, index: int, chosen, other):
     """Per run: `chosen` where the run's clip kind is `index`, else `other`."""
-    return [tf.where(ops.reshape(kind == index, [-1] + [1] * (len(c.shape) - 1)), c, o) for c, o in zip(chosen, other)]
+    return [tf.where(per_run(kind == index, c), c, o) for c, o in zip(chosen, other)]
 
 
 _TRAINERS: dict[tuple, SideBySide] = {}
@@ -407,16 +405,10 @@ def train_together(specs, datas, device: str) -> list[EngineOutput]:
     key = (group_key(specs[0], datas[0].n_samples, datas[0].n_features), kinds, device)
     trainer, build_s, trace_s = cached(_TRAINERS, key, lambda: SideBySide(specs[0], datas[0].n_features, device, kinds))
     series, at_bad, final, seconds = trainer.run(specs, datas)
-    relu = "relu" in trainer.activation_names
-    outputs = []
-    for r, (s, data) in enumerate(zip(series, datas)):
-        outputs.append(EngineOutput(
-            series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
-            train_s=seconds / len(specs),
-            dead_fraction=dead_fraction(data.X, trainer.layers_of(final[r])) if relu else None,
-            dead_fraction_at_nonfinite=(dead_fraction(data.X, trainer.layers_of(at_bad[r]))
-                                        if relu and at_bad[r] is not None else None)))
-    return outputs
+    return [EngineOutput(series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
+                         train_s=seconds / len(specs), dead_fraction=trainer.dead_fraction(data.X, final[r]),
+                         dead_fraction_at_nonfinite=trainer.dead_fraction(data.X, at_bad[r]))
+            for r, (s, data) in enumerate(zip(series, datas))]
 
 
 def clear_cache() -> None:

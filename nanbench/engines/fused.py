@@ -33,7 +33,7 @@ from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,
-                           sum_of_squares, sums_of_squares)
+                           sum_of_squares, sums_of_squares, unflatten)
 
 
 class RuntimeThreshold:
@@ -262,9 +262,7 @@ class Trainer:
 
     def weights_of(self, vector: np.ndarray) -> list[np.ndarray]:
         """A flat vector of the trainable weights (nanbench.step.flat's order) as one array each."""
-        shapes = [tuple(w.shape) for w in self.model.trainable_weights]
-        ends = np.cumsum([int(np.prod(shape)) for shape in shapes])
-        return [part.reshape(shape) for part, shape in zip(np.split(vector, ends[:-1]), shapes)]
+        return unflatten(vector, [tuple(w.shape) for w in self.model.trainable_weights])
 
 
 class Ran(NamedTuple):

@@ -13,6 +13,7 @@ runs of a folded job are exactly the jobs it replaced.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,9 +58,9 @@ def foldable(override: str) -> bool:
     return key in RUNTIME_KEYS and value != ""
 
 
-def group_values(group: str, option: str) -> dict[str, Any] | None:
-    """The dotted keys and values the option file conf/<group>/<option>.yaml sets, when they are
-    all runtime keys (else None: the choice stays a Hydra override)."""
+@functools.lru_cache(maxsize=None)  # an option file per (group, option), read once per process
+def _group_values(group: str, option: str) -> tuple | None:
+    """group_values as (key, value) pairs: hashable, so each option file is read once."""
     from omegaconf import OmegaConf
     from nanbench.config import CONF_DIR
     path = Path(CONF_DIR) / group / f"{option}.yaml"
@@ -68,7 +69,14 @@ def group_values(group: str, option: str) -> dict[str, Any] | None:
     values = OmegaConf.to_container(OmegaConf.load(path))
     if not isinstance(values, dict) or any(f"{group}.{k}" not in RUNTIME_KEYS for k in values):
         return None
-    return {f"{group}.{k}": v for k, v in values.items()}
+    return tuple((f"{group}.{k}", v) for k, v in values.items())
+
+
+def group_values(group: str, option: str) -> dict[str, Any] | None:
+    """The dotted keys and values the option file conf/<group>/<option>.yaml sets, when they are
+    all runtime keys (else None: the choice stays a Hydra override)."""
+    values = _group_values(group, option)
+    return dict(values) if values is not None else None
 
 
 def _values(job: Sequence[str]) -> dict[str, Any]:

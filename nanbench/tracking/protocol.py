@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import pickle
-import time
 
 from nanbench.tracking.sqlite import retry
 
@@ -28,6 +26,8 @@ class StoreLost(RuntimeError):
 class Connection:
     """A store at the other end of a connection (``self.conn``), answered by :func:`serve`."""
 
+    owed = 0  # answers still to read for writers closed without waiting (ProcessWriter.close)
+
     def _recv(self):
         try:
             return self.conn.recv()
@@ -38,10 +38,9 @@ class Connection:
         """Read the answers owed to writers closed without waiting (ProcessWriter.close): all of
         them, or with ``block=False`` those already there. A batch that could not be written
         raises here, in whatever asks the store next."""
-        owed = getattr(self, "_owed", [])
         failures = []
-        while owed and (block or self.conn.poll()):
-            owed.pop(0)
+        while self.owed and (block or self.conn.poll()):
+            self.owed -= 1
             ok, value = self._recv()
             if ok and value:
                 failures += value
@@ -90,7 +89,7 @@ class ProcessWriter:
         self.store.settle(block=False)
         self.store.conn.send(("errors",))
         if not wait:
-            self.store.__dict__.setdefault("_owed", []).append("errors")
+            self.store.owed += 1
             return
         errors = self.store._reply()
         if errors:
