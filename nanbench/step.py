@@ -48,11 +48,15 @@ def sum_of_squares(tensors) -> tf.Tensor:
     return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)))
 
 
-def sums_of_squares(rows: tf.Tensor, parts: int) -> tf.Tensor:
+def grouped_squares(rows: tf.Tensor, parts: int) -> tf.Tensor:
     """For a [steps, parts * size] float32 matrix (one flat vector of `parts` equal-size groups
-    per step), each step's sum of squares per group in float64: [steps, parts]."""
-    grouped = tf.reshape(rows, [tf.shape(rows)[0], parts, -1])
-    return tf.reduce_sum(tf.square(tf.cast(grouped, tf.float64)), axis=2)
+    per step), each element's square in float64: [steps, parts, size]."""
+    return tf.square(tf.cast(tf.reshape(rows, [tf.shape(rows)[0], parts, -1]), tf.float64))
+
+
+def sums_of_squares(rows: tf.Tensor, parts: int) -> tf.Tensor:
+    """Each step's sum of squares per group of grouped_squares, in float64: [steps, parts]."""
+    return tf.reduce_sum(grouped_squares(rows, parts), axis=2)
 
 
 def loss_scaled(optimizer) -> bool:

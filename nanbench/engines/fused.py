@@ -33,8 +33,8 @@ from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
-from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,
-                           sum_of_squares, sums_of_squares, unflatten)
+from nanbench.step import (flat, full_loss, grouped_squares, keras_gradients, keras_step, loss_scaled,
+                           row_sums_of_squares, sum_of_squares, unflatten)
 
 
 class RuntimeThreshold:
@@ -215,12 +215,13 @@ class Trainer:
         step_of_row = tf.range(epochs_run)[:, None] * per_epoch + batch_of_row[None, :]
         batch_sq = tf.math.unsorted_segment_sum(
             tf.gather(row_sums_of_squares(X, y), orders.gather(tf.range(epochs_run))), step_of_row, step)
-        grad_sq, before_sq = tf.unstack(sums_of_squares(kept[:, 1:], 2), axis=1)
+        squares = grouped_squares(kept[:, 1:], 2)  # [steps, gradients | weights, size]
+        grad_sq, before_sq = tf.unstack(tf.reduce_sum(squares, axis=2), axis=1)
         after_sq = tf.concat([before_sq[1:], sum_of_squares(read())[None]], axis=0)
-        # and each variable's gradient sum of squares (the per-layer gradient norms)
+        # and each variable's gradient sum of squares (the per-layer gradient norms), from the same squares
         ends = np.cumsum([0] + [w.shape.num_elements() for w in trainable])
-        variable_sq = tf.stack([tf.reduce_sum(tf.square(tf.cast(kept[:, 1 + a:1 + b], tf.float64)), axis=1)
-                                for a, b in zip(ends[:-1], ends[1:])], axis=1) if self.layers else batch_sq[:, :0]
+        variable_sq = (tf.stack([tf.reduce_sum(squares[:, 0, a:b], axis=1) for a, b in zip(ends[:-1], ends[1:])],
+                                axis=1) if self.layers else tf.zeros([step, 0], tf.float64))
         sums = tf.concat([tf.stack([batch_sq, grad_sq, after_sq], axis=1), variable_sq], axis=1)
         # The run ends at the first step whose update left NaN in the weights (every later step
         # would be NaN too), as fit's callback ends it: always in the last epoch run. Keras's epoch
