@@ -18,9 +18,13 @@ from nanbench.spec import ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
 POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
-def _kernel_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
-    # Keras's Dense default initializer, made reproducible per (run seed, layer).
-    return keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
+def _kernel_init(seed: int, layer_index: int, scale: float = 1.0) -> keras.initializers.Initializer:
+    # Keras's Dense default initializer, made reproducible per (run seed, layer); model.init_scale
+    # multiplies its range (Glorot uniform is VarianceScaling(1, fan_avg, uniform): scale**2 there)
+    if scale == 1.0:
+        return keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
+    return keras.initializers.VarianceScaling(scale=scale ** 2, mode="fan_avg", distribution="uniform",
+                                              seed=seed * 1009 + layer_index)
 
 
 def _dropout_seed(seed: int, layer_index: int) -> int:
@@ -28,14 +32,19 @@ def _dropout_seed(seed: int, layer_index: int) -> int:
     return seed * 1009 + 500 + layer_index
 
 
-def _recurrent_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
+def _recurrent_init(seed: int, layer_index: int, scale: float = 1.0) -> keras.initializers.Initializer:
     # Keras's LSTM / GRU default for the recurrent kernel, seeded apart from the input kernel
-    return keras.initializers.Orthogonal(seed=seed * 1009 + 700 + layer_index)
+    return keras.initializers.Orthogonal(gain=scale, seed=seed * 1009 + 700 + layer_index)
 
 
-def _embedding_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
+def _embedding_init(seed: int, layer_index: int, scale: float = 1.0) -> keras.initializers.Initializer:
     # Keras's Embedding default ("uniform"), seeded
-    return keras.initializers.RandomUniform(-0.05, 0.05, seed=seed * 1009 + 800 + layer_index)
+    return keras.initializers.RandomUniform(-0.05 * scale, 0.05 * scale, seed=seed * 1009 + 800 + layer_index)
+
+
+def init_scale(model: keras.Model) -> float:
+    """The model.init_scale a model of build_model was built with (1.0: Keras's own initial weights)."""
+    return getattr(model, "nanbench_init_scale", 1.0)
 
 
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
@@ -47,12 +56,14 @@ def _sequence_layers(spec: ModelSpec, seed: int, policy: str) -> list[keras.laye
     read by one recurrent layer; or token ids embedded (``units`` per token) and averaged over steps."""
     steps, features = spec.seq_shape
     if spec.name == "embedding":
-        return [keras.layers.Embedding(spec.vocab, spec.units, embeddings_initializer=_embedding_init(seed, 0),
+        return [keras.layers.Embedding(spec.vocab, spec.units,
+                                       embeddings_initializer=_embedding_init(seed, 0, spec.init_scale),
                                        dtype=policy, name="embedding0"),
                 keras.layers.GlobalAveragePooling1D(dtype=policy, name="pool")]
     return [keras.layers.Reshape((steps, features), dtype=policy, name="steps"),
-            RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0),
-                                 recurrent_initializer=_recurrent_init(seed, 0), seed=_dropout_seed(seed, 0),
+            RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0, spec.init_scale),
+                                 recurrent_initializer=_recurrent_init(seed, 0, spec.init_scale),
+                                 seed=_dropout_seed(seed, 0),
                                  dtype=policy, name=f"{spec.name}0")]
 
 
@@ -72,7 +83,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
         layers += _sequence_layers(spec, seed, policy)
     for i in range(spec.depth if spec.name in ("mlp", "mlp_batchnorm") else 0):
         layers.append(keras.layers.Dense(spec.width, activation=spec.activation, dtype=policy,
-                                         kernel_initializer=_kernel_init(seed, i),
+                                         kernel_initializer=_kernel_init(seed, i, spec.init_scale),
                                          kernel_regularizer=regularizer, name=f"hidden{i}"))
         if spec.name == "mlp_batchnorm":  # between this Dense layer and the next (or the output)
             layers.append(keras.layers.BatchNormalization(dtype=policy, name=f"batchnorm{i}"))
@@ -80,9 +91,11 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
             layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
     layers.append(keras.layers.Dense(spec.outputs, activation=spec.output_activation, dtype="float32",
-                                     name="output", kernel_initializer=_kernel_init(seed, 999),
+                                     name="output", kernel_initializer=_kernel_init(seed, 999, spec.init_scale),
                                      kernel_regularizer=regularizer))
-    return cls(layers, name=spec.name)
+    model = cls(layers, name=spec.name)
+    model.nanbench_init_scale = spec.init_scale  # reset_model draws the same initial weights again
+    return model
 
 
 def _assign(variable, value) -> None:
@@ -93,10 +106,11 @@ def reset_model(model: keras.Model, seed: int) -> None:
     """Put a built model in the state `build_model(..., seed=seed)` starts from: the same initial
     weights, BatchNormalization's statistics and dropout seeds, without rebuilding (or touching
     TensorFlow's global seed, which would make every traced function re-instantiate its graph)."""
+    scale = init_scale(model)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
             index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
-            layer.kernel.assign(_kernel_init(seed, index)(layer.kernel.shape, dtype=layer.kernel.dtype))
+            layer.kernel.assign(_kernel_init(seed, index, scale)(layer.kernel.shape, dtype=layer.kernel.dtype))
             layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
         elif isinstance(layer, keras.layers.BatchNormalization):  # Keras's initial values
             for variable, value in ((layer.gamma, 1.0), (layer.beta, 0.0), (layer.moving_mean, 0.0),
@@ -104,8 +118,8 @@ def reset_model(model: keras.Model, seed: int) -> None:
                 _assign(variable, np.full(variable.shape, value))
         elif isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
             cell = layer.cell
-            cell.kernel.assign(_kernel_init(seed, 0)(cell.kernel.shape, dtype=cell.kernel.dtype))
-            cell.recurrent_kernel.assign(_recurrent_init(seed, 0)(cell.recurrent_kernel.shape,
+            cell.kernel.assign(_kernel_init(seed, 0, scale)(cell.kernel.shape, dtype=cell.kernel.dtype))
+            cell.recurrent_kernel.assign(_recurrent_init(seed, 0, scale)(cell.recurrent_kernel.shape,
                                                                   dtype=cell.recurrent_kernel.dtype))
             bias = np.zeros(cell.bias.shape)
             if isinstance(layer, keras.layers.LSTM) and cell.unit_forget_bias:  # Keras: forget gate's bias 1
@@ -113,7 +127,8 @@ def reset_model(model: keras.Model, seed: int) -> None:
             _assign(cell.bias, bias)
             _assign(cell.seed_generator.state, [_dropout_seed(seed, 0), 0])  # its (recurrent) dropout's seed
         elif isinstance(layer, keras.layers.Embedding):
-            layer.embeddings.assign(_embedding_init(seed, 0)(layer.embeddings.shape, dtype=layer.embeddings.dtype))
+            layer.embeddings.assign(_embedding_init(seed, 0, scale)(layer.embeddings.shape,
+                                                                    dtype=layer.embeddings.dtype))
         elif isinstance(layer, keras.layers.Dropout):
             index = int(layer.name.removeprefix("dropout"))
             state = layer.seed_generator.state
