@@ -33,20 +33,21 @@ def handle_nonfinite(X: np.ndarray, y: np.ndarray, how: str) -> tuple[np.ndarray
     """Rows holding NaN or inf, handled first of all steps (a scaler fitted on them, or an outlier
     rule, would carry them on): ``keep`` leaves them; ``drop`` removes every row with a non-finite
     value in X or y; ``impute`` replaces each non-finite X value by its column's mean over the
-    finite values (0 for a column with none) and drops only the rows whose y is not finite (a
-    target made up would be trained on as if measured). Returns X, y and the rows removed."""
+    finite values of the rows it keeps (0 for a column with none), after dropping only the rows
+    whose y is not finite (a target made up would be trained on as if measured). Returns X, y
+    and the rows removed."""
     if how == "keep":
         return X, y, 0
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y).all(axis=1)
     if how == "drop":
-        keep = np.isfinite(X).all(axis=1) & np.isfinite(y).all(axis=1)
-    else:  # impute
-        finite = np.isfinite(X)
-        counts = finite.sum(axis=0)
-        means = np.where(counts > 0, np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1), 0.0)
-        X = np.where(finite, X, means)
-        keep = np.isfinite(y).all(axis=1)
-    return X[keep], y[keep], int((~keep).sum())
+        keep &= np.isfinite(X).all(axis=1)
+        return X[keep], y[keep], int((~keep).sum())
+    X, y = X[keep], y[keep]  # impute: the means are the kept rows' own
+    finite = np.isfinite(X)
+    counts = finite.sum(axis=0)
+    means = np.where(counts > 0, np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1), 0.0)
+    return np.where(finite, X, means), y, int((~keep).sum())
 
 
 def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec,
