@@ -30,10 +30,19 @@ def fixes(tries: list[Try], n_seeds: int) -> list[Try]:
     return [t for t in ranked(tries) if t.stable_seeds == n_seeds]
 
 
+def candidate_key(t: Try) -> tuple:
+    """Singles for pairs, best first: as order_key, but among those stable in no seed the ones
+    that got further first (more seeds finite, then more steps before the first non-finite
+    value): a change that removed one cause (the NaN rows) while another remains (a learning rate
+    too large) is what a second change completes."""
+    stable, rel, dist, name = order_key(t)
+    return (stable, rel, -t.finite_seeds, -t.progress, dist, name)
+
+
 def pairs(singles: list[Try], candidates: int) -> list[Change]:
-    """Pairs of the `candidates` best singles that ran (stable seeds, then L / L0), leaving out
-    two changes that touch one key or group (lr / 3 with lr / 10; X scaling with X-and-y scaling)."""
-    best = sorted((t for t in singles if t.results and t.change is not None), key=order_key)[:candidates]
+    """Pairs of the `candidates` best singles that ran (candidate_key), leaving out two changes
+    that touch one key or group (lr / 3 with lr / 10; X scaling with X-and-y scaling)."""
+    best = sorted((t for t in singles if t.results and t.change is not None), key=candidate_key)[:candidates]
     out = []
     for i, a in enumerate(best):
         for b in best[i + 1:]:

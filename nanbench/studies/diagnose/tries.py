@@ -36,6 +36,19 @@ class Try:
         return sum(is_stable(r.outcome) for r in self.results)
 
     @property
+    def finite_seeds(self) -> int:
+        """Seeds whose run stayed finite (stable or diverged)."""
+        return sum(r.outcome not in ("nan", "inf", "error") for r in self.results)
+
+    @property
+    def progress(self) -> float:
+        """Median over the seeds of the steps trained before the first non-finite value (all of a
+        finite run's): how far a change that did not fix the run got."""
+        steps = [r.verdict.first_nonfinite_step if r.verdict and r.verdict.first_nonfinite_step is not None
+                 else r.steps_run for r in self.results]
+        return float(np.median(steps)) if steps else 0.0
+
+    @property
     def outcomes(self) -> list[str]:
         return [r.outcome for r in self.results]
 

@@ -68,3 +68,18 @@ def test_bad_input_is_one_line_exit_2_and_nothing_recorded(tmp_path, capsys, ove
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and key in err and len(err.splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_when_no_single_change_suffices_a_pair_does(tmp_path, capsys):
+    """NaN rows and a learning rate past the boundary (clean data diverge at lr 1.2 with SGD):
+    dropping or imputing the rows leaves the run diverged, and nothing else reaches past the NaN
+    input; a pair with one of them is stable in every seed."""
+    s = diagnose(tmp_path, capsys, "dataset=nan_inputs", "optimizer=sgd", "optimizer.lr=1.2", "diagnose.boundary=false")
+    singles = {t["change"]: t for t in s["tried"] if " + " not in t["change"]}
+    assert singles["drop non-finite rows"]["outcomes"] == ["diverged"] * 3
+    assert not any(t["stable_seeds"] == 3 for t in singles.values())
+    assert s["verdict"] == "fixed by a pair of changes"
+    best = s["remedies"][0]
+    assert " + " in best["change"] and best["stable_seeds"] == 3
+    assert "drop non-finite rows" in best["change"] or "impute non-finite inputs" in best["change"]
