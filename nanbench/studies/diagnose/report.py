@@ -44,6 +44,8 @@ def build(s: dict, command: str) -> Report:
     r.para("Changes stable in at least one seed, best first: stable in more seeds, then the lower final "
            "whole-data loss relative to the initial one (L/L0: scaling y or changing the loss changes the "
            "loss's units, so L itself is not comparable across changes), then the smaller change. "
+           "Stable is nanbench's word (outcome converged, improving or stalled: finite, and not diverged), so "
+           "a change whose runs stalled kept the run finite but learned little; its L/L0 says how little. "
            "Append a change's overrides to the command above to run it.")
     rows = [{"rank": i, "change": m["change"], "stable seeds": f"{m['stable_seeds']}/{m['seeds']}",
              "L/L0": _num(m["relative_loss"]), "final loss": _num(m["final_loss"]),
