@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _compose(argv)
     try:
         spec, config, settings = prepare(cfg)
+        import nanbench.run
+        check_user_model = getattr(nanbench.run, "check_user_model", None)  # issue 22's own models (helper A)
+        if check_user_model is not None:
+            check_user_model(spec)  # a user's model against the data: before any store
         from nanbench.validate import check_device
         check_device(spec.train.device)
         from nanbench.tracking import Tracker, check_uri
