@@ -18,13 +18,20 @@ from nanbench.spec import ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
 POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
-def _kernel_init(seed: int, layer_index: int, scale: float = 1.0) -> keras.initializers.Initializer:
-    # Keras's Dense default initializer, made reproducible per (run seed, layer); model.init_scale
-    # multiplies its range (Glorot uniform is VarianceScaling(1, fan_avg, uniform): scale**2 there)
-    if scale == 1.0:
-        return keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
-    return keras.initializers.VarianceScaling(scale=scale ** 2, mode="fan_avg", distribution="uniform",
-                                              seed=seed * 1009 + layer_index)
+class Scaled(keras.initializers.Initializer):
+    """Another initializer's values times `scale` (model.init_scale: a too large or too small start)."""
+
+    def __init__(self, base: keras.initializers.Initializer, scale: float):
+        self.base, self.scale = base, scale
+
+    def __call__(self, shape, dtype=None):
+        return self.base(shape, dtype=dtype) * self.scale
+
+
+def _kernel_init(seed: int, layer_index: int, scale: float | None = None) -> keras.initializers.Initializer:
+    # Keras's Dense default initializer, made reproducible per (run seed, layer); times model.init_scale
+    base = keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
+    return base if scale is None else Scaled(base, scale)
 
 
 def _dropout_seed(seed: int, layer_index: int) -> int:
@@ -32,19 +39,14 @@ def _dropout_seed(seed: int, layer_index: int) -> int:
     return seed * 1009 + 500 + layer_index
 
 
-def _recurrent_init(seed: int, layer_index: int, scale: float = 1.0) -> keras.initializers.Initializer:
+def _recurrent_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
     # Keras's LSTM / GRU default for the recurrent kernel, seeded apart from the input kernel
-    return keras.initializers.Orthogonal(gain=scale, seed=seed * 1009 + 700 + layer_index)
+    return keras.initializers.Orthogonal(seed=seed * 1009 + 700 + layer_index)
 
 
-def _embedding_init(seed: int, layer_index: int, scale: float = 1.0) -> keras.initializers.Initializer:
+def _embedding_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
     # Keras's Embedding default ("uniform"), seeded
-    return keras.initializers.RandomUniform(-0.05 * scale, 0.05 * scale, seed=seed * 1009 + 800 + layer_index)
-
-
-def init_scale(model: keras.Model) -> float:
-    """The model.init_scale a model of build_model was built with (1.0: Keras's own initial weights)."""
-    return getattr(model, "nanbench_init_scale", 1.0)
+    return keras.initializers.RandomUniform(-0.05, 0.05, seed=seed * 1009 + 800 + layer_index)
 
 
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
@@ -56,14 +58,12 @@ def _sequence_layers(spec: ModelSpec, seed: int, policy: str) -> list[keras.laye
     read by one recurrent layer; or token ids embedded (``units`` per token) and averaged over steps."""
     steps, features = spec.seq_shape
     if spec.name == "embedding":
-        return [keras.layers.Embedding(spec.vocab, spec.units,
-                                       embeddings_initializer=_embedding_init(seed, 0, spec.init_scale),
+        return [keras.layers.Embedding(spec.vocab, spec.units, embeddings_initializer=_embedding_init(seed, 0),
                                        dtype=policy, name="embedding0"),
                 keras.layers.GlobalAveragePooling1D(dtype=policy, name="pool")]
     return [keras.layers.Reshape((steps, features), dtype=policy, name="steps"),
             RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0, spec.init_scale),
-                                 recurrent_initializer=_recurrent_init(seed, 0, spec.init_scale),
-                                 seed=_dropout_seed(seed, 0),
+                                 recurrent_initializer=_recurrent_init(seed, 0), seed=_dropout_seed(seed, 0),
                                  dtype=policy, name=f"{spec.name}0")]
 
 
@@ -93,9 +93,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
     layers.append(keras.layers.Dense(spec.outputs, activation=spec.output_activation, dtype="float32",
                                      name="output", kernel_initializer=_kernel_init(seed, 999, spec.init_scale),
                                      kernel_regularizer=regularizer))
-    model = cls(layers, name=spec.name)
-    model.nanbench_init_scale = spec.init_scale  # reset_model draws the same initial weights again
-    return model
+    return cls(layers, name=spec.name)
 
 
 def _assign(variable, value) -> None:
@@ -106,10 +104,10 @@ def reset_model(model: keras.Model, seed: int) -> None:
     """Put a built model in the state `build_model(..., seed=seed)` starts from: the same initial
     weights, BatchNormalization's statistics and dropout seeds, without rebuilding (or touching
     TensorFlow's global seed, which would make every traced function re-instantiate its graph)."""
-    scale = init_scale(model)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
             index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
+            scale = getattr(layer.kernel_initializer, "scale", None)  # model.init_scale, as built
             layer.kernel.assign(_kernel_init(seed, index, scale)(layer.kernel.shape, dtype=layer.kernel.dtype))
             layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
         elif isinstance(layer, keras.layers.BatchNormalization):  # Keras's initial values
@@ -118,8 +116,9 @@ def reset_model(model: keras.Model, seed: int) -> None:
                 _assign(variable, np.full(variable.shape, value))
         elif isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
             cell = layer.cell
+            scale = getattr(cell.kernel_initializer, "scale", None)
             cell.kernel.assign(_kernel_init(seed, 0, scale)(cell.kernel.shape, dtype=cell.kernel.dtype))
-            cell.recurrent_kernel.assign(_recurrent_init(seed, 0, scale)(cell.recurrent_kernel.shape,
+            cell.recurrent_kernel.assign(_recurrent_init(seed, 0)(cell.recurrent_kernel.shape,
                                                                   dtype=cell.recurrent_kernel.dtype))
             bias = np.zeros(cell.bias.shape)
             if isinstance(layer, keras.layers.LSTM) and cell.unit_forget_bias:  # Keras: forget gate's bias 1
@@ -127,8 +126,7 @@ def reset_model(model: keras.Model, seed: int) -> None:
             _assign(cell.bias, bias)
             _assign(cell.seed_generator.state, [_dropout_seed(seed, 0), 0])  # its (recurrent) dropout's seed
         elif isinstance(layer, keras.layers.Embedding):
-            layer.embeddings.assign(_embedding_init(seed, 0, scale)(layer.embeddings.shape,
-                                                                    dtype=layer.embeddings.dtype))
+            layer.embeddings.assign(_embedding_init(seed, 0)(layer.embeddings.shape, dtype=layer.embeddings.dtype))
         elif isinstance(layer, keras.layers.Dropout):
             index = int(layer.name.removeprefix("dropout"))
             state = layer.seed_generator.state

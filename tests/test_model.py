@@ -152,8 +152,8 @@ def test_dead_units_are_counted_under_a_softmax_output_too():
 
 
 def test_init_scale_shrinks_every_initial_kernel_and_reset_model_draws_it_again():
-    """model.init_scale=0.1: Glorot's range x 0.1 (the same draws scaled, up to rounding); the
-    engines' reset_model puts a built model back at those weights; 1.0 is Keras's own init."""
+    """model.init_scale=0.1: Glorot's draws x 0.1; the engines' reset_model puts a built model
+    back at those weights."""
     from nanbench.model import reset_model
 
     spec = from_config(compose_config(["model=mlp"])).model

@@ -149,11 +149,10 @@ def test_existing_options_keep_their_config_hash(override):
 
 
 def test_keys_added_at_their_default_leave_the_hash_and_set_elsewhere_join_it():
-    """model.init_scale, preprocess.nonfinite and preprocess.target_scaler are factors only when
-    they differ from their defaults (validate.OMITTED_AT_DEFAULT): every earlier run keeps its hash."""
+    """preprocess.nonfinite and preprocess.target_scaler are factors only when they differ from
+    their defaults (validate.OMITTED_AT_DEFAULT): every earlier run keeps its hash."""
     base = from_config(compose_config([]))
-    same = from_config(compose_config(["model.init_scale=1.0", "preprocess.nonfinite=keep",
-                                       "preprocess.target_scaler=same"]))
+    same = from_config(compose_config(["preprocess.nonfinite=keep", "preprocess.target_scaler=same"]))
     assert same.config_hash() == base.config_hash()
     for override, key, value in (("model.init_scale=0.1", "model.init_scale", 0.1),
                                  ("preprocess.nonfinite=drop", "preprocess.nonfinite", "drop"),

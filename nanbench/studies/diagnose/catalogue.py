@@ -162,7 +162,7 @@ def catalogue(spec: RunSpec, config: dict, evidence: Evidence) -> list[Change]:
         changes.append(Change(name="Adam instead of " + spec.optimizer.name, groups=(("optimizer", "adam"),),
                               why="Keras's default Adam (conf/optimizer/adam.yaml, lr 0.001)"))
     if "init_scale" in config.get("model", {}):
-        scale = spec.model.init_scale * INIT_SHRINK
+        scale = (spec.model.init_scale or 1.0) * INIT_SHRINK  # None: Keras's own, 1
         changes.append(Change(name=f"init_scale={scale:g}", settings=(("model.init_scale", scale),),
                               why=f"initial kernels {1 / INIT_SHRINK:g}x smaller"))
     return [c for c in changes if c is not None]

@@ -34,6 +34,8 @@ def build(s: dict, command: str) -> Report:
         when = "before it" if s["first_nonfinite_step"] is not None else "of the last steps (the run stayed finite)"
         facts.append(f"global gradient norms {when}, last {len(s['grad_norm_history'])}: "
                      + ", ".join(_num(v) for v in s["grad_norm_history"]))
+    for layer, norms in (s.get("layer_grad_norm_history") or {}).items():
+        facts.append(f"layer `{layer}`'s gradient norms, the same steps: " + ", ".join(_num(v) for v in norms))
     if s.get("error"):
         facts.append(f"error: `{s['error']}`")
     r.bullets(facts)

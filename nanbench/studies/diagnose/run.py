@@ -77,6 +77,15 @@ class Diagnosis:
         norms = np.asarray(ref.series.grad_norm, dtype=np.float64)[:step]
         return [finite_or_none(float(v)) for v in norms[-self.settings.history:]]
 
+    def layer_history(self) -> dict[str, list[float | None]]:
+        """history() per layer with weights (its gradient norm before clipping; layer forensics)."""
+        ref = self.reference
+        per_layer = getattr(ref.series, "layer_grad_norm", None) or {}
+        step = ref.verdict.first_nonfinite_step if ref.verdict else None
+        return {layer: [finite_or_none(float(v))
+                        for v in np.asarray(norms, dtype=np.float64)[:step][-self.settings.history:]]
+                for layer, norms in per_layer.items()}
+
     def verdict(self) -> str:
         if self.nothing_to_fix:
             return NOTHING_TO_FIX
@@ -103,6 +112,7 @@ class Diagnosis:
             "first_nonfinite_layer": _layer(ref, "first_nonfinite_layer"),
             "first_nonfinite_part": _layer(ref, "first_nonfinite_part"),
             "grad_norm_history": self.history(),
+            "layer_grad_norm_history": self.layer_history(),
             "remedies": [remedy(t, self.settings.seeds) for t in self.remedies()],
             "tried": [{"change": t.name, "overrides": t.change.overrides, "outcomes": t.outcomes,
                        "stable_seeds": t.stable_seeds, "skipped": t.skipped}
@@ -250,6 +260,8 @@ def describe_original(d: Diagnosis) -> list[str]:
     if history:
         when = "before it" if s["first_nonfinite_step"] is not None else "of its last steps (it stayed finite)"
         lines.append(f"  global gradient norms {when} (last {len(history)}): " + ", ".join(_num(v) for v in history))
+        for layer, norms in s["layer_grad_norm_history"].items():
+            lines.append(f"    {layer}: " + ", ".join(_num(v) for v in norms))
     elif s["first_nonfinite_step"] == 0:
         lines.append("  no gradient norm before it: the very first step was non-finite")
     if d.nothing_to_fix:
