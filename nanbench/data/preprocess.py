@@ -1,6 +1,7 @@
-"""Preprocessing: non-finite rows kept, dropped or imputed (``preprocess.nonfinite``), then outlier handling (scikit-learn-free NumPy and SciPy's winsorization), then
-scikit-learn's scalers fitted on X (and y when ``preprocess.scale_target``), or the hand-written
-standardization people write instead (``manual_standard``). Labels (a classification set's y)
+"""Preprocessing: non-finite rows kept, dropped or imputed (``preprocess.nonfinite``), then
+outlier handling (scikit-learn-free NumPy and SciPy's winsorization), then scikit-learn's scalers
+fitted on X (and y when ``preprocess.scale_target``, of ``preprocess.target_scaler``'s kind), or
+the hand-written standardization people write instead (``manual_standard``). Labels (a classification set's y)
 are never scaled, clipped or winsorized."""
 
 from __future__ import annotations

@@ -137,7 +137,8 @@ def catalogue(spec: RunSpec, config: dict, evidence: Evidence) -> list[Change]:
                     changes.append(_clip(kind, t, label, spec.clipping))
     p = spec.preprocess
     regression = spec.dataset.problem == "regression"
-    y_standard = p.scale_target and (p.target_scaler == "standard" or (p.target_scaler == "same" and p.scaler == "standard"))
+    y_kind = p.scaler if p.target_scaler == "same" else p.target_scaler
+    y_standard = p.scale_target and y_kind == "standard"
     y_scaling = (("preprocess.scale_target", True), ("preprocess.target_scaler", "standard"))
     if p.scaler != "standard":
         changes.append(Change(name="standard scaling of X", settings=(("preprocess.scaler", "standard"),)))

@@ -145,7 +145,7 @@ def _raw_data_nonfinite(spec: RunSpec) -> bool:
         X, y = make_dataset(spec.dataset)
     except Exception:  # noqa: BLE001 - the runs themselves record why the data did not load
         return False
-    return not (np.isfinite(np.asarray(X, dtype=np.float64)).all() and np.isfinite(np.asarray(y, dtype=np.float64)).all())
+    return not all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in (X, y))
 
 
 def _log(tracker, diagnosis: Diagnosis, t: Try, role_change: str) -> None:
@@ -255,7 +255,8 @@ def describe_original(d: Diagnosis) -> list[str]:
         if s["first_nonfinite_layer"]:
             where += f", layer {s['first_nonfinite_layer']}" + (f" ({s['first_nonfinite_part']})"
                                                                  if s["first_nonfinite_part"] else "")
-        lines.append(f"  seed {ref.spec.train.seed}: first non-finite value at step {s['first_nonfinite_step']}, {where}")
+        lines.append(f"  seed {ref.spec.train.seed}: first non-finite value at step "
+                     f"{s['first_nonfinite_step']}, {where}")
     history = s["grad_norm_history"]
     if history:
         when = "before it" if s["first_nonfinite_step"] is not None else "of its last steps (it stayed finite)"

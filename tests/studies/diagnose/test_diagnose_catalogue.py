@@ -21,7 +21,8 @@ def changes_for(*overrides: str, evidence: Evidence = NORMS) -> dict[str, Change
 def test_sgd_on_mse_regression_gets_lr_clipping_scaling_huber_adam_and_init():
     names = changes_for("optimizer=sgd")
     assert {"lr/3", "lr/10", "lr/100", "standard scaling of X", "standard scaling of y",
-            "standard scaling of X and y", "Huber instead of mse", "Adam instead of sgd", "init_scale=0.1"} <= set(names)
+            "standard scaling of X and y", "Huber instead of mse", "Adam instead of sgd",
+            "init_scale=0.1"} <= set(names)
     assert dict(names["lr/10"].settings)["optimizer.lr"] == pytest.approx(0.001)
     # clipping thresholds are the measured norms' median (4) and smallest (1), for both kinds
     clips = {(dict(c.settings)["clipping.kind"], dict(c.settings)["clipping.threshold"])
@@ -58,6 +59,7 @@ def test_apply_swaps_a_group_whole_then_sets_keys_and_the_spec_checks_the_result
 def test_distance_counts_changed_factors_and_the_decades_a_number_moves():
     spec, config, _ = prepare(compose(["optimizer=sgd"], config_name="diagnose"))
     lr3, lr100 = (prepare_tries(spec, config, [c])[0].spec for c in
-                  (Change("a", settings=(("optimizer.lr", 0.01 / 3),)), Change("b", settings=(("optimizer.lr", 1e-4),))))
+                  (Change("a", settings=(("optimizer.lr", 0.01 / 3),)),
+                   Change("b", settings=(("optimizer.lr", 1e-4),))))
     assert distance(spec, spec) == 0
     assert 1 < distance(spec, lr3) < distance(spec, lr100) == pytest.approx(3.0)

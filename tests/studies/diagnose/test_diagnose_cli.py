@@ -27,9 +27,11 @@ def test_unscaled_targets_rank_a_scaling_or_clipping_remedy_first_and_every_try_
     assert s["grad_norm_history"] and all(v is not None for v in s["grad_norm_history"])
     first = s["remedies"][0]
     assert first["stable_seeds"] == 3 and ("scaling" in first["change"] or "clipnorm" in first["change"])
-    assert [m["stable_seeds"] for m in s["remedies"]] == sorted((m["stable_seeds"] for m in s["remedies"]), reverse=True)
+    stable = [m["stable_seeds"] for m in s["remedies"]]
+    assert stable == sorted(stable, reverse=True)
     assert s["lr_max_stable"] is not None and s["lr_max_stable"] < 0.01 and s["verdict"] == "fixed by a single change"
-    assert {"lr/3", "lr/10", "lr/100", "Huber instead of mse", "Adam instead of sgd"} <= {t["change"] for t in s["tried"]}
+    tried = {t["change"] for t in s["tried"]}
+    assert {"lr/3", "lr/10", "lr/100", "Huber instead of mse", "Adam instead of sgd"} <= tried
     report = (tmp_path / "out" / s["name"] / "report.md").read_text()
     assert first["change"] in report and (tmp_path / "out" / s["name"] / "report.html").exists()
 
@@ -61,7 +63,8 @@ def test_a_stable_configuration_has_nothing_to_fix(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, key", [("optimizer.lr=-1", "optimizer.lr"), ("diagnose.seeds=2", "diagnose.seeds"),
-                                           ("model.nope=1", "model.nope"), ("preprocess.nonfinite=x", "preprocess.nonfinite")])
+                                           ("model.nope=1", "model.nope"),
+                                           ("preprocess.nonfinite=x", "preprocess.nonfinite")])
 def test_bad_input_is_one_line_exit_2_and_nothing_recorded(tmp_path, capsys, override, key):
     with pytest.raises(SystemExit) as info:
         main([override, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"diagnose.out={tmp_path / 'out'}"])
