@@ -28,7 +28,7 @@ def build(s: dict, command: str) -> Report:
         if s.get("first_nonfinite_layer"):
             where += f", layer `{s['first_nonfinite_layer']}`"
             if s.get("first_nonfinite_part"):
-                where += f" ({s['first_nonfinite_part']})"
+                where += f", part `{s['first_nonfinite_part']}`"
         facts.append(f"first non-finite value at step {s['first_nonfinite_step']}: {where}")
     if s["grad_norm_history"]:
         when = "before it" if s["first_nonfinite_step"] is not None else "of the last steps (the run stayed finite)"

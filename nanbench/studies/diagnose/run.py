@@ -253,7 +253,7 @@ def describe_original(d: Diagnosis) -> list[str]:
     if s["first_nonfinite_step"] is not None:
         where = f"source {s['first_nonfinite_source']}"
         if s["first_nonfinite_layer"]:
-            where += f", layer {s['first_nonfinite_layer']}" + (f" ({s['first_nonfinite_part']})"
+            where += f", layer {s['first_nonfinite_layer']}" + (f", part {s['first_nonfinite_part']}"
                                                                  if s["first_nonfinite_part"] else "")
         lines.append(f"  seed {ref.spec.train.seed}: first non-finite value at step "
                      f"{s['first_nonfinite_step']}, {where}")
