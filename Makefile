@@ -12,7 +12,7 @@ SERVER_HOST ?= 127.0.0.1
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary report examples boundaries bench screenshots ui faults server server-stop cluster-check clean
+.PHONY: help install test test-fast sweep summary report examples boundaries diagnose bench screenshots ui faults server server-stop cluster-check clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ examples: $(STAMP)  ## run the documents' examples and check their claims: resul
 
 boundaries: $(STAMP)  ## largest stable learning rate per configuration: results/boundaries.md
 	$(PY) -m nanbench.studies.boundary --grid sweeps/boundaries.yaml --out results $(ARGS)
+
+diagnose: $(STAMP)  ## why one configuration goes NaN and what fixes it: results/diagnose/<name>/ (ARGS="dataset=... optimizer=...")
+	$(PY) -m nanbench.diagnose $(if $(filter command line environment,$(origin STORE)),tracking.uri=$(STORE)) $(ARGS)
 
 bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
 	$(PY) -m tools.benchmark --out results $(ARGS)

@@ -19,11 +19,13 @@ from typing import Any, Mapping
 from nanbench.dataspec import (DATASET_KINDS, TASKS, BundledLabels, ConstantFeatureData, DatasetSpec,
                                LabelledData, LinearData, NanInputsData, OutlierData, SeparableData,
                                SequenceData, UnscaledData, dataset_spec)
-from nanbench.validate import (NOT_A_FACTOR, ConfigError, build as _build, check_number, is_factor,
-                               keras_class, one_of, option_class, same_option)
+from nanbench.validate import (NOT_A_FACTOR, OMITTED_AT_DEFAULT, ConfigError, at_omitted_default, build as _build,
+                               check_number, is_factor, keras_class, one_of, option_class, same_option)
 
 SCALERS = ("none", "standard", "minmax", "robust", "manual_standard")
+TARGET_SCALERS = ("same", *SCALERS[1:])  # same: the kind `scaler` names
 OUTLIER_HANDLING = ("none", "remove", "clip", "winsorize")
+NONFINITE_HANDLING = ("keep", "drop", "impute")
 MODELS = ("linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding")
 SEQUENCE_MODELS = ("lstm", "gru", "embedding")  # they read X as [n, seq_len, features] (see SequenceData)
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
@@ -40,6 +42,12 @@ class PreprocessSpec:
     outliers: str = "none"
     quantiles: tuple[float, float] = (0.01, 0.99)
     iqr_factor: float = 1.5
+    # with scale_target: the scaler y gets ("same": the kind of `scaler`, as before this key existed;
+    # a kind: that one, even with scaler none, which scales y alone)
+    target_scaler: str = field(default="same", metadata=OMITTED_AT_DEFAULT)
+    # rows holding NaN or inf (nanbench.data.preprocess.handle_nonfinite), first of all steps:
+    # keep | drop (the row) | impute (X's column mean over finite values; a non-finite y drops its row)
+    nonfinite: str = field(default="keep", metadata=OMITTED_AT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,8 @@ class RunSpec:
         return tuple((f"{group.name}.{f.name}", getattr(node, f.name))
                      for group in dataclasses.fields(self) if group.name != "tracking"
                      for node in [getattr(self, group.name)]  # a flat dataclass of plain values
-                     for f in dataclasses.fields(node) if is_factor(f) and getattr(node, f.name) is not None)
+                     for f in dataclasses.fields(node) if is_factor(f) and getattr(node, f.name) is not None
+                     and not at_omitted_default(f, getattr(node, f.name)))
 
     def factors(self) -> dict[str, Any]:
         """The run's factors as flat dotted keys (tracking excluded): MLflow params."""
@@ -215,6 +224,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     p = dict(cfg.get("preprocess", {}))
     one_of("preprocess.scaler", p.get("scaler", "none"), SCALERS)
     one_of("preprocess.outliers", p.get("outliers", "none"), OUTLIER_HANDLING)
+    one_of("preprocess.target_scaler", p.get("target_scaler", "same"), TARGET_SCALERS)
+    one_of("preprocess.nonfinite", p.get("nonfinite", "keep"), NONFINITE_HANDLING)
     if "quantiles" in p:
         q = p["quantiles"]
         if (not isinstance(q, (list, tuple)) or len(q) != 2

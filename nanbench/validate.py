@@ -56,10 +56,18 @@ def check_fraction(key: str, value: Any) -> float:
 
 
 NOT_A_FACTOR = {"factor": False}  # field metadata: how a run is built, not what it is (not logged, not hashed)
+# field metadata: a factor added after runs were recorded, logged and hashed only when it differs from
+# its default (which is what every earlier run did), so adding it changes no earlier configuration's hash
+OMITTED_AT_DEFAULT = {"omit_default": True}
 
 
 def is_factor(f: dataclasses.Field) -> bool:
     return f.metadata.get("factor", True)
+
+
+def at_omitted_default(f: dataclasses.Field, value: Any) -> bool:
+    """Whether `value` of field `f` is its default and the field says to leave it out then."""
+    return bool(f.metadata.get("omit_default")) and value == f.default
 
 
 def check_fields(key: str, cls, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ SIDE_BY_SIDE = "side_by_side"  # how many runs trained in the run's call (1: alo
 ROLE = "nanbench.role"
 PARENT, CHILD = "parent", "child"          # a sweep's parent run and its training runs
 SEARCH, EVALUATION = "search", "evaluation"  # a boundary search and its evaluations
+DIAGNOSIS, TRY = "diagnosis", "try"          # a diagnosis (nanbench.diagnose) and its tries' runs
 PARENT_RUN_ID = "mlflow.parentRunId"         # MLflow's own tag linking a child to its parent
 COMPLETE_TAG = "nanbench.complete"  # on a parent run: the fingerprint of a grid it left all FINISHED
 FINISHED_TAG = "nanbench.finished"  # ... and the experiment's FINISHED training runs at that moment

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,34 @@ def test_labels_are_never_scaled_or_clipped():
     assert set(np.unique(y)) == set(range(10)) and abs(data.X.mean()) < 0.1
     _, data, y = loaded("dataset=breast_cancer", "loss=crossentropy", "preprocess.outliers=remove")
     assert set(np.unique(y)) == {0.0, 1.0} and len(y) == data.n_samples < 569
+
+
+def test_nonfinite_rows_are_kept_dropped_or_imputed_before_anything_else():
+    """preprocess.nonfinite: drop removes every row with NaN/inf in X or y; impute fills X's
+    non-finite values with the column's finite mean and drops only the rows whose y is not finite."""
+    X = np.array([[1.0, 2.0], [np.nan, 4.0], [3.0, np.inf], [5.0, 6.0]])
+    y = np.array([[1.0], [2.0], [3.0], [np.nan]])
+    base = from_config(compose_config([])).preprocess
+    kept = preprocess(X, y, base)
+    assert kept.n_samples == 4 and not np.isfinite(kept.X).all()
+    dropped = preprocess(X, y, dataclasses.replace(base, nonfinite="drop"))
+    np.testing.assert_array_equal(dropped.X, [[1.0, 2.0]])
+    assert dropped.rows_removed == 3
+    imputed = preprocess(X, y, dataclasses.replace(base, nonfinite="impute"))
+    np.testing.assert_array_equal(imputed.X, [[1.0, 2.0], [2.0, 4.0], [3.0, 3.0]])  # means of 1, 3 and of 2, 4
+    np.testing.assert_array_equal(imputed.y, [[1.0], [2.0], [3.0]])
+    assert imputed.rows_removed == 1
+    # drop before the scaler: the scaled rows are finite
+    scaled = preprocess(X, y, dataclasses.replace(base, nonfinite="impute", scaler="standard"))
+    assert np.isfinite(scaled.X).all()
+
+
+def test_target_scaler_scales_y_alone_or_with_its_own_kind():
+    X = np.array([[1.0], [2.0], [3.0]]) * 1000
+    y = np.array([[10.0], [20.0], [30.0]])
+    base = from_config(compose_config([])).preprocess
+    y_only = preprocess(X, y, dataclasses.replace(base, scale_target=True, target_scaler="standard"))
+    np.testing.assert_array_equal(y_only.X, X.astype(np.float32))  # X untouched: scaler none
+    np.testing.assert_allclose(y_only.y.ravel(), [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+    same = preprocess(X, y, dataclasses.replace(base, scale_target=True))  # scaler none, "same": y untouched
+    np.testing.assert_array_equal(same.y, y.astype(np.float32))

@@ -14,7 +14,7 @@ from nanbench.config import ROOT
 FLOORS = ["nanbench.vocab", "nanbench.config", "nanbench.validate", "nanbench.dataspec", "nanbench.spec", "nanbench.forensics",
           "nanbench.data", "nanbench.losses", "nanbench.model", "nanbench.step", "nanbench.locate", "nanbench.engines", "nanbench.result",
           "nanbench.run", "nanbench.tracking", "nanbench.summary", "nanbench.cluster", "nanbench.sweep",
-          "nanbench.studies", "nanbench.cli", "nanbench.__main__", "tools"]
+          "nanbench.studies", "nanbench.cli", "nanbench.diagnose", "nanbench.__main__", "tools"]
 
 
 def modules() -> dict[str, Path]:

@@ -3,6 +3,7 @@ is one YAML file; unknown names fail with the one-line error, never a silent fal
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import keras
@@ -148,3 +149,21 @@ def test_dead_units_are_counted_under_a_softmax_output_too():
     assert dead_fraction(model, X) is not None
     bn = from_config(compose_config(["dataset=digits", "loss=crossentropy", "model=mlp_batchnorm"]))
     assert dead_fraction(build_model(bn.model, 64, seed=0), X) is None  # BatchNorm: not read as Dense layers
+
+
+def test_init_scale_shrinks_every_initial_kernel_and_reset_model_draws_it_again():
+    """model.init_scale=0.1: Glorot's draws x 0.1; the engines' reset_model puts a built model
+    back at those weights."""
+    from nanbench.model import reset_model
+
+    spec = from_config(compose_config(["model=mlp"])).model
+    plain = build_model(spec, 5, seed=3)
+    small = build_model(dataclasses.replace(spec, init_scale=0.1), 5, seed=3)
+    for a, b in zip(plain.layers, small.layers):
+        np.testing.assert_allclose(b.kernel.numpy(), 0.1 * a.kernel.numpy(), rtol=1e-5, atol=1e-7)
+    before = [w.numpy().copy() for w in small.weights]
+    for w in small.weights:
+        w.assign(np.ones(w.shape, dtype=w.dtype))
+    reset_model(small, 3)
+    for w, v in zip(small.weights, before):
+        np.testing.assert_array_equal(w.numpy(), v)

@@ -144,7 +144,21 @@ HASHES_BEFORE_NEW_FACTORS = {
 def test_existing_options_keep_their_config_hash(override):
     spec = from_config(compose_config([override]))
     assert spec.config_hash() == HASHES_BEFORE_NEW_FACTORS[override]
-    assert not {"dataset.task", "loss.from_logits", "model.units"} & set(spec.factors())
+    assert not {"dataset.task", "loss.from_logits", "model.units", "model.init_scale", "preprocess.nonfinite",
+                "preprocess.target_scaler"} & set(spec.factors())
+
+
+def test_keys_added_at_their_default_leave_the_hash_and_set_elsewhere_join_it():
+    """preprocess.nonfinite and preprocess.target_scaler are factors only when they differ from
+    their defaults (validate.OMITTED_AT_DEFAULT): every earlier run keeps its hash."""
+    base = from_config(compose_config([]))
+    same = from_config(compose_config(["preprocess.nonfinite=keep", "preprocess.target_scaler=same"]))
+    assert same.config_hash() == base.config_hash()
+    for override, key, value in (("model.init_scale=0.1", "model.init_scale", 0.1),
+                                 ("preprocess.nonfinite=drop", "preprocess.nonfinite", "drop"),
+                                 ("preprocess.target_scaler=standard", "preprocess.target_scaler", "standard")):
+        spec = from_config(compose_config([override]))
+        assert spec.factors()[key] == value and spec.config_hash() != base.config_hash()
 
 
 def test_a_dataset_declares_its_task_and_the_model_output_follows_it_and_from_logits():

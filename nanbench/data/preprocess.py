@@ -1,6 +1,7 @@
-"""Preprocessing: outlier handling (scikit-learn-free NumPy and SciPy's winsorization), then
-scikit-learn's scalers fitted on X (and y when ``preprocess.scale_target``), or the hand-written
-standardization people write instead (``manual_standard``). Labels (a classification set's y)
+"""Preprocessing: non-finite rows kept, dropped or imputed (``preprocess.nonfinite``), then
+outlier handling (scikit-learn-free NumPy and SciPy's winsorization), then scikit-learn's scalers
+fitted on X (and y when ``preprocess.scale_target``, of ``preprocess.target_scaler``'s kind), or
+the hand-written standardization people write instead (``manual_standard``). Labels (a classification set's y)
 are never scaled, clipped or winsorized."""
 
 from __future__ import annotations
@@ -27,6 +28,27 @@ class Data:
     @property
     def n_features(self) -> int:
         return self.X.shape[1]
+
+
+def handle_nonfinite(X: np.ndarray, y: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Rows holding NaN or inf, handled first of all steps (a scaler fitted on them, or an outlier
+    rule, would carry them on): ``keep`` leaves them; ``drop`` removes every row with a non-finite
+    value in X or y; ``impute`` replaces each non-finite X value by its column's mean over the
+    finite values of the rows it keeps (0 for a column with none), after dropping only the rows
+    whose y is not finite (a target made up would be trained on as if measured). Returns X, y
+    and the rows removed."""
+    if how == "keep":
+        return X, y, 0
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y).all(axis=1)
+    if how == "drop":
+        keep &= np.isfinite(X).all(axis=1)
+        return X[keep], y[keep], int((~keep).sum())
+    X, y = X[keep], y[keep]  # impute: the means are the kept rows' own
+    finite = np.isfinite(X)
+    counts = finite.sum(axis=0)
+    means = np.where(counts > 0, np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1), 0.0)
+    return np.where(finite, X, means), y, int((~keep).sum())
 
 
 def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec,
@@ -78,14 +100,17 @@ def _scaler(kind: str):
 
 
 def preprocess(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec, *, labels: bool = False) -> Data:
-    """Outlier handling, then scaling fitted on X (and y when scale_target). With `labels` (a
-    classification set), y holds class labels and is left as it is."""
+    """Non-finite rows, then outlier handling, then scaling fitted on X, and on y when scale_target
+    (with target_scaler's kind, "same": scaler's). With `labels` (a classification set), y holds
+    class labels and is left as it is."""
+    X, y, dropped = handle_nonfinite(X, y, spec.nonfinite)
     X, y, removed = _handle_outliers(X, y, spec, labels)
     if spec.scaler != "none":
         X = _scaler(spec.scaler).fit_transform(X)  # scikit-learn ignores NaN when fitting
-        if spec.scale_target:
-            y = _scaler(spec.scaler).fit_transform(y)
+    target = spec.scaler if spec.target_scaler == "same" else spec.target_scaler
+    if spec.scale_target and target != "none":
+        y = _scaler(target).fit_transform(y)
     return Data(X=np.ascontiguousarray(X, dtype=np.float32),
-                y=np.ascontiguousarray(y, dtype=np.float32), rows_removed=removed)
+                y=np.ascontiguousarray(y, dtype=np.float32), rows_removed=dropped + removed)
 
 
