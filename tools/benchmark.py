@@ -185,6 +185,12 @@ def summary_scale() -> list[dict]:
 FIELDS = ["item", "measure", "nanbench", "reference", "reference_name", "ratio", "goal", "met", "commit"]
 
 
+def item_order(row: dict) -> tuple:
+    """Rows in item order: 1, 2, ..., 10, 11, then lettered items (S)."""
+    item = str(row["item"])
+    return (0, int(item), "") if item.isdigit() else (1, 0, item)
+
+
 def carried(out: Path, items: set[str]) -> list[dict]:
     """The rows of the folder's benchmark.csv for items not measured now, as they were written."""
     path = out / "benchmark.csv"
@@ -209,7 +215,7 @@ def write(rows: list[dict], machine: dict, out: Path, elapsed: float, items: set
     for row in rows:
         row.setdefault("commit", commit)
     if items is not None:
-        rows = sorted(rows + carried(out, items), key=lambda r: r["item"])
+        rows = sorted(rows + carried(out, items), key=item_order)
     with open(out / "benchmark.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
@@ -277,7 +283,7 @@ def main() -> None:
             if items is None or item in items:
                 rows += measure()
                 print(json.dumps(rows[-1], default=str), flush=True)
-        rows.sort(key=lambda r: r["item"])
+        rows.sort(key=item_order)
         write(rows, machine, Path(args.out), time.perf_counter() - start, items)
         print((Path(args.out) / "benchmark.md").read_text())
     finally:
