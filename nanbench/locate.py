@@ -14,14 +14,18 @@ Keras's own layers and loss, and walks the step in data-flow order:
 5. each layer's weights after the update, first layer to last (part ``weights``).
 
 The first place holding inf/NaN is the run's ``first_nonfinite_layer`` and its part. A replay
-costs one forward and backward pass, paid once per run that went non-finite, never per step.
+costs one eager forward and backward pass, paid once per run that went non-finite (and not at
+all when its batch was: ``input`` needs no replay), never per step.
 Under loss scaling (mixed_float16), non-finite gradients are the scaler's skipped steps, not a
 run's first non-finite value, so step 4 is left out. Dropout draws its mask again in the replay;
-a step whose only non-finite value came from that mask (inf times a dropped zero) is not found
-in its layers and falls to the weights' check, or to no layer.
+a step whose only non-finite value came from that mask (inf times a dropped zero), or from a
+rounding at the very edge of float32's range that the eager replay does not repeat, is not found
+in its layers and falls to the weights' check, or to no layer (None).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import keras
 import numpy as np
@@ -57,12 +61,11 @@ def _nonfinite(t) -> tf.Tensor:
 
 class Locator:
     """The replay of one step for one built (and compiled) model: forward layer by layer, the
-    loss, and the gradients, each reduced to one is-it-non-finite flag.
+    loss, and the gradients, each reduced to one is-it-non-finite flag. It runs eagerly: a
+    replay is paid only by a run that went non-finite, and tracing it would cost more than
+    the few replays of a structure."""
 
-    ``compiled``: trace the replay once (a structure whose runs the fused and side-by-side engines
-    train by the hundred); otherwise it runs eagerly (the fit engine: a model per run)."""
-
-    def __init__(self, model: keras.Model, loss_scaled: bool, compiled: bool = True):
+    def __init__(self, model: keras.Model, loss_scaled: bool):
         self.model = model
         self.loss_scaled = loss_scaled
         self.layers = list(model.layers)
@@ -71,10 +74,8 @@ class Locator:
         except (AttributeError, ValueError, TypeError):
             self.probe = None  # a subclassed model: no layer graph to walk
         self.weighted = weighted_layers(model)
-        self._flags = tf.function(self._flags_of, autograph=False) if compiled else self._flags_of
-        self._traced: dict = {}
 
-    def _flags_of(self, weights, x, y, training: bool):
+    def _flags(self, weights, x, y, training: bool):
         """[layers] output flags, the loss's value and gradient flags, [layers] gradient flags."""
         trainable = self.model.trainable_weights
         x = tf.convert_to_tensor(x)
@@ -137,17 +138,18 @@ def batch_rows(n: int, batch_size: int, seed: int, shuffle: bool, step: int) -> 
     return order[i * batch_size:min((i + 1) * batch_size, n)]
 
 
-def replay_step(locator: Locator, spec, data, before, after, final):
+def replay_step(locator: Callable[[], Locator], spec, data, before, after, final):
     """The engines' ``locate``: (step, source) -> (layer, part) for a run of `spec` on `data` whose
     first non-finite step started from `before` and left `after` (the step's batch as the fused
     and side-by-side engines drew it); with no such step, `final` (the weights the run ended with)
-    for a run non-finite only in the evaluation after its last step. None when neither was kept."""
+    for a run non-finite only in the evaluation after its last step. None when neither was kept.
+    `locator` gives the structure's Locator, made on first use."""
     if before is None and final is None:
         return None
 
     def locate(step: int, source: str) -> tuple[str | None, str | None]:
         if before is None:  # the whole data, in inference mode, as the evaluation after the run
-            return locator(final, None, data.X, data.y, source=source, training=False)
+            return locator()(final, None, data.X, data.y, source=source, training=False)
         rows = batch_rows(len(data.X), spec.train.batch_size, spec.train.seed, spec.train.shuffle, step)
-        return locator(before, after, data.X[rows], data.y[rows], source=source)
+        return locator()(before, after, data.X[rows], data.y[rows], source=source)
     return locate

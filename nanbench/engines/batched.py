@@ -281,7 +281,7 @@ class SideBySide:
 
     @property
     def locator(self) -> Locator:
-        """The replay of a step of this structure's model (nanbench.locate), traced on first use."""
+        """The replay of a step of this structure's model (nanbench.locate), made on first use."""
         if self._locator is None:
             self._locator = Locator(self.model, loss_scaled=False)
         return self._locator
@@ -437,7 +437,7 @@ def train_together(specs, datas, device: str) -> list[EngineOutput]:
             series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
             train_s=seconds / len(specs), dead_fraction=trainer.dead_fraction(data.X, trainer.weights_of(final[r])),
             dead_fraction_at_nonfinite=trainer.dead_fraction(data.X, before),
-            locate=replay_step(trainer.locator, spec, data, before, after, end)))
+            locate=replay_step(lambda: trainer.locator, spec, data, before, after, end)))
     return outs
 
 

@@ -88,7 +88,7 @@ class ForensicRecorder(keras.callbacks.Callback):
         non-finite step kept, or of the evaluation after the run at its final weights (read when
         called: before the model trains again)."""
         def locate(step: int, source: str):
-            locator = Locator(model, loss_scaled(model.optimizer), compiled=False)
+            locator = Locator(model, loss_scaled(model.optimizer))
             if self.step_at_nonfinite is not None:
                 left, x, y_batch = self.step_at_nonfinite
                 return locator(self.weights_at_nonfinite, left, x, y_batch, source=source)

@@ -275,7 +275,7 @@ class Trainer:
 
     @property
     def locator(self) -> Locator:
-        """The replay of a step of this trainer's model (nanbench.locate), traced on first use."""
+        """The replay of a step of this trainer's model (nanbench.locate), made on first use."""
         if self._locator is None:
             self._locator = Locator(self.model, loss_scaled(self.optimizer))
         return self._locator
@@ -337,4 +337,4 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=ran.seconds,
                         dead_fraction=dead_fraction(trainer.model, data.X),
                         dead_fraction_at_nonfinite=dead_fraction(trainer.model, data.X, before) if before is not None else None,
-                        locate=replay_step(trainer.locator, spec, data, before, after, final))
+                        locate=replay_step(lambda: trainer.locator, spec, data, before, after, final))
