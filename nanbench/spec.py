@@ -18,7 +18,7 @@ from typing import Any, Mapping
 # the dataset kinds live in nanbench.dataspec; re-exported here, where the other groups are
 from nanbench.dataspec import (DATASET_KINDS, TASKS, BundledLabels, ConstantFeatureData, DatasetSpec,
                                LabelledData, LinearData, NanInputsData, OutlierData, SeparableData,
-                               SequenceData, UnscaledData, dataset_spec)
+                               SequenceData, UnscaledData, UserData, dataset_spec)
 from nanbench.validate import (NOT_A_FACTOR, ConfigError, build as _build, check_number, is_factor,
                                keras_class, one_of, option_class, same_option)
 
