@@ -61,7 +61,7 @@ def _classified(spec: RunSpec, out, data, data_s: float, short_device: str, side
                      device=short_device, data_s=data_s, build_s=out.build_s,
                      first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples,
                      dead_fraction=out.dead_fraction, dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite,
-                     side_by_side=side_by_side)
+                     side_by_side=side_by_side, engine_used=out.engine)
 
 
 def _short(device: str) -> str:

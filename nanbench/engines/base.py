@@ -19,6 +19,7 @@ class EngineOutput:
     train_s: float        # every later step (steady state)
     dead_fraction: float | None = None               # ReLU units dead at the end (forensics.dead_fraction)
     dead_fraction_at_nonfinite: float | None = None  # ... with the weights the first non-finite step started from
+    engine: str | None = None  # the engine that trained the run, when not the one asked for (fused -> fit)
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ def build_record(result: RunResult, start_time: float | None, parent_run_id: str
         vocab.OUTCOME: result.outcome,
         vocab.SOURCE: (v.first_nonfinite_source if v else None) or vocab.NO_SOURCE,
         vocab.DEVICE: result.device,
-        vocab.ENGINE: spec.train.engine,
+        vocab.ENGINE: result.engine,
         vocab.SIDE_BY_SIDE: str(result.side_by_side),
         vocab.CONFIG_HASH: spec.config_hash(),
         "git_commit": git_commit(),
