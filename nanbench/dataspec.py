@@ -251,7 +251,7 @@ def _read_user_data(spec: UserData) -> UserData:
     """A user's file checked now (exists, reads, numeric, the target there), its digest taken and
     its task read from the target unless set (nanbench.user_data)."""
     from nanbench import user_data
-    path = user_data.absolute("dataset.path", spec.path, (), f"{spec.kind.upper()} file")
+    path = user_data.absolute("dataset.path", spec.path, (), "a CSV file" if spec.kind == "csv" else "an .npz file")
     digest = user_data.digest(path)
     if spec.digest not in (None, digest):
         raise ConfigError("dataset.digest", f"left out (nanbench takes it from the file: {digest})", spec.digest)

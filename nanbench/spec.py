@@ -316,7 +316,7 @@ def _check_user_model_keys(m: dict) -> None:
             raise ConfigError(f"model.{key}", f"left out for model {name} (it belongs to "
                               f"{'model=keras' if key in ('path', 'reinit') else 'model=builder'})", m[key])
     if name == "keras":
-        m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "Keras model file (.keras)")
+        m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
         digest = user_data.digest(m["path"])
         if not isinstance(m.get("reinit", False), bool):
             raise ConfigError("model.reinit", "true or false", m["reinit"])

@@ -27,14 +27,15 @@ MAX_CLASSES = 20  # integer targets with more distinct values than this are read
 
 
 def absolute(key: str, path: Any, suffixes: tuple[str, ...], what: str) -> str:
-    """`path` as an absolute path to an existing, readable file; else the ConfigError naming `key`."""
+    """`path` as an absolute path to an existing, readable file (`what`, e.g. "a CSV file"),
+    named with one of `suffixes` when given; else the ConfigError naming `key`."""
     if not isinstance(path, str) or not path:
         raise ConfigError(key, f"the path of {what} (set {key}=FILE)", path)
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(full):
-        raise ConfigError(key, f"an existing {what} (no such file)", path)
+        raise ConfigError(key, f"{what} that exists (no such file)", path)
     if not os.access(full, os.R_OK):
-        raise ConfigError(key, f"a readable {what} (permission denied)", path)
+        raise ConfigError(key, f"{what} that can be read (permission denied)", path)
     if suffixes and not full.lower().endswith(suffixes):
         raise ConfigError(key, f"{what} named *{' or *'.join(suffixes)}", path)
     return full

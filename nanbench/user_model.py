@@ -41,7 +41,10 @@ USER_MODELS = ("keras", "builder")
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    """An exception as one line, without Keras's terminal colour codes."""
+    import re
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
 
 
 # ---- checks without Keras (config validation, before a sweep forks its store process) ----
