@@ -181,7 +181,8 @@ def reinit(model, seed: int) -> None:
             config = init.get_config()
             if "seed" in config:
                 config["seed"] = seed * 1009 + 300 + index[id(variable)]
-            value = np.asarray(type(init).from_config(config)(tuple(variable.shape), dtype=variable.dtype))
+            value = keras.ops.convert_to_numpy(type(init).from_config(config)(tuple(variable.shape),
+                                                                              dtype=variable.dtype))
             if isinstance(layer, keras.layers.LSTMCell) and stem == "bias" and layer.unit_forget_bias:
                 value = np.array(value)
                 value[layer.units:2 * layer.units] = 1.0
