@@ -229,11 +229,18 @@ def test_a_sweep_over_a_csv_and_a_saved_model_records_every_run_once_and_resumes
 
 
 @pytest.mark.slow
-def test_a_sweep_on_a_missing_file_stops_before_any_store(files):
-    proc = nanbench("-m", "dataset=csv", "dataset.path=data.csv,missing.csv", "dataset.target=y",
-                    "optimizer.lr=0.01,0.1", f"tracking.uri=sqlite:///{files / 'm.db'}",
-                    f"sweep.results_dir={files / 'results'}", f"hydra.sweep.dir={files / 'hydra'}", cwd=files)
+def test_a_grid_over_files_checks_each_before_any_store(files):
+    def sweep(paths):
+        return nanbench("-m", "dataset=csv", f"dataset.path={paths}", "dataset.target=y", "optimizer.lr=0.01,0.1",
+                        "train.epochs=2", "sweep.name=own", f"tracking.uri=sqlite:///{files / 'm.db'}",
+                        f"sweep.results_dir={files / 'results'}", f"hydra.sweep.dir={files / 'hydra'}", cwd=files)
+    proc = sweep("data.csv,missing.csv")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "dataset.path must be" in lines[0] and "missing.csv" in lines[0]
     assert not (files / "m.db").exists() and not (files / "hydra").exists()
+    write_table(files / "other.csv", seed=3)
+    proc = sweep("data.csv,other.csv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(r.data.params["dataset.path"] for r in children(f"sqlite:///{files / 'm.db'}")) == \
+        [str(files / "data.csv")] * 2 + [str(files / "other.csv")] * 2

@@ -193,6 +193,21 @@ USER_FILE_ERRORS = ("dataset.path", "dataset.target", "dataset.digest", "model.p
                     "model.digest", "model.reinit")
 
 
+def check_base(cfg: DictConfig) -> None:
+    """The sweep's own config validated whole (a bad value stops the sweep with its one line). A
+    user's file named only on a grid axis (``dataset.path=a.csv,b.csv``) is not in this config:
+    what its absence makes wrong is left to check_jobs, which composes every value of every axis."""
+    from nanbench.spec import ConfigError, from_config
+    try:
+        from_config(cfg, multirun=True)
+    except ConfigError as exc:
+        axes = {override_key(o) for o in grid_overrides(cfg)}
+        if exc.key in USER_FILE_ERRORS and any(a in ("dataset", "model") or a.startswith(("dataset.", "model."))
+                                               for a in axes):
+            return
+        raise
+
+
 def check_user_files(cfg: DictConfig) -> None:
     """A composed job on a user's data or model (dataset=csv / npz, model=keras / builder) is
     validated whole: a missing or unreadable file, an unknown column, a builder that raises or a
