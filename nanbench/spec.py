@@ -298,8 +298,9 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     tracking = _build(TrackingSpec, "tracking", tr)
 
     check_fit(dataset, preprocess, model, loss)
-    if model.name in USER_MODELS:
-        check_user_model(dataset, model, train.precision)
+    if model.name == "keras" and train.precision != "float32":
+        raise ConfigError("train.precision", "float32 for model=keras (a saved model keeps the dtypes it was "
+                          "saved with; model=builder builds under the run's precision)", train.precision)
     return RunSpec(dataset=dataset, preprocess=preprocess, model=derive_model(model, dataset, loss),
                    optimizer=optimizer, clipping=clipping, loss=loss, train=train, outcome=outcome,
                    tracking=tracking)
@@ -330,27 +331,6 @@ def _check_user_model_keys(m: dict) -> None:
         raise ConfigError("model.digest", f"left out (nanbench takes it from the {'file' if name == 'keras' else 'module'}: "
                           f"{digest})", m["digest"])
     m["digest"] = digest
-
-
-def check_user_model(dataset: DatasetSpec, model: ModelSpec, precision: str) -> None:
-    """A user's model against the data (nanbench.user_model.check: loads or builds it, with Keras):
-    one input of the data's feature count, one output per row (classes for multiclass)."""
-    from nanbench import user_model
-    if model.name == "keras" and precision != "float32":
-        raise ConfigError("train.precision", "float32 for model=keras (a saved model keeps the dtypes it was "
-                          "saved with; model=builder builds under the run's precision)", precision)
-    user_model.check(model, n_features(dataset), dataset.problem, dataset.classes, precision)
-
-
-def n_features(dataset: DatasetSpec) -> int:
-    """The feature columns of a dataset's X (made once: generators are deterministic)."""
-    from nanbench.data.generators import make_dataset
-    return _n_features(dataset, make_dataset)
-
-
-@functools.lru_cache(maxsize=32)
-def _n_features(dataset: DatasetSpec, make) -> int:
-    return int(make(dataset)[0].shape[1])
 
 
 DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab", "task")

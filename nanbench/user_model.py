@@ -20,8 +20,10 @@ file, or of the builder module's source file (that file only, not what it import
 Everything wrong with a model (a file Keras cannot load safely, a builder that does not import,
 raises or returns something other than a keras.Model, an input shape other than the data's, an
 output other than the task's) is a one-line ConfigError naming ``model.path`` or
-``model.builder``, raised while the config is validated (nanbench.spec.from_config), before
-anything is recorded.
+``model.builder``, raised before anything is recorded: what needs no Keras (the file is there,
+the builder's module is found) while the config is validated (nanbench.spec.from_config), the rest
+by :func:`check` (through nanbench.run.check_user_model, which the CLI and the sweep's checks
+call beside the device and store checks).
 """
 
 from __future__ import annotations
@@ -100,7 +102,6 @@ def _call_builder(value: str, n_features: int, task: str, classes: int | None, p
     """The user's builder called with ((n_features,), task), and classes= when it takes one, under
     the run's Keras dtype policy (restored afterwards)."""
     import keras
-    from nanbench.model import POLICIES
     module, name = split_builder(value)
     try:
         fn = getattr(importlib.import_module(module), name)
@@ -116,7 +117,7 @@ def _call_builder(value: str, n_features: int, task: str, classes: int | None, p
     except (TypeError, ValueError):
         pass
     old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(POLICIES[precision])
+    keras.config.set_dtype_policy(precision)  # train.precision's names are Keras's policies
     try:
         model = fn((n_features,), task, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the user's code
@@ -199,8 +200,6 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
     """A user model that does not fit the data is the ConfigError naming model.path / model.builder:
     it must take one input of shape (None, n_features) and give, per row, one output for
     regression and binary targets or `classes` for a multiclass one."""
-    from nanbench.run import configure_tensorflow
-    configure_tensorflow()
     key = "model.path" if spec.name == "keras" else "model.builder"
     what = spec.path if spec.name == "keras" else spec.builder
     model = _load(spec.path) if spec.name == "keras" else _call_builder(spec.builder, n_features, task, classes,

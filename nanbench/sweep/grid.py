@@ -197,9 +197,10 @@ def check_base(cfg: DictConfig) -> None:
     """The sweep's own config validated whole (a bad value stops the sweep with its one line). A
     user's file named only on a grid axis (``dataset.path=a.csv,b.csv``) is not in this config:
     what its absence makes wrong is left to check_jobs, which composes every value of every axis."""
+    from nanbench.run import check_user_model
     from nanbench.spec import ConfigError, from_config
     try:
-        from_config(cfg, multirun=True)
+        check_user_model(from_config(cfg, multirun=True))
     except ConfigError as exc:
         axes = {override_key(o) for o in grid_overrides(cfg)}
         if exc.key in USER_FILE_ERRORS and any(a in ("dataset", "model") or a.startswith(("dataset.", "model."))
@@ -212,11 +213,12 @@ def check_user_files(cfg: DictConfig) -> None:
     """A composed job on a user's data or model (dataset=csv / npz, model=keras / builder) is
     validated whole: a missing or unreadable file, an unknown column, a builder that raises or a
     model that does not fit the data is its one-line ConfigError before anything is recorded."""
+    from nanbench.run import check_user_model
     from nanbench.spec import USER_MODELS, ConfigError, from_config
     if cfg.dataset.get("generator") not in ("csv", "npz") and cfg.model.get("name") not in USER_MODELS:
         return
     try:
-        from_config(cfg, multirun=True)
+        check_user_model(from_config(cfg, multirun=True))
     except ConfigError as exc:
         if exc.key in USER_FILE_ERRORS:
             raise
