@@ -18,7 +18,7 @@ import pytest
 from conftest import compose_config
 from nanbench.data import load
 from nanbench.engines import batched
-from nanbench.run import execute
+from nanbench.run import check_user_model, execute
 from nanbench.spec import ConfigError, from_config
 
 BUILDERS = textwrap.dedent('''
@@ -95,7 +95,10 @@ def data_args(files):
 
 
 def spec_of(*overrides):
-    return from_config(compose_config(list(overrides)))
+    """The run's spec, checked as the CLI checks it (from_config, then the model against the data)."""
+    spec = from_config(compose_config(list(overrides)))
+    check_user_model(spec)
+    return spec
 
 
 def test_a_saved_model_starts_from_its_saved_weights_and_both_engines_agree(files):
