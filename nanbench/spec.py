@@ -56,6 +56,7 @@ class ModelSpec:
     dropout: float = 0.0
     weight_decay: float = 0.0
     units: int | None = None  # lstm, gru: recurrent units; embedding: embedding size (None: no such model)
+    init_scale: float | None = None  # every kernel's initial values times this (None: Keras's own, 1)
     path: str | None = None      # keras: the .keras file (absolute)
     reinit: bool | None = None   # keras: draw the layers' initializers again (train.seed) instead of the saved weights
     builder: str | None = None   # builder: package.module:function(input_shape, task) -> keras.Model
@@ -245,6 +246,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         m["dropout"] = float(check_number("model.dropout", m["dropout"], low=0, high=1, high_open=True))
     if "weight_decay" in m:
         m["weight_decay"] = float(check_number("model.weight_decay", m["weight_decay"], low=0))
+    if m.get("init_scale") is not None:
+        m["init_scale"] = float(check_number("model.init_scale", m["init_scale"], low=0, low_open=True))
     _check_user_model_keys(m)
     model = _build(ModelSpec, "model", m)
 

@@ -151,12 +151,20 @@ def _build_for(model, n_features: int) -> None:
 
 def reset(model, spec, seed: int) -> None:
     """Put a user model in the state a run with seed `seed` starts from: the saved weights of a
-    loaded model (model.reinit false), else its layers' initializers drawn again (reinit)."""
+    loaded model (model.reinit false), else its layers' initializers drawn again (reinit); then,
+    with model.init_scale, every layer's kernel times that scale."""
     if spec.name == "keras" and not spec.reinit:
         for variable, value in zip(model.variables, _saved(spec.path, spec.digest)):
             variable.assign(value)
     else:
         reinit(model, seed)
+    scale = getattr(spec, "init_scale", None)
+    if scale is not None:  # model.init_scale: every layer's `kernel` times it, as nanbench's own models
+        import keras
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            kernel = vars(layer).get("kernel", vars(layer).get("_kernel"))  # Dense keeps it as _kernel
+            if isinstance(kernel, keras.Variable):
+                kernel.assign(kernel * scale)
 
 
 # an initializer attribute -> the variable it initializes, where the names differ
