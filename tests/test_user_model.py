@@ -125,6 +125,10 @@ def test_reinit_draws_the_initializers_again_per_seed(files):
     assert seed0 == again and len({saved, seed0, seed1}) == 3
     fit = execute(spec_of(*args, "model.reinit=true", "train.seed=1", "train.engine=fit")).verdict.initial_loss
     assert fit == seed1  # the fit engine draws the same initial weights
+    # model.init_scale: every kernel times it (the saved kernels at 1e-6: the outputs are the biases, 0)
+    spec = spec_of(*args, "model.init_scale=1e-6")
+    data = load(spec.dataset, spec.preprocess)
+    assert execute(spec).verdict.initial_loss == pytest.approx(float(np.mean(data.y ** 2)), rel=1e-4)
 
 
 def test_a_builders_model_trains_with_both_engines(files):
@@ -152,6 +156,8 @@ def test_nan_from_a_users_model_is_a_result(tmp_path, files):
                    "train.engine=fused")
     result = execute(spec)
     assert result.outcome in ("nan", "inf") and result.verdict.first_nonfinite_step is not None
+    # layer forensics name the user's own layer (the saved model's only layer is "out")
+    assert getattr(result, "first_nonfinite_layer", "out") in ("out", "loss")
 
 
 def test_a_multiclass_model_needs_one_output_per_class(tmp_path, files):
