@@ -137,6 +137,14 @@ def test_a_builders_model_trains_with_both_engines(files):
     assert fused.engine == "fused" and fit.outcome == fused.outcome != "error"
     np.testing.assert_array_equal(fit.series.loss, fused.series.loss)
     assert spec_of(*args).model.digest  # the module's source is part of the run's identity
+    # a builder builds under the run's precision; a saved model keeps its dtypes, so it takes float32 only
+    from nanbench import user_model
+    built = user_model.build(spec_of(*args, "train.precision=mixed_bfloat16").model, 3, task="regression",
+                             classes=None, seed=0, precision="mixed_bfloat16")
+    assert built.get_layer("hidden").dtype_policy.name == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="^train.precision must be float32 for model=keras"):
+        spec_of(*data_args(files), "model=keras", f"model.path={files / 'model.keras'}",
+                "train.precision=mixed_float16")
 
 
 def test_a_structure_fused_cannot_trace_trains_with_fit_and_says_so(files):
