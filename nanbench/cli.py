@@ -29,6 +29,8 @@ def fail(message: str) -> None:
 def run_one(cfg: DictConfig) -> dict:
     try:
         spec = from_config(cfg)
+        from nanbench.run import check_user_model
+        check_user_model(spec)  # a user's model against the data (Keras): before any store
         check_device(spec.train.device)
         from nanbench.tracking import check_uri
         check_uri(spec.tracking.uri)

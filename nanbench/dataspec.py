@@ -170,12 +170,32 @@ class SequenceData(LabelledData):
         return "regression"
 
 
+@dataclass(frozen=True)
+class UserData(DatasetSpec):
+    """A user's own file: ``dataset=csv`` (``path``, ``target``: the target column, the others
+    features) or ``dataset=npz`` (``path``: arrays X and y), read by nanbench.user_data. The task
+    is ``task`` or, left out, read from the target (nanbench.user_data.infer_task). ``digest`` is
+    the file's SHA-256, computed here: what the file holds is part of the run's identity (its
+    config hash), so two different files at one path never share a resumed result."""
+
+    TASKS: ClassVar[tuple[str, ...]] = TASKS
+    path: str | None = None
+    target: str | None = None
+    digest: str | None = None  # computed from the file (a value given must be the file's)
+    n_classes: int | None = field(default=None, metadata=NOT_A_FACTOR)  # distinct target values (classification)
+
+    @property
+    def classes(self) -> int | None:
+        return None if self.problem == "regression" else self.n_classes
+
+
 # generator name -> the dataclass of its knobs (nanbench.data.generators has a function per name)
 DATASET_KINDS: dict[str, type[DatasetSpec]] = {
     "clean": LinearData, "outliers": OutlierData, "nan_inputs": NanInputsData, "unscaled": UnscaledData,
     "doc000_outlier": DatasetSpec, "doc000_clean": DatasetSpec, "doc003_outlier": DatasetSpec,
     "diabetes": DatasetSpec, "breast_cancer": BundledLabels, "digits": BundledLabels,
     "separable": SeparableData, "constant_feature": ConstantFeatureData, "sequences": SequenceData,
+    "csv": UserData, "npz": UserData,
 }
 
 
@@ -197,6 +217,8 @@ def _check_task(spec: DatasetSpec) -> DatasetSpec:
     """The dataset's declared task, checked against what its data can be; sequences derive
     theirs from ``target`` (and n_classes) when the option leaves it out."""
     where = f"dataset {spec.name}"
+    if isinstance(spec, UserData):
+        return _read_user_data(spec)
     if isinstance(spec, SequenceData):
         one_of("dataset.target", spec.target or "regression", TARGETS)
         if spec.target == "classification" and spec.n_classes is None:
@@ -223,3 +245,18 @@ def _check_task(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
+
+
+def _read_user_data(spec: UserData) -> UserData:
+    """A user's file checked now (exists, reads, numeric, the target there), its digest taken and
+    its task read from the target unless set (nanbench.user_data)."""
+    from nanbench import user_data
+    path = user_data.absolute("dataset.path", spec.path, (), "a CSV file" if spec.kind == "csv" else "an .npz file")
+    digest = user_data.digest(path)
+    if spec.digest not in (None, digest):
+        raise ConfigError("dataset.digest", f"left out (nanbench takes it from the file: {digest})", spec.digest)
+    _, y = user_data.read(spec.kind, path, spec.target)
+    task = spec.task if spec.task is not None else user_data.infer_task(y)
+    one_of("dataset.task", task, TASKS)
+    classes = user_data.check_task(task, y)
+    return dataclasses.replace(spec, path=path, digest=digest, task=task, n_classes=classes)

@@ -12,7 +12,7 @@ import inspect
 import keras
 import numpy as np
 
-from nanbench.spec import ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
+from nanbench.spec import USER_MODELS, ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
 
 # Keras dtype policy per precision; mixed_float16 also needs loss scaling (see build_optimizer).
 POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
@@ -75,7 +75,13 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
     dataset's task and the loss's from_logits).
 
     The output layer stays float32 under mixed precision, as Keras's mixed-precision guide advises.
+    A user's model (model=keras, model=builder) is loaded or built by nanbench.user_model instead,
+    in the state a run with `seed` starts from (`cls` does not apply: see engines.fit.forensic).
     """
+    if spec.name in USER_MODELS:
+        from nanbench import user_model
+        return user_model.build(spec, n_features, task=spec.task, classes=spec.outputs if spec.task == "multiclass"
+                                else None, seed=seed, precision=precision)
     policy = POLICIES[precision]
     regularizer = keras.regularizers.L2(spec.weight_decay) if spec.weight_decay > 0 else None
     layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
@@ -103,7 +109,12 @@ def _assign(variable, value) -> None:
 def reset_model(model: keras.Model, seed: int) -> None:
     """Put a built model in the state `build_model(..., seed=seed)` starts from: the same initial
     weights, BatchNormalization's statistics and dropout seeds, without rebuilding (or touching
-    TensorFlow's global seed, which would make every traced function re-instantiate its graph)."""
+    TensorFlow's global seed, which would make every traced function re-instantiate its graph).
+    A user's model: nanbench.user_model.reset (its saved weights, or its initializers drawn again)."""
+    if getattr(model, "_nanbench_user_spec", None) is not None:
+        from nanbench import user_model
+        user_model.reset(model, model._nanbench_user_spec, seed)
+        return
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
             index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))

@@ -36,7 +36,14 @@ class RunResult:
     first_nonfinite_layer: str | None = None
     first_nonfinite_part: str | None = None
     side_by_side: int = 1      # runs trained in the same call (nanbench.engines.batched), this one included
+    engine_used: str | None = None  # the engine that trained it when not train.engine (a user's model fused
+                                    # cannot trace trains with fit); None: train.engine
     run_id: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The engine that trained the run (train.engine, unless it fell back to fit)."""
+        return self.engine_used or self.spec.train.engine
 
     @property
     def steps_run(self) -> int:
@@ -49,7 +56,7 @@ class RunResult:
     @property
     def steady_steps(self) -> int:
         """Steps timed by train_s: the fit engine times its first step apart, fused its trace."""
-        return self.steps_run - 1 if self.spec.train.engine == "fit" else self.steps_run
+        return self.steps_run - 1 if self.engine == "fit" else self.steps_run
 
     @property
     def steps_per_s(self) -> float | None:
@@ -86,7 +93,7 @@ class RunResult:
             "steps_per_s": self.steps_per_s,
             "samples_per_s": self.samples_per_s,
             "wall_s": self.wall_s,
-            "engine": self.spec.train.engine,
+            "engine": self.engine,
             "device": self.device,
             "config_hash": self.spec.config_hash(),
             "run_id": self.run_id,

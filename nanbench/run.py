@@ -8,7 +8,7 @@ import time
 import traceback
 
 from nanbench.result import RunResult
-from nanbench.spec import ConfigError, RunSpec
+from nanbench.spec import USER_MODELS, ConfigError, RunSpec
 
 _configured = False
 
@@ -40,6 +40,29 @@ def resolve_device(requested: str) -> str:
     return "/GPU:0" if gpus and requested in ("gpu", "auto") else "/CPU:0"
 
 
+def check_user_model(spec) -> None:
+    """A run's user model (model=keras, model=builder) against its data, with Keras: it loads
+    safely or the builder returns a keras.Model, it takes one input of the data's feature count
+    and gives one output per row (one per class for multiclass); else the one-line ConfigError
+    naming model.path / model.builder (nanbench.user_model.check). Nothing for nanbench's own
+    models. Called wherever a config is checked before anything is recorded (the CLI, the sweep's
+    checks, each sweep run), after nanbench.spec.from_config."""
+    if spec.model.name not in USER_MODELS:
+        return
+    from nanbench import user_model
+    from nanbench.data.generators import make_dataset
+    configure_tensorflow()  # before Keras runs anything (a no-op where the caller has already)
+    dataset = spec.dataset
+    user_model.check(spec.model, _n_features(dataset, make_dataset), dataset.problem, dataset.classes,
+                     spec.train.precision)
+
+
+@functools.lru_cache(maxsize=32)
+def _n_features(dataset, make) -> int:
+    """The feature columns of a dataset's X (made once: the generators are deterministic)."""
+    return int(make(dataset)[0].shape[1])
+
+
 def _load(spec: RunSpec, short_device: str):
     """The run's data and the seconds it took, or the run's error result."""
     from nanbench.data import load
@@ -67,7 +90,8 @@ def _classified(spec: RunSpec, out, data, data_s: float, short_device: str, side
                      device=short_device, data_s=data_s, build_s=out.build_s,
                      first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples,
                      dead_fraction=out.dead_fraction, dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite,
-                     first_nonfinite_layer=layer, first_nonfinite_part=part, side_by_side=side_by_side)
+                     first_nonfinite_layer=layer, first_nonfinite_part=part, side_by_side=side_by_side,
+                     engine_used=out.engine)
 
 
 def _short(device: str) -> str:

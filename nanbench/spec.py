@@ -18,7 +18,7 @@ from typing import Any, Mapping
 # the dataset kinds live in nanbench.dataspec; re-exported here, where the other groups are
 from nanbench.dataspec import (DATASET_KINDS, TASKS, BundledLabels, ConstantFeatureData, DatasetSpec,
                                LabelledData, LinearData, NanInputsData, OutlierData, SeparableData,
-                               SequenceData, UnscaledData, dataset_spec)
+                               SequenceData, UnscaledData, UserData, dataset_spec)
 from nanbench.validate import (NOT_A_FACTOR, OMITTED_AT_DEFAULT, ConfigError, at_omitted_default, build as _build,
                                check_number, is_factor, keras_class, one_of, option_class, same_option)
 
@@ -26,7 +26,8 @@ SCALERS = ("none", "standard", "minmax", "robust", "manual_standard")
 TARGET_SCALERS = ("same", *SCALERS[1:])  # same: the kind `scaler` names
 OUTLIER_HANDLING = ("none", "remove", "clip", "winsorize")
 NONFINITE_HANDLING = ("keep", "drop", "impute")
-MODELS = ("linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding")
+MODELS = ("linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding", "keras", "builder")
+USER_MODELS = ("keras", "builder")  # the user's own: a saved .keras file, or a function building one
 SEQUENCE_MODELS = ("lstm", "gru", "embedding")  # they read X as [n, seq_len, features] (see SequenceData)
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
@@ -64,10 +65,15 @@ class ModelSpec:
     weight_decay: float = 0.0
     units: int | None = None  # lstm, gru: recurrent units; embedding: embedding size (None: no such model)
     init_scale: float | None = None  # every kernel's initial values times this (None: Keras's own, 1)
+    path: str | None = None      # keras: the .keras file (absolute)
+    reinit: bool | None = None   # keras: draw the layers' initializers again (train.seed) instead of the saved weights
+    builder: str | None = None   # builder: package.module:function(input_shape, task) -> keras.Model
+    digest: str | None = None    # keras, builder: SHA-256 of the file / the builder module's source (computed)
     outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
     output_activation: str = field(default="linear", metadata=NOT_A_FACTOR)  # linear | sigmoid | softmax
     seq_shape: tuple[int, int] | None = field(default=None, metadata=NOT_A_FACTOR)  # sequences' (steps, features)
     vocab: int = field(default=0, metadata=NOT_A_FACTOR)  # token sequences' distinct ids (embedding)
+    task: str = field(default="regression", metadata=NOT_A_FACTOR)  # the dataset's (a builder is given it)
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         m["weight_decay"] = float(check_number("model.weight_decay", m["weight_decay"], low=0))
     if m.get("init_scale") is not None:
         m["init_scale"] = float(check_number("model.init_scale", m["init_scale"], low=0, low_open=True))
+    _check_user_model_keys(m)
     model = _build(ModelSpec, "model", m)
 
     o = dict(cfg.get("optimizer", {}))
@@ -305,12 +312,42 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     tracking = _build(TrackingSpec, "tracking", tr)
 
     check_fit(dataset, preprocess, model, loss)
+    if model.name == "keras" and train.precision != "float32":
+        raise ConfigError("train.precision", "float32 for model=keras (a saved model keeps the dtypes it was "
+                          "saved with; model=builder builds under the run's precision)", train.precision)
     return RunSpec(dataset=dataset, preprocess=preprocess, model=derive_model(model, dataset, loss),
                    optimizer=optimizer, clipping=clipping, loss=loss, train=train, outcome=outcome,
                    tracking=tracking)
 
 
-DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab")
+def _check_user_model_keys(m: dict) -> None:
+    """model=keras's path (an existing .keras file) and reinit, model=builder's builder, each
+    model's digest (computed here), in place in `m`; the user-model keys on another model are errors."""
+    from nanbench import user_data, user_model
+    name = m.get("name", "linear")
+    allowed = {"keras": ("path", "reinit", "digest"), "builder": ("builder", "digest")}.get(name, ())
+    for key in ("path", "reinit", "builder", "digest"):
+        if m.get(key) is not None and key not in allowed:
+            raise ConfigError(f"model.{key}", f"left out for model {name} (it belongs to "
+                              f"{'model=keras' if key in ('path', 'reinit') else 'model=builder'})", m[key])
+    if name == "keras":
+        m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
+        digest = user_data.digest(m["path"])
+        if not isinstance(m.get("reinit", False), bool):
+            raise ConfigError("model.reinit", "true or false", m["reinit"])
+        m["reinit"] = bool(m.get("reinit", False))
+    elif name == "builder":
+        user_model.split_builder(m.get("builder"))
+        digest = user_model.builder_digest(m["builder"])
+    else:
+        return
+    if m.get("digest") not in (None, digest):
+        raise ConfigError("model.digest", f"left out (nanbench takes it from the {'file' if name == 'keras' else 'module'}: "
+                          f"{digest})", m["digest"])
+    m["digest"] = digest
+
+
+DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab", "task")
 # loss classes that take labels (the rest are regression losses); those in PROBABILITY_LOSSES take
 # probabilities only (no from_logits)
 PROBABILITY_LOSSES = frozenset({"nanbench.losses.LogLossNaive"})
@@ -356,7 +393,7 @@ def derive_model(model: ModelSpec, dataset: DatasetSpec, loss: LossSpec) -> Mode
     sequential = model.name in SEQUENCE_MODELS
     return dataclasses.replace(model, outputs=dataset.classes if task == "multiclass" else 1,
                                output_activation=activation, seq_shape=dataset.seq_shape if sequential else None,
-                               vocab=dataset.vocab if model.name == "embedding" else 0)
+                               vocab=dataset.vocab if model.name == "embedding" else 0, task=task)
 
 
 def factor_keys() -> list[str]:

@@ -17,7 +17,8 @@ def options(group: str) -> list[str]:
 def test_groups_have_the_option_names_users_rely_on():
     assert options("dataset") == sorted(["clean", "outliers", "unscaled", "nan_inputs", "doc000_outlier",
                                          "doc000_clean", "doc003_outlier", "diabetes", "breast_cancer", "digits",
-                                         "separable", "constant_feature", "sequences", "token_sequences"])
+                                         "separable", "constant_feature", "sequences", "token_sequences",
+                                         "csv", "npz"])
     assert options("preprocess") == ["manual_standard", "minmax", "none", "robust", "standard"]
     assert {"linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding"} <= set(options("model"))
     assert options("optimizer") == ["adam", "momentum", "rmsprop", "sgd"]
@@ -31,7 +32,18 @@ PARTNERS = {"dataset=digits": ["loss=crossentropy"], "model=lstm": ["dataset=seq
             "loss=crossentropy": ["dataset=breast_cancer"], "loss=log_loss_naive": ["dataset=digits"]}
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+# the user's own data and models need their files (tests/test_user_data.py, tests/test_user_model.py)
+USER_OPTIONS = {("dataset", "csv"): "dataset.path", ("dataset", "npz"): "dataset.path",
+                ("model", "keras"): "model.path", ("model", "builder"): "model.builder"}
+
+
+@pytest.mark.parametrize("group,option,key", [(g, o, k) for (g, o), k in USER_OPTIONS.items()])
+def test_a_users_option_without_its_file_is_the_one_line_error(group, option, key):
+    with pytest.raises(ConfigError, match=rf"^{key} must be "):
+        from_config(compose_config([f"{group}={option}", "dataset.target=y" if option == "csv" else "train.seed=0"]))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g) if (g, o) not in USER_OPTIONS])
 def test_every_option_composes_into_a_run_spec(group, option):
     spec = from_config(compose_config([f"{group}={option}", *PARTNERS.get(f"{group}={option}", [])]))
     assert isinstance(spec, RunSpec)

@@ -15,7 +15,7 @@ import numpy as np
 
 from nanbench.data.documents import DOC000_CLEAN, DOC000_OUTLIER, DOC003_DATA
 from nanbench.spec import (BundledLabels, ConstantFeatureData, DatasetSpec, LabelledData, LinearData,
-                           NanInputsData, OutlierData, SeparableData, SequenceData, UnscaledData)
+                           NanInputsData, OutlierData, SeparableData, SequenceData, UnscaledData, UserData)
 
 
 def _linear_problem(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
@@ -128,6 +128,14 @@ def sequences(spec: SequenceData):
     return X, np.searchsorted(edges, score, side="right").astype(np.float64)
 
 
+def user_file(spec: UserData):
+    """A user's CSV or NPZ file (nanbench.user_data), a classification target as labels
+    0 .. classes - 1 (each distinct value's rank)."""
+    from nanbench import user_data
+    X, y = user_data.read(spec.kind, spec.path, spec.target)
+    return X, (y if spec.problem == "regression" else user_data.labels(y))
+
+
 def _label_noise(spec: LabelledData, y: np.ndarray) -> np.ndarray:
     """``out_of_range``: a fraction of the rows (at least one) get the label n_classes, a class no
     output unit stands for: TensorFlow's sparse cross-entropy raises on it on the CPU."""
@@ -144,7 +152,7 @@ GENERATORS: dict[str, Callable] = {
     "doc000_outlier": lambda spec: DOC000_OUTLIER, "doc000_clean": lambda spec: DOC000_CLEAN,
     "doc003_outlier": lambda spec: (DOC003_DATA[:, :2], DOC003_DATA[:, 2]),
     "diabetes": diabetes, "breast_cancer": breast_cancer, "digits": digits, "separable": separable,
-    "constant_feature": constant_feature, "sequences": sequences,
+    "constant_feature": constant_feature, "sequences": sequences, "csv": user_file, "npz": user_file,
 }
 
 

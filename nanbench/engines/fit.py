@@ -20,8 +20,8 @@ from nanbench.model import build_loss, build_model, build_optimizer, dead_fracti
 from nanbench.step import forensic_step, full_loss, loss_scaled
 
 
-class ForensicSequential(keras.Sequential):
-    """A Sequential model whose fit also reports per-step loss and forensic sums (nanbench.step)."""
+class ForensicTrainStep:
+    """Keras's train_step (nanbench.step) that also reports per-step loss and forensic sums."""
 
     def train_step(self, data):
         x, y = data[0], data[1]
@@ -32,6 +32,25 @@ class ForensicSequential(keras.Sequential):
         return {"loss": self._loss_tracker.result(), "step_loss": out["loss"], "input_sq": out["input_sq"],
                 "grad_sq": out["grad_sq"], "weight_sq": out["weight_sq"],
                 "variable_grad_sq": out["variable_grad_sq"], "batch_x": x, "batch_y": y}
+
+
+class ForensicSequential(ForensicTrainStep, keras.Sequential):
+    """A Sequential model whose fit also reports per-step loss and forensic sums (nanbench.step)."""
+
+
+_FORENSIC: dict[type, type] = {}
+
+
+def forensic(model: keras.Model) -> keras.Model:
+    """A user's model (any keras.Model: Sequential, functional, subclassed) with ForensicTrainStep's
+    train_step: its class becomes a subclass of its own class that adds only that step, so its
+    layers, call and loss stay the user's and Keras's, and fit reports what ForensicSequential does."""
+    cls = type(model)
+    if not issubclass(cls, ForensicTrainStep):
+        if cls not in _FORENSIC:
+            _FORENSIC[cls] = type(f"Forensic{cls.__name__}", (ForensicTrainStep, cls), {})
+        object.__setattr__(model, "__class__", _FORENSIC[cls])
+    return model
 
 
 class ForensicRecorder(keras.callbacks.Callback):
@@ -97,9 +116,9 @@ class ForensicRecorder(keras.callbacks.Callback):
         return locate
 
 
-def fit_with_forensics(model: ForensicSequential, X, y, *, started: float, fit_x=None, fit_y=None,
+def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, fit_y=None,
                        **fit_args) -> tuple[EngineOutput, keras.callbacks.History]:
-    """Train a compiled ForensicSequential with ``Model.fit`` and measure what an outcome needs:
+    """Train a compiled model with ForensicTrainStep's step (ForensicSequential, or forensic()) with ``Model.fit`` and measure what an outcome needs:
     the whole data's loss (X, y: the training set as float32) at the initial and final weights,
     every step's forensics, and the dead ReLU units at the end and at the first non-finite step.
     ``fit_x``/``fit_y`` are what fit is given when that is not X, y (a document's arrays as
@@ -130,6 +149,7 @@ def train(spec, data, device: str) -> EngineOutput:
     with tf.device(device):
         model = build_model(spec.model, data.n_features, seed=spec.train.seed,
                             precision=spec.train.precision, cls=ForensicSequential)
+        model = forensic(model)  # a user's model (model=keras, model=builder); ours are already
         model.compile(optimizer=build_optimizer(spec.optimizer, spec.clipping,
                                                 precision=spec.train.precision),
                       loss=build_loss(spec.loss))

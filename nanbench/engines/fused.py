@@ -22,6 +22,7 @@ squares come back to the host once per run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import NamedTuple
@@ -307,17 +308,41 @@ def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
 
 
 _TRAINERS: dict[tuple, Trainer] = {}
+_UNTRACEABLE: dict[tuple, str] = {}  # signatures of user models this engine could not trace -> why
 
 
 def clear_cache() -> None:
     _TRAINERS.clear()
+    _UNTRACEABLE.clear()
+
+
+def _trainer(spec, n_features: int, device: str, forensics: bool):
+    """The signature's Trainer, with the seconds of its making and its trace; None for a user's
+    model (model=keras, model=builder) whose structure this engine cannot trace (autograph is off
+    here: a layer that branches in Python on a tensor's value, say), which then trains with fit.
+    nanbench's own models always trace, so for them an error here is a bug and raises."""
+    from nanbench.spec import USER_MODELS
+    key = signature(spec, n_features, device, forensics)
+    if key in _UNTRACEABLE:
+        return None
+    try:
+        return cached(_TRAINERS, key, lambda: Trainer(spec, n_features, device, forensics))
+    except Exception as exc:  # noqa: BLE001 - the user's layers
+        if spec.model.name not in USER_MODELS:
+            raise
+        _TRAINERS.pop(key, None)
+        _UNTRACEABLE[key] = f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     """Train one run. The run that builds a signature's Trainer also pays for its trace, which is
     reported as its first-step (compile) time; the training call itself is the steady state."""
-    trainer, build_s, trace_s = cached(_TRAINERS, signature(spec, data.n_features, device, forensics),
-                                       lambda: Trainer(spec, data.n_features, device, forensics))
+    made = _trainer(spec, data.n_features, device, forensics)
+    if made is None:  # a user's model this engine cannot trace: Keras's fit trains it, and says so
+        from nanbench.engines.fit import train as fit_train
+        return dataclasses.replace(fit_train(spec, data, device), engine="fit")
+    trainer, build_s, trace_s = made
     ran = trainer.run(spec, data.X, data.y)
     series, per_epoch = ran.series, ran.per_epoch
     loss = series[:, 0]  # float32 values, carried exactly in float64

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from nanbench.sweep.bookkeeping import (DONE_FILE, completed, end_sweep_store, finish_parent, finished_now,
                                         record_invalid, start_sweep_store)
-from nanbench.sweep.grid import (check_inner, check_jobs, experiment_name, grid_fingerprint, one_line,
+from nanbench.sweep.grid import (check_base, check_inner, check_jobs, experiment_name, grid_fingerprint, one_line,
                                  tracking_spec)
 from nanbench.sweep.progress import progress_close
 from nanbench.sweep.session import session
@@ -34,14 +34,14 @@ class SweepCallback(Callback):
         session.lost, session.jobs_complete = None, False
         from nanbench.cluster.launcher import check_launcher
         from nanbench.validate import check_device
-        from nanbench.spec import ConfigError, from_config
+        from nanbench.spec import ConfigError
         from nanbench.tracking.lock import SweepBusy, SweepLock
         from nanbench.tracking.server import StoreServer
         from nanbench.tracking.store import LocalStore, ProcessStore, can_fork
         from nanbench.tracking import check_uri
 
         try:
-            from_config(config, multirun=True)  # a bad value stops the sweep here, with its one line
+            check_base(config)  # a bad value stops the sweep here, with its one line
             # everything that can be checked before the store is touched: no parent run, no new store
             check_uri(config.tracking.uri)
             check_inner(config)

@@ -115,10 +115,37 @@ def grid_fingerprint(cfg: DictConfig) -> str:
     for module in (spec, validate):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(str(cfg.hydra.job.config_name).encode())
+    for name in user_file_digests(cfg):
+        digest.update(b"\0" + name.encode())
     ignored = ("hydra.", "hydra/", "sweep.results_dir", "sweep.summarize", "sweep.wait", "tracking.uri")
     for override in sorted(o for o in grid_overrides(cfg) if not override_key(o).startswith(ignored)):
         digest.update(b"\0" + override.encode())
     return digest.hexdigest()[:32]
+
+
+USER_FILE_KEYS = ("dataset.path", "model.path", "model.builder")  # a user's data and model (their files)
+
+
+def user_file_digests(cfg: DictConfig) -> list[str]:
+    """The digests of the user's files the grid names (dataset.path, model.path, the builder's
+    module, in the config or on a grid axis): a changed file makes another grid, whose runs are
+    other configurations (their digests are factors), so "nothing to do" must not answer it."""
+    from nanbench import user_data, user_model
+    from nanbench.spec import ConfigError
+    values = {(key, str(value)) for key in USER_FILE_KEYS
+              for value in [OmegaConf.select(cfg, key, default=None)] if value}
+    for override in grid_overrides(cfg):
+        key = override_key(override)
+        if key in USER_FILE_KEYS:
+            values |= {(key, v.strip()) for v in override.split("=", 1)[1].split(",") if v.strip()}
+    digests = []
+    for key, value in sorted(values):
+        try:
+            digests.append(f"{key}={value}:" + (user_model.builder_digest(value) if key == "model.builder"
+                                                 else user_data.digest(str(Path(value).expanduser().resolve()))))
+        except (ConfigError, OSError):
+            continue  # not there: the job that names it fails validation itself
+    return digests
 
 
 def check_jobs(cfg: DictConfig) -> None:
@@ -157,6 +184,44 @@ def check_jobs(cfg: DictConfig) -> None:
         check_device(composed.train.device)
         if composed.sweep.inner:
             check_inner_values(composed)
+        check_user_files(composed)
+
+
+# what is wrong with a user's file or model stops the sweep (an invalid combination of options,
+# such as an LSTM on a table, stays a FAILED run of its own)
+USER_FILE_ERRORS = ("dataset.path", "dataset.target", "dataset.digest", "model.path", "model.builder",
+                    "model.digest", "model.reinit")
+
+
+def check_base(cfg: DictConfig) -> None:
+    """The sweep's own config validated whole (a bad value stops the sweep with its one line). A
+    user's file named only on a grid axis (``dataset.path=a.csv,b.csv``) is not in this config:
+    what its absence makes wrong is left to check_jobs, which composes every value of every axis."""
+    from nanbench.run import check_user_model
+    from nanbench.spec import ConfigError, from_config
+    try:
+        check_user_model(from_config(cfg, multirun=True))
+    except ConfigError as exc:
+        axes = {override_key(o) for o in grid_overrides(cfg)}
+        if exc.key in USER_FILE_ERRORS and any(a in ("dataset", "model") or a.startswith(("dataset.", "model."))
+                                               for a in axes):
+            return
+        raise
+
+
+def check_user_files(cfg: DictConfig) -> None:
+    """A composed job on a user's data or model (dataset=csv / npz, model=keras / builder) is
+    validated whole: a missing or unreadable file, an unknown column, a builder that raises or a
+    model that does not fit the data is its one-line ConfigError before anything is recorded."""
+    from nanbench.run import check_user_model
+    from nanbench.spec import USER_MODELS, ConfigError, from_config
+    if cfg.dataset.get("generator") not in ("csv", "npz") and cfg.model.get("name") not in USER_MODELS:
+        return
+    try:
+        check_user_model(from_config(cfg, multirun=True))
+    except ConfigError as exc:
+        if exc.key in USER_FILE_ERRORS:
+            raise
 
 
 def check_inner_values(cfg: DictConfig) -> None:

@@ -32,7 +32,7 @@ from nanbench.tracking.protocol import StoreLost
 def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
-    from nanbench.run import configure_tensorflow, execute_many, resolve_device
+    from nanbench.run import check_user_model, configure_tensorflow, execute_many, resolve_device
     from nanbench.spec import ConfigError, from_config
 
     hydra_cfg = HydraConfig.get()
@@ -86,6 +86,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     for run in runs:
         try:
             spec = from_config(run, multirun=True)
+            check_user_model(spec)  # a user's model against this run's data (cached per model and data)
         except ConfigError as exc:
             # An invalid combination is a FAILED run with its message; the sweep goes on.
             try:

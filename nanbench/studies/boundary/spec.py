@@ -56,6 +56,8 @@ def prepare(cfg) -> tuple[RunSpec, BoundarySpec]:
     from omegaconf import DictConfig, OmegaConf
 
     spec = from_config(cfg)
+    from nanbench.run import check_user_model
+    check_user_model(spec)  # a user's model against the data, before anything is recorded
     section = cfg.get("boundary") if hasattr(cfg, "get") else None
     if isinstance(section, DictConfig):
         section = OmegaConf.to_container(section, resolve=True)

@@ -1,0 +1,235 @@
+"""A user's own model: ``model=keras`` (a saved ``.keras`` file) or ``model=builder`` (a function
+``package.module:function`` of the input shape and the task that returns an uncompiled
+``keras.Model``).
+
+The file is loaded with ``keras.saving.load_model(path, compile=False, safe_mode=True)`` (safe
+mode: no arbitrary code, such as a Lambda layer's pickled bytecode, is run from the file); a
+builder is the user's own Python code, imported and called by nanbench, so it runs whatever it
+holds. nanbench compiles the model itself with the configured optimizer, loss and clipping, and
+trains it with Keras's own math (nanbench.step), as it does its own models.
+
+Initial weights: a loaded model starts from its saved weights unless ``model.reinit=true``; a
+built model (and a loaded one with reinit) starts from every layer's initializers drawn again
+with integer seeds derived from ``train.seed`` (:func:`reinit`), so that two engines, or two
+builds, start from identical weights and each seed is its own draw. A variable no ``*_initializer``
+attribute of its layer names keeps the value it has (saved, or as built).
+
+What a model is, is part of the run's identity: ``model.digest`` is the SHA-256 of the .keras
+file, or of the builder module's source file (that file only, not what it imports).
+
+Everything wrong with a model (a file Keras cannot load safely, a builder that does not import,
+raises or returns something other than a keras.Model, an input shape other than the data's, an
+output other than the task's) is a one-line ConfigError naming ``model.path`` or
+``model.builder``, raised before anything is recorded: what needs no Keras (the file is there,
+the builder's module is found) while the config is validated (nanbench.spec.from_config), the rest
+by :func:`check` (through nanbench.run.check_user_model, which the CLI and the sweep's checks
+call beside the device and store checks).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import os
+from typing import Any
+
+import numpy as np
+
+from nanbench.validate import ConfigError
+
+USER_MODELS = ("keras", "builder")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line, without Keras's terminal colour codes."""
+    import re
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
+
+
+# ---- checks without Keras (config validation, before a sweep forks its store process) ----
+
+def split_builder(value: Any) -> tuple[str, str]:
+    """``package.module:function`` as (module, function); else the ConfigError on model.builder."""
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise ConfigError("model.builder", "package.module:function (a function of input_shape and task "
+                          "returning a keras.Model)", value)
+    module, name = value.split(":")
+    if not module or not all(p.isidentifier() for p in module.split(".")) or not name.isidentifier():
+        raise ConfigError("model.builder", "package.module:function (a function of input_shape and task "
+                          "returning a keras.Model)", value)
+    return module, name
+
+
+def builder_digest(value: str) -> str:
+    """The SHA-256 of the builder module's source file (found without running the module itself)."""
+    from nanbench import user_data
+    module, _ = split_builder(value)
+    try:
+        found = importlib.util.find_spec(module)
+    except Exception as exc:  # noqa: BLE001 - a parent package that fails to import
+        raise ConfigError("model.builder", "package.module:function of an importable module",
+                          f"{value}: {_one_line(exc)}") from None
+    if found is None or not found.origin or not os.path.isfile(found.origin):
+        raise ConfigError("model.builder", "package.module:function of an importable module (from where "
+                          "nanbench is started, or installed)", f"{value}: no module named {module!r}")
+    return user_data.digest(found.origin)
+
+
+# ---- loading and building (Keras) ----
+
+@functools.lru_cache(maxsize=8)
+def _saved(path: str, digest: str) -> tuple[np.ndarray, ...]:
+    """A .keras file's saved values of model.variables, in their order (cached per file version)."""
+    return tuple(np.array(v.numpy()) for v in _load(path).variables)
+
+
+def _load(path: str):
+    import keras
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - a zip that is no Keras model, a Lambda layer, a custom class
+        raise ConfigError("model.path", "a .keras file that keras.saving.load_model loads with safe_mode=True",
+                          f"{path}: {_one_line(exc)}") from None
+    if not isinstance(model, keras.Model):
+        raise ConfigError("model.path", "a saved keras.Model", f"{path}: a {type(model).__name__}")
+    return model
+
+
+def _call_builder(value: str, n_features: int, task: str, classes: int | None, precision: str):
+    """The user's builder called with ((n_features,), task), and classes= when it takes one, under
+    the run's Keras dtype policy (restored afterwards)."""
+    import keras
+    module, name = split_builder(value)
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except Exception as exc:  # noqa: BLE001 - the user's module: any error of its import
+        raise ConfigError("model.builder", "package.module:function of an importable module",
+                          f"{value}: {_one_line(exc)}") from None
+    if not callable(fn):
+        raise ConfigError("model.builder", "package.module:function naming a function", value)
+    kwargs = {}
+    try:
+        if "classes" in inspect.signature(fn).parameters:
+            kwargs["classes"] = classes
+    except (TypeError, ValueError):
+        pass
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # train.precision's names are Keras's policies
+    try:
+        model = fn((n_features,), task, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's code
+        raise ConfigError("model.builder", f"a function that returns a keras.Model for input_shape "
+                          f"({n_features},) and task {task!r}", f"{value} raised {_one_line(exc)}") from None
+    finally:
+        keras.config.set_dtype_policy(old)
+    if not isinstance(model, keras.Model):
+        raise ConfigError("model.builder", "a function returning a keras.Model (uncompiled)",
+                          f"{value} returned {type(model).__name__}")
+    return model
+
+
+def build(spec, n_features: int, *, task: str, classes: int | None, seed: int, precision: str = "float32"):
+    """A fresh, uncompiled user model in the state a run starts from (see :func:`reset`)."""
+    if spec.name == "keras":
+        model = _load(spec.path)
+    else:
+        model = _call_builder(spec.builder, n_features, task, classes, precision)
+        _build_for(model, n_features)
+    reset(model, spec, seed)
+    object.__setattr__(model, "_nanbench_user_spec", spec)  # for nanbench.model.reset_model (not tracked by Keras)
+    return model
+
+
+def _build_for(model, n_features: int) -> None:
+    """Build a model not built yet (a subclassed one) by calling it on a zero batch."""
+    if not model.built:
+        model(np.zeros((1, n_features), dtype=np.float32))
+
+
+def reset(model, spec, seed: int) -> None:
+    """Put a user model in the state a run with seed `seed` starts from: the saved weights of a
+    loaded model (model.reinit false), else its layers' initializers drawn again (reinit); then,
+    with model.init_scale, every layer's kernel times that scale."""
+    if spec.name == "keras" and not spec.reinit:
+        for variable, value in zip(model.variables, _saved(spec.path, spec.digest)):
+            variable.assign(value)
+    else:
+        reinit(model, seed)
+    scale = getattr(spec, "init_scale", None)
+    if scale is not None:  # model.init_scale: every layer's `kernel` times it, as nanbench's own models
+        import keras
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            kernel = vars(layer).get("kernel", vars(layer).get("_kernel"))  # Dense keeps it as _kernel
+            if isinstance(kernel, keras.Variable):
+                kernel.assign(kernel * scale)
+
+
+# an initializer attribute -> the variable it initializes, where the names differ
+_INITIALIZED = {"recurrent": "recurrent_kernel", "depthwise": "depthwise_kernel", "pointwise": "pointwise_kernel"}
+
+
+def reinit(model, seed: int) -> None:
+    """Every layer's (and sub-layer's) variables drawn again by the initializer the layer holds for
+    them (``kernel_initializer`` -> ``kernel``, ...), each with the integer seed
+    ``seed * 1009 + 300 + i`` (i: the variable's index in model.variables), and every seed
+    generator (dropout's) set to a state derived from `seed`. An LSTM cell's forget-gate bias is
+    1, as Keras builds it with unit_forget_bias."""
+    import keras
+    index = {id(v): i for i, v in enumerate(model.variables)}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for attr, init in list(vars(layer).items()):
+            if not attr.endswith("_initializer") or not isinstance(init, keras.initializers.Initializer):
+                continue
+            stem = attr.removesuffix("_initializer")
+            variable = getattr(layer, _INITIALIZED.get(stem, stem), None)
+            if not isinstance(variable, keras.Variable) or id(variable) not in index:
+                continue
+            config = init.get_config()
+            if "seed" in config:
+                config["seed"] = seed * 1009 + 300 + index[id(variable)]
+            value = keras.ops.convert_to_numpy(type(init).from_config(config)(tuple(variable.shape),
+                                                                              dtype=variable.dtype))
+            if isinstance(layer, keras.layers.LSTMCell) and stem == "bias" and layer.unit_forget_bias:
+                value = np.array(value)
+                value[layer.units:2 * layer.units] = 1.0
+            variable.assign(value)
+        generator = getattr(layer, "seed_generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            state = generator.state
+            state.assign(keras.ops.convert_to_tensor([seed * 1009 + 600 + index.get(id(state), 0), 0],
+                                                     dtype=state.dtype))
+
+
+@functools.lru_cache(maxsize=16)
+def check(spec, n_features: int, task: str, classes: int | None, precision: str) -> None:
+    """A user model that does not fit the data is the ConfigError naming model.path / model.builder:
+    it must take one input of shape (None, n_features) and give, per row, one output for
+    regression and binary targets or `classes` for a multiclass one."""
+    key = "model.path" if spec.name == "keras" else "model.builder"
+    what = spec.path if spec.name == "keras" else spec.builder
+    model = _load(spec.path) if spec.name == "keras" else _call_builder(spec.builder, n_features, task, classes,
+                                                                        precision)
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
+        inputs = []
+    if inputs:
+        shapes = [tuple(t.shape) for t in inputs]
+        if len(shapes) != 1 or shapes[0] != (None, n_features):
+            raise ConfigError(key, f"a model with one input of shape (None, {n_features}) (the data has "
+                              f"{n_features} feature column(s))", f"{what}: input shape "
+                              f"{shapes[0] if len(shapes) == 1 else shapes}")
+    try:
+        out = model(np.zeros((2, n_features), dtype=np.float32), training=False)
+    except Exception as exc:  # noqa: BLE001 - a subclassed model that cannot take the data's rows
+        raise ConfigError(key, f"a model that takes rows of {n_features} feature(s)",
+                          f"{what}: {_one_line(exc)}") from None
+    want = classes if task == "multiclass" else 1
+    shape = tuple(getattr(out, "shape", ()))
+    if len(shape) != 2 or shape[1] != want:
+        raise ConfigError(key, f"a model with {want} output(s) per row for the {task} target"
+                          + (f" ({classes} classes)" if task == "multiclass" else ""),
+                          f"{what}: output shape {(None, *shape[1:]) if shape else type(out).__name__}")
