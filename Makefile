@@ -12,7 +12,7 @@ SERVER_HOST ?= 127.0.0.1
 STORE  ?= sqlite:///results/mlflow.db
 ARGS   ?=
 
-.PHONY: help install test test-fast sweep summary report examples boundaries diagnose bench screenshots ui faults server server-stop cluster-check clean
+.PHONY: help install test test-fast sweep summary report examples boundaries diagnose diagnose-example bench screenshots ui faults server server-stop cluster-check clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ boundaries: $(STAMP)  ## largest stable learning rate per configuration: results
 
 diagnose: $(STAMP)  ## why one configuration goes NaN and what fixes it: results/diagnose/<name>/ (ARGS="dataset=... optimizer=...")
 	$(PY) -m nanbench.diagnose $(if $(filter command line environment,$(origin STORE)),tracking.uri=$(STORE)) $(ARGS)
+
+HOUSES = results/diagnose/houses
+diagnose-example: $(STAMP)  ## the README's worked example: writes houses.csv and houses.keras, diagnoses them: $(HOUSES)/
+	$(PY) -m tools.houses $(HOUSES)/files
+	$(PY) -m nanbench.diagnose dataset=csv dataset.path=$(HOUSES)/files/houses.csv dataset.target=price \
+		model=keras model.path=$(HOUSES)/files/houses.keras optimizer=sgd optimizer.lr=0.1 diagnose.name=houses \
+		$(if $(filter command line environment,$(origin STORE)),tracking.uri=$(STORE)) $(ARGS)
 
 bench: $(STAMP)  ## measure speed side by side: results/benchmark.md and .csv
 	$(PY) -m tools.benchmark --out results $(ARGS)
