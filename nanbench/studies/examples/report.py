@@ -252,7 +252,9 @@ def _claims_section(judged) -> list[str]:
         lines += ["", "### Op-level probes", "",
                   "Activations: Keras's functions on extreme finite float32 inputs, gradient of sum(w * f(x)) with "
                   "w = 1..n. Clipping: one SGD step at learning rate 1.0 on doc003 example 2's model (Dense(64, relu), "
-                  "Dense(1)) with its stand-in data's first batch, y x 100, so the step equals the clipped gradient."]
+                  "Dense(1)) with its stand-in data's first batch, y x 100, so the step equals the clipped gradient. "
+                  "sqrt: rmse (sqrt of Keras's mse) and mse, value and gradient with respect to the predictions, at an "
+                  "exact fit and at residuals of 1e-20 (rounded away at targets 1..4: exact again) and 1e-3."]
         for j in probes:
             keys = list(j.probe[0])
             lines += ["", f"{j.claim.id}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
