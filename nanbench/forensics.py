@@ -5,7 +5,7 @@ Pure NumPy on the series both engines return; nothing here trains.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,8 @@ NAN_BIT = {s: 1 << (2 * i + 1) for i, s in enumerate(SOURCES)}
 # Under mixed_float16, scaled gradients that overflow are the loss scaler's business: it skips
 # the update and halves the scale. Such steps set this bit instead of the gradient bits.
 SKIPPED_BIT = 1 << 8
+# steps.csv's per-layer gradient norm columns: this prefix and the layer's name
+LAYER_COLUMN = "grad_norm:"
 ANY_INF = sum(INF_BIT.values())
 ANY_NAN = sum(NAN_BIT.values())
 
@@ -36,6 +38,8 @@ class StepSeries:
     steps_per_epoch: int
     initial_loss: float      # the loss over the whole training set at the initial weights
     final_loss: float        # the same at the weights the run ended with
+    # per layer with weights (Keras's layer name), each step's gradient norm before clipping
+    layer_grad_norm: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -161,7 +165,9 @@ def series_from_steps_csv(text: str, initial_loss: float | None, final_loss: flo
         epoch_loss=np.array(epoch_loss, dtype=np.float64),
         steps_per_epoch=max(1, int(np.sum(epochs == 0))),
         initial_loss=float("nan") if initial_loss is None else float(initial_loss),
-        final_loss=float("nan") if final_loss is None else float(final_loss))
+        final_loss=float("nan") if final_loss is None else float(final_loss),
+        layer_grad_norm={key[len(LAYER_COLUMN):]: np.array([csv_float(r[key]) for r in rows])
+                         for key in (rows[0] if rows else {}) if key.startswith(LAYER_COLUMN)})
 
 
 _ACTIVATIONS = {"linear": lambda z: z, "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),

@@ -18,9 +18,20 @@ from nanbench.spec import ClippingSpec, LossSpec, ModelSpec, OptimizerSpec
 POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
-def _kernel_init(seed: int, layer_index: int) -> keras.initializers.Initializer:
-    # Keras's Dense default initializer, made reproducible per (run seed, layer).
-    return keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
+class Scaled(keras.initializers.Initializer):
+    """Another initializer's values times `scale` (model.init_scale: a too large or too small start)."""
+
+    def __init__(self, base: keras.initializers.Initializer, scale: float):
+        self.base, self.scale = base, scale
+
+    def __call__(self, shape, dtype=None):
+        return self.base(shape, dtype=dtype) * self.scale
+
+
+def _kernel_init(seed: int, layer_index: int, scale: float | None = None) -> keras.initializers.Initializer:
+    # Keras's Dense default initializer, made reproducible per (run seed, layer); times model.init_scale
+    base = keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
+    return base if scale is None else Scaled(base, scale)
 
 
 def _dropout_seed(seed: int, layer_index: int) -> int:
@@ -51,7 +62,7 @@ def _sequence_layers(spec: ModelSpec, seed: int, policy: str) -> list[keras.laye
                                        dtype=policy, name="embedding0"),
                 keras.layers.GlobalAveragePooling1D(dtype=policy, name="pool")]
     return [keras.layers.Reshape((steps, features), dtype=policy, name="steps"),
-            RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0),
+            RECURRENT[spec.name](spec.units, kernel_initializer=_kernel_init(seed, 0, spec.init_scale),
                                  recurrent_initializer=_recurrent_init(seed, 0), seed=_dropout_seed(seed, 0),
                                  dtype=policy, name=f"{spec.name}0")]
 
@@ -72,7 +83,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
         layers += _sequence_layers(spec, seed, policy)
     for i in range(spec.depth if spec.name in ("mlp", "mlp_batchnorm") else 0):
         layers.append(keras.layers.Dense(spec.width, activation=spec.activation, dtype=policy,
-                                         kernel_initializer=_kernel_init(seed, i),
+                                         kernel_initializer=_kernel_init(seed, i, spec.init_scale),
                                          kernel_regularizer=regularizer, name=f"hidden{i}"))
         if spec.name == "mlp_batchnorm":  # between this Dense layer and the next (or the output)
             layers.append(keras.layers.BatchNormalization(dtype=policy, name=f"batchnorm{i}"))
@@ -80,7 +91,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
             layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
     layers.append(keras.layers.Dense(spec.outputs, activation=spec.output_activation, dtype="float32",
-                                     name="output", kernel_initializer=_kernel_init(seed, 999),
+                                     name="output", kernel_initializer=_kernel_init(seed, 999, spec.init_scale),
                                      kernel_regularizer=regularizer))
     return cls(layers, name=spec.name)
 
@@ -96,7 +107,8 @@ def reset_model(model: keras.Model, seed: int) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
             index = 999 if layer.name == "output" else int(layer.name.removeprefix("hidden"))
-            layer.kernel.assign(_kernel_init(seed, index)(layer.kernel.shape, dtype=layer.kernel.dtype))
+            scale = getattr(layer.kernel_initializer, "scale", None)  # model.init_scale, as built
+            layer.kernel.assign(_kernel_init(seed, index, scale)(layer.kernel.shape, dtype=layer.kernel.dtype))
             layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
         elif isinstance(layer, keras.layers.BatchNormalization):  # Keras's initial values
             for variable, value in ((layer.gamma, 1.0), (layer.beta, 0.0), (layer.moving_mean, 0.0),
@@ -104,7 +116,8 @@ def reset_model(model: keras.Model, seed: int) -> None:
                 _assign(variable, np.full(variable.shape, value))
         elif isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
             cell = layer.cell
-            cell.kernel.assign(_kernel_init(seed, 0)(cell.kernel.shape, dtype=cell.kernel.dtype))
+            scale = getattr(cell.kernel_initializer, "scale", None)
+            cell.kernel.assign(_kernel_init(seed, 0, scale)(cell.kernel.shape, dtype=cell.kernel.dtype))
             cell.recurrent_kernel.assign(_recurrent_init(seed, 0)(cell.recurrent_kernel.shape,
                                                                   dtype=cell.recurrent_kernel.dtype))
             bias = np.zeros(cell.bias.shape)

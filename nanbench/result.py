@@ -33,6 +33,10 @@ class RunResult:
     n_samples: int = 0         # rows trained on (after preprocessing)
     dead_fraction: float | None = None               # ReLU units dead at the end (forensics.dead_fraction)
     dead_fraction_at_nonfinite: float | None = None  # ... at the start of the first non-finite step
+    # which layer first held inf/NaN (nanbench.locate: a Keras layer name, "input" or "loss") and
+    # in what part of the step ("output", "gradient" or "weights"); None when the run stayed finite
+    first_nonfinite_layer: str | None = None
+    first_nonfinite_part: str | None = None
     side_by_side: int = 1      # runs trained in the same call (nanbench.engines.batched), this one included
     run_id: str | None = None
 
@@ -80,6 +84,8 @@ class RunResult:
             "outcome": self.outcome,
             "first_nonfinite_step": v.first_nonfinite_step if v else None,
             "first_nonfinite_source": v.first_nonfinite_source if v else None,
+            "first_nonfinite_layer": self.first_nonfinite_layer,
+            "first_nonfinite_part": self.first_nonfinite_part,
             "first_inf_step": v.first_inf_step if v else None,
             "first_nan_step": v.first_nan_step if v else None,
             "initial_loss": finite_or_none(v.initial_loss) if v else None,

@@ -57,11 +57,17 @@ def _load(spec: RunSpec, short_device: str):
 def _classified(spec: RunSpec, out, data, data_s: float, short_device: str, side_by_side: int = 1) -> RunResult:
     from nanbench.forensics import classify
     verdict = classify(out.series, spec.outcome)
+    layer = part = None
+    if verdict.first_nonfinite_step is not None:
+        layer, part = (out.locate(verdict.first_nonfinite_step, verdict.first_nonfinite_source)
+                       if out.locate is not None else (None, None))
+        if layer is None and verdict.first_nonfinite_source == "input":  # no replay needed
+            layer, part = "input", "output"
     return RunResult(spec=spec, outcome=verdict.outcome, verdict=verdict, series=out.series,
                      device=short_device, data_s=data_s, build_s=out.build_s,
                      first_step_s=out.first_step_s, train_s=out.train_s, n_samples=data.n_samples,
                      dead_fraction=out.dead_fraction, dead_fraction_at_nonfinite=out.dead_fraction_at_nonfinite,
-                     side_by_side=side_by_side)
+                     first_nonfinite_layer=layer, first_nonfinite_part=part, side_by_side=side_by_side)
 
 
 def _short(device: str) -> str:

@@ -55,6 +55,7 @@ class ModelSpec:
     dropout: float = 0.0
     weight_decay: float = 0.0
     units: int | None = None  # lstm, gru: recurrent units; embedding: embedding size (None: no such model)
+    init_scale: float | None = None  # every kernel's initial values times this (None: Keras's own, 1)
     outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
     output_activation: str = field(default="linear", metadata=NOT_A_FACTOR)  # linear | sigmoid | softmax
     seq_shape: tuple[int, int] | None = field(default=None, metadata=NOT_A_FACTOR)  # sequences' (steps, features)
@@ -239,6 +240,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         m["dropout"] = float(check_number("model.dropout", m["dropout"], low=0, high=1, high_open=True))
     if "weight_decay" in m:
         m["weight_decay"] = float(check_number("model.weight_decay", m["weight_decay"], low=0))
+    if m.get("init_scale") is not None:
+        m["init_scale"] = float(check_number("model.init_scale", m["init_scale"], low=0, low_open=True))
     model = _build(ModelSpec, "model", m)
 
     o = dict(cfg.get("optimizer", {}))

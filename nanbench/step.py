@@ -118,7 +118,9 @@ def keras_step(model: keras.Model, optimizer, x, y):
 
 
 def forensic_step(model: keras.Model, optimizer, x, y) -> dict:
-    """Run one Keras training step on (x, y) and return its loss and forensic sums of squares."""
+    """Run one Keras training step on (x, y) and return its loss and forensic sums of squares
+    (and each trainable variable's gradient sum of squares, for the per-layer gradient norms)."""
     loss, grads = keras_step(model, optimizer, x, y)
     return {"loss": loss, "input_sq": sum_of_squares([x, y]), "grad_sq": sum_of_squares(grads),
-            "weight_sq": sum_of_squares([w.value for w in model.trainable_weights])}
+            "weight_sq": sum_of_squares([w.value for w in model.trainable_weights]),
+            "variable_grad_sq": tf.stack([sum_of_squares([g]) for g in grads])}

@@ -135,7 +135,8 @@ def test_the_forensic_row_is_the_same_taken_before_or_beside_the_update(lr, brea
         trainer.serial = serial
         outputs.append(trainer.run(spec, data.X, data.y)[:3])
     (rows, epoch_loss, per_epoch), (rows2, epoch_loss2, per_epoch2) = outputs
-    assert rows.shape[1] == 4 and len(rows) == len(rows2) and per_epoch == per_epoch2
+    # loss, the three sums of squares, and one gradient sum of squares per variable (kernel, bias)
+    assert rows.shape[1] == 4 + 2 and len(rows) == len(rows2) and per_epoch == per_epoch2
     assert np.isnan(rows[-1, 3]) == breaks and (len(rows) < 30 * per_epoch) == breaks
     np.testing.assert_array_equal(rows, rows2)
     np.testing.assert_array_equal(epoch_loss, epoch_loss2)

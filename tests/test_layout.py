@@ -12,7 +12,7 @@ from nanbench.config import ROOT
 
 # lowest first; a module may import only from its own floor or lower ones
 FLOORS = ["nanbench.vocab", "nanbench.config", "nanbench.validate", "nanbench.dataspec", "nanbench.spec", "nanbench.forensics",
-          "nanbench.data", "nanbench.losses", "nanbench.model", "nanbench.step", "nanbench.engines", "nanbench.result",
+          "nanbench.data", "nanbench.losses", "nanbench.model", "nanbench.step", "nanbench.locate", "nanbench.engines", "nanbench.result",
           "nanbench.run", "nanbench.tracking", "nanbench.summary", "nanbench.cluster", "nanbench.sweep",
           "nanbench.studies", "nanbench.cli", "nanbench.__main__", "tools"]
 

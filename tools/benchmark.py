@@ -25,6 +25,7 @@ from pathlib import Path
 
 from nanbench.config import ROOT
 from nanbench.tracking.record import git_commit
+from tools.bench_layers import layer_forensics, layers_child
 from tools.bench_side import default_sweep, side_by_side, side_child
 from tools.bench_sweeps import EPOCHS, PY, adhoc, median, scaling, throughput, workers
 
@@ -243,6 +244,7 @@ def main() -> None:
     parser.add_argument("--items", help="measure only these items (comma-separated, e.g. 7,8,9)")
     parser.add_argument("--per-step-child", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     parser.add_argument("--side-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--layers-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.per_step_child is not None:
@@ -250,6 +252,9 @@ def main() -> None:
         return
     if args.side_child:
         print(json.dumps(side_child(args.reps)))
+        return
+    if args.layers_child:
+        print(json.dumps(layers_child(args.reps)))
         return
     items = set(args.items.split(",")) if args.items else None
     if items is not None and items & {"1", "4"}:
@@ -259,6 +264,7 @@ def main() -> None:
     measures = [("1", lambda: per_step(args.reps)), ("6", lambda: workers(args.reps, tmp)),
                 ("2", lambda: throughput(args.reps, tmp)), ("7", lambda: adhoc(args.reps, tmp)),
                 ("8", lambda: side_by_side(args.reps)), ("9", lambda: default_sweep(args.reps, tmp)),
+                ("10", lambda: layer_forensics(args.reps)),
                 ("3", harness_overhead),
                 ("5", lambda: scaling(tmp, args.reps, (100, 1000) if args.quick else (100, 1000, 10000))),
                 ("S", summary_scale)]

@@ -19,6 +19,9 @@ class EngineOutput:
     train_s: float        # every later step (steady state)
     dead_fraction: float | None = None               # ReLU units dead at the end (forensics.dead_fraction)
     dead_fraction_at_nonfinite: float | None = None  # ... with the weights the first non-finite step started from
+    # (step, source) -> (layer, part): which layer first held inf/NaN at the run's first non-finite
+    # step (nanbench.locate); None: the engine cannot replay its steps
+    locate: Callable[[int, str], tuple[str | None, str | None]] | None = None
 
 
 @contextlib.contextmanager

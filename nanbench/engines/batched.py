@@ -33,6 +33,7 @@ a time (nanbench.run.execute_many).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -43,6 +44,7 @@ from keras import ops
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.forensics import StepSeries, step_flags
+from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.spec import ClippingSpec
 from nanbench.step import unflatten
@@ -119,12 +121,14 @@ class SideBySide:
         self.kinds = kinds  # the clip kinds present: only their arithmetic is traced
         with tf.device(device):
             self.model = build_model(spec.model, n_features, seed=spec.train.seed)
+            self.model.compile(loss=build_loss(spec.loss))  # for nanbench.locate's replay of a step
             keras_opt = build_optimizer(spec.optimizer, ClippingSpec())
         self.activations = [layer.activation for layer in self.model.layers]
         self.shapes = [tuple(w.shape) for w in self.model.trainable_weights]
         self.loss_values = build_loss(spec.loss).call  # Keras's per-row values (before reduction)
         self.optimizer = _Update(keras_opt)
         self._initial: dict[int, list[np.ndarray]] = {}
+        self._locator = None
         weights = [tf.TensorSpec([None, *s], tf.float32) for s in self.shapes]
         self._fn = tf.function(self._train, autograph=False, input_signature=[
             tf.TensorSpec([None, None, n_features], tf.float32), tf.TensorSpec([None, None, 1], tf.float32),
@@ -195,7 +199,8 @@ class SideBySide:
         # per step, per run: the batch loss, Keras's running epoch total (both float32 values,
         # exact in float64), the gradients' and the updated weights' sums of squares; per epoch
         # and run, each step's batch sum of squares
-        steps_out = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 4])
+        variables = len(self.shapes)
+        steps_out = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 4 + variables])
         batches_out = tf.TensorArray(tf.float64, size=epochs, element_shape=[None, None])
 
         def flat(tensors):  # [R, size]
@@ -228,11 +233,14 @@ class SideBySide:
                 bad = ~tf.reduce_all(tf.math.is_finite(tf.stack(
                     [tf.cast(loss, tf.float64), batch_sq[:, i], grad_sq, after_sq], axis=1)), axis=1)
                 first = bad & ~seen & active
-                # the weights the first non-finite step started from, kept when a run has one
-                at_bad = tf.cond(tf.reduce_any(first), lambda: tf.where(first[:, None], flat(weights), at_bad),
-                                 lambda: at_bad)
+                # the weights the first non-finite step started from and those it left, kept when
+                # a run has one (for its dead units and nanbench.locate's replay)
+                at_bad = tf.cond(tf.reduce_any(first), lambda: tf.where(
+                    first[:, None], tf.concat([flat(weights), flat(new)], axis=1), at_bad), lambda: at_bad)
+                variable_sq = [tf.reduce_sum(tf.square(tf.cast(tf.reshape(g, [runs, -1]), tf.float64)), axis=1)
+                               for g in grads]
                 steps_out = steps_out.write(step + i, tf.stack(
-                    [tf.cast(loss, tf.float64), tf.cast(total, tf.float64), grad_sq, after_sq], axis=1))
+                    [tf.cast(loss, tf.float64), tf.cast(total, tf.float64), grad_sq, after_sq, *variable_sq], axis=1))
                 return i + 1, total, count, new, new_slots, seen | first, at_bad, steps_out
 
             _, _, _, weights, slots, seen, at_bad, steps_out = tf.while_loop(
@@ -246,7 +254,7 @@ class SideBySide:
             return epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out
 
         loop = (tf.constant(0), tf.constant(0), tf.ones([runs], tf.bool), tf.zeros([runs], tf.int32), weights,
-                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, size]), steps_out, batches_out)
+                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out)
         epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out = tf.while_loop(
             lambda epoch, _s, active, *_: (epoch < epochs) & tf.reduce_any(active), epoch_body, loop,
             maximum_iterations=epochs)
@@ -263,9 +271,20 @@ class SideBySide:
             self._initial[seed] = [np.array(w.numpy()) for w in self.model.trainable_weights]
         return self._initial[seed]
 
-    def dead_fraction(self, X, vector: np.ndarray | None) -> float | None:
-        """nanbench.model.dead_fraction at a run's weights (a flat vector, step.flat's order)."""
-        return dead_fraction(self.model, X, unflatten(vector, self.shapes)) if vector is not None else None
+    def dead_fraction(self, X, weights: list[np.ndarray] | None) -> float | None:
+        """nanbench.model.dead_fraction at a run's weights."""
+        return dead_fraction(self.model, X, weights) if weights is not None else None
+
+    def weights_of(self, vector: np.ndarray) -> list[np.ndarray]:
+        """A run's flat weight vector (step.flat's order) as one array per trainable weight."""
+        return unflatten(vector, self.shapes)
+
+    @property
+    def locator(self) -> Locator:
+        """The replay of a step of this structure's model (nanbench.locate), traced on first use."""
+        if self._locator is None:
+            self._locator = Locator(self.model, loss_scaled=False)
+        return self._locator
 
     def run(self, specs, datas) -> tuple[list[StepSeries], list[np.ndarray | None], list[np.ndarray], float]:
         if self._concrete is None:
@@ -286,8 +305,10 @@ class SideBySide:
             steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final = (o.numpy() for o in out)
         seconds = time.perf_counter() - t
         counts = running_counts(X.shape[1], first.train.batch_size)
-        series = [cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r])
-                  for r in range(len(specs))]
+        series = []
+        for r in range(len(specs)):
+            s = cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r])
+            series.append(dataclasses.replace(s, layer_grad_norm=layer_grad_norms(self.model, steps[:s.steps, r, 4:])))
         return series, [at_bad[r] if seen[r] else None for r in range(len(specs))], list(final), seconds
 
 
@@ -405,10 +426,19 @@ def train_together(specs, datas, device: str) -> list[EngineOutput]:
     key = (group_key(specs[0], datas[0].n_samples, datas[0].n_features), kinds, device)
     trainer, build_s, trace_s = cached(_TRAINERS, key, lambda: SideBySide(specs[0], datas[0].n_features, device, kinds))
     series, at_bad, final, seconds = trainer.run(specs, datas)
-    return [EngineOutput(series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
-                         train_s=seconds / len(specs), dead_fraction=trainer.dead_fraction(data.X, final[r]),
-                         dead_fraction_at_nonfinite=trainer.dead_fraction(data.X, at_bad[r]))
-            for r, (s, data) in enumerate(zip(series, datas))]
+    outs = []
+    for r, (spec, s, data) in enumerate(zip(specs, series, datas)):
+        before = after = end = None
+        if at_bad[r] is not None:  # the first non-finite step's start and end, one after the other
+            before, after = (trainer.weights_of(half) for half in np.split(at_bad[r], 2))
+        elif not np.isfinite(s.final_loss):  # non-finite only in the evaluation after the run
+            end = trainer.weights_of(final[r])
+        outs.append(EngineOutput(
+            series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
+            train_s=seconds / len(specs), dead_fraction=trainer.dead_fraction(data.X, trainer.weights_of(final[r])),
+            dead_fraction_at_nonfinite=trainer.dead_fraction(data.X, before),
+            locate=replay_step(trainer.locator, spec, data, before, after, end)))
+    return outs
 
 
 def clear_cache() -> None:

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from nanbench.engines.base import EngineOutput
 from nanbench.forensics import StepSeries, step_flags
+from nanbench.locate import Locator, layer_grad_norms
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, has_relu_units
 from nanbench.step import forensic_step, full_loss, loss_scaled
 
@@ -27,27 +28,31 @@ class ForensicSequential(keras.Sequential):
         out = forensic_step(self, self.optimizer, x, y)
         # As Keras's own train_step: the epoch loss is the batch-size-weighted mean of batch losses.
         self._loss_tracker.update_state(out["loss"], sample_weight=tf.shape(x)[0])
+        # the batch too: the callback keeps the first non-finite step's, for nanbench.locate's replay
         return {"loss": self._loss_tracker.result(), "step_loss": out["loss"], "input_sq": out["input_sq"],
-                "grad_sq": out["grad_sq"], "weight_sq": out["weight_sq"]}
+                "grad_sq": out["grad_sq"], "weight_sq": out["weight_sq"],
+                "variable_grad_sq": out["variable_grad_sq"], "batch_x": x, "batch_y": y}
 
 
 class ForensicRecorder(keras.callbacks.Callback):
     """Collects ForensicSequential's per-step numbers during fit; stops once weights hold NaN.
 
-    With ``keep_weights`` it also keeps the weights the first non-finite step started from (a
-    copy before each step until one is non-finite: for the dead units at that step)."""
+    It also keeps what nanbench.locate replays of the first non-finite step: the weights it
+    started from (a copy before each step until one is non-finite), its batch and the weights it
+    left."""
 
-    def __init__(self, keep_weights: bool = False):
+    def __init__(self):
         super().__init__()
         self.rows: list[tuple[float, float, float, float]] = []
+        self.variable_sq: list[np.ndarray] = []
         self.epoch_loss: list[float] = []
         self.first_step_end: float | None = None
-        self.keep_weights = keep_weights
         self.before: list[np.ndarray] | None = None
         self.weights_at_nonfinite: list[np.ndarray] | None = None
+        self.step_at_nonfinite: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None = None  # left, x, y
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.keep_weights and self.weights_at_nonfinite is None:
+        if self.weights_at_nonfinite is None:
             self.before = [np.array(w.numpy()) for w in self.model.trainable_weights]
 
     def on_train_batch_end(self, batch, logs=None):
@@ -55,9 +60,12 @@ class ForensicRecorder(keras.callbacks.Callback):
             self.first_step_end = time.perf_counter()
         row = tuple(float(np.asarray(logs[k])) for k in ("input_sq", "step_loss", "grad_sq", "weight_sq"))
         self.rows.append(row)
+        self.variable_sq.append(np.asarray(logs["variable_grad_sq"], dtype=np.float64))
         checked = row if not loss_scaled(self.model.optimizer) else (row[0], row[1], row[3])
         if self.before is not None and self.weights_at_nonfinite is None and not np.all(np.isfinite(checked)):
             self.weights_at_nonfinite = self.before
+            self.step_at_nonfinite = ([np.array(w.numpy()) for w in self.model.trainable_weights],
+                                      np.asarray(logs["batch_x"]), np.asarray(logs["batch_y"]))
         if np.isnan(row[3]):  # NaN weights: every later step is NaN too
             self.model.stop_training = True
 
@@ -72,7 +80,21 @@ class ForensicRecorder(keras.callbacks.Callback):
         flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(model.optimizer))
         return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm, flags=flags,
                           epoch_loss=np.array(self.epoch_loss), steps_per_epoch=-(-n_samples // batch_size),
-                          initial_loss=initial_loss, final_loss=final_loss)
+                          initial_loss=initial_loss, final_loss=final_loss,
+                          layer_grad_norm=layer_grad_norms(model, np.array(self.variable_sq)) if self.rows else {})
+
+    def locate(self, model, X, y):
+        """The run's ``locate`` (nanbench.engines.base.EngineOutput): a replay of the first
+        non-finite step kept, or of the evaluation after the run at its final weights (read when
+        called: before the model trains again)."""
+        def locate(step: int, source: str):
+            locator = Locator(model, loss_scaled(model.optimizer), compiled=False)
+            if self.step_at_nonfinite is not None:
+                left, x, y_batch = self.step_at_nonfinite
+                return locator(self.weights_at_nonfinite, left, x, y_batch, source=source)
+            final = [np.array(w.numpy()) for w in model.trainable_weights]  # the model as fit left it
+            return locator(final, None, X, y, source=source, training=False)
+        return locate
 
 
 def fit_with_forensics(model: ForensicSequential, X, y, *, started: float, fit_x=None, fit_y=None,
@@ -85,7 +107,7 @@ def fit_with_forensics(model: ForensicSequential, X, y, *, started: float, fit_x
     initial_loss = float(full_loss(model, X, y))
     build_s = time.perf_counter() - started
     relu = has_relu_units(model)
-    recorder = ForensicRecorder(keep_weights=relu)
+    recorder = ForensicRecorder()
     t1 = time.perf_counter()
     history = model.fit(X if fit_x is None else fit_x, y if fit_y is None else fit_y, verbose=0,
                         callbacks=[recorder], **fit_args)
@@ -97,7 +119,8 @@ def fit_with_forensics(model: ForensicSequential, X, y, *, started: float, fit_x
     at_bad = recorder.weights_at_nonfinite
     out = EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
                        dead_fraction=dead_fraction(model, X) if relu else None,
-                       dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None else None)
+                       dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None and relu else None,
+                       locate=recorder.locate(model, X, y))
     return out, history
 
 

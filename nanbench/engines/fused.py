@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.forensics import StepSeries, step_flags
+from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.step import (flat, full_loss, keras_gradients, keras_step, loss_scaled, row_sums_of_squares,
                            sum_of_squares, sums_of_squares, unflatten)
@@ -89,9 +90,10 @@ def signature(spec, n_features: int, device: str, forensics: bool = True) -> tup
 class Trainer:
     """A model, optimizer and traced whole-run training function for one signature."""
 
-    def __init__(self, spec, n_features: int, device: str, forensics: bool = True):
+    def __init__(self, spec, n_features: int, device: str, forensics: bool = True, layers: bool = True):
         self.device = device
         self.forensics = forensics
+        self.layers = layers  # per-layer gradient norms (off: only to measure what they cost)
         # whether TensorFlow runs this process's ops one at a time (see the forensic step)
         self.serial = (tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()) == 1
         self.threshold = RuntimeThreshold(spec.clipping.threshold)
@@ -115,6 +117,7 @@ class Trainer:
         # backends without autograph, so there is nothing to convert; converting Keras's layers,
         # losses and optimizer anyway cost seconds on a process's first trace
         self._concrete = None  # the traced function, see trace()
+        self._locator = None
         self._fn = tf.function(self._train, autograph=False, input_signature=[
             spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
 
@@ -214,7 +217,11 @@ class Trainer:
             tf.gather(row_sums_of_squares(X, y), orders.gather(tf.range(epochs_run))), step_of_row, step)
         grad_sq, before_sq = tf.unstack(sums_of_squares(kept[:, 1:], 2), axis=1)
         after_sq = tf.concat([before_sq[1:], sum_of_squares(read())[None]], axis=0)
-        sums = tf.stack([batch_sq, grad_sq, after_sq], axis=1)
+        # and each variable's gradient sum of squares (the per-layer gradient norms)
+        ends = np.cumsum([0] + [w.shape.num_elements() for w in trainable])
+        variable_sq = tf.stack([tf.reduce_sum(tf.square(tf.cast(kept[:, 1 + a:1 + b], tf.float64)), axis=1)
+                                for a, b in zip(ends[:-1], ends[1:])], axis=1) if self.layers else batch_sq[:, :0]
+        sums = tf.concat([tf.stack([batch_sq, grad_sq, after_sq], axis=1), variable_sq], axis=1)
         # The run ends at the first step whose update left NaN in the weights (every later step
         # would be NaN too), as fit's callback ends it: always in the last epoch run. Keras's epoch
         # loss for that epoch is the running mean at that step: recomputed, in the same order and
@@ -230,7 +237,11 @@ class Trainer:
         checked = [series[:, 0], batch_sq, after_sq] + ([] if loss_scaled(self.optimizer) else [grad_sq])
         bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(tf.stack(checked, axis=1)[:ran])), axis=1)
         first_bad = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
-        at_bad = tf.cond(tf.reduce_any(bad), lambda: kept[first_bad, 1 + size:], lambda: tf.zeros([0]))
+        # ... and the weights it left (the next step's start, or the run's end): both, for
+        # nanbench.locate's replay of that step
+        at_bad = tf.cond(tf.reduce_any(bad), lambda: tf.concat([kept[first_bad, 1 + size:], tf.cond(
+            first_bad + 1 < step, lambda: kept[tf.minimum(first_bad + 1, step - 1), 1 + size:],
+            lambda: flat(read()))], axis=0), lambda: tf.zeros([0]))
         return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
@@ -242,10 +253,11 @@ class Trainer:
         return self._initial[seed]
 
     def run(self, spec, X: np.ndarray, y: np.ndarray) -> "Ran":
-        """Train one run: the per-step rows (steps x 4 with forensics: loss, input_sq, grad_sq,
-        weight_sq; steps x 1 without), epoch losses, steps per epoch, the call's seconds, the
-        whole-data loss at the initial and final weights, and (with forensics) the weights the
-        first non-finite step started from, as one flat vector (empty if none)."""
+        """Train one run: the per-step rows (with forensics: loss, input_sq, grad_sq, weight_sq,
+        then each trainable variable's grad_sq; steps x 1 without), epoch losses, steps per epoch,
+        the call's seconds, the whole-data loss at the initial and final weights, and (with
+        forensics) the weights the first non-finite step started from and those it left, as one
+        flat vector (empty if none)."""
         if self._concrete is None:
             self.trace()
         initial = self.initial_weights(spec.train.seed)
@@ -259,6 +271,13 @@ class Trainer:
         series = series.numpy()
         seconds = time.perf_counter() - t
         return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy())
+
+    @property
+    def locator(self) -> Locator:
+        """The replay of a step of this trainer's model (nanbench.locate), traced on first use."""
+        if self._locator is None:
+            self._locator = Locator(self.model, loss_scaled(self.optimizer))
+        return self._locator
 
     def weights_of(self, vector: np.ndarray) -> list[np.ndarray]:
         """A flat vector of the trainable weights (nanbench.step.flat's order) as one array each."""
@@ -301,14 +320,20 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     ran = trainer.run(spec, data.X, data.y)
     series, per_epoch = ran.series, ran.per_epoch
     loss = series[:, 0]  # float32 values, carried exactly in float64
-    sums = series[:, 1:] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
+    sums = series[:, 1:4] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
     input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
     flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
     out = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                      flags=flags, epoch_loss=ran.epoch_loss.astype(np.float64),
                      steps_per_epoch=per_epoch, initial_loss=float(ran.full_loss[0]),
-                     final_loss=float(ran.full_loss[1]))
-    at_bad = trainer.weights_of(ran.weights_at_nonfinite) if ran.weights_at_nonfinite.size else None
+                     final_loss=float(ran.full_loss[1]),
+                     layer_grad_norm=layer_grad_norms(trainer.model, series[:, 4:]) if forensics else {})
+    before = after = final = None
+    if ran.weights_at_nonfinite.size:  # the first non-finite step's start and end, one after the other
+        before, after = (trainer.weights_of(half) for half in np.split(ran.weights_at_nonfinite, 2))
+    elif forensics and not np.isfinite(ran.full_loss[1]):  # non-finite only in the evaluation after the run
+        final = [np.array(w.numpy()) for w in trainer.model.trainable_weights]
     return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=ran.seconds,
                         dead_fraction=dead_fraction(trainer.model, data.X),
-                        dead_fraction_at_nonfinite=dead_fraction(trainer.model, data.X, at_bad) if at_bad is not None else None)
+                        dead_fraction_at_nonfinite=dead_fraction(trainer.model, data.X, before) if before is not None else None,
+                        locate=replay_step(trainer.locator, spec, data, before, after, final))

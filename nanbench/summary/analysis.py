@@ -251,6 +251,25 @@ def source_table(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | N
     return out[["factor", "level", "nonfinite", *SOURCES, "nan", "inf_before_nan"]]
 
 
+def layer_table(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Among non-finite runs: how many first held inf/NaN in each (source, layer, part), where
+    layer is nanbench.locate's first non-finite layer and part its output, gradient or weights;
+    per model when the model varies (layer names are the model's). Most runs first."""
+    flags = outcome_flags(runs) if flags is None else flags
+    bad = flags["nonfinite"].astype(bool)
+    if not bad.any() or "first_nonfinite_layer" not in runs:
+        return pd.DataFrame()
+    keys = (["model.name"] if "model.name" in varying else []) + [
+        "first_nonfinite_source", "first_nonfinite_layer", "first_nonfinite_part"]
+    data = runs.loc[bad, keys].fillna("none").astype(str)
+    out = data.value_counts(sort=False).rename("runs").reset_index()
+    out["share"] = out["runs"] / int(bad.sum())
+    order = {s: i for i, s in enumerate(SOURCES)}
+    out["_order"] = out["first_nonfinite_source"].map(order).fillna(len(order))
+    return out.sort_values(["runs", "_order"], ascending=[False, True], kind="stable").drop(
+        columns="_order").reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Stability by configuration
 

@@ -203,8 +203,21 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         out.append(Finding(
             f"In those {total:,} runs the first non-finite value appeared in " + ", ".join(counted)
             + f" (data-flow order input, loss, gradients, weights); {inf_first:,} held an inf before their NaN."
-            + _link("sources"), "sources"))
+            + _layers(data.loc[target]) + _link("sources"), "sources"))
     return out
+
+
+def _layers(data: pd.DataFrame) -> str:
+    """The commonest first non-finite layers (nanbench.locate) of these runs, as a sentence tail."""
+    if "first_nonfinite_layer" not in data:
+        return ""
+    where = (data["first_nonfinite_layer"].fillna("none").astype(str) + " "
+             + data["first_nonfinite_part"].fillna("none").astype(str))
+    counts = where[data["first_nonfinite_layer"].fillna("none") != "none"].value_counts().head(3)
+    if counts.empty:
+        return ""
+    return (" By layer, first: " + ", ".join(f"{w.replace(' ', ' (') + ')'} in {int(n):,}" for w, n in counts.items())
+            + ".")
 
 
 def dead_networks(runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], anchor: str) -> Finding | None:

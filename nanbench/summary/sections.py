@@ -18,6 +18,7 @@ from nanbench.summary.report import Report
 from nanbench.tracking.reader import RunTable, load_curve
 
 MAX_STABILITY_ROWS = 40
+MAX_LAYER_ROWS = 20  # (source, layer, part) rows of the sources section, most runs first
 PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed trials only: "
               "Optuna's `get_param_importances` reads trials in state COMPLETE, and a trial whose "
               "objective is NaN is marked FAIL. The runs they drop are exactly the signal measured here, "
@@ -192,31 +193,18 @@ def sources(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: list[
                    zip(table["factor"], [None] + list(table["factor"][:-1]))],
         "level": [_level(v) for v in table["level"]], "non-finite": table["nonfinite"],
         **{s: table[s] for s in A.SOURCES}, "NaN": table["nan"], "inf before NaN": table["inf_before_nan"]}))
-    layers(rep, runs, flags)
-
-
-LAYER_COLUMNS = ("first_nonfinite_layer", "first_nonfinite_part")  # run tags of the layer forensics
-
-
-def layers(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame) -> None:
-    """The non-finite runs by the first layer that held a non-finite value (a Keras layer's name,
-    ``input`` or ``loss``) and which part of it (output, gradient, weights): a table when the runs
-    carry the layer forensics' tags; nothing for runs recorded before them."""
-    if LAYER_COLUMNS[0] not in runs:
+    layers = A.layer_table(runs, factors, flags)
+    if layers.empty:
         return
-    bad = runs.loc[flags["nonfinite"].astype(bool).to_numpy()]
-    layer = bad[LAYER_COLUMNS[0]].fillna("none").astype(str)
-    if not len(bad) or layer.isin(["none", ""]).all():
-        return
-    part = (bad[LAYER_COLUMNS[1]].fillna("").astype(str) if LAYER_COLUMNS[1] in bad
-            else pd.Series("", index=bad.index))
-    counts = pd.DataFrame({"layer": layer, "part": part}).value_counts().reset_index(name="non-finite runs")
-    unnamed = int(layer.isin(["none", ""]).sum())
-    rep.para(f"First non-finite layer (`first_nonfinite_layer`: a Keras layer's name, `input` for the batch, "
-             f"`loss` for the loss) and part (`first_nonfinite_part`: its output, its gradient or its weights "
-             f"after the update), over the {len(bad)} non-finite runs"
-             + (f" ({unnamed} without a layer named)" if unnamed else "") + ":")
-    rep.table(counts)
+    rep.para("Which layer, replayed at each run's first non-finite step (`first_nonfinite_layer`: a Keras "
+             "layer, `input` for the batch itself or `loss`; `first_nonfinite_part`: its output, its gradient "
+             "or its weights after the update, in data-flow order: outputs first layer to last, the loss, "
+             "gradients last layer to first, then the weights):")
+    rep.table(pd.DataFrame({
+        **({"model": layers["model.name"]} if "model.name" in layers else {}),
+        "source": layers["first_nonfinite_source"], "layer": layers["first_nonfinite_layer"],
+        "part": layers["first_nonfinite_part"], "runs": layers["runs"],
+        "share": [_rate(v) for v in layers["share"]]}).head(MAX_LAYER_ROWS))
 
 
 def stability(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], scope: str) -> pd.DataFrame:

@@ -272,7 +272,8 @@ def build_frame(info: pd.DataFrame, params: pd.DataFrame, tags: pd.DataFrame,
     out = pd.DataFrame(columns)
     out["start_time"] = pd.to_numeric(out["start_time"])
     out["outcome"] = out["outcome"].fillna("unknown")
-    out["first_nonfinite_source"] = out["first_nonfinite_source"].fillna("none")
+    for tag in (vocab.SOURCE, vocab.LAYER, vocab.LAYER_PART):  # runs recorded before a tag existed: none
+        out[tag] = out[tag].fillna(vocab.NO_SOURCE)
     out = out.sort_values("start_time", kind="stable", ignore_index=True)
     return out, factors
 

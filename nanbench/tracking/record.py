@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nanbench import vocab
-from nanbench.forensics import INF_BIT, NAN_BIT, SKIPPED_BIT
+from nanbench.forensics import INF_BIT, LAYER_COLUMN, NAN_BIT, SKIPPED_BIT
 from nanbench.result import RunResult
 from nanbench.vocab import SOURCES
 
@@ -79,13 +79,16 @@ def run_name(spec) -> str:
 
 def steps_csv(result: RunResult) -> str:
     """The per-step series as CSV: step, epoch, loss, grad_norm, weight_norm, flags, source bits,
-    and on each epoch's last step its Keras epoch loss (empty elsewhere): with the run's
-    initial_loss and final_loss metrics, everything nanbench.forensics.classify reads, so a run's
-    outcome can be re-derived from its artifact (forensics.series_from_steps_csv)."""
+    on each epoch's last step its Keras epoch loss (empty elsewhere), then one gradient norm per
+    layer with weights (``grad_norm:<layer>``, before clipping). With the run's initial_loss and
+    final_loss metrics, everything nanbench.forensics.classify reads, so a run's outcome can be
+    re-derived from its artifact (forensics.series_from_steps_csv)."""
     s = result.series
     buf = io.StringIO()
     cols = ["step", "epoch", "loss", "grad_norm", "weight_norm", "flags"]
     cols += [f"{src}_{kind}" for src in SOURCES for kind in ("inf", "nan")] + ["skipped", "epoch_loss"]
+    layers = list(s.layer_grad_norm.items())
+    cols += [f"{LAYER_COLUMN}{name}" for name, _ in layers]
     buf.write(",".join(cols) + "\n")
     flags = np.asarray(s.flags, dtype=np.int64)
     for i in range(s.steps):
@@ -96,7 +99,8 @@ def steps_csv(result: RunResult) -> str:
         last = i == min((epoch + 1) * s.steps_per_epoch, s.steps) - 1 and epoch < len(s.epoch_loss)
         buf.write(f"{i},{epoch},{values},{f},"
                   + ",".join(map(str, bits)) + f",{int(bool(f & SKIPPED_BIT))},"
-                  + (repr(float(s.epoch_loss[epoch])) if last else "") + "\n")
+                  + (repr(float(s.epoch_loss[epoch])) if last else "")
+                  + "".join("," + repr(float(norms[i])) for _, norms in layers) + "\n")
     return buf.getvalue()
 
 
@@ -149,6 +153,8 @@ def build_record(result: RunResult, start_time: float | None, parent_run_id: str
     all_tags = {
         vocab.OUTCOME: result.outcome,
         vocab.SOURCE: (v.first_nonfinite_source if v else None) or vocab.NO_SOURCE,
+        vocab.LAYER: result.first_nonfinite_layer or vocab.NO_SOURCE,
+        vocab.LAYER_PART: result.first_nonfinite_part or vocab.NO_SOURCE,
         vocab.DEVICE: result.device,
         vocab.ENGINE: spec.train.engine,
         vocab.SIDE_BY_SIDE: str(result.side_by_side),

@@ -1,0 +1,153 @@
+"""Which layer first held a non-finite value: a replay of a run's first non-finite step.
+
+The per-step forensics (nanbench.step) say *where in the step* a run first went non-finite: its
+batch, its loss, its gradients or its weights after the update. This module says *which layer*.
+It replays that one step on the weights the step started from and the batch it trained on, with
+Keras's own layers and loss, and walks the step in data-flow order:
+
+1. ``input``: the batch itself (x or y) holds inf/NaN: the data, before the model;
+2. each layer's output, first layer to last (part ``output``);
+3. ``loss``: the loss value (part ``output``), then its gradient with respect to the model's
+   output (part ``gradient``; e.g. the infinite derivative of ``sqrt`` at 0);
+4. each layer's gradients, last layer to first, as backpropagation produces them: with respect to
+   its weights and its input (part ``gradient``);
+5. each layer's weights after the update, first layer to last (part ``weights``).
+
+The first place holding inf/NaN is the run's ``first_nonfinite_layer`` and its part. A replay
+costs one forward and backward pass, paid once per run that went non-finite, never per step.
+Under loss scaling (mixed_float16), non-finite gradients are the scaler's skipped steps, not a
+run's first non-finite value, so step 4 is left out. Dropout draws its mask again in the replay;
+a step whose only non-finite value came from that mask (inf times a dropped zero) is not found
+in its layers and falls to the weights' check, or to no layer.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+INPUT = "input"   # the layer name of a non-finite batch
+LOSS = "loss"     # ... of a non-finite loss value or loss gradient
+PARTS = ("output", "gradient", "weights")
+
+
+def weighted_layers(model: keras.Model) -> list[tuple[str, list[int]]]:
+    """The model's layers that own trainable weights, in order, each with the indices of its
+    weights in ``model.trainable_weights`` (a recurrent layer's cell weights are its own)."""
+    index = {id(w): i for i, w in enumerate(model.trainable_weights)}
+    out = []
+    for layer in model.layers:
+        owned = [index[id(w)] for w in layer.trainable_weights if id(w) in index]
+        if owned:
+            out.append((layer.name, owned))
+    return out
+
+
+def layer_grad_norms(model: keras.Model, variable_sq: np.ndarray) -> dict[str, np.ndarray]:
+    """Per weighted layer, each step's gradient norm from each step's per-variable gradient sums
+    of squares ([steps, variables], float64, trainable_weights' order)."""
+    variable_sq = np.asarray(variable_sq, dtype=np.float64).reshape(len(variable_sq), -1)
+    return {name: np.sqrt(variable_sq[:, owned].sum(axis=1)) for name, owned in weighted_layers(model)}
+
+
+def _nonfinite(t) -> tf.Tensor:
+    return tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32))))
+
+
+class Locator:
+    """The replay of one step for one built (and compiled) model: forward layer by layer, the
+    loss, and the gradients, each reduced to one is-it-non-finite flag.
+
+    ``compiled``: trace the replay once (a structure whose runs the fused and side-by-side engines
+    train by the hundred); otherwise it runs eagerly (the fit engine: a model per run)."""
+
+    def __init__(self, model: keras.Model, loss_scaled: bool, compiled: bool = True):
+        self.model = model
+        self.loss_scaled = loss_scaled
+        self.layers = list(model.layers)
+        try:  # every layer's output as the model computes it (Sequential and functional models)
+            self.probe = keras.Model(model.inputs, [layer.output for layer in self.layers])
+        except (AttributeError, ValueError, TypeError):
+            self.probe = None  # a subclassed model: no layer graph to walk
+        self.weighted = weighted_layers(model)
+        self._flags = tf.function(self._flags_of, autograph=False) if compiled else self._flags_of
+        self._traced: dict = {}
+
+    def _flags_of(self, weights, x, y, training: bool):
+        """[layers] output flags, the loss's value and gradient flags, [layers] gradient flags."""
+        trainable = self.model.trainable_weights
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(weights)
+            tape.watch(x)
+            with keras.StatelessScope(state_mapping=list(zip(trainable, weights))):
+                outs = self.probe(x, training=training)
+                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                loss = self.model.compute_loss(x=x, y=y, y_pred=outs[-1], training=training)
+        out_flags = tf.stack([_nonfinite(h) for h in outs])
+        loss_flag = _nonfinite(loss)
+        if self.loss_scaled or not training:
+            return out_flags, loss_flag, tf.constant(False), tf.zeros([len(outs)], tf.bool)
+        d_outs = tape.gradient(loss, outs, unconnected_gradients="zero")
+        d_x = tape.gradient(loss, x, unconnected_gradients="zero")
+        d_w = tape.gradient(loss, weights, unconnected_gradients="zero")
+        owner = {i: k for k, layer in enumerate(self.layers) for i, w in enumerate(trainable)
+                 if any(w is v for v in layer.trainable_weights)}
+        grad_flags = []
+        for k in range(len(self.layers)):
+            produced = [d_outs[k - 1] if k else d_x] + [d_w[i] for i, o in owner.items() if o == k]
+            grad_flags.append(tf.reduce_any(tf.stack([_nonfinite(g) for g in produced])))
+        return out_flags, loss_flag, _nonfinite(d_outs[-1]), tf.stack(grad_flags)
+
+    def __call__(self, before, after, x, y, *, source: str, training: bool = True) -> tuple[str | None, str | None]:
+        """(layer, part) of the first non-finite value of a step whose first non-finite source is
+        `source`, replayed on `before` (the trainable weights it started from) and its batch
+        (x, y); `after`: the weights it left (None: not kept). (None, None) when the replay does not
+        find it (a subclassed model, or a value only the step's own dropout mask made)."""
+        x, y = np.asarray(x), np.asarray(y)
+        if source == "input" or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            return INPUT, "output"
+        if self.probe is not None and source in ("loss", "gradients", "weights"):
+            weights = [tf.constant(np.asarray(w), dtype=v.dtype) for w, v in zip(before, self.model.trainable_weights)]
+            out_flags, loss_flag, loss_grad, grad_flags = (
+                np.asarray(f) for f in self._flags(weights, tf.constant(x), tf.constant(y), training))
+            for k in np.flatnonzero(out_flags)[:1]:
+                return self.layers[k].name, "output"
+            if loss_flag:
+                return LOSS, "output"
+            if loss_grad:
+                return LOSS, "gradient"
+            for k in np.flatnonzero(grad_flags)[::-1][:1]:
+                return self.layers[k].name, "gradient"
+        if after is not None:
+            for name, owned in self.weighted:
+                if not all(np.all(np.isfinite(after[i])) for i in owned):
+                    return name, "weights"
+        return None, None
+
+
+def batch_rows(n: int, batch_size: int, seed: int, shuffle: bool, step: int) -> np.ndarray:
+    """The rows step `step` trained on in the fused and side-by-side engines: the epoch's order
+    (a stateless shuffle seeded by (seed, epoch), as their graphs draw it), then the step's slice."""
+    per_epoch = -(-n // batch_size)
+    epoch, i = divmod(step, per_epoch)
+    order = (tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.constant([seed, epoch], tf.int32)).numpy()
+             if shuffle else np.arange(n))
+    return order[i * batch_size:min((i + 1) * batch_size, n)]
+
+
+def replay_step(locator: Locator, spec, data, before, after, final):
+    """The engines' ``locate``: (step, source) -> (layer, part) for a run of `spec` on `data` whose
+    first non-finite step started from `before` and left `after` (the step's batch as the fused
+    and side-by-side engines drew it); with no such step, `final` (the weights the run ended with)
+    for a run non-finite only in the evaluation after its last step. None when neither was kept."""
+    if before is None and final is None:
+        return None
+
+    def locate(step: int, source: str) -> tuple[str | None, str | None]:
+        if before is None:  # the whole data, in inference mode, as the evaluation after the run
+            return locator(final, None, data.X, data.y, source=source, training=False)
+        rows = batch_rows(len(data.X), spec.train.batch_size, spec.train.seed, spec.train.shuffle, step)
+        return locator(before, after, data.X[rows], data.y[rows], source=source)
+    return locate
