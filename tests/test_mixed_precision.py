@@ -70,7 +70,7 @@ def test_float16_overflow_of_the_data_is_visible_and_attributed(engine):
     batch is finite (input check passes) and training is finite; in mixed_float16 the first Dense
     layer casts it to float16, where it is inf: the loss is non-finite at step 0, so the outcome
     is non-finite with source loss (the first place past the float32 input), every update is
-    skipped, and the layer forensics, when present, name the first Dense layer."""
+    skipped, and the layer forensics name the first Dense layer's output."""
     over = ["dataset.scale_max=1.0e5", "train.steps=20"]
     mixed = _run("train.precision=mixed_float16", *over, engine=engine)
     full = _run(*over, engine=engine)
@@ -78,9 +78,7 @@ def test_float16_overflow_of_the_data_is_visible_and_attributed(engine):
     assert mixed.outcome in NONFINITE_OUTCOMES
     assert mixed.verdict.first_nonfinite_step == 0 and mixed.verdict.first_nonfinite_source == "loss"
     assert mixed.skipped_steps == mixed.steps_run
-    layer = getattr(mixed, "first_nonfinite_layer", None)  # the lead's layer forensics, once merged
-    if layer is not None:
-        assert layer == "hidden0"
+    assert (mixed.first_nonfinite_layer, mixed.first_nonfinite_part) == ("hidden0", "output")
     from nanbench.data import load
     data = load(mixed.spec.dataset, mixed.spec.preprocess)
     assert np.all(np.isfinite(data.X)) and np.abs(data.X).max() > FLOAT16_MAX
