@@ -4,6 +4,8 @@ cases with the optimizers, a learning-rate range and clipping none/global_clipno
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import SWEEPS
 from nanbench.config import compose, sweep_jobs
 from nanbench.spec import from_config
@@ -48,3 +50,33 @@ def test_the_inner_grid_spans_the_learning_rates_and_clipping():
     assert {c["clipping.kind"] for c in combos} == {"none", "global_clipnorm"}
     lrs = sorted({c["optimizer.lr"] for c in combos})
     assert lrs[0] <= 1e-4 and lrs[-1] >= 10.0
+
+
+@pytest.mark.slow
+def test_a_slice_of_the_realworld_sweep_writes_its_summary_with_layers(tmp_path, store):
+    """`make sweep SWEEP=realworld` narrowed to two cases, SGD and two learning rates: every run is
+    recorded, the summary is written, runs.csv carries the layer and skipped-step columns, and the
+    planted causes are named: manual_standard on constant_feature at the input, the hand-written
+    log loss on digits at its loss."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, "-m", "nanbench", "-m", "--config-dir", str(SWEEPS), "--config-name", "realworld",
+           'hydra.sweeper.params.realworld="digits-mlp-log_loss_naive,constant_feature-mlp-mse-manual_standard"',
+           "hydra.sweeper.params.optimizer=sgd", "sweep.inner={optimizer.lr:[0.01,10.0],clipping.kind:[none]}",
+           f"tracking.uri={store}", f"sweep.results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/hydra"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "realworld"
+    assert (out / "summary.md").is_file() and (out / "summary.html").is_file()
+    runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
+    assert len(runs) == 4
+    assert {"first_nonfinite_layer", "first_nonfinite_part", "skipped_steps"} <= set(runs.columns)
+    manual = runs[runs["preprocess.scaler"] == "manual_standard"]
+    assert (manual["outcome"] == "nan").all() and (manual["first_nonfinite_layer"] == "input").all()
+    naive = runs[(runs["loss.name"] == "log_loss_naive") & (runs["optimizer.lr"] == 10.0)]
+    assert (naive["outcome"] == "nan").all() and (naive["first_nonfinite_layer"] == "loss").all()
