@@ -81,9 +81,15 @@ def _compared(budget, claim, cell, level) -> str:
 
 
 def _layers(j, steps) -> str:
-    """The first non-finite layers of a claim's treatment runs at one budget: 'hidden0 (output) 12'."""
-    layers = j.totals(j.claim.treatment, steps).layers
-    return ", ".join(f"{name} {n}" for name, n in layers.most_common()) or "-"
+    """The first non-finite layers of a claim's non-finite runs at one budget, treatment and control
+    apart (a cause's are the treatment's, a remedy's what it is meant to prevent, the control's):
+    'treatment: hidden0 (output) 12; control: lstm0 (gradient) 3'."""
+    said = []
+    for role, levels in (("treatment", j.claim.treatment), ("control", j.claim.control)):
+        layers = j.totals(levels, steps).layers
+        if layers:
+            said.append(f"{role}: " + ", ".join(f"{name} {n}" for name, n in layers.most_common()))
+    return "; ".join(said) or "-"
 
 
 def claim_records(judged) -> list[dict]:
@@ -188,7 +194,7 @@ def _claims_section(judged) -> list[str]:
              "whose source is an issue thread or a paper are not the documents': they are the causes of NaN "
              "people report on the Keras and TensorFlow trackers, judged by the same rules.", "",
              "| claim | source | sweep (runs) | steps | inf/NaN: control -> treatment (pooled over the testable "
-             "comparisons) | difference [95% CI] | verdict | first non-finite layer (treatment runs) | "
+             "comparisons) | difference [95% CI] | verdict | first non-finite layer (non-finite runs) | "
              "comparisons and conditions |",
              "|---|---|---|---|---|---|---|---|---|"]
     for j in judged:

@@ -109,5 +109,5 @@ def test_first_nonfinite_layers_and_skipped_updates_are_tallied_and_reported():
     row = next(r for r in claim_records([j]) if r["level"] == "dataset=outliers")
     assert row["first_nonfinite_layers"] == "hidden0(output):3" and row["skipped_steps"] == 15
     text = markdown([], [j])
-    assert "| hidden0 (output) 3 |" in text and "layers: hidden0 (output) 3" in text
+    assert "| treatment: hidden0 (output) 3 |" in text and "layers: hidden0 (output) 3" in text
     assert "skipped updates: 15 (control 0)" in text
