@@ -6,7 +6,9 @@ import json
 import math
 from dataclasses import dataclass
 
-from nanbench.forensics import StepSeries, Verdict
+import numpy as np
+
+from nanbench.forensics import SKIPPED_BIT, StepSeries, Verdict
 from nanbench.spec import RunSpec
 
 
@@ -50,6 +52,15 @@ class RunResult:
         return self.series.steps if self.series is not None else 0
 
     @property
+    def skipped_steps(self) -> int:
+        """Steps whose update the loss scaler skipped (mixed_float16: the scaled gradients were not
+        finite, so Keras's LossScaleOptimizer left the weights as they were and halved the scale).
+        0 without loss scaling. A run that is finite yet skipped most of its steps barely trained."""
+        if self.series is None:
+            return 0
+        return int(np.count_nonzero(np.asarray(self.series.flags, dtype=np.int64) & SKIPPED_BIT))
+
+    @property
     def wall_s(self) -> float:
         return self.data_s + self.build_s + self.first_step_s + self.train_s
 
@@ -90,6 +101,7 @@ class RunResult:
             "dead_fraction": self.dead_fraction,
             "dead_fraction_at_nonfinite": self.dead_fraction_at_nonfinite,
             "steps_run": self.steps_run,
+            "skipped_steps": self.skipped_steps,
             "steps_per_s": self.steps_per_s,
             "samples_per_s": self.samples_per_s,
             "wall_s": self.wall_s,

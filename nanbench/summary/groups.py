@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from nanbench.summary import analysis as A
+from nanbench.tracking.reader import NOT_APPLICABLE
 
 EXPLAINED_SOURCES = ("input",)  # the first non-finite value was in the batch: the data held it
 MAX_FINDINGS = 8
@@ -151,12 +152,13 @@ class Findings:
 
 
 def unique_attributes(runs: pd.DataFrame, factor: str, levels: tuple, roles: dict) -> list[str]:
-    """'attr=value' for the attributes of `factor` whose value at `levels` no other level has."""
+    """'attr=value' for the attributes of `factor` whose value at `levels` no other level has. A
+    knob the levels do not have (n/a: constant_column of a dataset without one) describes nothing."""
     out = []
     for attr in roles.get(factor, []):
         values = runs[attr].astype(object).map(A.fmt)
         inside = set(values[runs[factor].isin(levels)])
         outside = set(values[~runs[factor].isin(levels)])
-        if len(inside) == 1 and not inside & outside:
+        if len(inside) == 1 and not inside & outside and inside != {NOT_APPLICABLE}:
             out.append(f"`{attr}` = {next(iter(inside))}")
     return out

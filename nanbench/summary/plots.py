@@ -57,7 +57,9 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
                        rows: str = "optimizer.name", cols: str = LR,
                        panel_rows: str = "dataset.name", panel_cols: str = "preprocess") -> Path | None:
     """Non-finite rate over lr (columns) x optimizer (rows), one panel per dataset x preprocessing.
-    Cells are annotated k/n (non-finite / trained); cells without a trained run stay blank."""
+    Cells are annotated k/n (non-finite / trained); cells without a trained run stay blank. A
+    sweep that does not cross every dataset with every preprocessing (sweeps/realworld) gets its
+    panels only, wrapped in rows of up to three, instead of a grid of empty ones."""
     if runs[rows].nunique() < 2 and runs[cols].nunique() < 2:
         return None
     data = pd.DataFrame({"r": runs[rows], "c": runs[cols], "pr": runs[panel_rows], "pc": runs[panel_cols],
@@ -69,41 +71,52 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
     panels = data[["pr", "pc"]].drop_duplicates().sort_values(["pr", "pc"])
     pr_levels = list(pd.unique(panels["pr"]))
     pc_levels = list(pd.unique(panels["pc"]))
-    if len(pr_levels) * len(pc_levels) > MAX_PANELS:  # keep the figure readable: first datasets only
-        pr_levels = pr_levels[:max(1, MAX_PANELS // len(pc_levels))]
+    present = list(panels.itertuples(index=False, name=None))
+    if len(present) == len(pr_levels) * len(pc_levels):  # a full grid: rows datasets, columns preprocessing
+        if len(present) > MAX_PANELS:  # keep the figure readable: first datasets only
+            pr_levels = pr_levels[:max(1, MAX_PANELS // len(pc_levels))]
+        n_cols = len(pc_levels)
+        layout = [(pr, pc) for pr in pr_levels for pc in pc_levels]
+    else:  # a sparse one (preprocessing varies for some datasets only): the panels run, wrapped
+        n_cols = min(len(pc_levels), 3)
+        layout = present[:MAX_PANELS]
+    n_rows = -(-len(layout) // n_cols)
     w = max(2.2, 0.3 + 0.55 * len(c_levels))
     h = max(1.6, 0.9 + 0.38 * len(r_levels))
-    fig = _figure(min(40, w * len(pc_levels) + 2.8), min(60, h * len(pr_levels) + 1.6))
-    axes = fig.subplots(len(pr_levels), len(pc_levels), squeeze=False, sharex=True, sharey=True)
+    fig = _figure(min(40, w * n_cols + 2.8), min(60, h * n_rows + 1.6))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True, sharey=True)
     _margins(fig, 1.2, 1.6, 1.0, 0.9, wspace=0.12, hspace=0.6)
     import matplotlib as mpl
     cmap = mpl.colormaps["Reds"].with_extremes(bad="#eeeeee")
     image = None
     annotate = len(r_levels) * len(c_levels) <= 80
-    for i, pr in enumerate(pr_levels):
-        for j, pc in enumerate(pc_levels):
-            ax = axes[i][j]
-            k = np.full((len(r_levels), len(c_levels)), np.nan)
-            n = np.zeros_like(k)
-            part = by_panel.get((pr, pc))
-            for (r, c), kk, nn in ([] if part is None else zip(part.index, part["k"], part["n"])):
-                k[r_levels.index(r), c_levels.index(c)] = kk
-                n[r_levels.index(r), c_levels.index(c)] = nn
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(n > 0, k / n, np.nan)
-            image = ax.imshow(np.ma.masked_invalid(rate), cmap=cmap, vmin=0, vmax=1, aspect="auto")
-            if annotate:
-                for (a, b), kk in np.ndenumerate(k):
-                    if n[a, b] > 0:
-                        ax.text(b, a, f"{int(kk)}/{int(n[a, b])}", ha="center", va="center", fontsize=7,
-                                color="white" if rate[a, b] > 0.6 else "black")
-            ax.set_title(f"{panel_rows}={_label(pr)}\n{panel_cols}={_label(pc)}", fontsize=8)
-            ax.set_xticks(range(len(c_levels)), [_label(c) for c in c_levels], rotation=45, fontsize=8)
-            ax.set_yticks(range(len(r_levels)), [_label(r) for r in r_levels], fontsize=8)
-            if i == len(pr_levels) - 1:
-                ax.set_xlabel(f"{cols} (grid levels, log-spaced)" if cols == LR else cols, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(rows, fontsize=8)
+    for index in range(len(layout), n_rows * n_cols):  # the wrapped grid's empty tail
+        axes[index // n_cols][index % n_cols].set_visible(False)
+    for index, (pr, pc) in enumerate(layout):
+        i, j = divmod(index, n_cols)
+        ax = axes[i][j]
+        k = np.full((len(r_levels), len(c_levels)), np.nan)
+        n = np.zeros_like(k)
+        part = by_panel.get((pr, pc))
+        for (r, c), kk, nn in ([] if part is None else zip(part.index, part["k"], part["n"])):
+            k[r_levels.index(r), c_levels.index(c)] = kk
+            n[r_levels.index(r), c_levels.index(c)] = nn
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(n > 0, k / n, np.nan)
+        image = ax.imshow(np.ma.masked_invalid(rate), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        if annotate:
+            for (a, b), kk in np.ndenumerate(k):
+                if n[a, b] > 0:
+                    ax.text(b, a, f"{int(kk)}/{int(n[a, b])}", ha="center", va="center", fontsize=7,
+                            color="white" if rate[a, b] > 0.6 else "black")
+        ax.set_title(f"{panel_rows}={_label(pr)}\n{panel_cols}={_label(pc)}", fontsize=8)
+        ax.set_xticks(range(len(c_levels)), [_label(c) for c in c_levels], rotation=45, fontsize=8)
+        ax.set_yticks(range(len(r_levels)), [_label(r) for r in r_levels], fontsize=8)
+        if index + n_cols >= len(layout):  # no panel below: label the axis, show its ticks
+            ax.set_xlabel(f"{cols} (grid levels, log-spaced)" if cols == LR else cols, fontsize=8)
+            ax.xaxis.set_tick_params(labelbottom=True)
+        if j == 0:
+            ax.set_ylabel(rows, fontsize=8)
     width, height = fig.get_size_inches()
     cax = fig.add_axes((1 - 1.3 / width, 1.0 / height, 0.15 / width, 1 - 1.7 / height))
     fig.colorbar(image, cax=cax, label="non-finite rate")

@@ -29,11 +29,12 @@ NOT_APPLICABLE = "n/a"  # a factor a run does not take (e.g. outlier_fraction of
 # conf/ ships, in the order the README lists them); a level not listed follows, sorted.
 LEVEL_ORDER = {
     "dataset.name": ("clean", "outliers", "unscaled", "nan_inputs", "doc000_outlier", "doc000_clean",
-                     "doc003_outlier", "diabetes"),
+                     "doc003_outlier", "diabetes", "breast_cancer", "digits", "separable", "constant_feature",
+                     "sequences", "token_sequences"),
     "preprocess.scaler": specmod.SCALERS,
     "preprocess.outliers": specmod.OUTLIER_HANDLING, "model.name": specmod.MODELS,
     "model.activation": specmod.ACTIVATIONS, "optimizer.name": ("sgd", "momentum", "adam", "rmsprop"),
-    "clipping.kind": specmod.CLIPPING, "loss.name": ("mse", "mae", "huber"),
+    "clipping.kind": specmod.CLIPPING, "loss.name": ("mse", "mae", "huber", "rmse", "crossentropy", "log_loss_naive"),
     "train.precision": specmod.PRECISIONS, "train.device": specmod.DEVICES,
     "train.engine": specmod.ENGINES, "preprocess.scale_target": ("False", "True"),
     "train.shuffle": ("False", "True"),

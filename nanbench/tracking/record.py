@@ -57,12 +57,21 @@ def versions() -> dict[str, str]:
 
 
 def run_name(spec) -> str:
-    """A name a person can read, e.g. ``outliers/none · mlp-relu · sgd lr=0.1 · clipnorm=1 · mse``."""
-    model = spec.model.name if spec.model.name == "linear" else (
-        f"mlp-{spec.model.activation}" + (f"x{spec.model.depth}" if spec.model.depth > 1 else ""))
+    """A name a person can read, e.g. ``outliers/none · mlp-relu · sgd lr=0.1 · clipnorm=1 · mse``,
+    ``sequences/none · lstm16 · sgd lr=1 · noclip · mse`` or ``digits/none · mlp_batchnorm-relux2 · adam
+    lr=0.01 · noclip · crossentropy-logits``."""
+    m = spec.model
+    if m.name == "linear":
+        model = "linear"
+    elif m.name in ("lstm", "gru", "embedding"):  # no hidden Dense layers: the layer and its units
+        model = f"{m.name}{m.units or ''}"
+    else:  # mlp and its variants, mlp_batchnorm
+        model = (f"{'mlp' if m.name != 'mlp_batchnorm' else m.name}-{m.activation}"
+                 + (f"x{m.depth}" if m.depth > 1 else ""))
     clip = "noclip" if spec.clipping.kind == "none" else f"{spec.clipping.kind}={spec.clipping.threshold:g}"
+    loss = spec.loss.name + ("-logits" if getattr(spec.loss, "from_logits", False) else "")
     parts = [f"{spec.dataset.name}/{spec.preprocess.scaler}", model,
-             f"{spec.optimizer.name} lr={spec.optimizer.lr:g}", clip, spec.loss.name]
+             f"{spec.optimizer.name} lr={spec.optimizer.lr:g}", clip, loss]
     if spec.train.precision != "float32":
         parts.append(spec.train.precision)
     return " · ".join(parts)

@@ -35,3 +35,25 @@ def test_nothing_to_draw_is_no_file(tmp_path):
     assert plots.speed_chart(pd.DataFrame({"factor": ["all"], "level": ["all"], "steps_per_s": [None],
                                            "first_step_s": [None]}), tmp_path / "s.png") is None
     assert not list(tmp_path.iterdir())
+
+
+def _png_height(path) -> int:
+    return int.from_bytes(path.read_bytes()[20:24], "big")
+
+
+def test_a_sparse_dataset_by_preprocessing_grid_draws_only_its_panels(tmp_path):
+    """Planted: preprocessing varies for one dataset only (as in sweeps/realworld): 4 panels run of
+    the 3 x 3 grid, drawn in two rows of up to three, not three rows with five empty panels."""
+    def runs_of(pairs):
+        rows = [{"dataset.name": d, "preprocess": p, "optimizer.name": o, A.LR: lr,
+                 "outcome": "nan" if lr == 1.0 else "converged", "first_inf_step": None, "first_nan_step": None}
+                for d, p in pairs for o in ("sgd", "adam") for lr in (0.01, 1.0)]
+        runs = pd.DataFrame(rows)
+        return runs, A.outcome_flags(runs)
+
+    sparse = [("a", "none"), ("b", "none"), ("c", "standard"), ("c", "manual_standard")]
+    dense = [(d, p) for d in "abc" for p in ("none", "standard", "manual_standard")]
+    few = plots.nonfinite_heatmaps(*runs_of(sparse), tmp_path / "sparse.png")
+    full = plots.nonfinite_heatmaps(*runs_of(dense), tmp_path / "dense.png")
+    assert few.read_bytes().startswith(PNG_MAGIC) and full.read_bytes().startswith(PNG_MAGIC)
+    assert _png_height(few) < _png_height(full)

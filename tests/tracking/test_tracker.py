@@ -235,3 +235,15 @@ def test_experiments_open_on_their_training_runs_in_mlflows_ui(store):
     Tracker(TrackingSpec(uri=store)).experiment_id("older")
     for exp_id in (new, old):
         assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["dataset=sequences", "model=lstm", "model.units=16", "optimizer=sgd", "optimizer.lr=1.0"],
+     "sequences/none · lstm16 · sgd lr=1 · noclip · mse"),
+    (["dataset=digits", "model=mlp_batchnorm", "loss=crossentropy", "loss.from_logits=true", "optimizer.lr=0.01"],
+     "digits/none · mlp_batchnorm-relux2 · adam lr=0.01 · noclip · crossentropy-logits"),
+    (["dataset=token_sequences", "model=embedding", "optimizer.lr=0.001"],
+     "token_sequences/none · embedding16 · adam lr=0.001 · noclip · mse"),
+])
+def test_run_names_of_the_sequence_and_batchnorm_models_say_what_they_are(overrides, name):
+    assert run_name(from_config(compose_config(overrides))) == name

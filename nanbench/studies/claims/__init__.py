@@ -1,4 +1,6 @@
-"""The documents' prose claims, each judged by counts from a sweep that isolates its factor.
+"""The documents' prose claims, and the causes of NaN people report on the Keras and TensorFlow
+trackers (issue 21: definitions.ISSUE_CLAIMS), each judged by counts from a sweep that isolates
+its factor.
 
 Each claim names one factor (a config key), the levels the documents blame or recommend
 (``treatment``), the levels they contrast them with (``control``), and whether the treatment is
@@ -28,16 +30,18 @@ interval, its status and the claim's verdict are nanbench.studies.verdicts' (sup
 conditions, no effect, refuted, not testable), once per budget. Finite runs whose every ReLU unit
 is dead are set aside and counted (a constant-output network is no healthy control).
 
-Op-level probes back three claims: Keras's sigmoid, softmax and ReLU applied to extreme finite
-inputs (values and gradients checked for inf/NaN), and what Keras's clipping arguments do to one
-real gradient (doc003 example 2 says clipnorm=1.0 "limits the norm of the gradients to 1.0").
+Op-level probes back four claims: Keras's sigmoid, softmax and ReLU applied to extreme finite
+inputs (values and gradients checked for inf/NaN), what Keras's clipping arguments do to one
+real gradient (doc003 example 2 says clipnorm=1.0 "limits the norm of the gradients to 1.0"),
+and sqrt(mse)'s gradient where the fit is exact.
 """
 
-from nanbench.studies.claims.definitions import BUDGETS, CLAIMS, MIN_SEEDS, STEPS, Claim
+from nanbench.studies.claims.definitions import BUDGETS, CLAIMS, ISSUE_CLAIMS, MIN_SEEDS, STEPS, Claim
 from nanbench.studies.claims.judging import Judged, judge, level_role
-from nanbench.studies.claims.probes import PROBES, activation_probe, clipping_probe
+from nanbench.studies.claims.probes import PROBES, activation_probe, clipping_probe, sqrt_probe
 from nanbench.studies.claims.run import run_claims
 from nanbench.studies.claims.sweeps import RunRecord, Sweep, load_sweep, run_sweep
 
-__all__ = ["BUDGETS", "CLAIMS", "Claim", "Judged", "MIN_SEEDS", "PROBES", "RunRecord", "STEPS", "Sweep",
-           "activation_probe", "clipping_probe", "judge", "level_role", "load_sweep", "run_claims", "run_sweep"]
+__all__ = ["BUDGETS", "CLAIMS", "Claim", "ISSUE_CLAIMS", "Judged", "MIN_SEEDS", "PROBES", "RunRecord", "STEPS",
+           "Sweep", "activation_probe", "clipping_probe", "judge", "level_role", "load_sweep", "run_claims",
+           "run_sweep", "sqrt_probe"]

@@ -1,5 +1,6 @@
-"""The documents' prose claims: what each says, which factor it is about, and which levels it
-blames or recommends; and the budgets and repeats every claim sweep must hold.
+"""The documents' prose claims, and the causes of NaN people report on the Keras and TensorFlow
+issue trackers (issue 21: ISSUE_CLAIMS): what each says, which factor it is about, and which levels
+it blames or recommends; and the budgets and repeats every claim sweep must hold.
 
 Each claim names one factor (a config key), the levels the documents blame or recommend
 (``treatment``), the levels they contrast them with (``control``), and whether the treatment is
@@ -25,7 +26,7 @@ REPEATS = (SEED, BUDGET)         # swept keys that are not conditions: repeats a
 class Claim:
     id: str
     quote: str                 # the documents' wording, shortened
-    source: str                # which document and section
+    source: str                # which document and section, or the issues / paper where people report it
     sweep: str                 # sweeps/<sweep>.yaml
     factor: str                # the swept key the claim is about
     control: tuple[str, ...]   # levels without the blamed cause / the recommended remedy
@@ -76,3 +77,37 @@ CLAIMS: tuple[Claim, ...] = (
           'the activation functions (like sigmoid or softmax)"', "doc003 §1", "claim_sigmoid",
           "model.activation", ("tanh", "linear"), ("sigmoid",), "raises", probe="sigmoid_softmax"),
 )
+
+# The causes of NaN that people report (issue 21), judged by the same rules: each source is a real
+# issue thread or paper where it is reported. Their sweeps hold the new factors (classification sets,
+# hand-written losses and normalization, sequences, mixed precision).
+ISSUE_CLAIMS: tuple[Claim, ...] = (
+    Claim("log_loss_naive", '"a hand-written log loss produces NaN where Keras\'s cross-entropy does not"',
+          "https://github.com/keras-team/keras/issues/5733, https://github.com/tensorflow/models/pull/181",
+          "claim_log_loss", "loss", ("crossentropy",), ("log_loss_naive",), "raises",
+          note="log_loss_naive is -mean(sum(y * log(p))) on the sigmoid / softmax output, nothing clipped"),
+    Claim("from_logits", '"from_logits=True is more stable than softmax + cross-entropy"',
+          "https://github.com/keras-team/keras/issues/6338, https://github.com/tensorflow/hub/pull/593",
+          "claim_from_logits", "loss.from_logits", ("False",), ("True",), "lowers",
+          note="Keras 3 takes the loss of a sigmoid / softmax output from the logits it keeps on that output "
+               "(_keras_logits), so from_logits=false is computed from logits too"),
+    Claim("zero_std", '"dividing by a zero standard deviation produces NaN"',
+          "https://github.com/fastai/fastai/issues/889, https://github.com/mllam/neural-lam/issues/136",
+          "claim_zero_std", "preprocess", ("standard",), ("manual_standard",), "raises",
+          note="manual_standard is (x - mean) / std with no epsilon; StandardScaler leaves a constant column at 0"),
+    Claim("rmse_perfect_fit", '"sqrt in a loss produces NaN when the fit is perfect"',
+          "https://github.com/keras-team/keras/issues/1172, https://github.com/keras-team/keras/issues/6644",
+          "claim_rmse", "loss", ("mse",), ("rmse",), "raises", probe="sqrt",
+          note="the probe evaluates sqrt(mse)'s gradient where the fit is exact; training must reach mse = 0 "
+               "in float32 for the runs to show it"),
+    Claim("lstm_clipping", '"gradient clipping prevents exploding gradients in LSTMs"',
+          "Pascanu, Mikolov & Bengio 2013 (arXiv:1211.5063), https://github.com/keras-team/keras/issues/5127",
+          "claim_lstm_clipping", "clipping", ("none",), ("global_clipnorm",), "lowers", beside=("clipnorm",),
+          note="global_clipnorm is Pascanu et al.'s rescaling of the whole gradient; clipnorm is reported beside"),
+    Claim("mixed_precision", '"mixed precision overflows where float32 does not"',
+          "https://github.com/tensorflow/tensorflow/issues/56142, Micikevicius et al. 2018 (arXiv:1710.03740)",
+          "claim_mixed_precision", "train.precision", ("float32",), ("mixed_float16",), "raises",
+          note="mixed_float16 is Keras's policy: float16 layers, a float32 output layer and loss, dynamic loss "
+               "scaling (its skipped updates are each run's skipped_steps)"),
+)
+CLAIMS = CLAIMS + ISSUE_CLAIMS

@@ -26,6 +26,8 @@ class Tally:
     runs: int = 0
     outcomes: Counter = field(default_factory=Counter)
     sources: Counter = field(default_factory=Counter)
+    layers: Counter = field(default_factory=Counter)   # first non-finite layer (and part) of the non-finite runs
+    skipped: int = 0            # updates the loss scaler skipped, summed over the runs
     dead: int = 0               # finite runs with every ReLU unit dead (set aside from the rate)
 
     @property
@@ -41,8 +43,11 @@ class Tally:
         self.runs += 1
         self.outcomes[record.outcome] += 1
         self.dead += record.dead
+        self.skipped += record.skipped_steps
         if record.source and record.outcome in NONFINITE_OUTCOMES:
             self.sources[record.source] += 1
+        if record.layer and record.outcome in NONFINITE_OUTCOMES:
+            self.layers[record.layer + (f" ({record.part})" if record.part else "")] += 1
 
     def __str__(self) -> str:
         return str(self.rate)

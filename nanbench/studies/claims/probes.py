@@ -1,6 +1,7 @@
-"""Op-level probes behind three claims: Keras's sigmoid, softmax and ReLU applied to extreme
-finite inputs (values and gradients checked for inf/NaN), and what Keras's clipping arguments do
-to one real gradient (doc003 example 2 says clipnorm=1.0 "limits the norm of the gradients to 1.0").
+"""Op-level probes behind four claims: Keras's sigmoid, softmax and ReLU applied to extreme
+finite inputs (values and gradients checked for inf/NaN), what Keras's clipping arguments do
+to one real gradient (doc003 example 2 says clipnorm=1.0 "limits the norm of the gradients to 1.0"),
+and the gradient of sqrt(mse) (nanbench.losses.RootMeanSquaredError) where the fit is exact.
 """
 
 from __future__ import annotations
@@ -76,6 +77,34 @@ def clipping_probe() -> list[dict]:
     return rows
 
 
+@functools.lru_cache(maxsize=None)  # deterministic; computed once per process
+def sqrt_probe() -> list[dict]:
+    """rmse (sqrt of Keras's mse, nanbench.losses.RootMeanSquaredError) and mse, value and gradient
+    with respect to the predictions (targets 1..4), at an exact fit (every residual 0), at residuals of
+    1e-20 (below float32's resolution at these targets: the predictions round to the targets, an
+    exact fit again) and of 1e-3. The gradient of sqrt(m) is 1 / (2 sqrt(m)): infinite at m = 0,
+    times the zero residuals, NaN."""
+    import keras
+    import tensorflow as tf
+
+    from nanbench.losses import RootMeanSquaredError
+
+    y = tf.constant([[1.0], [2.0], [3.0], [4.0]], dtype=tf.float32)
+    rows = []
+    for residual in (0.0, 1e-20, 1e-3):
+        for name, loss in (("rmse", RootMeanSquaredError()), ("mse", keras.losses.MeanSquaredError())):
+            pred = y + residual
+            with tf.GradientTape() as tape:
+                tape.watch(pred)
+                value = loss(y, pred)
+            g = tape.gradient(value, pred).numpy()
+            rows.append({"loss": name, "residual per row": f"{residual:g}", "loss value": f"{float(value):.3g}",
+                         "loss_finite": bool(np.isfinite(float(value))), "gradients_finite": bool(np.all(np.isfinite(g))),
+                         "gradient": "[" + ", ".join(f"{v:.3g}" for v in g.ravel()) + "]"})
+    return rows
+
+
 PROBES = {"relu": lambda: activation_probe("relu"),
           "sigmoid_softmax": lambda: activation_probe("sigmoid_softmax"),
-          "clipping": clipping_probe}
+          "clipping": clipping_probe,
+          "sqrt": sqrt_probe}

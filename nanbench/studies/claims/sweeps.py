@@ -66,6 +66,9 @@ class RunRecord(Judged):
     steps: int | None = None    # the run's budget (train.steps; None when it trained by epochs)
     first_nonfinite_step: int | None = None
     dead_fraction: float | None = None   # ReLU units dead at the end (None: no ReLU, or non-finite)
+    layer: str | None = None    # first_nonfinite_layer: a Keras layer's name, input or loss (None: finite)
+    part: str | None = None     # first_nonfinite_part: output, gradient or weights
+    skipped_steps: int = 0      # updates the loss scaler skipped (mixed_float16)
 
 
 
@@ -102,5 +105,7 @@ def run_sweep(sweep: Sweep, *, tracker=None, tracking_uri: str | None = None, ep
         records.append(RunRecord(point=point, outcome=result.outcome,
                                  source=v.first_nonfinite_source if v else None, run_id=result.run_id,
                                  steps=nominal.train.steps, first_nonfinite_step=v.first_nonfinite_step if v else None,
-                                 dead_fraction=result.dead_fraction))
+                                 dead_fraction=result.dead_fraction,
+                                 layer=result.first_nonfinite_layer, part=result.first_nonfinite_part,
+                                 skipped_steps=result.skipped_steps))
     return records

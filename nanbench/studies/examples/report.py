@@ -28,7 +28,7 @@ EXAMPLE_COLUMNS = (
 )
 CLAIM_COLUMNS = (
     "claim", "sweep", "steps", "cell", "level", "role", "runs", "nonfinite", "dead", *OUTCOMES,
-    "first_nonfinite_sources", "compared",
+    "first_nonfinite_sources", "first_nonfinite_layers", "skipped_steps", "compared",
 )
 
 
@@ -80,6 +80,18 @@ def _compared(budget, claim, cell, level) -> str:
     return "; ".join(out)
 
 
+def _layers(j, steps) -> str:
+    """The first non-finite layers of a claim's non-finite runs at one budget, treatment and control
+    apart (a cause's are the treatment's, a remedy's what it is meant to prevent, the control's):
+    'treatment: hidden0 (output) 12; control: lstm0 (gradient) 3'."""
+    said = []
+    for role, levels in (("treatment", j.claim.treatment), ("control", j.claim.control)):
+        layers = j.totals(levels, steps).layers
+        if layers:
+            said.append(f"{role}: " + ", ".join(f"{name} {n}" for name, n in layers.most_common()))
+    return "; ".join(said) or "-"
+
+
 def claim_records(judged) -> list[dict]:
     """claims.csv: per claim, budget, cell and factor level, the outcome counts and the comparisons."""
     out = []
@@ -95,6 +107,9 @@ def claim_records(judged) -> list[dict]:
                         "role": role, "runs": tally.runs, "nonfinite": tally.nonfinite, "dead": tally.dead,
                         **{o: tally.outcomes[o] for o in OUTCOMES},
                         "first_nonfinite_sources": " ".join(f"{s}:{n}" for s, n in sorted(tally.sources.items())),
+                        "first_nonfinite_layers": " ".join(f"{s.replace(' ', '')}:{n}"
+                                                           for s, n in sorted(tally.layers.items())),
+                        "skipped_steps": tally.skipped,
                         "compared": _compared(budget, c, cell, level) if role != "control" else "",
                     })
     return out
@@ -175,10 +190,13 @@ def _claims_section(judged) -> list[str]:
              f"{BUDGETS[0]} and {BUDGETS[-1]} steps: a remedy *prevents* a non-finite run when its run is still "
              f"finite at {BUDGETS[-1]}, and only *postpones* it when it is finite at {BUDGETS[0]} and non-finite at "
              f"{BUDGETS[-1]}. Levels the documents do not name are judged the same way and reported beside the "
-             "verdict, never pooled into it. Counts per cell, level and budget are in `claims.csv`.", "",
+             "verdict, never pooled into it. Counts per cell, level and budget are in `claims.csv`. The claims "
+             "whose source is an issue thread or a paper are not the documents': they are the causes of NaN "
+             "people report on the Keras and TensorFlow trackers, judged by the same rules.", "",
              "| claim | source | sweep (runs) | steps | inf/NaN: control -> treatment (pooled over the testable "
-             "comparisons) | difference [95% CI] | verdict | comparisons and conditions |",
-             "|---|---|---|---|---|---|---|---|"]
+             "comparisons) | difference [95% CI] | verdict | first non-finite layer (non-finite runs) | "
+             "comparisons and conditions |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for j in judged:
         c = j.claim
         for i, b in enumerate(j.budgets):
@@ -187,7 +205,8 @@ def _claims_section(judged) -> list[str]:
             levels = (f" ({c.factor}: {','.join(c.control)} -> {','.join(c.treatment)}; {c.effect})" if i == 0 else "")
             lines.append("| " + " | ".join(_cell(x) for x in (
                 *first, b.steps if b.steps is not None else "-", _counts(d) + levels,
-                str(d.pooled) if d.pooled else "n/a", f"**{d.verdict}**", d.text(with_difference=False))) + " |")
+                str(d.pooled) if d.pooled else "n/a", f"**{d.verdict}**", _layers(j, b.steps),
+                d.text(with_difference=False))) + " |")
     remedies = [j for j in judged if j.remedy is not None]
     if remedies:
         lines += ["", "### Remedies: prevents or postpones", "",
@@ -217,11 +236,20 @@ def _claims_section(judged) -> list[str]:
                   "Finite runs whose every ReLU unit outputs 0 on every training row at the end: the network predicts "
                   "a constant, so its finite loss says nothing about stability. They are in neither side's rate.", ""]
         lines += [f"- {j.claim.id}: " + ", ".join(f"{role} {n}" for role, n in d.items() if n) for j, d in dead]
-    lines += ["", "### Where the first inf/NaN appeared (treatment runs, longest budget)", ""]
+    lines += ["", "### Where the first inf/NaN appeared (treatment runs, longest budget)", "",
+              "By source (input, loss, gradients, weights) and, where the run's layer forensics name it, by the "
+              "first layer (a Keras layer's name, `input` or `loss`) and part (its output, gradient or weights) "
+              "that held one. Skipped updates are the loss scaler's (mixed_float16), summed over the runs.", ""]
     for j in judged:
         t = j.totals(j.claim.treatment)
-        if t.sources:
-            lines.append(f"- {j.claim.id}: " + ", ".join(f"{s} {n}" for s, n in sorted(t.sources.items())))
+        if t.sources or t.layers or t.skipped:
+            said = [", ".join(f"{s} {n}" for s, n in sorted(t.sources.items()))]
+            if t.layers:
+                said.append("layers: " + ", ".join(f"{s} {n}" for s, n in sorted(t.layers.items())))
+            if t.skipped:
+                c = j.totals(j.claim.control)
+                said.append(f"skipped updates: {t.skipped} (control {c.skipped})")
+            lines.append(f"- {j.claim.id}: " + "; ".join(x for x in said if x))
     notes = [j for j in judged if j.claim.note]
     if notes:
         lines += ["", "Levels: " + "; ".join(f"{j.claim.id}: {j.claim.note}" for j in notes) + "."]
@@ -230,7 +258,9 @@ def _claims_section(judged) -> list[str]:
         lines += ["", "### Op-level probes", "",
                   "Activations: Keras's functions on extreme finite float32 inputs, gradient of sum(w * f(x)) with "
                   "w = 1..n. Clipping: one SGD step at learning rate 1.0 on doc003 example 2's model (Dense(64, relu), "
-                  "Dense(1)) with its stand-in data's first batch, y x 100, so the step equals the clipped gradient."]
+                  "Dense(1)) with its stand-in data's first batch, y x 100, so the step equals the clipped gradient. "
+                  "sqrt: rmse (sqrt of Keras's mse) and mse, value and gradient with respect to the predictions, at an "
+                  "exact fit and at residuals of 1e-20 (rounded away at targets 1..4: exact again) and 1e-3."]
         for j in probes:
             keys = list(j.probe[0])
             lines += ["", f"{j.claim.id}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

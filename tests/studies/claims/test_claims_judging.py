@@ -92,3 +92,22 @@ def test_a_dead_control_is_set_aside_and_said():
     assert str(cells[(("optimizer", "sgd"),)]["relu"]) == "0/0 (+3 dead)"
     assert "no usable control run (3 dead networks)" in j.conditions
     assert j.verdict == "supported under conditions"   # only the adam cell (a partly dead network) is testable
+
+
+def test_first_nonfinite_layers_and_skipped_updates_are_tallied_and_reported():
+    """Planted records carrying the layer forensics (and loss-scaler skips): the tally counts the
+    non-finite runs by layer and part, claims.csv and the claims table show them."""
+    from nanbench.studies.examples.report import claim_records, markdown
+
+    recs = records("dataset", {("sgd", "clean"): "stalled", ("sgd", "outliers"): "nan"})
+    for r in recs:
+        if r.outcome == "nan":
+            r.layer, r.part, r.skipped_steps = "hidden0", "output", 5
+    j = judge(RAISES, SWEEP, recs)
+    t = j.totals(("outliers",))
+    assert t.layers == {"hidden0 (output)": 3} and t.skipped == 15
+    row = next(r for r in claim_records([j]) if r["level"] == "dataset=outliers")
+    assert row["first_nonfinite_layers"] == "hidden0(output):3" and row["skipped_steps"] == 15
+    text = markdown([], [j])
+    assert "| treatment: hidden0 (output) 3 |" in text and "layers: hidden0 (output) 3" in text
+    assert "skipped updates: 15 (control 0)" in text
