@@ -12,8 +12,10 @@ Derived by general rules from the run table, never from the names of one sweep's
    What remains is a conjunction "f in {levels} and g in {levels}" holding the non-finite runs.
 3. **Along the learning rate**, within that group: the rate per grid level, first vs last with a
    Newcombe interval of the difference.
-4. **What would have prevented it**: for each factor the group restricts, the levels it excludes,
-   measured on the group with that restriction lifted (the same runs otherwise).
+4. **What would have prevented it**: for each factor the group restricts (the data's own
+   factors aside: another data set is no remedy), the levels it excludes, measured on the group
+   with that restriction lifted, run for run: only configurations found at both the excluded and
+   the kept levels count (in a full grid, all of them).
 5. **What else mattered within the group**: the factors it leaves free whose levels differ
    significantly (Newcombe interval of highest minus lowest level excluding 0).
 6. Non-finite runs outside the group, where the rest's non-finite values started, and dead

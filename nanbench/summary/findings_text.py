@@ -137,22 +137,32 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
 
     pieces, tables = [], []
     for f, kept in group.keep:
+        if f.startswith("dataset."):  # the data's own factors: another data set is no remedy
+            continue
         lifted = group.without(f)
         m = lifted.mask(data)
         c = level_counts(data.loc[m], f, target[m])
         others = [lv for lv in c.index if lv not in kept]
-        zero = [lv for lv in others if c.loc[lv, "k"] == 0]
+        twins = {lv: _twins(data, m, f, kept, lv, factors) for lv in others}
+        counts = {lv: (int(target[at].sum()), int(at.sum()), int(target[ref].sum()), int(ref.sum()))
+                  for lv, (at, ref) in twins.items()}
+        # a level with no non-finite run where its twins had some (else it is no evidence)
+        zero = [lv for lv in others if counts[lv][1] and counts[lv][0] == 0 and counts[lv][2] > 0]
         context = f"with {lifted.text(data)}, " if lifted.keep else ""  # the group's other restrictions
         if zero:
+            ref = twins[zero[0]][1] if len(zero) == 1 else np.logical_or.reduce([twins[lv][1] for lv in zero])
+            k_ref, n_ref = int(target[ref].sum()), int(ref.sum())
             pieces.append(f"{context}{levels_text(data, f, tuple(zero))} instead kept every run finite: "
-                          + kn(0, int(c.loc[zero, "n"].sum())))
+                          + kn(0, sum(counts[lv][1] for lv in zero))
+                          + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
         for lv in others:
-            if lv in zero:
+            k_lv, n_lv, k_ref, n_ref = counts[lv]
+            if lv in zero or not n_lv or not k_ref:
                 continue
-            d = A.difference_interval(c.loc[lv, "k"], c.loc[lv, "n"], k, n)
+            d = A.difference_interval(k_lv, n_lv, k_ref, n_ref)
             if d[2] < 0:
-                pieces.append(f"{context}`{f}` = {A.fmt(lv)} instead lowered the rate to "
-                              f"{kn(c.loc[lv, 'k'], c.loc[lv, 'n'])}")
+                pieces.append(f"{context}`{f}` = {A.fmt(lv)} instead lowered the rate to {kn(k_lv, n_lv)}"
+                              + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
         rows = rate_rows(data.loc[m], target[m], [f])
         rows.insert(0, "runs with", [lifted.text(data)] + [""] * (len(rows) - 1))
         tables.append(rows)
@@ -205,6 +215,20 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
             + f" (data-flow order input, loss, gradients, weights); {inf_first:,} held an inf before their NaN."
             + _layers(data.loc[target]) + _link("sources"), "sources"))
     return out
+
+
+def _twins(data: pd.DataFrame, m: np.ndarray, f: str, kept, level, factors: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Within `m`, the runs at `level` of `f` and those at its `kept` levels whose every other
+    factor takes values found at both: the same configurations otherwise, so that a grid that
+    does not cross `f` with everything (one model for sequences, another for tables) compares
+    like with like. In a full grid every run has its twins and these are all of `m`'s runs."""
+    others = [g for g in factors if g != f and g in data]
+    key = (data[others].astype(str).agg("\x1f".join, axis=1) if others
+           else pd.Series("", index=data.index)).to_numpy()
+    at = m & (data[f] == level).to_numpy()
+    ref = m & data[f].isin(list(kept)).to_numpy()
+    shared = np.isin(key, np.intersect1d(key[at], key[ref]))
+    return at & shared, ref & shared
 
 
 def _layers(data: pd.DataFrame) -> str:

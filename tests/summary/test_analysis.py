@@ -125,3 +125,30 @@ def test_a_stable_side_of_the_grid_is_named_as_what_would_have_prevented_it():
     remedy = next(t for t in texts if t.startswith("What would have prevented them"))
     assert ("with `optimizer.name` = sgd and `clipping.kind` = none, `optimizer.lr` ≤ 0.001 instead kept every "
             "run finite: 0/40") in remedy
+
+
+def test_a_remedy_is_measured_on_the_same_configurations_otherwise():
+    # the full grid: Adam beside SGD everywhere, so Adam is a measured remedy
+    runs, factors = synthetic.mixed_table(share=(0.0, 0.0, 0.5, 0.7, 1.0))
+
+    def remedy(runs):
+        varying, _ = A.split_factors(runs, factors)
+        roles = A.factor_roles(runs, varying)
+        frame = A.add_composites(runs, varying)
+        texts = [f.text for f in F.derive(frame, A.outcome_flags(frame), roles).items]
+        return next(t for t in texts if t.startswith("What would have prevented them"))
+
+    assert "`optimizer.name` = adam instead kept every run finite" in remedy(runs)
+
+
+def test_twins_are_the_runs_whose_other_factors_occur_at_both_levels():
+    # a grid that does not cross loss with model: rmse only with lstm, log_loss_naive only with mlp
+    import numpy as np
+    import pandas as pd
+    from nanbench.summary.findings_text import _twins
+    data = pd.DataFrame({"loss.name": ["mse", "mse", "log_loss_naive", "rmse", "rmse"],
+                         "model.name": ["lstm", "mlp", "mlp", "lstm", "gru"], "optimizer.lr": [0.1] * 5})
+    at, ref = _twins(data, np.ones(5, bool), "loss.name", ("mse", "log_loss_naive"), "rmse",
+                     ["loss.name", "model.name", "optimizer.lr"])
+    assert at.tolist() == [False, False, False, True, False]   # rmse with lstm: mse with lstm exists
+    assert ref.tolist() == [True, False, False, False, False]  # ... and that mse run is its twin
