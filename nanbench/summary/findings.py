@@ -17,7 +17,7 @@ Derived by general rules from the run table, never from the names of one sweep's
    with that restriction lifted, run for run: only configurations found at both the excluded and
    the kept levels count (in a full grid, all of them).
 5. **What else mattered within the group**: the factors it leaves free whose levels differ
-   significantly (Newcombe interval of highest minus lowest level excluding 0).
+   significantly (Newcombe interval of highest minus lowest level excluding 0), run for run as in 4.
 6. Non-finite runs outside the group, where the rest's non-finite values started, and dead
    networks (finite runs whose every hidden ReLU unit is 0 on every training row), when present.
 

@@ -180,15 +180,19 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
             continue
         rate = c["k"] / c["n"]
         hi, lo = rate.idxmax(), rate.idxmin()
-        d = A.difference_interval(c.loc[hi, "k"], c.loc[hi, "n"], c.loc[lo, "k"], c.loc[lo, "n"])
+        # run for run: only configurations found at both levels (all of them in a full grid)
+        at_hi, at_lo = _twins(data, inside, f, (lo,), hi, factors)
+        counts = (int(target[at_hi].sum()), int(at_hi.sum()), int(target[at_lo].sum()), int(at_lo.sum()))
+        if not (counts[1] and counts[3]):
+            continue
+        d = A.difference_interval(*counts)
         if d[1] > 0:
-            effects.append((d[0], f, hi, lo, c, d))
+            effects.append((d[0], f, hi, lo, counts, d))
     effects.sort(key=lambda e: -e[0])
     if effects:
         a = anchor_next()
-        parts = [f"`{f}` {A.fmt(hi)} {kn(c.loc[hi, 'k'], c.loc[hi, 'n'])} vs {A.fmt(lo)} "
-                 f"{kn(c.loc[lo, 'k'], c.loc[lo, 'n'])} ({_diff_text(d)})"
-                 for _, f, hi, lo, c, d in effects[:MAX_MODIFIERS]]
+        parts = [f"`{f}` {A.fmt(hi)} {kn(k_hi, n_hi)} vs {A.fmt(lo)} {kn(k_lo, n_lo)} ({_diff_text(d)})"
+                 for _, f, hi, lo, (k_hi, n_hi, k_lo, n_lo), d in effects[:MAX_MODIFIERS]]
         out.append(Finding("Within that group, what else mattered most: " + "; then ".join(parts) + "." + _link(a),
                            a, f"Within {group.text(data)}: the non-finite rate per level of the other factors",
                            rate_rows(data.loc[inside], target[inside], free)))
