@@ -10,7 +10,9 @@ name, so a user's own data and model get the same catalogue as nanbench's built-
   norms before the first non-finite step: their median (what the brief asks) and their smallest
   value (an exploding run's norms grow geometrically, so their median is already far past a
   healthy step; the smallest is usually step 0's, the scale of a step before anything went wrong);
-  left out when no finite norm was measured (a run non-finite from its first step);
+  and at the usual threshold 1 (conf/clipping's), since a run whose norms are huge from its first
+  step on has no healthy norm to take one from; all left out when no finite norm was measured (a run
+  non-finite from its first step: clipping acts only after a step's forward pass);
 - standard scaling of X, of y (regression), of both, where not already so;
 - dropping or imputing non-finite input rows (``preprocess.nonfinite``), when the data hold any;
 - Huber instead of MSE (or RMSE); Keras's cross-entropy with ``from_logits=true`` instead of the
@@ -38,6 +40,9 @@ LR_FACTORS = (3, 10, 100)        # learning rate divided by each
 INIT_SHRINK = 0.1                # model.init_scale times this
 SQUARED_LOSSES = ("keras.losses.MeanSquaredError", "nanbench.losses.RootMeanSquaredError")
 NAIVE_LOG_LOSSES = ("nanbench.losses.LogLossNaive",)
+
+
+USUAL_THRESHOLD = 1.0  # the clipping options' threshold (conf/clipping/*.yaml)
 
 
 @dataclass(frozen=True)
@@ -114,12 +119,12 @@ def apply(config: dict, change: Change) -> dict:
     return out
 
 
-def _clip(kind: str, threshold: float, label: str, current) -> Change | None:
+def _clip(kind: str, threshold: float, label: str, current, why: str | None = None) -> Change | None:
     if current.kind == kind and current.threshold <= threshold:
         return None  # already clipped at least this tightly
     return Change(name=f"{kind}={threshold:.3g} ({label})",
                   settings=(("clipping.kind", kind), ("clipping.threshold", float(threshold))),
-                  why=f"threshold: the {label} of the finite gradient norms before the first non-finite step")
+                  why=why or f"threshold: the {label} of the finite gradient norms before the first non-finite step")
 
 
 def catalogue(spec: RunSpec, config: dict, evidence: Evidence) -> list[Change]:
@@ -135,6 +140,10 @@ def catalogue(spec: RunSpec, config: dict, evidence: Evidence) -> list[Change]:
             for label, t in thresholds.items():
                 if t > 0 and math.isfinite(t):
                     changes.append(_clip(kind, t, label, spec.clipping))
+            # and the usual threshold, whatever was measured: a run whose norms are huge from
+            # its first step on has no healthy norm to take a threshold from
+            changes.append(_clip(kind, USUAL_THRESHOLD, "usual", spec.clipping,
+                                 why=f"threshold {USUAL_THRESHOLD:g}: conf/clipping's, the usual choice"))
     p = spec.preprocess
     regression = spec.dataset.problem == "regression"
     y_kind = p.scaler if p.target_scaler == "same" else p.target_scaler
