@@ -33,19 +33,19 @@ import tensorflow as tf
 
 INPUT = "input"   # the layer name of a non-finite batch
 LOSS = "loss"     # ... of a non-finite loss value or loss gradient
-PARTS = ("output", "gradient", "weights")
+PARTS = ("output", "gradient", "weights")  # first_nonfinite_part's values
+
+
+def owned_weights(model: keras.Model) -> list[list[int]]:
+    """Per layer of ``model.layers``, the indices of its weights in ``model.trainable_weights``
+    (a recurrent layer's cell weights are its own; empty for a layer without weights)."""
+    index = {id(w): i for i, w in enumerate(model.trainable_weights)}
+    return [[index[id(w)] for w in layer.trainable_weights if id(w) in index] for layer in model.layers]
 
 
 def weighted_layers(model: keras.Model) -> list[tuple[str, list[int]]]:
-    """The model's layers that own trainable weights, in order, each with the indices of its
-    weights in ``model.trainable_weights`` (a recurrent layer's cell weights are its own)."""
-    index = {id(w): i for i, w in enumerate(model.trainable_weights)}
-    out = []
-    for layer in model.layers:
-        owned = [index[id(w)] for w in layer.trainable_weights if id(w) in index]
-        if owned:
-            out.append((layer.name, owned))
-    return out
+    """The model's layers that own trainable weights, in order, each with owned_weights's indices."""
+    return [(layer.name, owned) for layer, owned in zip(model.layers, owned_weights(model)) if owned]
 
 
 def layer_grad_norms(model: keras.Model, variable_sq: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,7 +73,8 @@ class Locator:
             self.probe = keras.Model(model.inputs, [layer.output for layer in self.layers])
         except (AttributeError, ValueError, TypeError):
             self.probe = None  # a subclassed model: no layer graph to walk
-        self.weighted = weighted_layers(model)
+        self.owned = owned_weights(model)
+        self.weighted = [(layer.name, owned) for layer, owned in zip(self.layers, self.owned) if owned]
 
     def _flags(self, weights, x, y, training: bool):
         """[layers] output flags, the loss's value and gradient flags, [layers] gradient flags."""
@@ -93,11 +94,9 @@ class Locator:
         d_outs = tape.gradient(loss, outs, unconnected_gradients="zero")
         d_x = tape.gradient(loss, x, unconnected_gradients="zero")
         d_w = tape.gradient(loss, weights, unconnected_gradients="zero")
-        owner = {i: k for k, layer in enumerate(self.layers) for i, w in enumerate(trainable)
-                 if any(w is v for v in layer.trainable_weights)}
         grad_flags = []
-        for k in range(len(self.layers)):
-            produced = [d_outs[k - 1] if k else d_x] + [d_w[i] for i, o in owner.items() if o == k]
+        for k, owned in enumerate(self.owned):  # what layer k's backward pass produces
+            produced = [d_outs[k - 1] if k else d_x] + [d_w[i] for i in owned]
             grad_flags.append(tf.reduce_any(tf.stack([_nonfinite(g) for g in produced])))
         return out_flags, loss_flag, _nonfinite(d_outs[-1]), tf.stack(grad_flags)
 
@@ -109,7 +108,7 @@ class Locator:
         x, y = np.asarray(x), np.asarray(y)
         if source == "input" or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
             return INPUT, "output"
-        if self.probe is not None and source in ("loss", "gradients", "weights"):
+        if self.probe is not None:
             weights = [tf.constant(np.asarray(w), dtype=v.dtype) for w, v in zip(before, self.model.trainable_weights)]
             out_flags, loss_flag, loss_grad, grad_flags = (
                 np.asarray(f) for f in self._flags(weights, tf.constant(x), tf.constant(y), training))

@@ -195,7 +195,8 @@ class SideBySide:
         row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
         in_order = tf.range(n)
         batch_of_row = in_order // batch_size
-        size = sum(int(np.prod(shape)) for shape in self.shapes)
+        ends = np.cumsum([0] + [int(np.prod(shape)) for shape in self.shapes])  # each variable's span in flat
+        size = int(ends[-1])
         # per step, per run: the batch loss, Keras's running epoch total (both float32 values,
         # exact in float64), the gradients' and the updated weights' sums of squares; per epoch
         # and run, each step's batch sum of squares
@@ -229,7 +230,10 @@ class SideBySide:
                                                      step + i)
                 weight = tf.cast(hi - lo, tf.float32)
                 total, count = total + loss * weight, count + weight
-                grad_sq, after_sq = sq(grads), sq(new)
+                # each element's square once: the global sum, and each variable's (per-layer norms)
+                squares = tf.square(tf.cast(flat(grads), tf.float64))
+                grad_sq, after_sq = tf.reduce_sum(squares, axis=1), sq(new)
+                variable_sq = [tf.reduce_sum(squares[:, a:b], axis=1) for a, b in zip(ends[:-1], ends[1:])]
                 bad = ~tf.reduce_all(tf.math.is_finite(tf.stack(
                     [tf.cast(loss, tf.float64), batch_sq[:, i], grad_sq, after_sq], axis=1)), axis=1)
                 first = bad & ~seen & active
@@ -237,8 +241,6 @@ class SideBySide:
                 # a run has one (for its dead units and nanbench.locate's replay)
                 at_bad = tf.cond(tf.reduce_any(first), lambda: tf.where(
                     first[:, None], tf.concat([flat(weights), flat(new)], axis=1), at_bad), lambda: at_bad)
-                variable_sq = [tf.reduce_sum(tf.square(tf.cast(tf.reshape(g, [runs, -1]), tf.float64)), axis=1)
-                               for g in grads]
                 steps_out = steps_out.write(step + i, tf.stack(
                     [tf.cast(loss, tf.float64), tf.cast(total, tf.float64), grad_sq, after_sq, *variable_sq], axis=1))
                 return i + 1, total, count, new, new_slots, seen | first, at_bad, steps_out

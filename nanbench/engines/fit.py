@@ -118,9 +118,10 @@ class ForensicRecorder(keras.callbacks.Callback):
 
 def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, fit_y=None,
                        **fit_args) -> tuple[EngineOutput, keras.callbacks.History]:
-    """Train a compiled model with ForensicTrainStep's step (ForensicSequential, or forensic()) with ``Model.fit`` and measure what an outcome needs:
-    the whole data's loss (X, y: the training set as float32) at the initial and final weights,
-    every step's forensics, and the dead ReLU units at the end and at the first non-finite step.
+    """Train a compiled model with ForensicTrainStep's step (ForensicSequential, or forensic()) with
+    ``Model.fit`` and measure what an outcome needs: the whole data's loss (X, y: the training set
+    as float32) at the initial and final weights, every step's forensics, and the dead ReLU units
+    at the end and at the first non-finite step.
     ``fit_x``/``fit_y`` are what fit is given when that is not X, y (a document's arrays as
     written); ``started`` is when building began (build time counts from it)."""
     initial_loss = float(full_loss(model, X, y))
@@ -138,7 +139,7 @@ def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, 
     at_bad = recorder.weights_at_nonfinite
     out = EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
                        dead_fraction=dead_fraction(model, X) if relu else None,
-                       dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None and relu else None,
+                       dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None else None,
                        locate=recorder.locate(model, X, y))
     return out, history
 
