@@ -6,6 +6,7 @@ import functools
 import os
 import time
 import traceback
+from typing import Iterator
 
 from nanbench.result import RunResult
 from nanbench.spec import USER_MODELS, ConfigError, RunSpec
@@ -117,24 +118,36 @@ def execute(spec: RunSpec, device: str | None = None) -> RunResult:
 
 
 def execute_many(specs: list[RunSpec], device: str | None = None, side_by_side: int = 64) -> list[RunResult]:
-    """Train and classify `specs` (results in their order). Runs of the fused engine that share a
-    structure (nanbench.engines.batched.group_key) train side by side, at most `side_by_side` in
-    one call, with each run's arithmetic and result bit-identical to training it alone; a run
-    whose structure that engine does not write out, or whose shapes TensorFlow's batched matmul
-    rounds differently (batched.exact_side_by_side), or left alone in its group, trains alone
-    (execute). A call that raises makes each of its runs outcome 'error' with the message."""
+    """Train and classify `specs` (results in their order): execute_calls, collected."""
+    results: list[RunResult | None] = [None] * len(specs)
+    for call in execute_calls(specs, device, side_by_side):
+        for i, result in call:
+            results[i] = result
+    return results
+
+
+def execute_calls(specs: list[RunSpec], device: str | None = None,
+                  side_by_side: int = 64) -> Iterator[list[tuple[int, RunResult]]]:
+    """Train and classify `specs`, a call at a time: yields each call's (index in `specs`, result)
+    pairs as the call ends, so that a caller records them while the next call trains. Runs of the
+    fused engine that share a structure (nanbench.engines.batched.group_key), wherever they are
+    in `specs`, train side by side, at most `side_by_side` in one call, with each run's
+    arithmetic and result bit-identical to training it alone (batched.layer_products); a run
+    whose structure that engine does not write out, or left alone in its group, trains alone
+    (execute), a call of its own. A call that raises makes each of its runs outcome 'error' with the message."""
     from nanbench.engines import batched
 
     configure_tensorflow()
-    results: list[RunResult | None] = [None] * len(specs)
+    alone = []
     groups: dict[tuple, list] = {}
     for i, spec in enumerate(specs):
         if side_by_side < 2 or spec.train.engine != "fused" or not batched.supports(spec):
+            alone.append(i)
             continue
         run_device = device or resolve_device(spec.train.device)
         loaded = _load(spec, _short(run_device))
         if isinstance(loaded, RunResult):
-            results[i] = loaded
+            yield [(i, loaded)]
             continue
         data, data_s = loaded
         groups.setdefault((batched.group_key(spec, data.n_samples, data.n_features), run_device), []).append(
@@ -143,18 +156,21 @@ def execute_many(specs: list[RunSpec], device: str | None = None, side_by_side: 
         for lo in range(0, len(members), side_by_side):
             chunk = members[lo:lo + side_by_side]
             _, spec, data, _ = chunk[0]
-            if len(chunk) < 2 or not batched.exact_side_by_side(spec, data.n_samples, data.n_features, len(chunk)):
-                continue  # alone (execute, below): one run, or shapes whose batched matmul rounds otherwise
-            try:
-                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device)
-            except Exception as exc:  # noqa: BLE001 - each run's error
-                for i, spec, data, data_s in chunk:
-                    results[i] = RunResult(spec=spec, outcome="error", device=_short(run_device),
-                                           error=describe_error(exc), data_s=data_s, n_samples=data.n_samples)
+            products = (batched.layer_products(spec, data.n_samples, data.n_features, len(chunk))
+                        if len(chunk) > 1 else None)
+            if products is None:  # one run, or shapes no product side by side gives their own bits
+                alone += [m[0] for m in chunk]
                 continue
-            for (i, spec, data, data_s), out in zip(chunk, outs):
-                results[i] = _classified(spec, out, data, data_s, _short(run_device), side_by_side=len(chunk))
-    return [result if result is not None else execute(spec, device) for spec, result in zip(specs, results)]
+            try:
+                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device, products)
+            except Exception as exc:  # noqa: BLE001 - each run's error
+                yield [(i, RunResult(spec=spec, outcome="error", device=_short(run_device), error=describe_error(exc),
+                                     data_s=data_s, n_samples=data.n_samples)) for i, spec, data, data_s in chunk]
+                continue
+            yield [(i, _classified(spec, out, data, data_s, _short(run_device), side_by_side=len(chunk)))
+                   for (i, spec, data, data_s), out in zip(chunk, outs)]
+    for i in sorted(alone):
+        yield [(i, execute(specs[i], device))]
 
 
 def describe_error(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from nanbench.engines import batched, fused
 from nanbench.run import execute, execute_many
 from nanbench.spec import from_config
 
-# shapes whose batched matmul gives each run its own matmul's bits (batched.exact_side_by_side)
+# shapes whose batched matmul gives each run its own matmul's bits (batched.layer_products)
 SMALL = ["dataset=outliers", "dataset.n_samples=64", "dataset.n_features=10", "model=mlp", "model.width=64",
          "train.epochs=4", "train.batch_size=32", "clipping.threshold=0.5", "train.engine=fused"]
 SERIES = ("loss", "grad_norm", "weight_norm", "flags", "epoch_loss")
@@ -89,16 +89,38 @@ def test_execute_many_groups_by_structure_and_keeps_order_and_results():
     assert execute_many(specs[:2], side_by_side=1)[0].side_by_side == 1
 
 
-def test_shapes_whose_batched_matmul_rounds_otherwise_train_one_at_a_time():
+def test_a_layer_whose_batched_matmul_rounds_otherwise_multiplies_run_by_run_with_the_same_bits():
     spec = _spec("optimizer=sgd")
-    assert batched.exact_side_by_side(spec, 64, 10, 8)
-    # 4 features into 8 units: TensorFlow's batched kernel sums these dot products in another order
-    odd = [_spec("optimizer=sgd", "dataset.n_features=4", "model.width=8", f"optimizer.lr={lr}") for lr in (0.01, 0.1)]
-    assert not batched.exact_side_by_side(odd[0], 64, 4, 2)
+    assert batched.layer_products(spec, 64, 10, 8) == (batched.BATCHED, batched.BATCHED)
+    # 4 features into 8 units: TensorFlow's batched kernel sums these dot products in another
+    # order; each run's own matmul (in a loop over the runs) gives the bits of the run alone
+    odd = [_spec("optimizer=sgd", "dataset.n_features=4", "model.width=8", f"optimizer.lr={lr}", f"clipping={clip}")
+           for lr, clip in itertools.product((0.01, 0.1, 30.0), ("none", "global_clipnorm"))]
+    assert not batched.same_products(len(odd), 32, 4, 8) and batched.same_products(len(odd), 32, 4, 8, per_run=True)
+    assert batched.layer_products(odd[0], 64, 4, len(odd))[0] == batched.PER_RUN
+    datas = [load(s.dataset, s.preprocess) for s in odd]
+    together = batched.train_together(odd, datas, "/CPU:0")
+    for spec, data, out in zip(odd, datas, together):
+        _assert_identical(out, fused.train(spec, data, "/CPU:0"))
+    assert any(np.isnan(out.series.weight_norm).any() for out in together)  # lr 30 breaks, the rest go on
     results = execute_many(odd)
-    assert [r.side_by_side for r in results] == [1, 1]
-    for result, spec in zip(results, odd):
-        np.testing.assert_array_equal(result.series.loss, execute(spec).series.loss)
+    assert {r.side_by_side for r in results} == {len(odd)}
+
+
+def test_the_doc003_example_trains_side_by_side_with_the_bits_of_each_run_alone():
+    # 4 rows of 2 features into 64 units: the batched kernel rounds the first layer otherwise
+    specs = [from_config(compose_config(["dataset=doc003_outlier", "model=mlp", "model.width=64", "train.steps=40",
+                                         "train.engine=fused", f"optimizer={opt}", f"optimizer.lr={lr}"]), multirun=True)
+             for opt, lr in itertools.product(("sgd", "adam"), (1e-3, 1e-1))]
+    data = load(specs[0].dataset, specs[0].preprocess)
+    assert batched.layer_products(specs[0], data.n_samples, data.n_features, 2) == (batched.PER_RUN, batched.BATCHED)
+    results = execute_many(specs)
+    assert {r.side_by_side for r in results} == {2}
+    for result, spec in zip(results, specs):
+        alone = execute(spec)
+        assert result.outcome == alone.outcome
+        for name in SERIES:
+            np.testing.assert_array_equal(getattr(result.series, name), getattr(alone.series, name), err_msg=name)
 
 
 def test_what_batched_writes_out_and_what_it_leaves_to_fused():

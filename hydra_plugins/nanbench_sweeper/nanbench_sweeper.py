@@ -7,9 +7,9 @@ also records the number of jobs in the sweep directory, for nanbench's progress 
 Everything else, grid syntax included, is the basic sweeper's.
 
 It folds the grid (nanbench.sweep.fold): jobs that differ only in numbers the fused engine takes at run
-time (learning rate, clip threshold, seed, ...) become one job that loops over them, so an ad-hoc
-grid typed on the command line costs one Hydra job and one trace per structure, as a sweep file's
-``sweep.inner`` does.
+time (learning rate, clip threshold, seed, ...) or in their data (the dataset and preprocess
+groups' choices) become one job that loops over them, so an ad-hoc grid typed on the command line
+costs one Hydra job per structure, as a sweep file's ``sweep.inner`` does.
 
 With a parallel launcher (joblib, ``n_jobs`` > 1) it also keeps jobs that share traced graphs
 on one worker. The fused engine traces one graph per structure (model, optimizer, loss,
@@ -53,9 +53,9 @@ ConfigStore.instance().store(group="hydra/sweeper", name="nanbench", node=Nanben
 
 class NanbenchSweeper(BasicSweeper):
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
-        from nanbench.sweep.fold import fold, write_table
+        from nanbench.sweep.fold import data_nodes, fold, write_table
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        jobs, table = fold(jobs)
+        jobs, table = fold(jobs, data_nodes(jobs, self._compose, self.hydra_context.config_loader.repository))
         size = max_batch_size or len(jobs) or 1
         batches = [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
         workers = parallel_workers(self.launcher)
@@ -71,6 +71,13 @@ class NanbenchSweeper(BasicSweeper):
         write_table(sweep_dir, table)
         (sweep_dir / JOBS_FILE).write_text(json.dumps({"jobs": sum(len(b) for b in batches)}))
         return batches
+
+    def _compose(self, override: str, job: Sequence[str]):
+        """A job's composed config for the fold's data-group nodes: one the sweep's checks
+        composed with `override` (nanbench.sweep.grid.composed_with), else `job` composed now."""
+        from nanbench.sweep.grid import composed_with
+        return composed_with(self.config, override) or self.hydra_context.config_loader.load_sweep_config(
+            self.config, list(job))
 
     def sweep(self, arguments: List[str]):
         launch = self.launcher.launch

@@ -22,10 +22,11 @@ run's (the runs share no weight, and each run's gradient is its own loss's), so 
 nothing beside it; its steps after the stop are dropped and its series is cut at the step whose
 update first left NaN.
 
-The result is the fused engine's, bit for bit, where TensorFlow's batched matmul gives each run
-its own matmul's bits: its CPU kernel is chosen by shape, and for some shapes it sums the dot
-products in another order, so the caller asks exact_side_by_side (a probe, once per shape)
-before training runs together. Only what this engine writes out is supported (supports()):
+The result is the fused engine's, bit for bit: TensorFlow's batched matmul gives each run its own
+matmul's bits for most shapes, but its CPU kernel is chosen by shape, and for some shapes it sums
+the dot products in another order (or without fused multiply-adds), so each layer's product is
+probed once per shape (layer_products) and a layer whose batched product would round otherwise
+multiplies each run's matrices on their own, in a loop over the runs inside the graph. Only what this engine writes out is supported (supports()):
 Dense stacks without dropout or weight decay, float32, SGD (with or without momentum), Adam,
 RMSprop, MSE / MAE / Huber; the caller trains anything else with the fused engine, one run at
 a time (nanbench.run.execute_many).
@@ -63,32 +64,43 @@ def supports(spec) -> bool:
             and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
 
 
-def _products(single: bool):
+def _products(single: bool, per_run: bool = False):
     """x @ w and its gradients for w and x (the three products a Dense layer's step makes), one
-    run ([rows, in] x [in, out]) or runs side by side ([R, rows, in] x [R, in, out])."""
+    run ([rows, in] x [in, out]) or runs side by side ([R, rows, in] x [R, in, out]): one batched
+    matmul, or (`per_run`) each run's own matmul (per_run_matmul)."""
     rank = 2 if single else 3
+    matmul = per_run_matmul if per_run else tf.matmul
     def products(x, w, upstream):
         with tf.GradientTape() as tape:
             tape.watch([x, w])
-            y = tf.matmul(x, w)
+            y = matmul(x, w)
         return [y, *tape.gradient(y, [w, x], output_gradients=upstream)]
     return tf.function(products, autograph=False, input_signature=[tf.TensorSpec([None] * rank, tf.float32)] * 3)
 
 
-_SINGLE, _SIDE_BY_SIDE = _products(True), _products(False)
+def per_run_matmul(x, w):
+    """[R, rows, in] x [R, in, out] as R matmuls of one run each (a loop over the run axis inside
+    the graph, R free): the op, shapes and gradients of a run trained alone, where the batched
+    kernel would round otherwise."""
+    return tf.map_fn(lambda pair: tf.matmul(pair[0], pair[1]), (x, w), fn_output_signature=x.dtype)
+
+
+_SINGLE, _SIDE_BY_SIDE, _PER_RUN = _products(True), _products(False), _products(False, per_run=True)
 
 
 @functools.lru_cache(maxsize=None)
-def same_products(runs: int, rows: int, n_in: int, n_out: int) -> bool:
-    """Whether TensorFlow's batched matmul gives each of `runs` runs the bits its own matmul
-    gives, for these shapes (forward and both gradients). Its CPU kernel picks its blocking by
-    shape (and so the order of each dot product's sums), and for some shapes that order differs
-    from MatMul's; the kernel depends on the shapes only, so one probe on random numbers tells."""
+def same_products(runs: int, rows: int, n_in: int, n_out: int, per_run: bool = False) -> bool:
+    """Whether TensorFlow's batched matmul (or, `per_run`, each run's own matmul in a loop over
+    the runs) gives each of `runs` runs the bits its own matmul gives, for these shapes (forward
+    and both gradients). The batched CPU kernel picks its blocking by shape (and so the order of
+    each dot product's sums, and whether it fuses multiply and add), and for some shapes that
+    differs from MatMul's; the kernel depends on the shapes only, so one probe on random numbers
+    tells."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(runs, rows, n_in)).astype(np.float32)
     w = rng.normal(size=(runs, n_in, n_out)).astype(np.float32)
     up = rng.normal(size=(runs, rows, n_out)).astype(np.float32)
-    together = [t.numpy() for t in _SIDE_BY_SIDE(x, w, up)]
+    together = [t.numpy() for t in (_PER_RUN if per_run else _SIDE_BY_SIDE)(x, w, up)]
     for r in range(runs):
         alone = [t.numpy() for t in _SINGLE(x[r], w[r], up[r])]
         if not all(np.array_equal(a, t[r]) for a, t in zip(alone, together)):
@@ -96,14 +108,28 @@ def same_products(runs: int, rows: int, n_in: int, n_out: int) -> bool:
     return True
 
 
-def exact_side_by_side(spec, n_samples: int, n_features: int, runs: int) -> bool:
-    """Whether `runs` runs of this structure side by side are bit-identical to each alone: every
-    layer's products agree for a full batch, the last (shorter) batch and the whole data set."""
+BATCHED, PER_RUN = "batched", "per_run"  # how a layer of runs side by side multiplies
+
+
+def layer_products(spec, n_samples: int, n_features: int, runs: int) -> tuple[str, ...] | None:
+    """How each Dense layer multiplies when `runs` runs of this structure train side by side, so
+    that each run gets the bits it gets alone: BATCHED (one batched matmul for all runs) where
+    that kernel agrees with MatMul for the layer's shapes (a full batch, the last, shorter one,
+    and the whole data set), else PER_RUN (each run's own matmul: slower, the op a run alone
+    makes); None where neither agrees (the runs then train one at a time)."""
     batch = min(spec.train.batch_size, n_samples)
     rows = {batch, n_samples - (n_samples - 1) // batch * batch, n_samples}
     m = spec.model
     widths = [n_features] + [m.width] * (m.depth if m.name == "mlp" else 0) + [m.outputs]
-    return all(same_products(runs, b, n_in, n_out) for b in rows for n_in, n_out in zip(widths, widths[1:]))
+    products = []
+    for n_in, n_out in zip(widths, widths[1:]):
+        if all(same_products(runs, b, n_in, n_out) for b in rows):
+            products.append(BATCHED)
+        elif all(same_products(runs, b, n_in, n_out, per_run=True) for b in rows):
+            products.append(PER_RUN)
+        else:
+            return None
+    return tuple(products)
 
 
 def group_key(spec, n_samples: int, n_features: int) -> tuple:
@@ -116,9 +142,10 @@ def group_key(spec, n_samples: int, n_features: int) -> tuple:
 class SideBySide:
     """The traced whole-run function for R runs of one structure (R is free: one trace)."""
 
-    def __init__(self, spec, n_features: int, device: str, kinds: tuple[str, ...]):
+    def __init__(self, spec, n_features: int, device: str, kinds: tuple[str, ...], products: tuple[str, ...]):
         self.device = device
         self.kinds = kinds  # the clip kinds present: only their arithmetic is traced
+        self.products = products  # each layer's matmul: BATCHED or PER_RUN (layer_products)
         with tf.device(device):
             self.model = build_model(spec.model, n_features, seed=spec.train.seed)
             self.model.compile(loss=build_loss(spec.loss))  # for nanbench.locate's replay of a step
@@ -146,7 +173,7 @@ class SideBySide:
     def forward(self, weights, x):
         h = x
         for i, activation in enumerate(self.activations):
-            h = ops.matmul(h, weights[2 * i])
+            h = ops.matmul(h, weights[2 * i]) if self.products[i] == BATCHED else per_run_matmul(h, weights[2 * i])
             bias = weights[2 * i + 1]
             # Keras adds a bias of more than one unit with tf.nn.bias_add, whose gradient
             # (BiasAddGrad) sums the batch's rows in order; a one-unit bias with tf.add
@@ -421,12 +448,19 @@ def _select(kind, index: int, chosen, other):
 _TRAINERS: dict[tuple, SideBySide] = {}
 
 
-def train_together(specs, datas, device: str) -> list[EngineOutput]:
-    """Train runs of one group_key side by side, in one call. The call's seconds are shared out
-    evenly; the run that builds the structure's graph reports the build and trace."""
+def train_together(specs, datas, device: str, products: tuple[str, ...] | None = None) -> list[EngineOutput]:
+    """Train runs of one group_key side by side, in one call, each layer multiplying as
+    `products` says (layer_products, asked here when not given; None there is a ValueError: the
+    caller trains such runs one at a time). The call's seconds are shared out evenly; the run
+    that builds the structure's graph reports the build and trace."""
+    n_samples, n_features = datas[0].n_samples, datas[0].n_features
+    products = products or layer_products(specs[0], n_samples, n_features, len(specs))
+    if products is None:
+        raise ValueError("no matmul side by side gives these runs their own bits: train them one at a time")
     kinds = tuple(k for k in CLIP_KINDS[1:] if any(s.clipping.kind == k for s in specs))
-    key = (group_key(specs[0], datas[0].n_samples, datas[0].n_features), kinds, device)
-    trainer, build_s, trace_s = cached(_TRAINERS, key, lambda: SideBySide(specs[0], datas[0].n_features, device, kinds))
+    key = (group_key(specs[0], n_samples, n_features), kinds, products, device)
+    trainer, build_s, trace_s = cached(_TRAINERS, key,
+                                       lambda: SideBySide(specs[0], n_features, device, kinds, products))
     series, at_bad, final, seconds = trainer.run(specs, datas)
     outs = []
     for r, (spec, s, data) in enumerate(zip(specs, series, datas)):

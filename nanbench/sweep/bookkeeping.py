@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from nanbench import vocab
-from nanbench.sweep.grid import experiment_name, flatten, inner_grid
+from nanbench.sweep.grid import experiment_name, flatten, grid_size
 
 PARENT_FILE = "nanbench_parent.json"
 
@@ -66,7 +66,7 @@ def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict 
     exp_id = tracker.experiment_id(name)
     killed = tracker.mark_interrupted(exp_id)
     done = set() if config.sweep.redo else tracker.finished_hashes(exp_id)
-    runs_per_job = len(inner_grid(config))
+    runs = grid_size(config)
     overrides = list(config.hydra.overrides.task)
     parent = tracker.start_parent(name, f"sweep {name}", tags={
         "sweep": name, "sweep_file": str(config.hydra.job.config_name),
@@ -78,10 +78,10 @@ def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict 
     (sweep_dir / DONE_FILE).write_text("\n".join(sorted(done)))
     write_private(sweep_dir / PARENT_FILE, json.dumps({
         "parent_run_id": parent, "experiment": name, "experiment_id": exp_id,
-        "runs_per_job": runs_per_job, "start": time.time(), "store": server,
+        "runs": runs, "start": time.time(), "store": server,
         "launcher_pid": os.getpid() if server else None}))  # served: this is the launching process
     return {"parent_run_id": parent, "experiment": name, "experiment_id": exp_id,
-            "runs_per_job": runs_per_job, "done": len(done), "killed": killed}
+            "runs": runs, "done": len(done), "killed": killed}
 
 
 def write_private(path: Path, text: str) -> None:
@@ -110,7 +110,7 @@ def finish_parent(tracker, parent_run_id: str, failure: str | None = None, compl
     moment, for the next invocation's "nothing to do" (see completed)."""
     tags = {}
     if complete and exp_id is not None:
-        tags = {vocab.COMPLETE_TAG: complete, vocab.FINISHED_TAG: str(len(tracker.finished_runs(exp_id)))}
+        tags = {vocab.COMPLETE_TAG: complete, vocab.FINISHED_TAG: str(tracker.finished_count(exp_id))}
     tracker.finish_parent(parent_run_id, failure=failure, tags=tags)
 
 

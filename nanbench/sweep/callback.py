@@ -91,7 +91,7 @@ class SweepCallback(Callback):
         self._parent = start["parent_run_id"]
         self._sweep_dir, self._redo = sweep_dir, bool(config.sweep.redo)
         self._exp_id = start["experiment_id"]
-        msg = f"nanbench: sweep {start['experiment']}: {start['runs_per_job']} run(s) per job"
+        msg = f"nanbench: sweep {start['experiment']}: {start['runs']} run(s)"
         if start["done"]:
             msg += (f"; {start['done']} configurations already FINISHED are skipped "
                     "(sweep.redo=true re-runs them)")

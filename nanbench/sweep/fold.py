@@ -9,6 +9,12 @@ members go into a table in the sweep folder (FOLDS_FILE) that the job loops over
 ``sweep.inner`` (nanbench.sweep.expand). Hydra's per-job cost and the trace are then paid per
 structure, whatever the user typed. Every run keeps its own configuration, hash and record: the
 runs of a folded job are exactly the jobs it replaced.
+
+The choice of a data group (DATA_GROUPS: dataset, preprocess) folds too: it decides only the
+numbers a run trains on, and their shape, which the job's runs are grouped by before they train
+(nanbench.run.execute_calls). Its row carries the group's whole node as Hydra composed it for that
+option (data_nodes), which replaces the job's node: so ``-m dataset=clean,outliers,unscaled`` is
+one job, and the default sweep's 224 jobs are 16.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 FOLDS_FILE = "nanbench_folds.json"
 FOLD_KEY = "sweep.fold"
@@ -36,6 +42,9 @@ RUNTIME_KEYS = frozenset({
 # Config groups whose every option file only sets runtime keys: choosing one (``clipping=clipnorm``)
 # is the same as setting its keys, so jobs that differ only in it fold too.
 RUNTIME_GROUPS = frozenset({"clipping"})
+# Config groups whose choice decides only the data a run trains on: a choice folds as the group's
+# composed node (data_nodes), where nothing else on the grid can write into the group.
+DATA_GROUPS = ("dataset", "preprocess")
 
 
 def _split(override: str) -> tuple[str, str]:
@@ -49,10 +58,13 @@ def _value(override: str) -> Any:
     return OverridesParser.create().parse_override(override).value()
 
 
-def foldable(override: str) -> bool:
-    """A plain ``key=value`` override of a runtime key (no ``+``/``~``), or the choice of an
-    option of a runtime group whose file in conf/ sets only runtime keys."""
+def foldable(override: str, nodes: Mapping[str, dict] | None = None) -> bool:
+    """A plain ``key=value`` override of a runtime key (no ``+``/``~``), the choice of an
+    option of a runtime group whose file in conf/ sets only runtime keys, or a data group's
+    choice whose composed node `nodes` holds."""
     key, value = _split(override)
+    if nodes and override in nodes:
+        return True
     if key in RUNTIME_GROUPS:
         return group_values(key, value) is not None
     return key in RUNTIME_KEYS and value != ""
@@ -79,40 +91,111 @@ def group_values(group: str, option: str) -> dict[str, Any] | None:
     return dict(values) if values is not None else None
 
 
-def _values(job: Sequence[str]) -> dict[str, Any]:
-    """A job's runtime values: its groups' option values first, then its keys (Hydra, too,
-    applies key overrides on top of the chosen options)."""
+def _values(job: Sequence[str], nodes: Mapping[str, dict] | None = None) -> dict[str, Any]:
+    """A job's runtime values: its data groups' nodes and its groups' option values first, then
+    its keys (Hydra, too, applies key overrides on top of the chosen options)."""
     groups, keys = {}, {}
     for o in job:
-        if foldable(o):
+        if foldable(o, nodes):
             key, value = _split(o)
-            if key in RUNTIME_GROUPS:
+            if nodes and o in nodes:
+                groups[key] = nodes[o]
+            elif key in RUNTIME_GROUPS:
                 groups.update(group_values(key, value))
             else:
                 keys[key] = _value(o)
     return {**groups, **keys}
 
 
-def fold(jobs: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[dict[str, Any]]]]:
-    """Group `jobs` (lists of override strings) by their overrides outside RUNTIME_KEYS.
+def fold(jobs: Sequence[Sequence[str]], nodes: Mapping[str, dict] | None = None,
+         ) -> tuple[list[list[str]], list[list[dict[str, Any]]]]:
+    """Group `jobs` (lists of override strings) by their overrides outside RUNTIME_KEYS and the
+    data groups' choices `nodes` holds (data_nodes).
 
     Returns the folded jobs (shared overrides plus ``sweep.fold=i``, in the order their first
     member came) and the fold table: for job i, the runtime values of each member it replaced.
-    A group of one job is folded too (its table has one row), so every job reads its runs the
-    same way; jobs with no runtime override at all are left as they are."""
+    A folded job keeps its first member's data-group choices, so that Hydra composes a config
+    one of its runs has (every key a shared override names exists in it). A group of one job is
+    folded too (its table has one row), so every job reads its runs the same way; jobs with no
+    runtime override at all are left as they are."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    first: dict[tuple[str, ...], list[str]] = {}
     for job in jobs:
-        fixed = tuple(o for o in job if not foldable(o))
-        values = _values(job)
-        groups.setdefault(fixed, []).append(values)
+        fixed = tuple(o for o in job if not foldable(o, nodes))
+        groups.setdefault(fixed, []).append(_values(job, nodes))
+        first.setdefault(fixed, [o for o in job if nodes and o in nodes])
     folded, table = [], []
     for fixed, rows in groups.items():
         if rows == [{}]:
             folded.append(list(fixed))
             continue
-        folded.append([*fixed, f"{FOLD_KEY}={len(table)}"])
+        folded.append([*fixed, *first[fixed], f"{FOLD_KEY}={len(table)}"])
         table.append(rows)
     return folded, table
+
+
+def data_nodes(jobs: Sequence[Sequence[str]], compose: Callable[[str, Sequence[str]], Any],
+               repository) -> dict[str, dict]:
+    """The composed node of each option a swept data group takes on this grid, by override
+    (``"dataset=outliers"`` -> the ``dataset`` node of a job that chose it), for fold.
+
+    A choice folds as its node only where that node is the same in every job that makes it:
+    every swept group's options on the grid (their files, and the files they inherit from
+    their own group) write only into their own group and choose no other group's option (a
+    ``# @package _global_`` case file that sets ``dataset`` does not fold), and the node has no
+    interpolation (its value could depend on another axis). Then the node is the group's
+    option file, merged with what the primary config and the command line set in the group,
+    and ``compose(override, job)`` (a Hydra composition of a job that makes the choice: the
+    sweep's checks have made one per option already, nanbench.sweep.grid.composed_with) gives
+    it exactly."""
+    from omegaconf import OmegaConf
+    axes: dict[str, set[str]] = {}
+    for job in jobs:
+        for o in job:
+            key, value = _split(o)
+            axes.setdefault(key, set()).add(value)
+    swept = {key: values for key, values in axes.items() if len(values) > 1}
+    groups = {key: values for key, values in swept.items() if repository.group_exists(key)}
+    if not any(g in groups for g in DATA_GROUPS):
+        return {}
+    if not all(_own_package(repository, group, option) for group, values in groups.items()
+               if group not in RUNTIME_GROUPS for option in values):
+        return {}
+    nodes: dict[str, dict] = {}
+    for group in (g for g in DATA_GROUPS if g in groups):
+        if any(key.lstrip("+~").startswith(f"{group}.") and key not in RUNTIME_KEYS for key in swept):
+            continue  # a key of the group swept on its own (dataset.n_features=4,10): in the node
+        found = {}
+        for option in sorted(groups[group]):
+            override = f"{group}={option}"
+            job = next(j for j in jobs if override in j)
+            node = compose(override, job)[group]
+            raw = OmegaConf.to_container(node, resolve=False)
+            if raw != OmegaConf.to_container(node, resolve=True):
+                break  # an interpolation: the node may differ from job to job
+            found[override] = raw
+        else:
+            nodes.update(found)
+    return nodes
+
+
+def _own_package(repository, group: str, option: str) -> bool:
+    """Whether config ``group/option``, and every file it inherits from its own group, writes
+    only into the group's package and chooses no option of any group."""
+    from hydra.core.default_element import ConfigDefault
+    result = repository.load_config(f"{group}/{option}")
+    if result is None or (result.header or {}).get("package") not in (None, group):
+        return False
+    for default in result.defaults_list or []:
+        if not isinstance(default, ConfigDefault):
+            return False  # a group's option chosen (``override /dataset: digits``)
+        if default.path == "_self_":
+            continue
+        if default.path is None or default.path.startswith("/") or default.package is not None:
+            return False
+        if not _own_package(repository, group, default.path):
+            return False
+    return True
 
 
 def write_table(sweep_dir: Path, table: list[list[dict[str, Any]]]) -> None:

@@ -32,8 +32,8 @@ def inner_grid(cfg: DictConfig) -> list[dict[str, Any]]:
 
 def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[dict]:
     """A job's runs as plain config dicts: the job's config with each of its folded rows (the
-    runtime values of the Hydra jobs it replaced, nanbench.sweep.fold) and each inner combination
-    applied."""
+    runtime values and data-group nodes of the Hydra jobs it replaced, nanbench.sweep.fold) and
+    each inner combination applied."""
     base = OmegaConf.to_container(cfg, resolve=True)
     base.pop("hydra", None)
     runs = []
@@ -44,9 +44,20 @@ def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[
             *parents, leaf = dotted.split(".")
             for key in parents:
                 node = node[key]
-            node[leaf] = value
+            # a data group's node (a dict): each run its own copy
+            node[leaf] = json.loads(json.dumps(value)) if isinstance(value, dict) else value
         runs.append(run)
     return runs
+
+
+def grid_size(cfg: DictConfig) -> int:
+    """The sweep's runs: its grid's combinations times its inner grid's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    size = len(inner_grid(cfg))
+    for o in OverridesParser.create().parse_overrides(grid_overrides(cfg)):
+        if o.is_sweep_override() and o.is_discrete_sweep():
+            size *= len(list(o.sweep_string_iterator()))
+    return size
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -173,10 +184,13 @@ def check_jobs(cfg: DictConfig) -> None:
             raise ConfigError(key, "a grid axis with at least one value", o.input_line)
     swept = {k for k, v in axes.items() if len(v) > 1}
     loader = GlobalHydra.instance().config_loader()
+    _composed.clear()
+    _composed_for[:] = [_signature(cfg)]
     for i in range(max((len(v) for v in axes.values()), default=1)):
         job = [values[i % len(values)] for values in axes.values()]
         try:
             composed = loader.load_sweep_config(cfg, job)
+            _composed.append((frozenset(job), composed))
         except Exception as exc:  # noqa: BLE001 - Hydra's own message: the option, and the ones there are
             shown = " ".join(o for o in job if o.split("=", 1)[0] in swept) or "(defaults)"
             reason = one_line(exc).split(" Config search path")[0]
@@ -185,6 +199,23 @@ def check_jobs(cfg: DictConfig) -> None:
         if composed.sweep.inner:
             check_inner_values(composed)
         check_user_files(composed)
+
+
+_composed: list[tuple[frozenset, DictConfig]] = []  # check_jobs' compositions: (the job's overrides, its config)
+_composed_for: list[tuple] = []  # ... of this sweep (_signature)
+
+
+def _signature(cfg: DictConfig) -> tuple:
+    return (str(cfg.hydra.job.config_name), str(cfg.hydra.runtime.get("config_sources")), tuple(grid_overrides(cfg)))
+
+
+def composed_with(cfg: DictConfig, override: str) -> DictConfig | None:
+    """A job of sweep `cfg` that check_jobs composed and that has `override` (None if none): the
+    sweeper's fold reads the data groups' nodes from these (nanbench.sweep.fold.data_nodes)
+    instead of composing each option once more."""
+    if _composed_for != [_signature(cfg)]:
+        return None
+    return next((composed for job, composed in _composed if override in job), None)
 
 
 # what is wrong with a user's file or model stops the sweep (an invalid combination of options,

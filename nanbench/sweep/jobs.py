@@ -2,8 +2,9 @@
 launching process with the basic launcher, a worker with joblib or a cluster launcher).
 
 A job skips configurations already FINISHED (resume), trains the rest in calls of up to
-``sweep.side_by_side`` runs (runs of one structure side by side, nanbench.run.execute_many),
-records each run as a child of the sweep's parent run while the next call trains, records
+``sweep.side_by_side`` runs (runs of one structure side by side, wherever they are in the job:
+nanbench.run.execute_calls), records each run as a child of the sweep's parent run while the
+next call trains, records
 invalid combinations as FAILED runs, and goes on recording from its own process if the store
 process is lost. A job killed mid-call loses that call's runs; a re-run trains them.
 """
@@ -32,7 +33,7 @@ from nanbench.tracking.protocol import StoreLost
 def run_job(cfg: DictConfig) -> dict[str, int]:
     """Train every run of one Hydra job; return counts by outcome (skipped runs counted apart)."""
     from hydra.core.hydra_config import HydraConfig
-    from nanbench.run import check_user_model, configure_tensorflow, execute_many, resolve_device
+    from nanbench.run import check_user_model, configure_tensorflow, execute_calls, resolve_device
     from nanbench.spec import ConfigError, from_config
 
     hydra_cfg = HydraConfig.get()
@@ -47,7 +48,8 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done_file = sweep_dir / DONE_FILE
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
-    runs = expand(cfg, fold.rows(sweep_dir, cfg.sweep.get("fold")))
+    rows = fold.rows(sweep_dir, cfg.sweep.get("fold"))
+    runs = expand(cfg, rows)
     store = job_store(cfg, meta)
     if meta.get("launcher_pid") not in (None, os.getpid()):
         watch_launcher()  # a worker: it ends when the sweep's process does
@@ -65,23 +67,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     t0 = time.perf_counter()
     trained = 0
     side_by_side = int(cfg.sweep.get("side_by_side", 1))
-    pending: list = []  # specs to train next: side by side where they share a structure
-
-    def flush() -> None:
-        nonlocal trained
-        if not pending:
-            return
-        start = time.time()
-        for result in execute_many(pending, side_by_side=side_by_side):
-            try:
-                writer.put(result, start)
-            except (OSError, EOFError, StoreLost) as exc:
-                recover(exc)
-                writer.put(result, start)
-            trained += 1
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            advance(bar, result.outcome)
-        pending.clear()
+    pending: list = []  # the job's specs to train: side by side where they share a structure
 
     for run in runs:
         try:
@@ -109,9 +95,18 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             advance(bar, "error")
             continue
         pending.append(spec)
-        if len(pending) >= side_by_side:
-            flush()
-    flush()
+    start = time.time()
+    for call in execute_calls(pending, side_by_side=side_by_side):
+        for _, result in call:
+            try:
+                writer.put(result, start)
+            except (OSError, EOFError, StoreLost) as exc:
+                recover(exc)
+                writer.put(result, start)
+            trained += 1
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            advance(bar, result.outcome)
+        start = time.time()
     try:
         # the launching process's own store process writes this job's last runs while the next
         # job trains (its answer is read by the next request, at the latest the sweep's end);
@@ -122,7 +117,9 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
         writer.close()
     elapsed = time.perf_counter() - t0
     if bar is None:
-        overrides = " ".join(hydra_cfg.overrides.task) or "(defaults)"
+        folded = {key for row in rows for key in row}  # their values are the runs'; the line names the job's own
+        overrides = " ".join(o for o in hydra_cfg.overrides.task
+                             if o.split("=", 1)[0] not in folded) or "(defaults)"
         total_jobs = jobs or "?"
         line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         print(f"[job {hydra_cfg.job.num + 1}/{total_jobs}] {overrides}: {line} "

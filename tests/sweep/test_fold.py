@@ -14,9 +14,14 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from omegaconf import OmegaConf
+
 from conftest import ROOT
-from nanbench.sweep.fold import FOLDS_FILE, fold, rows
+from nanbench.config import CONF_DIR, SWEEPS_DIR, compose
+from nanbench.spec import from_config
+from nanbench.sweep.fold import FOLDS_FILE, data_nodes, fold, rows
 from nanbench.sweep.bookkeeping import PARENT_FILE
+from nanbench.sweep.grid import expand
 
 
 def _grid(**params) -> list[list[str]]:
@@ -70,6 +75,71 @@ def test_a_clipping_choice_folds_as_its_option_files_values_and_a_key_override_w
     assert fold(unknown)[0] == [["clipping=no_such_option", "sweep.fold=0"]]
 
 
+def _repository():
+    """Hydra's config repository over conf/ and sweeps/, as `python -m nanbench --config-dir sweeps` has it."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra.core.plugins import Plugins
+    Plugins.instance()  # registers Hydra's config sources (file://, pkg://)
+    path = ConfigSearchPathImpl()
+    path.append("main", f"file://{CONF_DIR}")
+    path.append("sweeps", f"file://{SWEEPS_DIR}")
+    return ConfigRepository(path)
+
+
+def _composed(override, job):
+    return compose(list(job))
+
+
+def _run_config(cfg) -> dict:
+    run = OmegaConf.to_container(cfg, resolve=True)
+    run.pop("sweep")
+    return run
+
+
+def test_a_data_groups_choice_folds_as_its_composed_node_and_each_run_is_its_jobs_config():
+    jobs = _grid(dataset=["clean", "outliers", "unscaled"], preprocess=["none", "standard"],
+                 optimizer=["sgd", "adam"], **{"dataset.noise": ["0.5"], "optimizer.lr": ["0.1", "1.0"]})
+    nodes = data_nodes(jobs, _composed, _repository())
+    assert set(nodes) == {"dataset=clean", "dataset=outliers", "dataset=unscaled", "preprocess=none",
+                          "preprocess=standard"}
+    assert nodes["dataset=outliers"] == OmegaConf.to_container(compose(["dataset=outliers", "dataset.noise=0.5"]).dataset)
+    folded, table = fold(jobs, nodes)
+    # one job per optimizer: it keeps its first member's data choices, so that Hydra composes a real config
+    assert folded == [["optimizer=sgd", "dataset=clean", "preprocess=none", "sweep.fold=0"],
+                      ["optimizer=adam", "dataset=clean", "preprocess=none", "sweep.fold=1"]]
+    assert [len(t) for t in table] == [12, 12]
+    assert table[0][2] == {"dataset": nodes["dataset=clean"], "preprocess": nodes["preprocess=standard"],
+                           "dataset.noise": 0.5, "optimizer.lr": 0.1}
+    # every run of a folded job is exactly the config Hydra composes for the job it replaced
+    for job, optimizer in zip(folded, ("sgd", "adam")):
+        members = [j for j in jobs if f"optimizer={optimizer}" in j]
+        runs = expand(compose(job), table[int(job[-1].split("=")[1])])
+        assert len(runs) == len(members)
+        for run, member in zip(runs, members):
+            expected = compose(member)
+            assert {k: v for k, v in run.items() if k != "sweep"} == _run_config(expected)
+            hashes = (from_config(c, multirun=True).config_hash() for c in (run, expected))
+            assert len(set(hashes)) == 1
+
+
+def test_a_data_group_stays_a_hydra_job_where_something_else_on_the_grid_writes_into_it():
+    def never(override, job):
+        raise AssertionError("nothing to compose")
+    repo = _repository()
+    # a key of the group swept on its own: the node of a dataset depends on the other axis
+    shaped = _grid(dataset=["clean", "outliers"], **{"dataset.n_features": ["4", "10"]})
+    assert data_nodes(shaped, never, repo) == {}
+    assert fold(shaped, data_nodes(shaped, never, repo))[0] == shaped
+    # a case file of `# @package _global_` that chooses the dataset (sweeps/realworld/)
+    cases = _grid(realworld=["digits-mlp-crossentropy", "sequences-lstm-mse"], preprocess=["none", "standard"])
+    assert data_nodes(cases, never, repo) == {}
+    # an option that inherits from its own group (mlp_deep: mlp) writes only into it: the data folds
+    deep = _grid(model=["mlp", "mlp_deep"], dataset=["clean", "token_sequences"])
+    assert set(data_nodes(deep, _composed, repo)) == {"dataset=clean", "dataset=token_sequences"}
+    assert data_nodes(_grid(optimizer=["sgd", "adam"]), never, repo) == {}  # no data group swept
+
+
 @pytest.mark.slow
 def test_an_adhoc_grid_runs_as_one_job_per_structure_on_the_fused_engine(tmp_path, store):
     grid = ["dataset=doc000_clean", "optimizer=sgd,adam", "optimizer.lr=0.01,0.1", "train.seed=0,1", "train.epochs=2",
@@ -90,6 +160,28 @@ def test_an_adhoc_grid_runs_as_one_job_per_structure_on_the_fused_engine(tmp_pat
         itertools.product(["sgd", "adam"], [0.01, 0.1], [0, 1], ["none", "global_clipnorm"]))
     again = subprocess.run(_adhoc_cmd(store, tmp_path, *grid), capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert again.returncode == 0 and len(_children(store)) == 16  # resume: nothing trained twice
+
+
+@pytest.mark.slow
+def test_an_adhoc_grid_over_datasets_and_preprocessing_is_one_job_per_optimizer(tmp_path, store):
+    datasets, preprocessing, optimizers, lrs = ["doc000_clean", "doc003_outlier", "outliers"], ["none", "standard"], \
+        ["sgd", "adam"], ["0.01", "0.1"]
+    grid = [f"dataset={','.join(datasets)}", f"preprocess={','.join(preprocessing)}", f"optimizer={','.join(optimizers)}",
+            f"optimizer.lr={','.join(lrs)}", "train.steps=20"]
+    proc = subprocess.run(_adhoc_cmd(store, tmp_path, *grid), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [line for line in proc.stdout.splitlines() if line.startswith("[job ")]
+    assert len(jobs) == 2 and "dataset=" not in jobs[0] and "optimizer=sgd" in jobs[0], proc.stdout
+    runs = _children(store)
+    assert len(runs) == 24 and {r.info.status for r in runs} == {"FINISHED"}
+    # each run is the configuration Hydra composes for the job it replaced: same hash, same data
+    expected = {from_config(compose([f"dataset={d}", f"preprocess={p}", f"optimizer={o}", f"optimizer.lr={lr}",
+                                     "train.steps=20"]), multirun=True).config_hash(): (d, p)
+                for d, p, o, lr in itertools.product(datasets, preprocessing, optimizers, lrs)}
+    assert {r.data.tags["config_hash"]: (r.data.params["dataset.name"], r.data.params["preprocess.scaler"])
+            for r in runs} == expected
+    # every dataset of a structure trains side by side, the 4-row ones too
+    assert {r.data.tags["side_by_side"] for r in runs} == {"4"}
 
 
 @pytest.mark.slow

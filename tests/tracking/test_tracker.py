@@ -247,3 +247,24 @@ def test_experiments_open_on_their_training_runs_in_mlflows_ui(store):
 ])
 def test_run_names_of_the_sequence_and_batchnorm_models_say_what_they_are(overrides, name):
     assert run_name(from_config(compose_config(overrides))) == name
+
+
+def test_finished_training_runs_are_read_alike_by_sql_and_by_search(store):
+    """finished_hashes and finished_count (resume, the grid's "nothing to do" mark) answer from a
+    database store's tables what search_runs answers: active FINISHED training runs only."""
+    spec = from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2"]))
+    other = from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2",
+                                        "optimizer.lr=0.1"]))
+    results = [execute(spec), execute(other)]
+    tracker = Tracker(spec.tracking)
+    exp_id = tracker.experiment_id("finished")
+    parent = tracker.client.create_run(exp_id).info.run_id
+    ids = tracker.log_many([(r, None) for r in results * 2], experiment="finished", parent_run_id=parent,
+                           tags={"nanbench.role": "child"})
+    tracker.client.delete_run(ids[3])
+    running = tracker.client.create_run(exp_id, tags={"nanbench.role": "child", "config_hash": "x"}).info.run_id
+    assert tracker.client.get_run(running).info.status == "RUNNING"
+    expected = {spec.config_hash(), other.config_hash()}
+    assert tracker.finished_hashes(exp_id) == expected and tracker.finished_count(exp_id) == 3
+    tracker.bulk = False  # what search_runs says
+    assert tracker.finished_hashes(exp_id) == expected and tracker.finished_count(exp_id) == 3
