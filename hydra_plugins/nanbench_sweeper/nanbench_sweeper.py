@@ -45,6 +45,7 @@ class NanbenchSweeperConf:
     _target_: str = "hydra_plugins.nanbench_sweeper.nanbench_sweeper.NanbenchSweeper"
     max_batch_size: Optional[int] = None  # jobs handed to the launcher at once (None: all)
     params: Optional[Dict[str, str]] = None  # the grid: config key -> comma-separated options
+    fold: bool = True  # false: one Hydra job per combination of the grid, as Hydra's basic sweeper launches it
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="nanbench", node=NanbenchSweeperConf,
@@ -52,10 +53,16 @@ ConfigStore.instance().store(group="hydra/sweeper", name="nanbench", node=Nanben
 
 
 class NanbenchSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None, fold: bool = True):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.fold = fold
+
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
         from nanbench.sweep.fold import data_nodes, fold, write_table
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        jobs, table = fold(jobs, data_nodes(jobs, self._compose, self.hydra_context.config_loader.repository))
+        table = []
+        if self.fold:
+            jobs, table = fold(jobs, data_nodes(jobs, self._compose, self.hydra_context.config_loader.repository))
         size = max_batch_size or len(jobs) or 1
         batches = [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
         workers = parallel_workers(self.launcher)

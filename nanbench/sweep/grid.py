@@ -52,12 +52,20 @@ def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[
 
 def grid_size(cfg: DictConfig) -> int:
     """The sweep's runs: its grid's combinations times its inner grid's."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     size = len(inner_grid(cfg))
-    for o in OverridesParser.create().parse_overrides(grid_overrides(cfg)):
+    for o in parser().parse_overrides(grid_overrides(cfg)):
         if o.is_sweep_override() and o.is_discrete_sweep():
             size *= len(list(o.sweep_string_iterator()))
     return size
+
+
+def parser():
+    """Hydra's override parser with this process's config loader, which a ``glob(*)`` axis needs
+    (it lists the group's options)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    hydra = GlobalHydra.instance()
+    return OverridesParser.create(config_loader=hydra.config_loader() if hydra.is_initialized() else None)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -165,13 +173,12 @@ def check_jobs(cfg: DictConfig) -> None:
     axis is composed once (an unknown option, a missing key or a bad device in any job stops
     the sweep here with one line, not with a RUNNING parent run)."""
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from nanbench.validate import check_device
     from nanbench.spec import ConfigError
 
     axes: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides(grid_overrides(cfg)):
+    for o in parser().parse_overrides(grid_overrides(cfg)):
         key = o.get_key_element()
         if not o.is_sweep_override():
             axes[key] = [f"{key}={o.get_value_element_as_str()}"]
