@@ -132,10 +132,11 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
     pairs as the call ends, so that a caller records them while the next call trains. Runs of the
     fused engine that share a structure (nanbench.engines.batched.group_key), wherever they are
     in `specs`, train side by side, at most `side_by_side` in one call, with each run's
-    arithmetic and result bit-identical to training it alone (batched.layer_products); a run
+    arithmetic and result bit-identical to training it alone (nanbench.engines.products); a run
     whose structure that engine does not write out, or left alone in its group, trains alone
     (execute), a call of its own. A call that raises makes each of its runs outcome 'error' with the message."""
     from nanbench.engines import batched
+    from nanbench.engines.products import layer_products
 
     configure_tensorflow()
     alone = []
@@ -156,7 +157,7 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
         for lo in range(0, len(members), side_by_side):
             chunk = members[lo:lo + side_by_side]
             _, spec, data, _ = chunk[0]
-            products = (batched.layer_products(spec, data.n_samples, data.n_features, len(chunk))
+            products = (layer_products(spec, data.n_samples, data.n_features, len(chunk))
                         if len(chunk) > 1 else None)
             if products is None:  # one run, or shapes no product side by side gives their own bits
                 alone += [m[0] for m in chunk]

@@ -9,11 +9,11 @@ import pytest
 
 from conftest import compose_config
 from nanbench.data import load
-from nanbench.engines import batched, fused
+from nanbench.engines import batched, fused, products
 from nanbench.run import execute, execute_many
 from nanbench.spec import from_config
 
-# shapes whose batched matmul gives each run its own matmul's bits (batched.layer_products)
+# shapes whose batched matmul gives each run its own matmul's bits (products.layer_products)
 SMALL = ["dataset=outliers", "dataset.n_samples=64", "dataset.n_features=10", "model=mlp", "model.width=64",
          "train.epochs=4", "train.batch_size=32", "clipping.threshold=0.5", "train.engine=fused"]
 SERIES = ("loss", "grad_norm", "weight_norm", "flags", "epoch_loss")
@@ -90,14 +90,11 @@ def test_execute_many_groups_by_structure_and_keeps_order_and_results():
 
 
 def test_a_layer_whose_batched_matmul_rounds_otherwise_multiplies_run_by_run_with_the_same_bits():
-    spec = _spec("optimizer=sgd")
-    assert batched.layer_products(spec, 64, 10, 8) == (batched.BATCHED, batched.BATCHED)
     # 4 features into 8 units: TensorFlow's batched kernel sums these dot products in another
     # order; each run's own matmul (in a loop over the runs) gives the bits of the run alone
     odd = [_spec("optimizer=sgd", "dataset.n_features=4", "model.width=8", f"optimizer.lr={lr}", f"clipping={clip}")
            for lr, clip in itertools.product((0.01, 0.1, 30.0), ("none", "global_clipnorm"))]
-    assert not batched.same_products(len(odd), 32, 4, 8) and batched.same_products(len(odd), 32, 4, 8, per_run=True)
-    assert batched.layer_products(odd[0], 64, 4, len(odd))[0] == batched.PER_RUN
+    assert products.layer_products(odd[0], 64, 4, len(odd))[0] == products.PER_RUN
     datas = [load(s.dataset, s.preprocess) for s in odd]
     together = batched.train_together(odd, datas, "/CPU:0")
     for spec, data, out in zip(odd, datas, together):
@@ -113,7 +110,7 @@ def test_the_doc003_example_trains_side_by_side_with_the_bits_of_each_run_alone(
                                          "train.engine=fused", f"optimizer={opt}", f"optimizer.lr={lr}"]), multirun=True)
              for opt, lr in itertools.product(("sgd", "adam"), (1e-3, 1e-1))]
     data = load(specs[0].dataset, specs[0].preprocess)
-    assert batched.layer_products(specs[0], data.n_samples, data.n_features, 2) == (batched.PER_RUN, batched.BATCHED)
+    assert products.layer_products(specs[0], data.n_samples, data.n_features, 2) == (products.PER_RUN, products.BATCHED)
     results = execute_many(specs)
     assert {r.side_by_side for r in results} == {2}
     for result, spec in zip(results, specs):

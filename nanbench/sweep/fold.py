@@ -19,6 +19,7 @@ one job, and the default sweep's 224 jobs are 16.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -54,6 +55,11 @@ def _split(override: str) -> tuple[str, str]:
 
 def _value(override: str) -> Any:
     """The typed value of a ``key=value`` override, as Hydra's own parser reads it."""
+    return copy.deepcopy(_parsed(override))
+
+
+@functools.lru_cache(maxsize=None)  # a grid repeats each value in many jobs; parsing one costs milliseconds
+def _parsed(override: str) -> Any:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     return OverridesParser.create().parse_override(override).value()
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nanbench.sweep.fold import RUNTIME_KEYS
+
 def experiment_name(cfg: DictConfig) -> str:
     return cfg.sweep.name or cfg.tracking.experiment
 
@@ -171,7 +173,8 @@ def check_jobs(cfg: DictConfig) -> None:
     """Compose jobs of the grid before anything is recorded: as many as the longest grid axis has
     values, the i-th job taking each axis's i-th value (cycling), so that every value of every
     axis is composed once (an unknown option, a missing key or a bad device in any job stops
-    the sweep here with one line, not with a RUNNING parent run)."""
+    the sweep here with one line, not with a RUNNING parent run); an axis of numbers of a
+    RUNTIME_KEYS key is composed with its first value only (any number of the key composes alike)."""
     from hydra.core.global_hydra import GlobalHydra
 
     from nanbench.validate import check_device
@@ -190,6 +193,11 @@ def check_jobs(cfg: DictConfig) -> None:
         if not axes[key]:
             raise ConfigError(key, "a grid axis with at least one value", o.input_line)
     swept = {k for k, v in axes.items() if len(v) > 1}
+    for key, values in axes.items():
+        # the numbers of a key the engines take at run time (learning rates, seeds) compose alike:
+        # one stands for them all (train.seed=range(100) is not composed a hundred times)
+        if key in RUNTIME_KEYS and all(_number(v.split("=", 1)[1]) for v in values):
+            axes[key] = values[:1]
     loader = GlobalHydra.instance().config_loader()
     _composed.clear()
     _composed_for[:] = [_signature(cfg)]
@@ -206,6 +214,14 @@ def check_jobs(cfg: DictConfig) -> None:
         if composed.sweep.inner:
             check_inner_values(composed)
         check_user_files(composed)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _composed: list[tuple[frozenset, DictConfig]] = []  # check_jobs' compositions: (the job's overrides, its config)
