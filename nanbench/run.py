@@ -134,7 +134,8 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
     in `specs`, train side by side, at most `side_by_side` in one call, with each run's
     arithmetic and result bit-identical to training it alone (nanbench.engines.products); a run
     whose structure that engine does not write out, or left alone in its group, trains alone
-    (execute), a call of its own. A call that raises makes each of its runs outcome 'error' with the message."""
+    (execute), a call of its own. A call that raises makes each of its runs outcome 'error'
+    with the message."""
     from nanbench.engines import batched
     from nanbench.engines.products import layer_products
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nanbench.sweep.fold import RUNTIME_KEYS
 
+
 def experiment_name(cfg: DictConfig) -> str:
     return cfg.sweep.name or cfg.tracking.experiment
 

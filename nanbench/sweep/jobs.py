@@ -4,9 +4,9 @@ launching process with the basic launcher, a worker with joblib or a cluster lau
 A job skips configurations already FINISHED (resume), trains the rest in calls of up to
 ``sweep.side_by_side`` runs (runs of one structure side by side, wherever they are in the job:
 nanbench.run.execute_calls), records each run as a child of the sweep's parent run while the
-next call trains, records
-invalid combinations as FAILED runs, and goes on recording from its own process if the store
-process is lost. A job killed mid-call loses that call's runs; a re-run trains them.
+next call trains, records invalid combinations as FAILED runs, and goes on recording from its
+own process if the store process is lost. A job killed mid-call loses that call's runs; a
+re-run trains them.
 """
 
 from __future__ import annotations
