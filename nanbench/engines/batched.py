@@ -26,7 +26,8 @@ The result is the fused engine's, bit for bit: TensorFlow's batched matmul gives
 matmul's bits for most shapes, but its CPU kernel is chosen by shape, and for some shapes it sums
 the dot products in another order (or without fused multiply-adds), so each layer's product is
 probed once per shape (nanbench.engines.products) and a layer whose batched product would round
-otherwise multiplies each run's matrices on their own, in a loop over the runs inside the graph. Only what this engine writes out is supported (supports()):
+otherwise multiplies each run's matrices on their own, in a loop over the runs inside the graph.
+Only what this engine writes out is supported (supports()):
 Dense stacks without dropout or weight decay, float32, SGD (with or without momentum), Adam,
 RMSprop, MSE / MAE / Huber; the caller trains anything else with the fused engine, one run at
 a time (nanbench.run.execute_many).

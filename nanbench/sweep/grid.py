@@ -200,13 +200,13 @@ def check_jobs(cfg: DictConfig) -> None:
         if key in RUNTIME_KEYS and all(_number(v.split("=", 1)[1]) for v in values):
             axes[key] = values[:1]
     loader = GlobalHydra.instance().config_loader()
-    _composed.clear()
-    _composed_for[:] = [_signature(cfg)]
+    _composed.clear()  # only the latest sweep's
+    composed_here = _composed.setdefault(_signature(cfg), [])
     for i in range(max((len(v) for v in axes.values()), default=1)):
         job = [values[i % len(values)] for values in axes.values()]
         try:
             composed = loader.load_sweep_config(cfg, job)
-            _composed.append((frozenset(job), composed))
+            composed_here.append((frozenset(job), composed))
         except Exception as exc:  # noqa: BLE001 - Hydra's own message: the option, and the ones there are
             shown = " ".join(o for o in job if o.split("=", 1)[0] in swept) or "(defaults)"
             reason = one_line(exc).split(" Config search path")[0]
@@ -225,8 +225,8 @@ def _number(text: str) -> bool:
     return True
 
 
-_composed: list[tuple[frozenset, DictConfig]] = []  # check_jobs' compositions: (the job's overrides, its config)
-_composed_for: list[tuple] = []  # ... of this sweep (_signature)
+# check_jobs' compositions by sweep (_signature): each job's overrides and its config
+_composed: dict[tuple, list[tuple[frozenset, DictConfig]]] = {}
 
 
 def _signature(cfg: DictConfig) -> tuple:
@@ -237,9 +237,7 @@ def composed_with(cfg: DictConfig, override: str) -> DictConfig | None:
     """A job of sweep `cfg` that check_jobs composed and that has `override` (None if none): the
     sweeper's fold reads the data groups' nodes from these (nanbench.sweep.fold.data_nodes)
     instead of composing each option once more."""
-    if _composed_for != [_signature(cfg)]:
-        return None
-    return next((composed for job, composed in _composed if override in job), None)
+    return next((composed for job, composed in _composed.get(_signature(cfg), []) if override in job), None)
 
 
 # what is wrong with a user's file or model stops the sweep (an invalid combination of options,
