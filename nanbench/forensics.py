@@ -58,6 +58,17 @@ class Verdict:
     min_loss: float | None
 
 
+# A run that *trains*: finite and its whole-data loss fell by at least outcome.improve_fraction
+# (L <= (1 - improve_fraction) * L0), i.e. these outcomes. A change that keeps a run finite but
+# leaves it stalled avoids NaN; it does not fix the model.
+TRAINED_OUTCOMES = ("converged", "improving")
+
+
+def trained(outcome: str | None) -> bool:
+    """Whether a run with this outcome trained (see TRAINED_OUTCOMES)."""
+    return outcome in TRAINED_OUTCOMES
+
+
 def step_flags(input_sq, loss, grad_norm, weight_norm, *, loss_scaled: bool = False) -> np.ndarray:
     """Per-step flags from the four numbers nanbench.step measures (each NaN iff its tensors held a
     NaN, inf iff they held an inf and no NaN). With loss scaling (mixed_float16), non-finite
