@@ -31,13 +31,13 @@ test: $(STAMP)  ## run the whole test suite, slow tests included
 test-fast: $(STAMP)  ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-sweep: $(STAMP)  ## train every run of sweeps/$(SWEEP).yaml (JOBS=N workers; STORE=URI records there), then summarize
+sweep: $(STAMP)  ## train every run of sweeps/SWEEP.yaml (default: default; JOBS=N workers; STORE=URI records there), then summarize
 	$(PY) -m nanbench -m --config-dir sweeps --config-name $(SWEEP) $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(if $(filter command line environment,$(origin STORE)),tracking.uri=$(STORE)) $(ARGS)
 
-summary: $(STAMP)  ## re-summarize sweep $(SWEEP) from its MLflow experiment into results/$(SWEEP)/
+summary: $(STAMP)  ## re-summarize sweep SWEEP from its MLflow experiment into results/SWEEP/
 	$(PY) -m nanbench.summary --sweep $(SWEEP) --tracking-uri $(STORE) --out results/$(SWEEP)
 
-report:  ## print the path of sweep $(SWEEP)'s self-contained HTML report
+report:  ## print the path of sweep SWEEP's self-contained HTML report
 	@test -f results/$(SWEEP)/summary.html || { echo "no report yet: make sweep SWEEP=$(SWEEP)" >&2; exit 1; }
 	@echo "$(CURDIR)/results/$(SWEEP)/summary.html"
 
@@ -51,7 +51,7 @@ diagnose: $(STAMP)  ## why one configuration goes NaN and what fixes it: results
 	$(PY) -m nanbench.diagnose $(if $(filter command line environment,$(origin STORE)),tracking.uri=$(STORE)) $(ARGS)
 
 HOUSES = results/diagnose/houses
-diagnose-example: $(STAMP)  ## the README's worked example: writes houses.csv and houses.keras, diagnoses them: $(HOUSES)/
+diagnose-example: $(STAMP)  ## the README's worked example: writes houses.csv and houses.keras, diagnoses them: results/diagnose/houses/
 	$(PY) -m tools.houses $(HOUSES)/files
 	$(PY) -m nanbench.diagnose dataset=csv dataset.path=$(HOUSES)/files/houses.csv dataset.target=price \
 		model=keras model.path=$(HOUSES)/files/houses.keras optimizer=sgd optimizer.lr=0.1 diagnose.name=houses \

@@ -1,7 +1,8 @@
 """The package's layout rules, checked on its source: no import cycles (module-level or inside
 functions), no arrow from a lower floor to a higher one, no sys.path edits, no module far past
 ~400 lines. Data flows one way: config -> data -> model -> engine -> result -> tracking -> summary;
-the sweep and the studies sit on top of run + tracking (README "Layout")."""
+the sweep and the studies sit on top of run + tracking (docs/architecture.md). The README's map
+names only paths that exist."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ FLOORS = ["nanbench.vocab", "nanbench.config", "nanbench.validate", "nanbench.us
           "nanbench.dataspec", "nanbench.spec", "nanbench.forensics",
           "nanbench.data", "nanbench.losses", "nanbench.model", "nanbench.step", "nanbench.locate", "nanbench.engines", "nanbench.result",
           "nanbench.run", "nanbench.tracking", "nanbench.summary", "nanbench.cluster", "nanbench.sweep",
-          "nanbench.studies", "nanbench.cli", "nanbench.diagnose", "nanbench.__main__", "tools"]
+          "hydra_plugins", "nanbench.studies", "nanbench.cli", "nanbench.diagnose", "nanbench.__main__", "tools"]
 
 
 def modules() -> dict[str, Path]:
     found = {}
-    for path in [*ROOT.glob("nanbench/**/*.py"), *ROOT.glob("tools/*.py")]:
+    for path in [*ROOT.glob("nanbench/**/*.py"), *ROOT.glob("hydra_plugins/**/*.py"), *ROOT.glob("tools/*.py")]:
         name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         found[name.removesuffix(".__init__")] = path
     return found
@@ -75,3 +76,24 @@ def test_no_sys_path_edits_and_no_giant_modules():
         assert not any(edit in text for edit in edits), path
     sizes = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in modules().values()}
     assert max(sizes.values()) <= 450, max(sizes, key=sizes.get)
+
+
+def test_the_readme_map_names_only_paths_that_exist():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    rows = [line for line in text[text.index("## Map"):].splitlines()[3:] if line.startswith("| `")]
+    assert len(rows) >= 8
+    missing = []
+    for row in rows:
+        cell = row.split("|")[1]
+        names = re.findall(r"`([^`]+)`", cell)
+        folder = ""
+        for name in names:
+            if "/" in name.rstrip("/"):
+                folder = name.rstrip("/").rsplit("/", 1)[0] + "/"
+            if not ((ROOT / name).exists() or (ROOT / folder / name).exists()):
+                missing.append(name)
+    assert not missing, missing
+    for doc in re.findall(r"\]\((docs/[^)]+)\)", text):
+        assert (ROOT / doc).exists(), doc

@@ -1,8 +1,8 @@
-"""The README's worked example ("Your own model"): write houses.csv and houses.keras into a folder.
+"""The worked example of docs/your-model.md: write houses.csv and houses.keras into a folder.
 
     python -m tools.houses results/diagnose/houses
 
-The same lines as the README's `make_files.py`, so `make diagnose-example` diagnoses exactly the
+The same lines as docs/your-model.md's `make_files.py`, so `make diagnose-example` diagnoses exactly the
 files a reader writes."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(out)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # --- the README's make_files.py, as written there ---
+    # --- docs/your-model.md's make_files.py, as written there ---
     import keras
     import numpy as np
     import pandas as pd

@@ -11,7 +11,7 @@ and optimizer, and open the offline HTML report. Every step waits on page conten
 delay), checks what the page shows against the store (read with MlflowClient), and writes one PNG;
 ``index.md`` in the output folder lists them. The server is shut down whatever happens.
 
-tests/test_browser.py runs the same steps (:data:`STEPS`) against a sweep of its own.
+tests/tools/test_screenshots.py runs the same steps (:data:`STEPS`) against a sweep of its own.
 """
 
 from __future__ import annotations

@@ -201,11 +201,9 @@ def jobs_returned(returns) -> None:
 
 
 def summarize_sweep(config: DictConfig, name: str, parent_run_id: str) -> None:
-    """Write results/<sweep>/ and attach it to the parent run, when the summary module exists."""
-    try:
-        from nanbench import summary
-    except ImportError:
-        return
+    """Write results/<sweep>/ and attach it to the parent run."""
+    from nanbench import summary
+
     out = Path(config.sweep.results_dir) / name
     # every configuration of the experiment (its latest run), so a resumed sweep is summarized whole
     summary.summarize(name, config.tracking.uri, out, parent_run_id=parent_run_id, scope="experiment")

@@ -12,11 +12,10 @@
   the summary reads.
 """
 
-from nanbench.tracking.record import git_commit, run_name, steps_csv, versions
-from nanbench.tracking.sqlite import cache_dir, empty_store_template, seed_sqlite_store, time_ordered_id
-from nanbench.tracking.tracker import Tracker, all_runs, tracker_for
+from nanbench.tracking.record import git_commit, run_name, versions
+from nanbench.tracking.sqlite import empty_store_template, seed_sqlite_store, time_ordered_id
+from nanbench.tracking.tracker import Tracker, all_runs
 from nanbench.tracking.uri import check_uri, experiments, sqlite_path, ui_runs_url
 
-__all__ = ["Tracker", "all_runs", "cache_dir", "check_uri", "empty_store_template", "experiments",
-           "git_commit", "run_name", "seed_sqlite_store", "sqlite_path", "steps_csv", "time_ordered_id",
-           "tracker_for", "ui_runs_url", "versions"]
+__all__ = ["Tracker", "all_runs", "check_uri", "empty_store_template", "experiments", "git_commit",
+           "run_name", "seed_sqlite_store", "sqlite_path", "time_ordered_id", "ui_runs_url", "versions"]

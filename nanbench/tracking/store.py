@@ -36,7 +36,7 @@ def can_fork() -> bool:
 
 
 class LocalStore:
-    """The store, opened in this process (once per process: nanbench.tracking.tracker_for)."""
+    """The store, opened in this process (once per process: nanbench.tracking.tracker.tracker_for)."""
 
     def __init__(self, tracking):
         self.tracking = tracking

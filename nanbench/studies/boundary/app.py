@@ -42,10 +42,7 @@ def hydra_app():
     return app
 
 
-try:  # Hydra ships the callback base class; keep the module importable without it all the same
-    from hydra.experimental.callback import Callback as _Callback
-except ImportError:  # pragma: no cover
-    _Callback = object
+from hydra.experimental.callback import Callback as _Callback
 
 
 class BoundaryCallback(_Callback):

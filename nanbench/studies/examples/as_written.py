@@ -135,8 +135,3 @@ class AsWrittenProcess:
                         for k in self.keys if k not in written})
         return written, {k: [SeedRun(**r) for r in v] for k, v in raw["seeds"].items()}
 
-
-def run_as_written(examples=EXAMPLES, *, epochs_cap: int | None = None,
-                   timeout_s: int = BLOCK_TIMEOUT_S) -> dict[str, AsWritten]:
-    """Execute each example's code block in one fresh Python process (TensorFlow imported once)."""
-    return AsWrittenProcess(examples, epochs_cap=epochs_cap, timeout_s=timeout_s).results()[0]
