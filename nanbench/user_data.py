@@ -61,6 +61,56 @@ def _digest(key: tuple) -> str:
     return h.hexdigest()[:16]
 
 
+def keras_digest(path: str) -> str:
+    """The digest of what a .keras file holds, not of its zip bytes: its architecture and compile
+    config (config.json, with Keras's ``shared_object_id`` numbers, which are Python object ids,
+    renumbered in order of appearance) and every weight array (name, dtype, shape, bytes) in
+    model.weights.h5. metadata.json (the save date and Keras version) is left out, so saving the
+    same model twice gives the same digest and the same ``config_hash`` (first 16 hex digits).
+    A file that is no .keras zip falls back to its bytes' digest (loading it then says why)."""
+    return _keras_digest(_stat_key(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _keras_digest(key: tuple) -> str:
+    import io
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(key[0]) as z:
+            config = json.loads(z.read("config.json"))
+            weights = z.read("model.weights.h5") if "model.weights.h5" in z.namelist() else b""
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return _digest(key)
+    ids: dict = {}
+
+    def canonical(node):
+        if isinstance(node, dict):
+            return {k: (ids.setdefault(v, len(ids)) if k == "shared_object_id" else canonical(v))
+                    for k, v in sorted(node.items())}
+        if isinstance(node, list):
+            return [canonical(v) for v in node]
+        return node
+
+    h = hashlib.sha256(json.dumps(canonical(config), sort_keys=True).encode())
+    if weights:
+        import h5py
+
+        def add(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                value = np.asarray(obj[()])
+                h.update(f"{name}|{value.dtype.str}|{value.shape}".encode())
+                h.update(np.ascontiguousarray(value).tobytes())
+
+        try:
+            with h5py.File(io.BytesIO(weights), "r") as f:
+                f.visititems(add)
+        except OSError:
+            h.update(weights)
+    return h.hexdigest()[:16]
+
+
 def read(kind: str, path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     """The raw arrays of a user's file: X (n, d) and y (n, 1), float64, read-only (cached per file
     version and target). Missing values stay NaN (what happens to them is a preprocessing choice)."""

@@ -261,3 +261,24 @@ def test_a_grid_over_files_checks_each_before_any_store(files):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(r.data.params["dataset.path"] for r in children(f"sqlite:///{files / 'm.db'}")) == \
         [str(files / "data.csv")] * 2 + [str(files / "other.csv")] * 2
+
+
+def test_a_keras_files_digest_is_its_content_not_its_zip_bytes(tmp_path):
+    """Saving the same model twice changes the zip's bytes (metadata.json's date, Keras's object
+    ids in config.json) but not model.digest; other weights change it. (Layer names are content:
+    they are named explicitly here, as Keras numbers unnamed layers per process.)"""
+    from nanbench import user_data
+
+    def save(name, bias=0.0):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,), name="x"), keras.layers.Dense(4, activation="relu", name="hidden"),
+                                  keras.layers.Dense(1, name="out")], name="m")
+        model.layers[-1].bias.assign([bias])
+        model.save(tmp_path / name)
+        return str(tmp_path / name)
+
+    a, b, c = save("a.keras"), save("b.keras"), save("c.keras", bias=1.0)
+    assert user_data.keras_digest(a) == user_data.keras_digest(b)
+    assert user_data.keras_digest(a) != user_data.keras_digest(c)
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    assert user_data.keras_digest(str(tmp_path / "junk.keras")) == user_data.digest(str(tmp_path / "junk.keras"))

@@ -163,8 +163,10 @@ def user_file_digests(cfg: DictConfig) -> list[str]:
     digests = []
     for key, value in sorted(values):
         try:
+            path = str(Path(value).expanduser().resolve())
             digests.append(f"{key}={value}:" + (user_model.builder_digest(value) if key == "model.builder"
-                                                 else user_data.digest(str(Path(value).expanduser().resolve()))))
+                                                 else user_data.keras_digest(path) if key == "model.path"
+                                                 else user_data.digest(path)))
         except (ConfigError, OSError):
             continue  # not there: the job that names it fails validation itself
     return digests
