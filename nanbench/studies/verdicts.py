@@ -40,7 +40,12 @@ purpose, so its ends are 0-vs-0 by design).
   where it holds, where not, and where nothing could be tested);
 - ``refuted``: the effect reverses significantly (pooled, or under some value of a key) and holds
   under none;
-- ``no effect``: neither holds nor reverses anywhere: ties within the interval.
+- ``no effect``: neither holds nor reverses anywhere: ties within the interval;
+- ``avoids NaN, does not train`` (:data:`NO_TRAIN`): a remedy (``lowers``) whose difference holds,
+  but none of whose usable runs *trained* (nanbench.forensics.trained: finite and the whole-data
+  loss fell by at least ``outcome.improve_fraction``). A change that keeps a run finite by leaving
+  it untrained (a learning rate of 1e-9, say) is no fix, and is never called supported. Every
+  Rate counts its trained runs beside its non-finite ones, so the text says how many trained.
 """
 
 from __future__ import annotations
@@ -48,10 +53,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from nanbench.forensics import trained as _trained
 from nanbench.summary.analysis import difference_interval
 from nanbench.vocab import NONFINITE_OUTCOMES
 
-VERDICTS = ("supported", "supported under conditions", "no effect", "refuted", "not testable")
+NO_TRAIN = "avoids NaN, does not train"
+VERDICTS = ("supported", "supported under conditions", "no effect", "refuted", "not testable", NO_TRAIN)
 HOLDS, NO_EFFECT, REVERSED, UNTESTABLE = "holds", "no effect", "reversed", "untestable"
 EFFECTS = ("raises", "lowers")
 DEAD = 1.0       # dead_fraction from which a finite network counts as dead (every ReLU unit)
@@ -60,14 +67,18 @@ LR_AXIS = "optimizer.lr"
 
 @dataclass(frozen=True)
 class Rate:
-    """Non-finite runs out of the usable runs of one side; ``dead``: finite dead networks set aside."""
+    """Non-finite runs out of the usable runs of one side; ``dead``: finite dead networks set aside;
+    ``trained``: usable runs that trained (nanbench.forensics.trained; None: not counted)."""
 
     nonfinite: int = 0
     runs: int = 0
     dead: int = 0
+    trained: int | None = None
 
     def __add__(self, other: Rate) -> Rate:
-        return Rate(self.nonfinite + other.nonfinite, self.runs + other.runs, self.dead + other.dead)
+        trained = (None if self.trained is None and other.trained is None
+                   else (self.trained or 0) + (other.trained or 0))
+        return Rate(self.nonfinite + other.nonfinite, self.runs + other.runs, self.dead + other.dead, trained)
 
     @property
     def value(self) -> float:
@@ -78,15 +89,18 @@ class Rate:
 
 
 def rate_of(runs) -> Rate:
-    """The Rate of runs given as (nonfinite: bool, dead_fraction: float | None) pairs."""
-    nonfinite = runs_ = dead = 0
-    for bad, dead_fraction in runs:
+    """The Rate of runs given as (nonfinite: bool, dead_fraction: float | None[, trained: bool])."""
+    nonfinite = runs_ = dead = trained = 0
+    counted = False
+    for bad, dead_fraction, *rest in runs:
         if not bad and is_dead(dead_fraction):
             dead += 1
             continue
         runs_ += 1
         nonfinite += bool(bad)
-    return Rate(nonfinite, runs_, dead)
+        counted = counted or bool(rest)
+        trained += bool(rest and rest[0])
+    return Rate(nonfinite, runs_, dead, trained if counted else None)
 
 
 def is_dead(dead_fraction: float | None) -> bool:
@@ -108,6 +122,11 @@ class Judged:
     def dead(self) -> bool:
         """A finite network whose every ReLU unit outputs 0 on every row (DEAD)."""
         return not self.nonfinite and is_dead(self.dead_fraction)
+
+    @property
+    def trained(self) -> bool:
+        """Finite and the whole-data loss fell by improve_fraction (nanbench.forensics.trained)."""
+        return _trained(self.outcome)
 
 
 @dataclass(frozen=True)
@@ -271,6 +290,8 @@ def decide(effect: str, comparisons: list[Comparison], axis: str = LR_AXIS) -> D
         verdict = "refuted"
     else:
         verdict = "no effect"
+    if effect == "lowers" and verdict.startswith("supported") and treatment.runs and treatment.trained == 0:
+        verdict = NO_TRAIN
     return Decision(verdict=verdict, effect=effect, comparisons=comparisons, control=control,
                     treatment=treatment, pooled=pooled, pooled_status=pooled_status, groups=groups,
                     matters=matters)
@@ -295,6 +316,9 @@ def describe(decision: Decision, with_difference: bool = True) -> str:
     head = (f"difference {decision.pooled} over {len(decision.testable)} testable comparisons "
             f"({decision.control} -> {decision.treatment} non-finite); " if with_difference else "")
     head += f"holds in {counts[HOLDS]}, no effect in {counts[NO_EFFECT]}, reversed in {counts[REVERSED]}"
+    if decision.effect == "lowers" and decision.treatment.trained is not None:
+        t, c = decision.treatment, decision.control
+        head += f"; trained with the remedy {t.trained}/{t.runs}, without it {c.trained}/{c.runs}"
     if untestable:
         by_reason: dict[str, int] = {}
         for c in untestable:

@@ -29,6 +29,7 @@ class Tally:
     layers: Counter = field(default_factory=Counter)   # first non-finite layer (and part) of the non-finite runs
     skipped: int = 0            # updates the loss scaler skipped, summed over the runs
     dead: int = 0               # finite runs with every ReLU unit dead (set aside from the rate)
+    trained: int = 0            # usable runs that trained (nanbench.forensics.trained)
 
     @property
     def nonfinite(self) -> int:
@@ -37,12 +38,13 @@ class Tally:
     @property
     def rate(self) -> verdicts.Rate:
         """Non-finite runs out of the usable ones: the dead networks set aside."""
-        return verdicts.Rate(self.nonfinite, self.runs - self.dead, self.dead)
+        return verdicts.Rate(self.nonfinite, self.runs - self.dead, self.dead, self.trained)
 
     def add(self, record: RunRecord) -> None:
         self.runs += 1
         self.outcomes[record.outcome] += 1
         self.dead += record.dead
+        self.trained += record.trained and not record.dead
         self.skipped += record.skipped_steps
         if record.source and record.outcome in NONFINITE_OUTCOMES:
             self.sources[record.source] += 1

@@ -1,9 +1,12 @@
 """Each example's verdict and one sentence of evidence, from its runs alone.
 
 A claimed NaN is supported when every seed goes non-finite (under conditions when some do); a
-claimed stable run when every seed stays finite and does not diverge; a remedy is compared with
-its partner run (the same run without the remedy) seed for seed, by nanbench.studies.verdicts'
-difference in the fraction of non-finite seeds. Finite dead networks are no healthy control.
+claimed stable run when every seed *trains* (nanbench.forensics.trained: finite, and the
+whole-data loss fell by at least outcome.improve_fraction), under conditions when some do; a
+remedy is compared with its partner run (the same run without the remedy) seed for seed, by
+nanbench.studies.verdicts' difference in the fraction of non-finite seeds, and a remedy that keeps
+every seed finite but trains none is ``avoids NaN, does not train``, never supported. Finite
+dead networks are no healthy control.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import numpy as np
 from nanbench.result import RunResult
 from nanbench.studies.claims.probes import PROBES
 from nanbench.studies.examples.records import Row
-from nanbench.studies.verdicts import (HOLDS, NO_EFFECT, VERDICTS as _VERDICTS, difference, direction,
-                                       is_dead, rate_of, untestable_reason)
+from nanbench.studies.verdicts import (HOLDS, NO_EFFECT, NO_TRAIN, VERDICTS as _VERDICTS, difference,
+                                       direction, is_dead, rate_of, untestable_reason)
 from nanbench.vocab import NONFINITE_OUTCOMES
 
 VERDICTS = (*_VERDICTS, "control")   # nanbench.studies.verdicts' words, and a partner run without a claim
@@ -68,6 +71,7 @@ def seeds_clause(row: Row) -> str:
     bad = [s.seed for s in runs if s.nonfinite]
     dead = [s.seed for s in runs if s.dead]
     text = f"non-finite in {len(bad)} of {len(runs)} seeds" + (f" ({', '.join(map(str, bad))})" if 0 < len(bad) < len(runs) else "")
+    text += f", trained in {sum(s.trained for s in runs)}"
     if dead:
         text += f"; a dead network (every ReLU unit 0 on every row) in {len(dead)} ({', '.join(map(str, dead))})"
     return text
@@ -111,22 +115,26 @@ def _judge(row: Row, rows: dict[str, Row]) -> tuple[str, str]:
             return "refuted", f"No inf or NaN in any step at any seed: {said}. Over the seeds: {seeds}."
         return "supported under conditions", f"Only at some seeds: {seeds}. Seed {r.spec.train.seed}: {said}."
     if ex.judge == "stable":
-        good = [s for s in runs if not s.nonfinite and s.outcome != "diverged"]
+        finite = [s for s in runs if not s.nonfinite and s.outcome != "diverged"]
+        good = [s for s in finite if s.trained]
         note = ""
         if ex.key == "doc000-ex3":
             note = (" (learning_rate=0.001 is Adam's default, the same rate examples 1 and 2 use, "
                     "so it is not lower than theirs)")
         if len(good) == len(runs):
-            return "supported", f"Finite and not diverged at every seed{note}: {said}. Over the seeds: {seeds}."
+            return "supported", f"Trains at every seed{note}: {said}. Over the seeds: {seeds}."
+        if len(finite) == len(runs) and not good:
+            return NO_TRAIN, (f"Finite and not diverged at every seed, but it trains at none (its whole-data loss "
+                              f"falls by less than a tenth){note}: {said}. Over the seeds: {seeds}.")
         if not good:
             return "refuted", f"Observed {said}. Over the seeds: {seeds}."
-        return "supported under conditions", f"Stable at {len(good)} of {len(runs)} seeds{note}: {seeds}. Seed 0: {said}."
+        return "supported under conditions", f"Trains at {len(good)} of {len(runs)} seeds{note}: {seeds}. Seed 0: {said}."
     partner = rows.get(ex.partner)
     if partner is None or partner.result.outcome == "error":
         return "not testable", f"Its partner run {ex.partner} is missing or failed."
     theirs = f"{ex.partner}: {describe_run(partner)}"
-    control = rate_of((s.nonfinite, s.dead_fraction) for s in partner.all_seeds)
-    treatment = rate_of((s.nonfinite, s.dead_fraction) for s in runs)
+    control = rate_of((s.nonfinite, s.dead_fraction, s.trained) for s in partner.all_seeds)
+    treatment = rate_of((s.nonfinite, s.dead_fraction, s.trained) for s in runs)
     counts = (f"Over {len(runs)} seeds, non-finite with the remedy {treatment} and without it {control}")
     reason = untestable_reason(control, treatment)
     if reason and control.runs == 0 and control.dead:
@@ -144,9 +152,10 @@ def _judge(row: Row, rows: dict[str, Row]) -> tuple[str, str]:
     dead_note = (f" Set aside as dead networks (finite, every ReLU unit 0 on every row): {control.dead} without the "
                  f"remedy, {treatment.dead} with it." if control.dead or treatment.dead else "")
     evidence = (f"With the remedy: {said}; without it, {theirs}. {counts}: difference {diff} "
-                f"(95% Newcombe interval).{dead_note}")
+                f"(95% Newcombe interval); trained with the remedy in {treatment.trained} of {treatment.runs} "
+                f"seeds.{dead_note}")
     if status == HOLDS:
-        return "supported", evidence
+        return ("supported", evidence) if treatment.trained != 0 else (NO_TRAIN, evidence)
     if status == NO_EFFECT:
         return "no effect", evidence
     return "refuted", evidence

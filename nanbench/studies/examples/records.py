@@ -74,7 +74,7 @@ class Row:
     @property
     def seed_rate(self):
         """Non-finite seeds out of the usable ones (finite dead networks set aside)."""
-        return rate_of((s.nonfinite, s.dead_fraction) for s in self.all_seeds)
+        return rate_of((s.nonfinite, s.dead_fraction, s.trained) for s in self.all_seeds)
 
     @property
     def final_loss_range(self) -> tuple[float, float] | None:

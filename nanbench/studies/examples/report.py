@@ -268,11 +268,51 @@ def _claims_section(judged) -> list[str]:
     return lines
 
 
+# A verdict in one word, for the opening table (the full verdict is in the evidence below it)
+ONE_WORD = {"supported": "true", "supported under conditions": "sometimes", "no effect": "no effect",
+            "refuted": "false", "not testable": "untestable", "avoids NaN, does not train": "untrained"}
+
+
+def measured(row) -> str:
+    """What the seeds did, in a few words: 'NaN at 5/5 seeds', 'finite at 5/5 seeds, trained at 0'."""
+    runs = row.all_seeds
+    bad, trained = sum(s.nonfinite for s in runs), sum(s.trained for s in runs)
+    if row.result.outcome == "error":
+        return "error"
+    if bad == len(runs):
+        kinds = sorted({s.outcome for s in runs})
+        return f"{'/'.join(k.upper() if k == 'nan' else k for k in kinds)} at {bad}/{len(runs)} seeds"
+    text = f"finite at {len(runs) - bad}/{len(runs)} seeds" if bad == 0 else f"non-finite at {bad}/{len(runs)} seeds"
+    return text + f", trained at {trained}"
+
+
+def opening(examples) -> list[str]:
+    """The six examples in one table (what the article says, what was measured, one word), then,
+    plainly, every claim that is false as written."""
+    lines = ["| example | the article says | measured | verdict |", "|---|---|---|---|"]
+    for row in examples:
+        ex = row.example
+        lines.append(f"| {ex.doc} ex{ex.number} | {_cell(ex.claim)} | {measured(row)} | "
+                     f"{ONE_WORD.get(row.verdict, row.verdict)} |")
+    false = [row for row in examples if row.verdict in ("refuted", "avoids NaN, does not train")]
+    if false:
+        lines += [""] + [f"False as written: {row.example.doc} ex{row.example.number} says {row.example.claim}; "
+                         f"measured: {measured(row)}"
+                         + (" (it stays finite but does not train)" if row.verdict != "refuted" else "") + "."
+                         for row in false]
+    lines += ["", "One word: true (supported at every seed), sometimes (under conditions), false (refuted), "
+              "untrained (finite, but the model does not train: no fix), untestable (nothing to prevent, or "
+              "no healthy control). The evidence for each is below."]
+    return lines
+
+
 def markdown(rows, judged, *, seconds: dict[str, float] | None = None) -> str:
     devices = sorted({r.result.device for r in rows})
     n_seeds = max((len(r.all_seeds) for r in rows), default=1)
     lines = [
         "# The documents' examples and claims, measured",
+        "",
+        *opening([r for r in rows if r.example.base is None]),
         "",
         f"{_versions()} · device: {', '.join(devices) or 'n/a'} · seeds {SEED}-{SEED + n_seeds - 1}",
         "",

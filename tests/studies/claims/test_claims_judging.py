@@ -57,18 +57,34 @@ def test_lowers_ties_are_no_effect_and_reversals_refuted():
 
 
 def test_levels_beside_are_judged_apart_not_pooled():
-    recs = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): "stalled", ("sgd", "clipvalue"): "nan",
-                                ("adam", "none"): "nan", ("adam", "clipnorm"): "stalled", ("adam", "clipvalue"): "nan"})
+    recs = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): "converged", ("sgd", "clipvalue"): "nan",
+                                ("adam", "none"): "nan", ("adam", "clipnorm"): "improving", ("adam", "clipvalue"): "nan"})
     j = judge(LOWERS, SWEEP, recs)
     assert j.verdict == "supported"                                 # clipnorm alone
     assert j.final.decision.treatment.runs == 6                     # clipvalue's runs are not in it
     assert j.final.beside["clipvalue"].verdict == "no effect"
 
 
+def test_a_remedy_that_keeps_runs_finite_but_untrained_is_no_fix():
+    """Planted: the remedy's runs all stay finite but stall (a learning rate of 1e-9, say). The
+    difference in non-finite runs holds, yet nothing trained: the verdict is 'avoids NaN, does not
+    train', never 'supported', and the text counts the trained runs on both sides."""
+    recs = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): "stalled",
+                                ("adam", "none"): "nan", ("adam", "clipnorm"): "stalled"})
+    j = judge(LOWERS, SWEEP, recs)
+    assert j.final.decision.pooled.high < 0                          # it does avoid the NaN
+    assert j.verdict == "avoids NaN, does not train"
+    assert "trained with the remedy 0/6, without it 0/6" in j.conditions
+    one_trains = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): ["stalled", "converged", "stalled"],
+                                      ("adam", "none"): "nan", ("adam", "clipnorm"): "stalled"})
+    j = judge(LOWERS, SWEEP, one_trains)
+    assert j.verdict == "supported" and "trained with the remedy 1/6" in j.conditions
+
+
 def test_two_budgets_tell_prevents_from_postpones():
     """At 1x the remedy keeps every run finite; at 4x only under SGD: it postpones under Adam."""
-    short = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): "stalled",
-                                 ("adam", "none"): "nan", ("adam", "clipnorm"): "stalled"}, steps=BUDGETS[0])
+    short = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): "improving",
+                                 ("adam", "none"): "nan", ("adam", "clipnorm"): "improving"}, steps=BUDGETS[0])
     long = records("clipping", {("sgd", "none"): "nan", ("sgd", "clipnorm"): "converged",
                                 ("adam", "none"): "nan", ("adam", "clipnorm"): "nan"}, steps=BUDGETS[1])
     j = judge(LOWERS, SWEEP, short + long)

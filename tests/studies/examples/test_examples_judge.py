@@ -55,3 +55,21 @@ def test_a_missing_partner_is_not_testable(make_row):
     rows = {"doc000-ex2": make_row("doc000-ex2", FINITE, seeds=["stalled"] * 4)}
     verdict, evidence = judge(rows["doc000-ex2"], rows)
     assert verdict == "not testable" and "doc000-ex1 is missing or failed" in evidence
+
+
+def test_finite_but_untrained_is_no_fix_and_no_stable_training(make_row):
+    """Planted: a remedy whose every seed stays finite but stalls, against a partner that is NaN at
+    every seed; and a claimed stable run that is finite but stalls at every seed. Neither trained:
+    'avoids NaN, does not train', never 'supported'. With every seed trained, both are supported."""
+    stalled = [10.0, 9.95, 9.9]   # the whole-data loss falls by 1%: finite, not trained
+    rows = {"doc000-ex1/sgd": make_row("doc000-ex1/sgd", NAN, nan_from=2, seeds=["nan"] * 4),
+            "doc000-ex2/sgd": make_row("doc000-ex2/sgd", stalled, seeds=["stalled"] * 4),
+            "doc000-ex3": make_row("doc000-ex3", stalled, seeds=["stalled"] * 4)}
+    verdict, evidence = judge(rows["doc000-ex2/sgd"], rows)
+    assert verdict == "avoids NaN, does not train" and "trained with the remedy in 0 of 5 seeds" in evidence
+    verdict, evidence = judge(rows["doc000-ex3"], rows)
+    assert verdict == "avoids NaN, does not train" and "trains at none" in evidence
+    rows["doc000-ex2/sgd"] = make_row("doc000-ex2/sgd", FINITE, seeds=["converged"] * 4)
+    rows["doc000-ex3"] = make_row("doc000-ex3", FINITE, seeds=["improving"] * 4)
+    assert judge(rows["doc000-ex2/sgd"], rows)[0] == "supported"
+    assert judge(rows["doc000-ex3"], rows)[0] == "supported"

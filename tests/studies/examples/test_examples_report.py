@@ -21,3 +21,22 @@ def test_a_non_finite_run_has_no_final_loss_and_no_range(make_row):
     rec = example_record(row)
     assert rec["outcome"] == "nan" and rec["initial_loss"] == "10.0" and rec["final_loss"] == ""
     assert rec["first_nonfinite_step"] == 1 and rec["seeds_nonfinite"] == 3 and rec["final_loss_seed_min"] == ""
+
+
+def test_the_report_opens_with_one_row_per_example_and_says_what_is_false(make_row):
+    """examples.md opens with example | the article says | measured | one word, and says plainly
+    which claim is false as written: planted, doc000 ex1's claimed NaN finite at every seed."""
+    from nanbench.studies.examples.judge import judge
+    from nanbench.studies.examples.report import opening
+
+    rows = {"doc000-ex1": make_row("doc000-ex1", [10.0, 9.95, 9.9], seeds=["stalled"] * 4),
+            "doc000-ex3": make_row("doc000-ex3", [10.0, 5.0, 0.5], seeds=["converged"] * 4)}
+    for row in rows.values():
+        row.verdict, row.evidence = judge(row, rows)
+    lines = opening(list(rows.values()))
+    assert lines[0] == "| example | the article says | measured | verdict |"
+    assert lines[2].startswith("| doc000 ex1 | \"Likely to produce NaN loss\"")
+    assert lines[2].endswith("| finite at 5/5 seeds, trained at 0 | false |")
+    assert lines[3].endswith("| finite at 5/5 seeds, trained at 5 | true |")
+    assert any(line.startswith("False as written: doc000 ex1 says \"Likely to produce NaN loss\"") for line in lines)
+    assert not any("doc000 ex3 says" in line for line in lines)
