@@ -186,7 +186,8 @@ def _claims_section(judged) -> list[str]:
              "set aside from both sides and counted. Verdicts (nanbench.studies.verdicts): **supported** (the pooled "
              "difference holds and no condition changes that), **supported under conditions** (the conditions are "
              "named), **no effect** (ties within the interval), **refuted** (the effect reverses significantly), "
-             "**not testable** (no testable comparison). Remedies (*lowers*) are judged at two budgets, "
+             "**not testable** (no testable comparison), **avoids NaN, does not train** (a remedy whose difference "
+             "holds but none of whose runs trained: finite, and the whole-data loss fell by less than a tenth). Remedies (*lowers*) are judged at two budgets, "
              f"{BUDGETS[0]} and {BUDGETS[-1]} steps: a remedy *prevents* a non-finite run when its run is still "
              f"finite at {BUDGETS[-1]}, and only *postpones* it when it is finite at {BUDGETS[0]} and non-finite at "
              f"{BUDGETS[-1]}. Levels the documents do not name are judged the same way and reported beside the "
@@ -347,7 +348,9 @@ def markdown(rows, judged, *, seconds: dict[str, float] | None = None) -> str:
         "its control seed for seed, by the difference in the fraction of non-finite seeds and its 95% Newcombe "
         "interval (supported when the interval lies below 0, no effect when it contains 0, refuted when it lies "
         "above), and is not testable when the control is finite at every seed or a dead network (finite dead "
-        "networks are set aside: they are no healthy control).",
+        "networks are set aside: they are no healthy control). A run *trains* when it is finite and its whole-data "
+        "loss fell by at least a tenth (converged or improving); a remedy, or a claimed stable run, whose seeds stay "
+        "finite but train at none is *avoids NaN, does not train*, never supported.",
         "- **variants** are not in the documents: each changes the listed things, to show what it takes "
         "for a claimed effect to appear; a *control* is the partner run without the remedy that a "
         "remedy's verdict is compared with.",
