@@ -23,6 +23,12 @@ class ConfigError(ValueError):
         return _config_error, (self.key, str(self))
 
 
+def config_error(key: str, message: str) -> ConfigError:
+    """A ConfigError about `key` whose one line is `message` as written (where "KEY must be
+    ALLOWED" does not say it: a limit exceeded, a name that is not one)."""
+    return _config_error(key, message)
+
+
 def _config_error(key: str, message: str) -> ConfigError:
     exc = ConfigError.__new__(ConfigError)
     ValueError.__init__(exc, message)

@@ -22,7 +22,7 @@ DONE_FILE = "nanbench_done.txt"
 
 
 def completed(cfg: DictConfig, fingerprint: str) -> int | None:
-    """The number of FINISHED configurations, when an earlier sweep of this very grid left every
+    """The number of distinct FINISHED configurations, when an earlier sweep of this very grid left every
     one of them FINISHED and the experiment still holds exactly the FINISHED training runs it
     held then (none deleted, none added by another grid); else None (then the sweep runs, and
     skips what is FINISHED). Read from an SQLite store's tables directly, in milliseconds,
@@ -45,16 +45,20 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
                 "and r.status = 'FINISHED'", (vocab.COMPLETE_TAG, fingerprint, vocab.FINISHED_TAG, name)).fetchall()
             if not marks:
                 return None
-            (now,) = conn.execute(
-                "select count(*) from runs r join experiments e on e.experiment_id = r.experiment_id "
+            (now, configurations) = conn.execute(
+                "select count(*), count(distinct h.value) from runs r "
+                "join experiments e on e.experiment_id = r.experiment_id "
                 "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = ? "
+                "left join tags h on h.run_uuid = r.run_uuid and h.key = ? "
                 "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'",
-                (vocab.ROLE, vocab.CHILD, name)).fetchone()
+                (vocab.ROLE, vocab.CHILD, vocab.CONFIG_HASH, name)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:
         return None
-    return now if str(now) in {m for (m,) in marks} else None
+    # the runs are compared (none deleted, none added); the configurations are what is said
+    # (after sweep.redo=true, each has two FINISHED runs)
+    return configurations if str(now) in {m for (m,) in marks} else None
 
 
 def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict | None = None) -> dict:
