@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,9 +37,14 @@ def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[
     """A job's runs as plain config dicts: the job's config with each of its folded rows (the
     runtime values and data-group nodes of the Hydra jobs it replaced, nanbench.sweep.fold) and
     each inner combination applied."""
+    return list(iter_runs(cfg, folded))
+
+
+def iter_runs(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> Iterator[dict]:
+    """expand's runs one at a time (a job checks each and keeps only its spec: a whole config
+    per run held at once took ~8 KB a run, 0.8 GB for a grid of 10^5)."""
     base = OmegaConf.to_container(cfg, resolve=True)
     base.pop("hydra", None)
-    runs = []
     for combo in ({**row, **inner} for row in folded or [{}] for inner in inner_grid(cfg)):
         run = json.loads(json.dumps(base))
         for dotted, value in combo.items():
@@ -49,8 +54,7 @@ def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[
                 node = node[key]
             # a data group's node (a dict): each run its own copy
             node[leaf] = json.loads(json.dumps(value)) if isinstance(value, dict) else value
-        runs.append(run)
-    return runs
+        yield run
 
 
 def grid_size(cfg: DictConfig) -> int:
@@ -306,6 +310,9 @@ def check_base(cfg: DictConfig) -> None:
     what its absence makes wrong is left to check_jobs, which composes every value of every axis."""
     from nanbench.run import check_user_model
     from nanbench.spec import ConfigError, from_config
+    from nanbench.validate import check_name
+    # the experiment's name is the summary's folder under sweep.results_dir
+    check_name("sweep.name" if cfg.sweep.name else "tracking.experiment", experiment_name(cfg))
     try:
         check_user_model(from_config(cfg, multirun=True))
     except ConfigError as exc:

@@ -45,3 +45,16 @@ def test_a_grid_beyond_sweep_max_runs_is_refused_with_its_count():
         check_size(_sweep("train.seed=range(0,1001)", max_runs=1000))
     with pytest.raises(ConfigError, match="sweep.max_runs must be"):
         check_size(_sweep("train.seed=1", max_runs=0))
+
+
+@pytest.mark.parametrize("override,key", [("sweep.name=../escape_rel", "sweep.name"),
+                                          ("sweep.name=/abs/dir", "sweep.name"),
+                                          ("tracking.experiment=../up", "tracking.experiment")])
+def test_a_sweep_name_that_would_leave_the_results_folder_is_refused(override, key):
+    """The sweep's name is its summary's folder under sweep.results_dir: one path component."""
+    from nanbench.sweep.grid import check_base
+    cfg = compose([override, *(["sweep.name=null"] if key == "tracking.experiment" else [])],
+                  config_name="smoke", config_dir=SWEEPS, hydra_config=True)
+    with pytest.raises(ConfigError, match=key) as caught:
+        check_base(cfg)
+    assert "a name of letters" in str(caught.value)
