@@ -334,6 +334,7 @@ def _check_user_model_keys(m: dict) -> None:
                               f"{'model=keras' if key in ('path', 'reinit') else 'model=builder'})", m[key])
     if name == "keras":
         m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
+        user_model.check_keras_file(m["path"])
         digest = user_data.digest(m["path"])
         if not isinstance(m.get("reinit", False), bool):
             raise ConfigError("model.reinit", "true or false", m["reinit"])

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     except SummaryError as exc:
         print(f"nanbench.summary: error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except OSError as exc:  # a full disk, a read-only folder: the previous summary is left as it was
+        where = args.out or Path("results") / args.sweep
+        print(f"nanbench.summary: error: could not write the summary into {where}/ ({exc.strerror or exc}); "
+              "a summary there before is left as it was", file=sys.stderr, flush=True)
+        return 1
     where = f"; attached to parent run {info['parent_run_id']} under summary/" if info["logged_to_parent"] else ""
     print(f"{info['runs']} runs, {info['nonfinite']} non-finite -> {info['out_dir']}/summary.md, "
           f"summary.html{where}", flush=True)
