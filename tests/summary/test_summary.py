@@ -349,3 +349,11 @@ def test_summary_on_a_full_disk_is_one_line_and_leaves_the_previous_summary_whol
     assert sorted(p.name for p in out.parent.iterdir()) == ["planted"]  # no staging folder left
     assert [p.name for p in out.iterdir()] == ["summary.md"]
     assert (out / "summary.md").read_text() == "the previous summary\n"
+
+
+def test_a_sweep_name_that_would_leave_results_needs_an_out_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--sweep", "../escape", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sweep must be a name of letters" in err[0] and "--out" in err[0]
+    assert list(tmp_path.iterdir()) == []
