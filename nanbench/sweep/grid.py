@@ -116,8 +116,8 @@ def check_size(cfg: DictConfig) -> None:
     size = grid_size(cfg)
     if size > limit:
         raise config_error("sweep.max_runs", f"this grid has {size} runs, more than sweep.max_runs={limit}; "
-                           "give its axes fewer values, or raise sweep.max_runs (each run's configuration "
-                           "is held in memory before the first one trains)")
+                           "give its axes fewer values, or raise sweep.max_runs (a job holds each of its "
+                           "runs' specs, ~4 KB each, before it trains)")
 
 
 def parser():
