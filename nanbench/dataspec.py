@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
-from nanbench.validate import NOT_A_FACTOR, ConfigError, build, check_fields, one_of
+from nanbench.validate import NOT_A_FACTOR, ConfigError, build, check_fields, check_name, one_of, same_option
 
 TASKS = ("regression", "binary", "multiclass")
 LABEL_NOISE = ("none", "out_of_range")
@@ -204,10 +204,12 @@ def dataset_spec(values: Mapping[str, Any]) -> DatasetSpec:
     d = dict(values)
     if not isinstance(d.get("name"), str) or not d.get("name"):
         raise ConfigError("dataset.name", "the dataset option's name", d.get("name"))
+    check_name("dataset.name", d["name"])  # diagnose's report folder is named after it
     generator = d.get("generator") or d["name"]
     if generator not in DATASET_KINDS:
         raise ConfigError("dataset.generator" if d.get("generator") else "dataset.name",
                           "one of the generators " + ", ".join(DATASET_KINDS), generator)
+    same_option("dataset", d["name"], generator, key="generator")  # dataset=clean dataset.name=outliers
     cls = DATASET_KINDS[generator]
     spec = build(cls, "dataset", check_fields("dataset", cls, d))
     return _check_task(spec)

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -166,7 +167,8 @@ class RunSpec:
     @functools.cached_property
     def _factor_items(self) -> tuple[tuple[str, Any], ...]:
         # once per spec: it is frozen, and a sweep asks for its factors and hash several times a run
-        return tuple((f"{group.name}.{f.name}", getattr(node, f.name))
+        # the keys interned: one string per key, not per spec (a job keeps each of its runs' specs)
+        return tuple((sys.intern(f"{group.name}.{f.name}"), getattr(node, f.name))
                      for group in dataclasses.fields(self) if group.name != "tracking"
                      for node in [getattr(self, group.name)]  # a flat dataclass of plain values
                      for f in dataclasses.fields(node) if is_factor(f) and getattr(node, f.name) is not None
@@ -332,6 +334,7 @@ def _check_user_model_keys(m: dict) -> None:
                               f"{'model=keras' if key in ('path', 'reinit') else 'model=builder'})", m[key])
     if name == "keras":
         m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
+        user_model.check_keras_file(m["path"])
         digest = user_data.keras_digest(m["path"])
         if not isinstance(m.get("reinit", False), bool):
             raise ConfigError("model.reinit", "true or false", m["reinit"])

@@ -32,6 +32,8 @@ def absolute(key: str, path: Any, suffixes: tuple[str, ...], what: str) -> str:
     if not isinstance(path, str) or not path:
         raise ConfigError(key, f"the path of {what} (set {key}=FILE)", path)
     full = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(full):
+        raise ConfigError(key, f"{what}, not a folder", path)
     if not os.path.isfile(full):
         raise ConfigError(key, f"{what} that exists (no such file)", path)
     if not os.access(full, os.R_OK):
@@ -143,6 +145,8 @@ def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
         shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
         raise ConfigError("dataset.target", f"a column of {os.path.basename(path)} ({shown})", target)
     frame.columns = columns
+    if frame.empty:  # a header alone: pandas reads its columns as text, which is not what is wrong
+        raise ConfigError("dataset.path", "a CSV file with at least one row under its header (it has none)", path)
     bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
     if bad:
         raise ConfigError("dataset.path", "a CSV of numeric columns only (non-numeric: " + ", ".join(bad) +

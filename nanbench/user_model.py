@@ -72,6 +72,10 @@ def builder_digest(value: str) -> str:
     except Exception as exc:  # noqa: BLE001 - a parent package that fails to import
         raise ConfigError("model.builder", "package.module:function of an importable module",
                           f"{value}: {_one_line(exc)}") from None
+    if found is not None and not (found.origin and os.path.isfile(found.origin)):
+        raise ConfigError("model.builder", "package.module:function of the user's own module (a Python source "
+                          "file, hashed as the model's digest)", f"{value}: {module} is part of Python "
+                          f"({found.origin or 'no source file'}), not a module of yours")
     if found is None or not found.origin or not os.path.isfile(found.origin):
         raise ConfigError("model.builder", "package.module:function of an importable module (from where "
                           "nanbench is started, or installed)", f"{value}: no module named {module!r}")
@@ -86,8 +90,18 @@ def _saved(path: str, digest: str) -> tuple[np.ndarray, ...]:
     return tuple(np.array(v.numpy()) for v in _load(path).variables)
 
 
+def check_keras_file(path: str) -> None:
+    """A .keras file is a zip archive (Keras's own error for one that is not says "File not found",
+    of a file that is there): checked without Keras, while the config is validated."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise ConfigError("model.path", "a .keras file that keras.saving.load_model loads with safe_mode=True",
+                          f"{path}: not a valid .keras file (not a zip archive; truncated or another format)")
+
+
 def _load(path: str):
     import keras
+    check_keras_file(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - a zip that is no Keras model, a Lambda layer, a custom class
@@ -105,7 +119,7 @@ def _call_builder(value: str, n_features: int, task: str, classes: int | None, p
     module, name = split_builder(value)
     try:
         fn = getattr(importlib.import_module(module), name)
-    except Exception as exc:  # noqa: BLE001 - the user's module: any error of its import
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's module: any error of its import, sys.exit
         raise ConfigError("model.builder", "package.module:function of an importable module",
                           f"{value}: {_one_line(exc)}") from None
     if not callable(fn):
@@ -120,7 +134,7 @@ def _call_builder(value: str, n_features: int, task: str, classes: int | None, p
     keras.config.set_dtype_policy(precision)  # train.precision's names are Keras's policies
     try:
         model = fn((n_features,), task, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the user's code
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (sys.exit(3) too: one line, exit 2)
         raise ConfigError("model.builder", f"a function that returns a keras.Model for input_shape "
                           f"({n_features},) and task {task!r}", f"{value} raised {_one_line(exc)}") from None
     finally:

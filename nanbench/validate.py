@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,12 @@ class ConfigError(ValueError):
 
     def __reduce__(self):  # picklable, message and all (a sweep's store set-up may run in a child)
         return _config_error, (self.key, str(self))
+
+
+def config_error(key: str, message: str) -> ConfigError:
+    """A ConfigError about `key` whose one line is `message` as written (where "KEY must be
+    ALLOWED" does not say it: a limit exceeded, a name that is not one)."""
+    return _config_error(key, message)
 
 
 def _config_error(key: str, message: str) -> ConfigError:
@@ -102,24 +109,46 @@ def keras_class(key: str, value: Any, module: str) -> str:
     return value
 
 
-def same_option(group: str, name: str, cls: str) -> None:
-    """A name that is one of conf/<group>/'s options must come with that option's class: setting
-    ``loss.name=huber`` alone would otherwise record Huber and train the group's MSE."""
-    given = option_class(group, name)
+def same_option(group: str, name: str, cls: str, key: str = "class") -> None:
+    """A name that is one of conf/<group>/'s options must come with that option's class (for
+    datasets: its ``generator``): setting ``loss.name=huber`` alone would otherwise record Huber
+    and train the group's MSE, and ``dataset=clean dataset.name=outliers`` record clean data as
+    outliers."""
+    given = option_class(group, name, key)
     if given is not None and given != cls:
-        raise ConfigError(f"{group}.name", f"the name of the option whose class is {cls} (choose "
+        raise ConfigError(f"{group}.name", f"the name of the option whose {key} is {cls} (choose "
                           f"{group}={name} to get {given})", name)
 
 
 @functools.lru_cache(maxsize=None)
-def option_class(group: str, name: str) -> str | None:
-    """The ``class`` conf/<group>/<name>.yaml names, if there is such an option file."""
+def option_class(group: str, name: str, key: str = "class") -> str | None:
+    """The ``class`` (or other `key`) conf/<group>/<name>.yaml names, if there is such an option
+    file and it sets that key itself."""
     from nanbench.config import CONF_DIR
+    if not check_name_ok(name):
+        return None
     path = CONF_DIR / group / f"{name}.yaml"
     if not path.is_file():
         return None
     from omegaconf import OmegaConf
-    return OmegaConf.load(path).get("class")
+    return OmegaConf.load(path).get(key)
+
+
+NAME_ALLOWED = ("a name of letters, digits, '_', '-' and '.', not starting with '.' or '-' (it names a "
+                "folder or file under the one its command writes to)")
+
+
+def check_name_ok(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value))
+
+
+def check_name(key: str, value: Any) -> str:
+    """A name nanbench also uses as a path (sweep.name: results/<name>/; dataset.name: diagnose's
+    report folder): one component, so that it cannot leave the folder it is written under
+    (``../escape``, ``/abs/dir``)."""
+    if not check_name_ok(value):
+        raise ConfigError(key, NAME_ALLOWED, value)
+    return value
 
 
 @functools.lru_cache(maxsize=None)

@@ -38,7 +38,7 @@ SEARCH, EVALUATION = "search", "evaluation"  # a boundary search and its evaluat
 DIAGNOSIS, TRY = "diagnosis", "try"          # a diagnosis (nanbench.diagnose) and its tries' runs
 PARENT_RUN_ID = "mlflow.parentRunId"         # MLflow's own tag linking a child to its parent
 COMPLETE_TAG = "nanbench.complete"  # on a parent run: the fingerprint of a grid it left all FINISHED
-FINISHED_TAG = "nanbench.finished"  # ... and the experiment's FINISHED training runs at that moment
+FINISHED_TAG = "nanbench.finished"  # ... and the experiment's distinct FINISHED configurations at that moment
 
 # ---- metrics on every training run ----
 TIMINGS = ("data_s", "build_s", "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s")

@@ -217,3 +217,22 @@ def test_a_model_or_loss_that_does_not_fit_the_data_is_a_one_line_error(override
     message = str(err.value)
     assert err.value.key == key and message.startswith(f"{key} must be") and allowed in message, message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("overrides,key,words", [
+    (["dataset=clean", "dataset.name=outliers"], "dataset.name", "dataset=outliers"),  # a group's name alone
+    (["dataset=outliers", "dataset.name=clean"], "dataset.name", "dataset=clean"),
+    (["dataset.name=../../../x"], "dataset.name", "a name of letters"),  # diagnose's folder is named after it
+    (["dataset.name=/abs/dir"], "dataset.name", "a name of letters"),
+    (["dataset.name=.hidden"], "dataset.name", "a name of letters"),
+])
+def test_a_dataset_name_that_is_another_option_or_a_path_is_refused(overrides, key, words):
+    with pytest.raises(ConfigError, match=key) as caught:
+        from_config(compose_config(overrides))
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_dataset_of_its_own_name_keeps_its_generator():
+    """A new name (no option file) on a generator is a new dataset, as a new option file would be."""
+    spec = from_config(compose_config(["dataset=outliers", "dataset.name=heavy_outliers.v2"]))
+    assert (spec.dataset.name, spec.dataset.kind) == ("heavy_outliers.v2", "outliers")

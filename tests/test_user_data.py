@@ -162,3 +162,13 @@ def test_a_bad_file_is_one_line_exit_2_and_nothing_recorded(tmp_path, overrides,
     assert len(lines) == 1 and lines[0].startswith("nanbench: error: " + key + " must be"), proc.stderr
     assert says in lines[0] and "Traceback" not in proc.stderr and proc.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store, nothing written
+
+
+def test_a_folder_or_a_header_only_csv_says_what_is_wrong(tmp_path):
+    """A folder is not "no such file", and a CSV with a header and no rows is not "non-numeric"."""
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "header.csv").write_text("a,b,c,y\n")
+    for path, says in (("folder.csv", "a CSV file, not a folder"), ("header.csv", "at least one row")):
+        with pytest.raises(ConfigError, match="dataset.path") as caught:
+            spec_of("dataset=csv", f"dataset.path={tmp_path / path}", "dataset.target=y")
+        assert says in str(caught.value), str(caught.value)

@@ -61,6 +61,11 @@ BUILDERS = textwrap.dedent('''
 
     def wrong_input(input_shape, task):
         return keras.Sequential([keras.Input((input_shape[0] + 2,)), keras.layers.Dense(1)])
+
+
+    def exits(input_shape, task):
+        import sys
+        sys.exit(3)
 ''')
 
 
@@ -282,3 +287,22 @@ def test_a_keras_files_digest_is_its_content_not_its_zip_bytes(tmp_path):
     assert user_data.keras_digest(a) != user_data.keras_digest(c)
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     assert user_data.keras_digest(str(tmp_path / "junk.keras")) == user_data.digest(str(tmp_path / "junk.keras"))
+
+
+@pytest.mark.parametrize("make,builder,says", [
+    (lambda f: (f / "garbage.keras").write_bytes(b"not a zip"), None, "not a valid .keras file"),
+    (lambda f: (f / "garbage.keras").write_bytes((f / "model.keras").read_bytes()[:500]), None,
+     "not a valid .keras file"),                                                     # truncated
+    (None, "os:getcwd", "os is part of Python"),                                     # not the user's module
+    (None, "builders:exits", "raised SystemExit: 3"),                                # sys.exit(3) in the builder
+])
+def test_a_bad_model_says_what_is_wrong_with_it(files, make, builder, says):
+    """What is wrong is said as it is: a corrupt file is not "File not found", os is not
+    "no module named 'os'", and a builder's sys.exit is its one line, not the process's exit."""
+    if make is not None:
+        make(files)
+    overrides = ["model=keras", f"model.path={files / 'garbage.keras'}"] if builder is None else \
+        ["model=builder", f"model.builder={builder}"]
+    with pytest.raises(ConfigError, match="model.path" if builder is None else "model.builder") as caught:
+        spec_of(*data_args(files), *overrides)
+    assert says in str(caught.value) and "\n" not in str(caught.value)

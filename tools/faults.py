@@ -62,6 +62,13 @@ BAD_VALUES = [
     ("sweep: train.device=gpu (no GPU)", ["train.device=gpu"], "sweep"),
     ("sweep: store is corrupted", ["tracking.uri=sqlite:///{tmp}/corrupted.db"], "sweep"),
     ("sweep: store is a folder", ["tracking.uri=sqlite:///{tmp}/folder.db"], "sweep"),
+    # issue 32, round two (items 2, 4, 8): a name used as a path, a grid too large, a store URI
+    # MLflow reads otherwise than nanbench (the rest: tests/test_spec.py, tests/sweep/test_grid.py,
+    # tests/tracking/test_uri.py)
+    ("sweep: sweep.name=../escape_rel", ["sweep.name=../escape_rel"], "sweep"),
+    ("sweep: a grid of 2.4e9 runs (sweep.max_runs)", ["train.seed=range(0,10000)", "dataset.seed=range(0,10000)"],
+     "sweep"),
+    ("tracking.uri=sqlite:///.../q.db?mode=ro", ["tracking.uri='sqlite:///{tmp}/q.db?mode=ro'"], "run"),
 ]
 
 
@@ -252,6 +259,7 @@ def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list
         if "gpu" in name and any(Path("/dev").glob("nvidia[0-9]*")):
             continue  # a machine with a GPU accepts it
         yield name, lambda tmp, a=(name, overrides, mode): bad_value(*a, tmp)
+    yield from round_two_b(fast)  # issue 32's items 7 and 9 (section below)
     yield "read-only store", read_only_store
     if fast:
         return
@@ -268,6 +276,68 @@ def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list
             for point in points:
                 yield (f"kill {target} {point}, {launcher}",
                        lambda tmp, a=(launcher, target, point): kill_scenario(*a, tmp))
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 32, round two: counts (item 7) and messages (item 9)
+
+BUILDER_THAT_EXITS = "def build(input_shape, task):\n    import sys\n    sys.exit(3)\n"
+
+
+def builder_that_exits(tmp: Path) -> Row:
+    """model.builder is a function calling sys.exit(3): one line naming model.builder, exit 2
+    (it exited 3 with no message), nothing written."""
+    row = Row("bad value: a model.builder calling sys.exit(3)")
+    (tmp / "exits_builder.py").write_text(BUILDER_THAT_EXITS)
+    (tmp / "data.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i + 0.5}\n" for i in range(8)))
+    before = sorted(str(p) for p in tmp.rglob("*"))
+    cmd = [sys.executable, "-m", "nanbench", "train.epochs=1", "dataset=csv", f"dataset.path={tmp}/data.csv",
+           "dataset.target=y", "model=builder", "model.builder=exits_builder:build", f"tracking.uri=sqlite:///{tmp}/m.db"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp, env=_env(),
+                            start_new_session=True)  # from tmp: the builder's module is found there
+    _, err = finish(proc, row, timeout=300)
+    lines = [line for line in err.strip().splitlines() if line.startswith("nanbench")]
+    if len(lines) != 1 or not lines[0].startswith("nanbench: error: model.builder"):
+        row.one_line = False
+    elif "SystemExit" not in lines[0]:
+        row.problems.append("the line does not say the builder called sys.exit")
+    if row.rc != 2:
+        row.problems.append(f"exit {row.rc}, not 2")
+    after = sorted(str(p) for p in tmp.rglob("*") if "__pycache__" not in str(p))
+    if after != [p for p in before if "__pycache__" not in p]:
+        row.problems.append("wrote " + ", ".join(sorted(set(after) - set(before)))[:200])
+    return row
+
+
+def counts_scenario(tmp: Path) -> Row:
+    """An axis given in the sweep file and on the command line is counted once (smoke with
+    optimizer=sgd said "24 run(s)" and trained 12); after sweep.redo=true the same grid has
+    nothing to do at once, and says its 12 configurations (it said the runs, 24)."""
+    row = Row("counts: smoke with optimizer=sgd, then a redo", expected=12)
+    db = tmp / "m.db"
+    cmd = sweep_cmd(f"sqlite:///{db}", tmp, "optimizer=sgd")
+    first = run(cmd, row)
+    if "nanbench: sweep smoke: 12 run(s)" not in first.stdout:
+        row.problems.append("the start line does not say 12 run(s)")
+    redo = run([*cmd, "sweep.redo=true"], Row("redo"))
+    again = run(cmd, Row("again"))
+    row.rerun_rc = again.returncode
+    judge_message(again.stderr, row)
+    if "nothing to do: all 12 configurations" not in again.stdout:
+        row.problems.append("after a redo, not 'nothing to do: all 12 configurations': "
+                            + " ".join(again.stdout.split())[:120])
+    if first.returncode or redo.returncode or again.returncode:
+        row.problems.append(f"exits {first.returncode}, {redo.returncode}, {again.returncode}")
+    count(db, row)
+    if row.duplicates == 12:  # the redo's second run of each configuration: asked for
+        row.duplicates, row.note = 0, "24 FINISHED: the redo's 12 asked for"
+    return row
+
+
+def round_two_b(fast: bool):
+    yield "bad value: a model.builder calling sys.exit(3)", builder_that_exits
+    if not fast:
+        yield "counts: smoke with optimizer=sgd, then a redo", counts_scenario
 
 
 def judge(row: Row) -> Row:

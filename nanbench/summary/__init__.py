@@ -27,6 +27,9 @@ Data flows one way: nanbench.tracking.reader (a RunTable) -> analysis, attributi
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -169,11 +172,20 @@ def summarize(experiment: str, tracking_uri: str, out_dir: Path, parent_run_id: 
         sweep = load_runs(experiment, tracking_uri, parent_run_id, scope="experiment", fast=fast)
         notes.append(f"The parent run `{sweep.parent_run_id}` has no child runs (a resumed sweep finds "
                      "every configuration already finished): this summary covers every invocation.")
-    # only once there is something to summarize: a sweep that does not exist leaves no folder
-    out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
-    rep, info = build_report(sweep, out, notes)
+    # only once there is something to summarize: a sweep that does not exist leaves no folder.
+    # Written beside `out` first and moved in whole (renames need no space), so that a full disk
+    # leaves the previous summary as it was, not half of a new one
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rep, info = build_report(sweep, staging, notes)
+        out.mkdir(exist_ok=True)
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     files = info.pop("files")
     logged = log_summary_artifacts(sweep, [out / name for name in files]) if log_artifacts else False
     return {"experiment": experiment, "tracking_uri": tracking_uri, "parent_run_id": sweep.parent_run_id,

@@ -22,9 +22,10 @@ DONE_FILE = "nanbench_done.txt"
 
 
 def completed(cfg: DictConfig, fingerprint: str) -> int | None:
-    """The number of FINISHED configurations, when an earlier sweep of this very grid left every
-    one of them FINISHED and the experiment still holds exactly the FINISHED training runs it
-    held then (none deleted, none added by another grid); else None (then the sweep runs, and
+    """The number of distinct FINISHED configurations, when an earlier sweep of this very grid left
+    every one of them FINISHED and the experiment still holds exactly the FINISHED configurations
+    it held then (none deleted, none added by another grid; a re-run of one, sweep.redo=true,
+    adds none); else None (then the sweep runs, and
     skips what is FINISHED). Read from an SQLite store's tables directly, in milliseconds,
     before TensorFlow or MLflow are imported; other stores always take the long way."""
     import sqlite3
@@ -45,16 +46,20 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
                 "and r.status = 'FINISHED'", (vocab.COMPLETE_TAG, fingerprint, vocab.FINISHED_TAG, name)).fetchall()
             if not marks:
                 return None
-            (now,) = conn.execute(
-                "select count(*) from runs r join experiments e on e.experiment_id = r.experiment_id "
+            (configurations,) = conn.execute(
+                "select count(distinct h.value) from runs r "
+                "join experiments e on e.experiment_id = r.experiment_id "
                 "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = ? "
+                "join tags h on h.run_uuid = r.run_uuid and h.key = ? "
                 "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'",
-                (vocab.ROLE, vocab.CHILD, name)).fetchone()
+                (vocab.ROLE, vocab.CHILD, vocab.CONFIG_HASH, name)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:
         return None
-    return now if str(now) in {m for (m,) in marks} else None
+    # distinct configurations, not runs: after sweep.redo=true each has two FINISHED runs, and the
+    # grid is still all FINISHED (a mark written before this counted runs: equal where no redo was)
+    return configurations if str(configurations) in {m for (m,) in marks} else None
 
 
 def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict | None = None) -> dict:
@@ -107,10 +112,10 @@ def finish_parent(tracker, parent_run_id: str, failure: str | None = None, compl
                   exp_id: str | None = None) -> None:
     """The parent run's end (Tracker.finish_parent). `complete`: the grid's fingerprint, when every
     run of every job is FINISHED; recorded with the experiment's FINISHED training runs at this
-    moment, for the next invocation's "nothing to do" (see completed)."""
+    moment (distinct configurations), for the next invocation's "nothing to do" (see completed)."""
     tags = {}
     if complete and exp_id is not None:
-        tags = {vocab.COMPLETE_TAG: complete, vocab.FINISHED_TAG: str(tracker.finished_count(exp_id))}
+        tags = {vocab.COMPLETE_TAG: complete, vocab.FINISHED_TAG: str(len(tracker.finished_hashes(exp_id)))}
     tracker.finish_parent(parent_run_id, failure=failure, tags=tags)
 
 

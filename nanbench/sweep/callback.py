@@ -22,6 +22,7 @@ from nanbench.sweep.bookkeeping import (DONE_FILE, completed, end_sweep_store, f
                                         record_invalid, start_sweep_store)
 from nanbench.sweep.grid import (check_base, check_inner, check_jobs, experiment_name, grid_fingerprint, one_line,
                                  tracking_spec)
+from nanbench.sweep.grid import check_size
 from nanbench.sweep.progress import progress_close
 from nanbench.sweep.session import session
 from nanbench.sweep.workers import describe_fault, is_joblib, jobs_run_here, start_workers, stop_workers
@@ -45,6 +46,7 @@ class SweepCallback(Callback):
             # everything that can be checked before the store is touched: no parent run, no new store
             check_uri(config.tracking.uri)
             check_inner(config)
+            check_size(config)  # sweep.max_runs: before any axis is listed or composed value by value
             check_device(config.train.device)
             check_launcher(config)  # Ray: an explicit, reachable head address
             check_jobs(config)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -58,8 +59,19 @@ def _value(override: str) -> Any:
     return copy.deepcopy(_parsed(override))
 
 
+# plain decimal numbers, read as Hydra's grammar reads them (an int without leading zeros; a float
+# with a point or an exponent); anything else goes to Hydra's parser
+_INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[+-]?((0|[1-9][0-9]*)\.[0-9]*|\.[0-9]+|(0|[1-9][0-9]*)(?=[eE]))([eE][+-]?[0-9]+)?")
+
+
 @functools.lru_cache(maxsize=None)  # a grid repeats each value in many jobs; parsing one costs milliseconds
 def _parsed(override: str) -> Any:
+    value = override.partition("=")[2]
+    if _INT.fullmatch(value):  # a range's values: Hydra's parser took 79 s for 10^5 of them
+        return int(value)
+    if _FLOAT.fullmatch(value):
+        return float(value)
     from hydra.core.override_parser.overrides_parser import OverridesParser
     return OverridesParser.create().parse_override(override).value()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,9 +37,14 @@ def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[
     """A job's runs as plain config dicts: the job's config with each of its folded rows (the
     runtime values and data-group nodes of the Hydra jobs it replaced, nanbench.sweep.fold) and
     each inner combination applied."""
+    return list(iter_runs(cfg, folded))
+
+
+def iter_runs(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> Iterator[dict]:
+    """expand's runs one at a time (a job checks each and keeps only its spec: a whole config
+    per run held at once took ~8 KB a run, 0.8 GB for a grid of 10^5)."""
     base = OmegaConf.to_container(cfg, resolve=True)
     base.pop("hydra", None)
-    runs = []
     for combo in ({**row, **inner} for row in folded or [{}] for inner in inner_grid(cfg)):
         run = json.loads(json.dumps(base))
         for dotted, value in combo.items():
@@ -49,17 +54,70 @@ def expand(cfg: DictConfig, folded: list[dict[str, Any]] | None = None) -> list[
                 node = node[key]
             # a data group's node (a dict): each run its own copy
             node[leaf] = json.loads(json.dumps(value)) if isinstance(value, dict) else value
-        runs.append(run)
-    return runs
+        yield run
 
 
 def grid_size(cfg: DictConfig) -> int:
-    """The sweep's runs: its grid's combinations times its inner grid's."""
-    size = len(inner_grid(cfg))
-    for o in parser().parse_overrides(grid_overrides(cfg)):
-        if o.is_sweep_override() and o.is_discrete_sweep():
-            size *= len(list(o.sweep_string_iterator()))
+    """The sweep's runs: its grid's combinations (the product of its axes' lengths, each axis
+    counted once: a key given both in the sweep file and on the command line is the command
+    line's, as Hydra's sweeper takes it) times its inner grid's. Counted without listing any
+    axis's values, so that a grid of 10^8 runs is counted in microseconds."""
+    size = 1
+    for values in inner_axes(cfg).values():
+        size *= len(values)
+    for o in grid_axes(cfg).values():
+        size *= axis_length(o)
     return size
+
+
+def grid_axes(cfg: DictConfig) -> dict:
+    """The grid's axes as Hydra's basic sweeper takes them: the sweep file's params, then the
+    command line's, by key, a key given twice taking its last value (the command line's)."""
+    return {o.get_key_element(): o for o in parser().parse_overrides(grid_overrides(cfg))}
+
+
+def axis_length(override) -> int:
+    """The values of one axis (an Override), computed, not listed (``range(0, 10**8)`` is one
+    number): a plain value is 1, a choice its length, a range its count as Hydra steps it."""
+    import decimal
+    import math
+
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+    if not override.is_sweep_override():
+        return 1
+    value = override.value()
+    if isinstance(value, RangeSweep):
+        r = value.range()
+        if isinstance(r, range):
+            return len(r)
+        if not r.step:
+            return 0
+        return max(0, math.ceil((decimal.Decimal(r.stop) - decimal.Decimal(r.start)) / decimal.Decimal(r.step)))
+    if isinstance(value, ChoiceSweep):
+        return len(value.list)
+    if isinstance(value, list):
+        return len(value)
+    return len(list(override.sweep_string_iterator()))  # glob(...): the group's options
+
+
+def inner_axes(cfg: DictConfig) -> dict[str, list]:
+    inner = OmegaConf.to_container(cfg.sweep.inner, resolve=True) if cfg.sweep.inner else {}
+    return {k: v if isinstance(v, list) else [v] for k, v in inner.items()} if isinstance(inner, dict) else {}
+
+
+MAX_RUNS_DEFAULT = 1_000_000
+
+
+def check_size(cfg: DictConfig) -> None:
+    """A grid of more runs than ``sweep.max_runs`` is refused, with its count, before anything
+    is composed or listed per value (a grid of 10^8 runs took 11.7 GB listing its jobs)."""
+    from nanbench.validate import check_number, config_error
+    limit = check_number("sweep.max_runs", cfg.sweep.get("max_runs", MAX_RUNS_DEFAULT), low=1, integer=True)
+    size = grid_size(cfg)
+    if size > limit:
+        raise config_error("sweep.max_runs", f"this grid has {size} runs, more than sweep.max_runs={limit}; "
+                           "give its axes fewer values, or raise sweep.max_runs (a job holds each of its "
+                           "runs' specs, ~4 KB each, before it trains)")
 
 
 def parser():
@@ -139,7 +197,7 @@ def grid_fingerprint(cfg: DictConfig) -> str:
     digest.update(str(cfg.hydra.job.config_name).encode())
     for name in user_file_digests(cfg):
         digest.update(b"\0" + name.encode())
-    ignored = ("hydra.", "hydra/", "sweep.results_dir", "sweep.summarize", "sweep.wait", "tracking.uri")
+    ignored = ("hydra.", "hydra/", "sweep.results_dir", "sweep.summarize", "sweep.wait", "sweep.max_runs", "tracking.uri")
     for override in sorted(o for o in grid_overrides(cfg) if not override_key(o).startswith(ignored)):
         digest.update(b"\0" + override.encode())
     return digest.hexdigest()[:32]
@@ -254,6 +312,9 @@ def check_base(cfg: DictConfig) -> None:
     what its absence makes wrong is left to check_jobs, which composes every value of every axis."""
     from nanbench.run import check_user_model
     from nanbench.spec import ConfigError, from_config
+    from nanbench.validate import check_name
+    # the experiment's name is the summary's folder under sweep.results_dir
+    check_name("sweep.name" if cfg.sweep.name else "tracking.experiment", experiment_name(cfg))
     try:
         check_user_model(from_config(cfg, multirun=True))
     except ConfigError as exc:

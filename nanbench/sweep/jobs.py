@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from nanbench import vocab
 from nanbench.sweep import fold
 from nanbench.sweep.bookkeeping import DONE_FILE, PARENT_FILE, record_invalid
-from nanbench.sweep.grid import expand, experiment_name, tracking_spec
+from nanbench.sweep.grid import experiment_name, inner_grid, iter_runs, tracking_spec
 from nanbench.sweep.progress import advance, progress
 from nanbench.sweep.session import session
 from nanbench.sweep.workers import JOBS_FILE, threads_per_worker, watch_launcher
@@ -49,7 +49,8 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     done = set(done_file.read_text().split()) if done_file.exists() else set()
     name = meta.get("experiment") or experiment_name(cfg)
     rows = fold.rows(sweep_dir, cfg.sweep.get("fold"))
-    runs = expand(cfg, rows)
+    runs = iter_runs(cfg, rows)  # one at a time: only each run's spec is kept until the job trains
+    n_runs = len(rows) * len(inner_grid(cfg))
     store = job_store(cfg, meta)
     if meta.get("launcher_pid") not in (None, os.getpid()):
         watch_launcher()  # a worker: it ends when the sweep's process does
@@ -63,7 +64,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
         writer = store.writer(name, meta.get("parent_run_id"), tags)
 
     counts: dict[str, int] = {}
-    bar = progress(jobs * len(runs) if jobs else None)
+    bar = progress(jobs * n_runs if jobs else None)
     t0 = time.perf_counter()
     trained = 0
     side_by_side = int(cfg.sweep.get("side_by_side", 1))

@@ -43,6 +43,8 @@ def experiments(uri: str) -> list[tuple[str, str]]:
                 "and name != 'Default' order by experiment_id")]
     except sqlite3.Error:
         return []
+
+
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
@@ -82,6 +84,15 @@ def check_sqlite(uri: str, path: Path) -> None:
     def bad(why: str) -> ConfigError:
         return ConfigError("tracking.uri", SQLITE_ALLOWED, f"{uri}: {why}")
 
+    # MLflow's SQLAlchemy reads a query (?mode=ro) and :memory:, where nanbench's own checks, lock
+    # and readers would take them for a file's name: a file "q.db?mode=ro" beside MLflow's q.db, or
+    # a run that is printed and lost with the process (and a file named ":memory:" left behind)
+    if "?" in uri or "#" in uri:
+        raise bad("a query or fragment after the path (?mode=..., #...); nanbench takes a plain "
+                  "file path, opened read-write")
+    if path.name == ":memory:" or str(path).startswith(":memory:") or uri.startswith("sqlite:///file:"):
+        raise bad("an in-memory or URI-style database (its runs would be lost when the command ends); "
+                  "name a file, e.g. sqlite:///results/mlflow.db")
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise bad("a folder, not a file")
@@ -110,7 +121,7 @@ def check_sqlite(uri: str, path: Path) -> None:
                           "restore a copy or point tracking.uri at a new file")
         return
     if not parent.is_dir():
-        inside = not parent.is_absolute() or parent.resolve().is_relative_to(Path.cwd().resolve())
+        inside = parent.resolve().is_relative_to(Path.cwd().resolve())  # "../x" is not
         if parent.exists() or not inside:
             raise bad(f"the folder {parent} does not exist (nanbench creates only the file, "
                       "and folders under the current directory)")

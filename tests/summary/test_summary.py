@@ -323,3 +323,37 @@ def test_summary_of_a_sweep_that_does_not_exist_is_one_line_and_writes_no_folder
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nanbench.summary: error:") and "nonexistent" in err[0]
     assert not out.exists() and not out.parent.exists()
+
+
+def test_summary_on_a_full_disk_is_one_line_and_leaves_the_previous_summary_whole(planted, tmp_path, capsys):
+    """Files larger than 64 KB cannot be written (RLIMIT_FSIZE: what a full disk does to a write,
+    without needing root to mount one): one line, exit 1, the summary there before untouched and
+    nothing half-written beside it."""
+    import resource
+    import signal
+    uri, _ = planted
+    out = tmp_path / "results" / "planted"
+    out.mkdir(parents=True)
+    (out / "summary.md").write_text("the previous summary\n")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limits[1]))
+    try:
+        code = main(["--sweep", "planted", "--tracking-uri", uri, "--out", str(out)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("nanbench.summary: error: could not write"), err
+    assert str(out) in err[0] and "Traceback" not in "\n".join(err)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["planted"]  # no staging folder left
+    assert [p.name for p in out.iterdir()] == ["summary.md"]
+    assert (out / "summary.md").read_text() == "the previous summary\n"
+
+
+def test_a_sweep_name_that_would_leave_results_needs_an_out_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--sweep", "../escape", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sweep must be a name of letters" in err[0] and "--out" in err[0]
+    assert list(tmp_path.iterdir()) == []

@@ -268,3 +268,11 @@ def test_finished_training_runs_are_read_alike_by_sql_and_by_search(store):
     assert tracker.finished_hashes(exp_id) == expected and tracker.finished_count(exp_id) == 3
     tracker.bulk = False  # what search_runs says
     assert tracker.finished_hashes(exp_id) == expected and tracker.finished_count(exp_id) == 3
+    # the grid's "nothing to do" mark: the runs are compared, the distinct configurations said
+    # (3 FINISHED runs of 2 configurations, as after sweep.redo=true)
+    from omegaconf import OmegaConf
+    from nanbench.sweep.bookkeeping import completed, finish_parent
+    tracker.bulk = True
+    finish_parent(tracker, parent, complete="fingerprint", exp_id=exp_id)
+    cfg = OmegaConf.create({"tracking": {"uri": store, "experiment": "finished"}, "sweep": {"name": None}})
+    assert completed(cfg, "fingerprint") == 2 and completed(cfg, "another grid") is None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nanbench.spec import ConfigError, RunSpec, from_config
+from nanbench.validate import check_name
 
 CONFIG_NAME = "diagnose"   # conf/diagnose.yaml: conf/config.yaml plus the diagnosis's keys
 
@@ -40,9 +41,8 @@ def diagnose_spec(values: Mapping[str, Any] | None) -> DiagnoseSpec:
     if unknown:
         raise ConfigError(f"diagnose.{unknown[0]}", "one of the keys " + ", ".join(sorted(names)), d[unknown[0]])
     name = d.get("name")
-    if name is not None and (not isinstance(name, str) or not name or any(c in name for c in "/\\")
-                             or name.startswith(".")):
-        raise ConfigError("diagnose.name", "null or a folder name (no slashes, not starting with a dot)", name)
+    if name is not None:  # the report's folder under diagnose.out: one path component
+        check_name("diagnose.name", name)
     if not isinstance(d.get("out", "results/diagnose"), str) or not d.get("out", "x"):
         raise ConfigError("diagnose.out", "a folder path", d.get("out"))
     check_number("diagnose.seeds", d.get("seeds", 3), low=3, integer=True)
