@@ -139,7 +139,7 @@ class Diagnosis:
         if rank.fixes(self.pairs, n):
             return "fixed by a pair of changes"
         if any(t.stable_seeds == n for t in self.avoids_nan_only()):
-            return f"no change tried trains in every seed (some {AVOIDS_NAN})"
+            return "no change tried trains in every seed; some avoid NaN but do not train"
         return "no change tried trains in every seed"
 
     def summary(self) -> dict:

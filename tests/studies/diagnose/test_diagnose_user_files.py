@@ -44,15 +44,16 @@ def test_a_users_unscaled_csv_and_keras_model_rank_scaling_or_clipping_first(tmp
     assert s["outcome"] in ("nan", "inf")
     assert s["first_nonfinite_layer"] in ("hidden", "price", "loss")
     first = s["remedies"][0]
-    assert first["stable_seeds"] == 3 and ("scaling" in first["change"] or "clipnorm" in first["change"])
+    assert first["trained_seeds"] == 3 and ("scaling" in first["change"] or "clipnorm" in first["change"])
 
 
 @pytest.mark.slow
 def test_a_users_csv_with_nan_rows_ranks_dropping_or_imputing_them_first(tmp_path, capsys):
-    s = diagnose(tmp_path, capsys, *files(tmp_path, nan_rows=3), "optimizer=adam", "optimizer.lr=0.001")
+    # lr 0.01: at 0.001, 5 epochs leave dropping or imputing the rows stalled (they avoid NaN, do not train)
+    s = diagnose(tmp_path, capsys, *files(tmp_path, nan_rows=3), "optimizer=adam", "optimizer.lr=0.01")
     assert s["outcome"] == "nan" and s["first_nonfinite_source"] == "input" and s["first_nonfinite_layer"] == "input"
     assert s["remedies"][0]["change"] in ("drop non-finite rows", "impute non-finite inputs")
-    assert s["remedies"][0]["stable_seeds"] == 3
+    assert s["remedies"][0]["trained_seeds"] == 3
 
 
 def fragile_files(tmp_path):
