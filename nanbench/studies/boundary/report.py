@@ -131,6 +131,8 @@ def write_plot(summaries: list[dict], path: str | Path) -> None:
             ax.plot(s["lr_low"], y, "<", color="tab:red", ms=7)
         elif s["lr_max_stable"] is not None:
             ax.plot(s["lr_max_stable"], y, "o", mfc="none", color="tab:blue", ms=5)
+        if s.get("lr_max_trains") is not None:
+            ax.plot(s["lr_max_trains"], y, "d", color="tab:orange", ms=6)
         if s["lr_theory"] is not None:
             ax.plot(s["lr_theory"], y, "x", color="black", ms=7)
     ax.set_xscale("log")
@@ -143,6 +145,7 @@ def write_plot(summaries: list[dict], path: str | Path) -> None:
     handles = [
         Line2D([], [], color="tab:blue", marker="o", lw=3, label="measured: max stable → min unstable"),
         Line2D([], [], color="black", marker="x", ls="none", label="theory 2(1+β)/λmax (full-batch GD)"),
+        Line2D([], [], color="tab:orange", marker="d", ls="none", label="largest lr that trains"),
         Line2D([], [], color="tab:green", marker=">", ls="none", label="stable up to lr_high: no boundary"),
         Line2D([], [], color="tab:red", marker="<", ls="none", label="unstable down to lr_low: no boundary"),
     ]
