@@ -65,8 +65,11 @@ def build(s: dict, command: str) -> Report:
     n = len(s["seeds"])
 
     def seeds_cell(count: int, m: dict) -> str:
+        """k/n seeds; one run, never n/n, where every seed ran the same run."""
         distinct = m.get("distinct_runs", n)
-        return f"{count}/{n}" + (f" ({distinct} distinct run{'s' if distinct > 1 else ''})" if distinct < n else "")
+        if distinct == 1 and n > 1:
+            return f"{min(count, 1)}/1 distinct run ({n} identical seeds)"
+        return f"{count}/{n}" + (f" ({distinct} distinct runs)" if distinct < n else "")
 
     rows = [{"rank": i, "change": m["change"], "trained seeds": seeds_cell(m["trained_seeds"], m),
              "median L/L0": _num(m["relative_loss"]), "steps to target": _num(m["steps_to_target"], "{:.0f}"),

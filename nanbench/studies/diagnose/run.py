@@ -368,8 +368,10 @@ def describe_original(d: Diagnosis) -> list[str]:
 
 def seeds_text(count: int, t: Try, n_seeds: int) -> str:
     """"2/3 seeds", or, when the seeds ran fewer distinct runs, how many (never "3/3" for one run)."""
+    if t.distinct_runs == 1 and n_seeds > 1:
+        return f"{min(count, 1)}/1 distinct run ({n_seeds} identical seeds)"
     if t.distinct_runs < n_seeds:
-        return f"{count}/{n_seeds} seeds ({t.distinct_runs} distinct run{'s' if t.distinct_runs > 1 else ''})"
+        return f"{count}/{n_seeds} seeds ({t.distinct_runs} distinct runs)"
     return f"{count}/{n_seeds} seeds"
 
 
