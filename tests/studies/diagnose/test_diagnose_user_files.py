@@ -45,6 +45,11 @@ def test_a_users_unscaled_csv_and_keras_model_rank_scaling_or_clipping_first(tmp
     assert s["first_nonfinite_layer"] in ("hidden", "price", "loss")
     first = s["remedies"][0]
     assert first["trained_seeds"] == 3 and ("scaling" in first["change"] or "clipnorm" in first["change"])
+    # as on the README's houses: Adam (lr 0.001) and Huber stay finite but the loss barely moves: not remedies
+    avoid = {m["change"]: m for m in s["avoids_nan_only"]}
+    assert {"Adam instead of sgd", "Huber instead of mse"} <= set(avoid)
+    assert not {"Adam instead of sgd", "Huber instead of mse"} & {m["change"] for m in s["remedies"]}
+    assert all(m["verdict"].startswith("avoids NaN, does not train") for m in avoid.values())
 
 
 @pytest.mark.slow
