@@ -25,14 +25,23 @@ from nanbench.vocab import NONFINITE_OUTCOMES
 TARGET_RATIO = 0.1  # outcome.target_ratio's default: time to target is the first step with L <= 0.1 L0
 
 
+def _recorded(result: RunResult, name: str) -> tuple[bool, object]:
+    """(True, value) where the run (or its verdict) records `name` itself (nanbench.forensics's
+    time to target), else (False, None)."""
+    for holder in (result, result.verdict):
+        if holder is not None and hasattr(holder, name):
+            return True, getattr(holder, name)
+    return False, None
+
+
 def steps_to_target(result: RunResult) -> int | None:
     """The first step at which the run's loss fell to outcome.target_ratio x L0 (None: never).
 
     The run's own record (``steps_to_target``, the whole-data loss per step) where it has one;
     else the first step whose batch loss is at most target_ratio x the initial whole-data loss:
     the whole-data loss at that step's weights for a full batch, an estimate for mini-batches."""
-    recorded = getattr(result, "steps_to_target", None)
-    if recorded is not None or hasattr(result, "steps_to_target"):
+    has, recorded = _recorded(result, "steps_to_target")
+    if has:
         return recorded
     v, series = result.verdict, result.series
     if not trained(result.outcome) or v is None or v.initial_loss is None or series is None:
@@ -46,8 +55,8 @@ def steps_to_target(result: RunResult) -> int | None:
 def seconds_to_target(result: RunResult) -> float | None:
     """Wall seconds to target: the run's own record where it has one; else steps_to_target at the
     run's steady-state steps per second (tracing excluded)."""
-    recorded = getattr(result, "seconds_to_target", None)
-    if recorded is not None or hasattr(result, "seconds_to_target"):
+    has, recorded = _recorded(result, "seconds_to_target")
+    if has:
         return recorded
     steps, rate = steps_to_target(result), result.steps_per_s
     return steps / rate if steps is not None and rate else None
