@@ -63,6 +63,13 @@ def replication(spec: RunSpec) -> str:
     return "each seed its own initial weights" + (" and shuffle order" if spec.train.shuffle else "")
 
 
+def boundary_run(original: Try) -> RunResult:
+    """The seed the boundary is searched at: the first that went non-finite where the learning
+    rate can matter (boundary_skip is None), else the reference run."""
+    return next((r for r in original.results if r.outcome in vocab.NONFINITE_OUTCOMES and boundary_skip(r) is None),
+                reference_run(original))
+
+
 def boundary_skip(ref: RunResult) -> str | None:
     """Why the learning-rate search would be wasted on `ref` (None: it is not): a NaN at step 0
     before any update (from the data or the architecture), which no learning rate can change."""
@@ -258,7 +265,7 @@ def _boundary(diagnosis: Diagnosis, tracker, device):
     s = diagnosis.settings
     bs = BoundarySpec(rel_precision=s.boundary_precision, max_evaluations=s.boundary_evaluations,
                       lr_low=min(1e-8, diagnosis.spec.optimizer.lr), lr_high=max(10.0, diagnosis.spec.optimizer.lr))
-    at = diagnosis.spec.replace(train={"seed": diagnosis.reference.spec.train.seed})
+    at = diagnosis.spec.replace(train={"seed": boundary_run(diagnosis.original).spec.train.seed})
     result = find_boundary(at, bs, tracker=tracker, device=device, seeds=diagnosis.seeds)
     if tracker is not None and result.parent_run_id:  # the search nests under the diagnosis
         tracker.annotate(result.parent_run_id, tags={vocab.PARENT_RUN_ID: diagnosis.parent_run_id})
@@ -299,7 +306,7 @@ def diagnose(spec: RunSpec, config: dict, settings: DiagnoseSpec, *, tracker=Non
                     _log(tracker, diagnosis, t, t.name)
                     say(describe_try(t, settings.seeds))
             if settings.boundary:
-                diagnosis.boundary_skipped = boundary_skip(diagnosis.reference)
+                diagnosis.boundary_skipped = boundary_skip(boundary_run(diagnosis.original))
                 if diagnosis.boundary_skipped is None:
                     diagnosis.boundary = _boundary(diagnosis, tracker, device)
                     b = diagnosis.summary()

@@ -7,7 +7,7 @@ from nanbench.config import compose
 from nanbench.forensics import Verdict
 from nanbench.result import RunResult
 from nanbench.spec import from_config
-from nanbench.studies.diagnose.run import boundary_skip, reference_run, replication
+from nanbench.studies.diagnose.run import boundary_run, boundary_skip, reference_run, replication
 from nanbench.studies.diagnose.tries import Try
 
 SPEC = from_config(compose([]))
@@ -32,6 +32,11 @@ def test_the_boundary_is_skipped_only_for_a_nan_at_step_0_before_any_update():
     assert "no learning rate can change it" in boundary_skip(run("nan", 0, "loss"))
     assert boundary_skip(run("nan", 0, "weights")) is None  # the first update made it: the lr matters
     assert boundary_skip(run("nan", 3, "input")) is None and boundary_skip(run("stalled")) is None
+    # searched at a seed whose NaN the learning rate can change, where one has it
+    mixed = Try(None, SPEC, results=[run("converged"), run("nan", 0, "loss", seed=1), run("nan", 4, "gradients", seed=2)])
+    assert reference_run(mixed).spec.train.seed == 1 and boundary_run(mixed).spec.train.seed == 2
+    at_step_0 = Try(None, SPEC, results=[run("nan", 0, "input", seed=s) for s in range(3)])
+    assert boundary_skip(boundary_run(at_step_0)) is not None
 
 
 def test_replication_says_what_the_seeds_vary():
