@@ -63,7 +63,8 @@ def table(summaries: list[dict]) -> str:
         batch = f"{f['batch_size']} (full)" if f.get("full_batch") else str(f["batch_size"])
         theory, ratio = theory_cells(s)
         lines.append(f"| {f['dataset']} | {f['preprocess']} | {f['model']} | {f['optimizer']} | {f['clipping']} "
-                     f"| {f['loss']} | {batch} | {max_stable_cell(s)} | {max_trains_cell(s)} | {_lr(s['lr_min_unstable'])} "
+                     f"| {f['loss']} | {batch} | {max_stable_cell(s)} | {max_trains_cell(s)} "
+                     f"| {_lr(s['lr_min_unstable'])} "
                      f"| {theory} | {ratio} | {s['evaluations']} |")
     return "\n".join(lines) + "\n"
 

@@ -20,8 +20,9 @@ from nanbench.studies.boundary.search import (Search, Theory, TrainsSearch, desc
                                               search, search_trains, theory, trains)
 from nanbench.studies.boundary.spec import BoundarySpec
 
-PARENT_METRICS = ("lr_max_stable", "lr_max_trains", "lr_min_unstable", "lr_theory", "lambda_max", "measured_over_theory",
-                  "bracket_ratio", "evaluations", "wall_s")   # a search's summary numbers on its parent run
+# a search's summary numbers on its parent run
+PARENT_METRICS = ("lr_max_stable", "lr_max_trains", "lr_min_unstable", "lr_theory", "lambda_max",
+                  "measured_over_theory", "bracket_ratio", "evaluations", "wall_s")
 
 
 @dataclass

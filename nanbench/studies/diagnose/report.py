@@ -46,7 +46,8 @@ def build(s: dict, command: str) -> Report:
         facts.append(f"error: `{s['error']}`")
     r.bullets(facts)
     if s.get("per_seed"):
-        r.table(pd.DataFrame([{"seed": p["seed"], "outcome": p["outcome"], "non-finite": "yes" if p["nonfinite"] else "no",
+        r.table(pd.DataFrame([{"seed": p["seed"], "outcome": p["outcome"],
+                               "non-finite": "yes" if p["nonfinite"] else "no",
                                "first non-finite step": "-" if p["first_nonfinite_step"] is None
                                else f"{p['first_nonfinite_step']} ({p['first_nonfinite_source']})",
                                "trained": "yes" if p["trained"] else "no", "initial loss": _num(p["initial_loss"]),

@@ -72,7 +72,8 @@ def test_lr_max_trains_says_when_nothing_trains():
     stable = search(lambda lr, phase: lr < 0.5, bs, 0.01)
     out = search_trains(lambda lr, phase: False, bs, stable)
     assert out.status == "trains_nowhere" and out.lr_max_trains is None
-    assert search_trains(lambda lr, phase: True, bs, search(lambda lr, phase: False, bs, 0.01)).status == "trains_nowhere"
+    unstable = search(lambda lr, phase: False, bs, 0.01)
+    assert search_trains(lambda lr, phase: True, bs, unstable).status == "trains_nowhere"  # nothing stable: 0 runs
 
 
 def test_stable_outcomes():

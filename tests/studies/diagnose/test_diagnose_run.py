@@ -21,7 +21,8 @@ def run(outcome: str, step: int | None = None, source: str | None = None, seed: 
 
 
 def test_the_reference_is_a_seed_that_went_nonfinite_even_when_the_first_only_stalled():
-    original = Try(None, SPEC, results=[run("diverged", seed=0), run("nan", 5, "loss", seed=1), run("converged", seed=2)])
+    original = Try(None, SPEC, results=[run("diverged", seed=0), run("nan", 5, "loss", seed=1),
+                                        run("converged", seed=2)])
     assert reference_run(original).spec.train.seed == 1
     stalled = Try(None, SPEC, results=[run("converged"), run("stalled", seed=1), run("converged", seed=2)])
     assert reference_run(stalled).spec.train.seed == 1
@@ -33,7 +34,8 @@ def test_the_boundary_is_skipped_only_for_a_nan_at_step_0_before_any_update():
     assert boundary_skip(run("nan", 0, "weights")) is None  # the first update made it: the lr matters
     assert boundary_skip(run("nan", 3, "input")) is None and boundary_skip(run("stalled")) is None
     # searched at a seed whose NaN the learning rate can change, where one has it
-    mixed = Try(None, SPEC, results=[run("converged"), run("nan", 0, "loss", seed=1), run("nan", 4, "gradients", seed=2)])
+    mixed = Try(None, SPEC, results=[run("converged"), run("nan", 0, "loss", seed=1),
+                                     run("nan", 4, "gradients", seed=2)])
     assert reference_run(mixed).spec.train.seed == 1 and boundary_run(mixed).spec.train.seed == 2
     at_step_0 = Try(None, SPEC, results=[run("nan", 0, "input", seed=s) for s in range(3)])
     assert boundary_skip(boundary_run(at_step_0)) is not None
