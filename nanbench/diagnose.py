@@ -1,5 +1,5 @@
 """`python -m nanbench.diagnose [hydra overrides]`: why a configuration goes NaN and the smallest
-change that makes it stable (nanbench.studies.diagnose; README "Diagnose")."""
+change with which it trains (nanbench.studies.diagnose; README "Diagnose")."""
 import sys
 
 from nanbench.studies.diagnose.cli import main

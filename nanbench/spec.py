@@ -67,7 +67,8 @@ class ModelSpec:
     units: int | None = None  # lstm, gru: recurrent units; embedding: embedding size (None: no such model)
     init_scale: float | None = None  # every kernel's initial values times this (None: Keras's own, 1)
     path: str | None = None      # keras: the .keras file (absolute)
-    reinit: bool | None = None   # keras: draw the layers' initializers again (train.seed) instead of the saved weights
+    reinit: bool | None = None   # keras: None: seed 0 the saved weights, seed k >= 1 the initializers drawn (seed k);
+                                 # True: every seed draws them; False: every seed the saved weights
     builder: str | None = None   # builder: package.module:function(input_shape, task) -> keras.Model
     digest: str | None = None    # keras, builder: SHA-256 of the file / the builder module's source (computed)
     outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
@@ -336,9 +337,10 @@ def _check_user_model_keys(m: dict) -> None:
         m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
         user_model.check_keras_file(m["path"])
         digest = user_data.keras_digest(m["path"])
-        if not isinstance(m.get("reinit", False), bool):
-            raise ConfigError("model.reinit", "true or false", m["reinit"])
-        m["reinit"] = bool(m.get("reinit", False))
+        if m.get("reinit") is not None and not isinstance(m["reinit"], bool):
+            raise ConfigError("model.reinit", "null (seed 0: the saved weights, seed k >= 1: the initializers drawn "
+                              "with seed k), true or false", m["reinit"])
+        m["reinit"] = m.get("reinit")
     elif name == "builder":
         user_model.split_builder(m.get("builder"))
         digest = user_model.builder_digest(m["builder"])

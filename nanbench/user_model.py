@@ -8,10 +8,15 @@ builder is the user's own Python code, imported and called by nanbench, so it ru
 holds. nanbench compiles the model itself with the configured optimizer, loss and clipping, and
 trains it with Keras's own math (nanbench.step), as it does its own models.
 
-Initial weights: a loaded model starts from its saved weights unless ``model.reinit=true``; a
-built model (and a loaded one with reinit) starts from every layer's initializers drawn again
-with integer seeds derived from ``train.seed`` (:func:`reinit`), so that two engines, or two
-builds, start from identical weights and each seed is its own draw. A variable no ``*_initializer``
+Initial weights (:func:`starts_saved`): a loaded model starts from its saved weights at
+``train.seed`` 0, and at every seed k >= 1 from its layers' own initializers drawn again with
+seed k, so that a diagnosis's seeds are distinct runs (a NaN that only some initialisations hit
+is found) while seed 0 is exactly the user's model. ``model.reinit=true`` draws them at every
+seed, seed 0 included; ``model.reinit=false`` keeps the saved weights at every seed (seeds then
+vary only the shuffle order, and nothing at all with ``train.shuffle`` off). A built model starts
+from every layer's initializers drawn again with integer seeds derived from ``train.seed``
+(:func:`reinit`), so that two engines, or two builds, start from identical weights and each seed
+is its own draw. A variable no ``*_initializer``
 attribute of its layer names keeps the value it has (saved, or as built).
 
 What a model is, is part of the run's identity: ``model.digest`` is the SHA-256 of the .keras
@@ -163,11 +168,17 @@ def _build_for(model, n_features: int) -> None:
         model(np.zeros((1, n_features), dtype=np.float32))
 
 
+def starts_saved(spec, seed: int) -> bool:
+    """Whether a run of user model `spec` at `seed` starts from the saved weights: a loaded model
+    with model.reinit false, or unset (null) at seed 0."""
+    return spec.name == "keras" and (spec.reinit is False or (spec.reinit is None and seed == 0))
+
+
 def reset(model, spec, seed: int) -> None:
     """Put a user model in the state a run with seed `seed` starts from: the saved weights of a
-    loaded model (model.reinit false), else its layers' initializers drawn again (reinit); then,
+    loaded model where starts_saved, else its layers' initializers drawn again (reinit); then,
     with model.init_scale, every layer's kernel times that scale."""
-    if spec.name == "keras" and not spec.reinit:
+    if starts_saved(spec, seed):
         for variable, value in zip(model.variables, _saved(spec.path, spec.digest)):
             variable.assign(value)
     else:

@@ -128,6 +128,11 @@ def test_reinit_draws_the_initializers_again_per_seed(files):
     seed0, again, seed1 = (execute(spec_of(*args, "model.reinit=true", f"train.seed={s}")).verdict.initial_loss
                            for s in (0, 0, 1))
     assert seed0 == again and len({saved, seed0, seed1}) == 3
+    # unset (null): seed 0 is the saved model, seed k >= 1 the initializers drawn with k;
+    # model.reinit=false: the saved weights at every seed
+    default1 = execute(spec_of(*args, "train.seed=1")).verdict.initial_loss
+    kept1 = execute(spec_of(*args, "model.reinit=false", "train.seed=1")).verdict.initial_loss
+    assert default1 == seed1 and kept1 == saved
     fit = execute(spec_of(*args, "model.reinit=true", "train.seed=1", "train.engine=fit")).verdict.initial_loss
     assert fit == seed1  # the fit engine draws the same initial weights
     # model.init_scale: every kernel times it (the saved kernels at 1e-6: the outputs are the biases, 0)

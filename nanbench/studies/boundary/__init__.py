@@ -1,4 +1,6 @@
-"""Stability boundary: the largest learning rate at which one configuration trains stably.
+"""Stability boundary: the largest learning rate at which one configuration stays stable
+(``lr_max_stable``), and beside it the largest at which it trains (``lr_max_trains``: finite and
+the loss fell, nanbench.forensics.trained), since a run can stay finite and learn nothing.
 
 The modules, lowest first: :mod:`~.spec` (the ``boundary:`` settings, validated),
 :mod:`~.search` (the search and the full-batch GD theory: pure functions),

@@ -75,7 +75,7 @@ def run_grid(grid_path: str | Path, out_dir: str | Path, extra: list[str] | None
         s["overrides"] = job
         summaries.append(s)
         theory_part = f"; theory {s['lr_theory']:.3g}" if s["lr_theory"] is not None else ""
-        print(f"[{i}/{len(prepared)}] {' '.join(job)}: {s['note']}{theory_part} "
+        print(f"[{i}/{len(prepared)}] {' '.join(job)}: {s['note']}; {s['trains_note']}{theory_part} "
               f"({s['evaluations']} runs, {s['wall_s']:.1f} s)", flush=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

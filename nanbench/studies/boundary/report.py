@@ -32,6 +32,18 @@ def max_stable_cell(s: dict) -> str:
     return _lr(s["lr_max_stable"])
 
 
+def max_trains_cell(s: dict) -> str:
+    """The largest learning rate at which every seed trained (a number only where measured)."""
+    status = s.get("trains_status")
+    if status is None or status == "skipped":
+        return "—"  # a summary from before lr_max_trains, or a search that was not run
+    if status == "trains_up_to_high":
+        return f"≥ {s['lr_high']:g}"
+    if status == "trains_nowhere":
+        return "none"
+    return _lr(s.get("lr_max_trains"))
+
+
 def theory_cells(s: dict) -> tuple[str, str]:
     if s["lr_theory"] is None:
         reason = s["theory_reason"] or ""
@@ -44,14 +56,15 @@ def theory_cells(s: dict) -> tuple[str, str]:
 def table(summaries: list[dict]) -> str:
     """A Markdown table, one row per search, sorted by dataset, preprocessing, optimizer, clipping, loss."""
     head = ("| dataset | preprocess | model | optimizer | clipping | loss | batch | max stable lr "
-            "| min unstable lr | theory lr | measured / theory | runs |")
-    lines = [head, "|" + "---|" * 6 + "---:|" * 6]
+            "| max lr that trains | min unstable lr | theory lr | measured / theory | runs |")
+    lines = [head, "|" + "---|" * 6 + "---:|" * 7]
     for s in sorted(summaries, key=_key):
         f = s["factors"]
         batch = f"{f['batch_size']} (full)" if f.get("full_batch") else str(f["batch_size"])
         theory, ratio = theory_cells(s)
         lines.append(f"| {f['dataset']} | {f['preprocess']} | {f['model']} | {f['optimizer']} | {f['clipping']} "
-                     f"| {f['loss']} | {batch} | {max_stable_cell(s)} | {_lr(s['lr_min_unstable'])} "
+                     f"| {f['loss']} | {batch} | {max_stable_cell(s)} | {max_trains_cell(s)} "
+                     f"| {_lr(s['lr_min_unstable'])} "
                      f"| {theory} | {ratio} | {s['evaluations']} |")
     return "\n".join(lines) + "\n"
 
@@ -79,6 +92,10 @@ def write_table(summaries: list[dict], path: str | Path, *, command: str = "pyth
              "Stable: the outcome is converged, improving or stalled, i.e. finite, with the final and "
              "the last epoch's loss at most outcome.diverge_factor × the loss over the whole data at the "
              "initial weights (nanbench.forensics.classify). "
+             "Stable is not trained: max lr that trains is the largest learning rate at which the run trains "
+             "(finite and the final whole-data loss at most (1 − outcome.improve_fraction) × the initial one: "
+             "nanbench.forensics.trained), searched downwards from max stable lr; none: no learning rate tried "
+             "trains. "
              "Theory: 2(1+momentum)/λmax((2/n)·[X,1]ᵀ[X,1]) for linear + MSE + full-batch SGD/momentum; "
              "n/a elsewhere.")
     text = ["# Stability boundaries: the largest stable learning rate per configuration", "",
@@ -115,6 +132,8 @@ def write_plot(summaries: list[dict], path: str | Path) -> None:
             ax.plot(s["lr_low"], y, "<", color="tab:red", ms=7)
         elif s["lr_max_stable"] is not None:
             ax.plot(s["lr_max_stable"], y, "o", mfc="none", color="tab:blue", ms=5)
+        if s.get("lr_max_trains") is not None:
+            ax.plot(s["lr_max_trains"], y, "d", color="tab:orange", ms=6)
         if s["lr_theory"] is not None:
             ax.plot(s["lr_theory"], y, "x", color="black", ms=7)
     ax.set_xscale("log")
@@ -127,6 +146,7 @@ def write_plot(summaries: list[dict], path: str | Path) -> None:
     handles = [
         Line2D([], [], color="tab:blue", marker="o", lw=3, label="measured: max stable → min unstable"),
         Line2D([], [], color="black", marker="x", ls="none", label="theory 2(1+β)/λmax (full-batch GD)"),
+        Line2D([], [], color="tab:orange", marker="d", ls="none", label="largest lr that trains"),
         Line2D([], [], color="tab:green", marker=">", ls="none", label="stable up to lr_high: no boundary"),
         Line2D([], [], color="tab:red", marker="<", ls="none", label="unstable down to lr_low: no boundary"),
     ]

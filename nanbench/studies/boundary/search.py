@@ -12,6 +12,13 @@ are unstable. The search assumes stability is monotone in the learning rate (sta
 lr, unstable above); it reports what it measured and, where no change of outcome lies inside
 [lr_low, lr_high], says so instead of inventing a boundary.
 
+Stable is not trained: a run at a learning rate just under the boundary can stay finite while its
+loss rises, and one at a tiny learning rate stays finite and learns nothing. :func:`search_trains`
+therefore also finds ``lr_max_trains``, the largest learning rate at which the run *trains*
+(nanbench.forensics.trained: finite and L <= (1 - improve_fraction) L0). Training is not
+monotone in the learning rate (too small: stalled; too large: unstable); the search assumes the
+learning rates that train form one interval, lying at or below lr_max_stable.
+
 Theory oracle (:func:`theory`): for Dense(1) with bias, Keras's mean-reduced MSE and full-batch
 gradient descent, the loss is quadratic with Hessian H = (2/n) X~^T X~, X~ = [X, 1]. GD is stable
 iff lr < 2 / lambda_max(H); with heavy-ball momentum beta (Keras SGD(momentum=beta)) iff
@@ -27,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from nanbench.forensics import trained
 from nanbench.spec import RunSpec
 from nanbench.studies.boundary.spec import BoundarySpec
 from nanbench.vocab import STABLE_OUTCOMES
@@ -116,6 +124,78 @@ def describe(result: Search, bs: BoundarySpec) -> str:
         return f"unstable down to lr = {bs.lr_low:g}: no stable lr in [{bs.lr_low:g}, {bs.lr_high:g}]"
     return (f"stopped after {len(result.probes)} evaluations (boundary.max_evaluations) "
             "before reaching the precision")
+
+
+@dataclass(frozen=True)
+class TrainsSearch:
+    """The largest learning rate at which the run trains, and how it was established."""
+
+    lr_max_trains: float | None  # largest learning rate found to train (None: none did)
+    lr_min_above: float | None   # smallest learning rate above it found not to train (None: none)
+    status: str                  # bracketed | trains_up_to_high | trains_nowhere | max_evaluations | skipped
+    probes: tuple[Probe, ...] = ()
+    reason: str | None = None    # why it was skipped
+
+
+def trains(outcome: str) -> bool:
+    """The run trained (nanbench.forensics.trained), the predicate of search_trains."""
+    return trained(outcome)
+
+
+def search_trains(trains_at: Callable[[float, str], bool], bs: BoundarySpec, stable: Search) -> TrainsSearch:
+    """The largest learning rate that trains, below the stability search's answer `stable`.
+
+    Starts at lr_max_stable (an unstable lr does not train, so lr_min_unstable bounds it from
+    above); where that lr does not train, walks down by ``growth_factor`` until one does (or
+    lr_low), then bisects in log space to ``rel_precision``. `trains_at(lr, phase)` trains the
+    run(s) at lr and answers whether they all trained; at most ``max_evaluations`` calls."""
+    if stable.lr_max_stable is None:
+        return TrainsSearch(None, stable.lr_min_unstable, "trains_nowhere")
+    probes: list[Probe] = []
+    lo: float | None = None                   # largest lr that trained
+    hi: float | None = stable.lr_min_unstable  # smallest lr above lo that did not
+
+    def probe(lr: float, phase: str) -> bool:
+        nonlocal lo, hi
+        ok = bool(trains_at(lr, phase))
+        probes.append(Probe(lr=lr, stable=ok, phase=phase))
+        if ok:
+            lo = lr if lo is None else max(lo, lr)
+        else:  # above an lr that trained: the interval's end; below every one so far: keep walking
+            hi = lr if hi is None or lr < hi else hi
+        return ok
+
+    def budget_left() -> bool:
+        return len(probes) < bs.max_evaluations
+
+    lr = stable.lr_max_stable
+    probe(lr, "trains")
+    while lo is None and lr > bs.lr_low and budget_left():
+        lr = max(lr / bs.growth_factor, bs.lr_low)
+        probe(lr, "trains")
+    while lo is not None and hi is not None and hi / lo > 1 + bs.rel_precision and budget_left():
+        probe(math.sqrt(lo * hi), "trains")
+    if lo is None:
+        status = "trains_nowhere" if lr <= bs.lr_low else "max_evaluations"
+    elif hi is None:
+        status = "trains_up_to_high"
+    else:
+        status = "bracketed" if hi / lo <= 1 + bs.rel_precision else "max_evaluations"
+    return TrainsSearch(lr_max_trains=lo, lr_min_above=hi, status=status, probes=tuple(probes))
+
+
+def describe_trains(result: TrainsSearch, bs: BoundarySpec) -> str:
+    """One plain sentence on the largest learning rate that trains."""
+    if result.status == "skipped":
+        return f"not searched: {result.reason}"
+    if result.status == "bracketed":
+        return (f"trains up to lr {result.lr_max_trains:.3g} (does not at {result.lr_min_above:.3g})")
+    if result.status == "trains_up_to_high":
+        return f"trains up to lr = {bs.lr_high:g}, the top of the range"
+    if result.status == "trains_nowhere":
+        return f"trains at no learning rate tried in [{bs.lr_low:g}, {bs.lr_high:g}]"
+    return (f"stopped after {len(result.probes)} evaluations (boundary.max_evaluations)"
+            + (f"; trains at {result.lr_max_trains:.3g}" if result.lr_max_trains is not None else ""))
 
 
 # --------------------------------------------------------------------------- theory

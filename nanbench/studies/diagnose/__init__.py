@@ -1,4 +1,4 @@
-"""Diagnose: why one configuration goes NaN, and the smallest change that makes it stable.
+"""Diagnose: why one configuration goes NaN, and the smallest change with which the model trains.
 
 The modules, lowest first: :mod:`~.spec` (the ``diagnose:`` settings, validated),
 :mod:`~.catalogue` (the single changes and which apply: pure), :mod:`~.tries` (each change a

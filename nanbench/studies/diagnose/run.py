@@ -1,7 +1,14 @@
-"""One diagnosis, trained and tracked: the original configuration at every seed (its forensics),
-the catalogue's single changes, pairs where no single change is stable in every seed, and the
-largest stable learning rate (nanbench.studies.boundary). The diagnosis is an MLflow parent run;
-each try's run at each seed is its child, and the boundary search's parent run is one too.
+"""One diagnosis, trained and tracked: the original configuration at every seed (its forensics,
+and per seed whether it went non-finite), the catalogue's single changes, pairs where no single
+change makes the model train in every seed, and the largest stable learning rate beside the
+largest one that trains (nanbench.studies.boundary), searched at a seed that went non-finite. The
+diagnosis is an MLflow parent run; each try's run at each seed is its child, and the boundary
+search's parent run is one too.
+
+What "fixed" means: the model *trains* in every seed with the change (nanbench.forensics.trained),
+not merely stays finite; a change that only avoids NaN is reported as such (rank.avoids_nan_only).
+Seeds are distinct runs only where they differ: a try whose seeds all ran the same run (a saved
+model's weights kept, shuffle off) counts as one distinct run, never as n of n.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nanbench import vocab
+from nanbench.forensics import trained
 from nanbench.result import RunResult, finite_or_none
 from nanbench.spec import RunSpec
 from nanbench.studies.boundary.search import is_stable
@@ -23,6 +31,10 @@ from nanbench.studies.diagnose.spec import DiagnoseSpec
 from nanbench.studies.diagnose.tries import Try
 
 NOTHING_TO_FIX = "nothing to fix"
+AVOIDS_NAN = "avoids NaN, does not train"
+SHUFFLE_ONLY = "replication over shuffle order only"
+# a NaN at step 0 from these sources comes before any update: no learning rate can change it
+BEFORE_ANY_UPDATE = ("input", "loss", "gradients")
 
 
 def default_name(spec: RunSpec) -> str:
@@ -30,9 +42,43 @@ def default_name(spec: RunSpec) -> str:
 
 
 def reference_run(original: Try) -> RunResult:
-    """The run whose forensics a diagnosis reports: the configured seed's if it was unstable, else
-    the first unstable seed's, else the configured seed's."""
-    return next((r for r in original.results if not is_stable(r.outcome)), original.results[0])
+    """The run whose forensics a diagnosis reports (and whose seed the boundary is searched at):
+    the first seed's (the configured one first) that went non-finite, else the first unstable
+    one's, else the first that did not train, else the configured seed's."""
+    for bad in (lambda r: r.outcome in vocab.NONFINITE_OUTCOMES, lambda r: not is_stable(r.outcome),
+                lambda r: not trained(r.outcome)):
+        found = next((r for r in original.results if bad(r)), None)
+        if found is not None:
+            return found
+    return original.results[0]
+
+
+def replication(spec: RunSpec) -> str:
+    """What the seeds vary, in words (the report says it beside every count of seeds)."""
+    m = spec.model
+    if m.name == "keras" and m.reinit is False:  # model.reinit=false, set by the user
+        return SHUFFLE_ONLY + ("" if spec.train.shuffle else " (train.shuffle is off: every seed is the same run)")
+    if m.name == "keras" and m.reinit is None:
+        return "seed 0 starts from the saved weights, every other seed from the model's initializers drawn with it"
+    return "each seed its own initial weights" + (" and shuffle order" if spec.train.shuffle else "")
+
+
+def boundary_run(original: Try) -> RunResult:
+    """The seed the boundary is searched at: the first that went non-finite where the learning
+    rate can matter (boundary_skip is None), else the reference run."""
+    return next((r for r in original.results if r.outcome in vocab.NONFINITE_OUTCOMES and boundary_skip(r) is None),
+                reference_run(original))
+
+
+def boundary_skip(ref: RunResult) -> str | None:
+    """Why the learning-rate search would be wasted on `ref` (None: it is not): a NaN at step 0
+    before any update (from the data or the architecture), which no learning rate can change."""
+    v = ref.verdict
+    if v is None or v.first_nonfinite_step != 0 or v.first_nonfinite_source not in BEFORE_ANY_UPDATE:
+        return None
+    what = "the data" if v.first_nonfinite_source == "input" else "the architecture or loss at the initial weights"
+    return (f"not searched: the first non-finite value is at step 0 (source {v.first_nonfinite_source}), "
+            f"from {what}, before any update: no learning rate can change it")
 
 
 def _layer(result: RunResult, name: str) -> str | None:
@@ -49,6 +95,7 @@ class Diagnosis:
     singles: list[Try] = field(default_factory=list)
     pairs: list[Try] = field(default_factory=list)
     boundary: object | None = None  # nanbench.studies.boundary.BoundaryResult
+    boundary_skipped: str | None = None  # why the boundary was not searched (boundary_skip)
     parent_run_id: str | None = None
     wall_s: float = 0.0
 
@@ -62,10 +109,14 @@ class Diagnosis:
 
     @property
     def nothing_to_fix(self) -> bool:
-        return self.original.stable_seeds == self.settings.seeds
+        """The original trained in every seed."""
+        return self.original.trained_seeds == self.settings.seeds
 
     def remedies(self) -> list[Try]:
         return rank.ranked(self.singles + self.pairs)
+
+    def avoids_nan_only(self) -> list[Try]:
+        return rank.avoids_nan_only(self.singles + self.pairs)
 
     def history(self) -> list[float | None]:
         """The last `history` global gradient norms before the reference run's first non-finite
@@ -94,7 +145,9 @@ class Diagnosis:
             return "fixed by a single change"
         if rank.fixes(self.pairs, n):
             return "fixed by a pair of changes"
-        return "no change tried is stable in every seed"
+        if any(t.stable_seeds == n for t in self.avoids_nan_only()):
+            return "no change tried trains in every seed; some avoid NaN but do not train"
+        return "no change tried trains in every seed"
 
     def summary(self) -> dict:
         """The JSON a diagnosis prints last; numbers are finite or null."""
@@ -107,6 +160,10 @@ class Diagnosis:
             "verdict": self.verdict(),
             "seeds": self.seeds,
             "outcomes": self.original.outcomes,
+            "per_seed": per_seed(self.original, self.seeds),
+            "distinct_runs": self.original.distinct_runs,
+            "replication": replication(self.spec),
+            "target_ratio": getattr(self.spec.outcome, "target_ratio", trying.TARGET_RATIO),
             "first_nonfinite_step": v.first_nonfinite_step if v else None,
             "first_nonfinite_source": v.first_nonfinite_source if v else None,
             "first_nonfinite_layer": _layer(ref, "first_nonfinite_layer"),
@@ -114,12 +171,18 @@ class Diagnosis:
             "grad_norm_history": self.history(),
             "layer_grad_norm_history": self.layer_history(),
             "remedies": [remedy(t, self.settings.seeds) for t in self.remedies()],
+            "avoids_nan_only": [remedy(t, self.settings.seeds) for t in self.avoids_nan_only()],
             "tried": [{"change": t.name, "overrides": t.change.overrides, "outcomes": t.outcomes,
-                       "stable_seeds": t.stable_seeds, "skipped": t.skipped}
+                       "trained_seeds": t.trained_seeds, "stable_seeds": t.stable_seeds,
+                       "distinct_runs": t.distinct_runs, "relative_loss": finite_or_none(t.relative_loss),
+                       "skipped": t.skipped}
                       for t in self.singles + self.pairs],
             "lr_max_stable": bs.get("lr_max_stable"),
+            "lr_max_trains": bs.get("lr_max_trains"),
             "lr_min_unstable": bs.get("lr_min_unstable"),
-            "boundary_status": bs.get("status"),
+            "boundary_status": bs.get("status") or ("skipped" if self.boundary_skipped else None),
+            "boundary_seed": b.spec.train.seed if b is not None else None,
+            "boundary_note": self.boundary_skipped or (f"{bs['note']}; {bs['trains_note']}" if bs else None),
             "runs": sum(len(t.results) for t in [self.original, *self.singles, *self.pairs]),
             "config_hash": self.spec.config_hash(),
             "parent_run_id": self.parent_run_id,
@@ -131,11 +194,35 @@ class Diagnosis:
         return json.dumps(self.summary(), allow_nan=False)
 
 
+def per_seed(t: Try, seeds: list[int]) -> list[dict]:
+    """Per seed of a try: its outcome, whether it went non-finite (and where), whether it trained,
+    its initial whole-data loss and L / L0."""
+    out = []
+    for seed, r in zip(seeds, t.results):
+        v = r.verdict
+        rel = (v.final_loss / v.initial_loss if v is not None and v.final_loss is not None and v.initial_loss
+               else None)
+        out.append({"seed": seed, "outcome": r.outcome, "nonfinite": r.outcome in vocab.NONFINITE_OUTCOMES,
+                    "trained": trained(r.outcome),
+                    "first_nonfinite_step": v.first_nonfinite_step if v else None,
+                    "first_nonfinite_source": v.first_nonfinite_source if v else None,
+                    "initial_loss": finite_or_none(v.initial_loss) if v else None,
+                    "relative_loss": finite_or_none(rel)})
+    return out
+
+
 def remedy(t: Try, n_seeds: int) -> dict:
-    return {"change": t.name, "overrides": t.change.overrides, "stable_seeds": t.stable_seeds,
-            "seeds": n_seeds, "final_loss": finite_or_none(t.final_loss),
-            "relative_loss": finite_or_none(t.relative_loss), "outcomes": t.outcomes, "distance": t.distance,
-            "why": t.change.why}
+    """A tried change as the report lists it: share of seeds trained, median L / L0, time to target."""
+    rel = finite_or_none(t.relative_loss)
+    return {"change": t.name, "overrides": t.change.overrides, "trained_seeds": t.trained_seeds,
+            "stable_seeds": t.stable_seeds, "seeds": n_seeds, "distinct_runs": t.distinct_runs,
+            "final_loss": finite_or_none(t.final_loss), "relative_loss": rel,
+            "steps_to_target": finite_or_none(t.steps_to_target),
+            "seconds_to_target": finite_or_none(t.seconds_to_target),
+            "verdict": ("trains" if t.trained_seeds == n_seeds else
+                        f"trains in {t.trained_seeds} of {n_seeds} seeds" if t.trained_seeds else
+                        AVOIDS_NAN + ("; the loss grew" if rel is not None and rel > 1 else "")),
+            "outcomes": t.outcomes, "distance": t.distance, "why": t.change.why}
 
 
 def _raw_data_nonfinite(spec: RunSpec) -> bool:
@@ -154,6 +241,7 @@ def _log(tracker, diagnosis: Diagnosis, t: Try, role_change: str) -> None:
     for seed, result in zip(diagnosis.seeds, t.results):
         tags = {vocab.ROLE: vocab.TRY, "diagnose.change": role_change[:500], "diagnose.seed": str(seed),
                 "diagnose.stable": str(is_stable(result.outcome)).lower(),
+                "diagnose.trained": str(trained(result.outcome)).lower(),
                 "diagnose.overrides": " ".join(t.change.overrides)[:5000] if t.change else "none"}
         result.run_id = tracker.log(result, experiment=diagnosis.spec.tracking.experiment,
                                     parent_run_id=diagnosis.parent_run_id, tags=tags)
@@ -170,12 +258,15 @@ def _start_parent(tracker, diagnosis: Diagnosis) -> str:
 
 
 def _boundary(diagnosis: Diagnosis, tracker, device):
+    """The boundary searched at the reference run's seed (one that went non-finite where any did),
+    and lr_max_trains at every seed of the diagnosis."""
     from nanbench.studies.boundary import BoundarySpec, find_boundary
 
     s = diagnosis.settings
     bs = BoundarySpec(rel_precision=s.boundary_precision, max_evaluations=s.boundary_evaluations,
                       lr_low=min(1e-8, diagnosis.spec.optimizer.lr), lr_high=max(10.0, diagnosis.spec.optimizer.lr))
-    result = find_boundary(diagnosis.spec, bs, tracker=tracker, device=device)
+    at = diagnosis.spec.replace(train={"seed": boundary_run(diagnosis.original).spec.train.seed})
+    result = find_boundary(at, bs, tracker=tracker, device=device, seeds=diagnosis.seeds)
     if tracker is not None and result.parent_run_id:  # the search nests under the diagnosis
         tracker.annotate(result.parent_run_id, tags={vocab.PARENT_RUN_ID: diagnosis.parent_run_id})
     return result
@@ -206,7 +297,7 @@ def diagnose(spec: RunSpec, config: dict, settings: DiagnoseSpec, *, tracker=Non
             for t in diagnosis.singles:
                 _log(tracker, diagnosis, t, t.name)
                 say(describe_try(t, settings.seeds))
-            if settings.pairs and not rank.fixes(diagnosis.singles, settings.seeds):
+            if settings.pairs and not rank.fixes(diagnosis.singles, settings.seeds):  # none trains every seed
                 known = {spec.config_hash()} | {t.spec.config_hash() for t in diagnosis.singles if t.spec}
                 diagnosis.pairs = trying.prepare(spec, config, rank.pairs(diagnosis.singles, settings.pair_candidates),
                                                  known=known)
@@ -215,9 +306,14 @@ def diagnose(spec: RunSpec, config: dict, settings: DiagnoseSpec, *, tracker=Non
                     _log(tracker, diagnosis, t, t.name)
                     say(describe_try(t, settings.seeds))
             if settings.boundary:
-                diagnosis.boundary = _boundary(diagnosis, tracker, device)
-                say(f"largest stable learning rate: {diagnosis.summary()['lr_max_stable']} "
-                    f"({diagnosis.boundary.summary()['note']})")
+                diagnosis.boundary_skipped = boundary_skip(boundary_run(diagnosis.original))
+                if diagnosis.boundary_skipped is None:
+                    diagnosis.boundary = _boundary(diagnosis, tracker, device)
+                    b = diagnosis.summary()
+                    say(f"largest stable learning rate (seed {b['boundary_seed']}): {b['lr_max_stable']}; "
+                        f"largest that trains at every seed: {b['lr_max_trains']} ({b['boundary_note']})")
+                else:
+                    say(f"learning-rate boundary {diagnosis.boundary_skipped}")
         failure = None
     except BaseException as exc:
         failure = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:5000]
@@ -230,7 +326,8 @@ def diagnose(spec: RunSpec, config: dict, settings: DiagnoseSpec, *, tracker=Non
                 best = s["remedies"][0]["change"] if s["remedies"] else "none"
                 tracker.finish_parent(diagnosis.parent_run_id, tags={"verdict": s["verdict"], "best_remedy": best[:500],
                                                                     vocab.OUTCOME: s["outcome"]},
-                                      metrics={"lr_max_stable": s["lr_max_stable"], "wall_s": s["wall_s"],
+                                      metrics={"lr_max_stable": s["lr_max_stable"],
+                                               "lr_max_trains": s["lr_max_trains"], "wall_s": s["wall_s"],
                                                "runs": s["runs"], "remedies": len(s["remedies"])},
                                       texts={"diagnosis.json": json.dumps(s, indent=2)})
             else:
@@ -247,7 +344,13 @@ def describe_original(d: Diagnosis) -> list[str]:
     gradient norms before it."""
     ref, n = d.reference, d.settings.seeds
     s = d.summary()
-    lines = [f"diagnose {d.name}: {n} seeds {d.seeds}: outcomes {', '.join(d.original.outcomes)}"]
+    lines = [f"diagnose {d.name}: {n} seeds {d.seeds}: outcomes {', '.join(d.original.outcomes)} "
+             f"({s['replication']})"]
+    if d.original.distinct_runs < n:
+        lines.append(f"  the {n} seeds ran {d.original.distinct_runs} distinct run(s)")
+    bad = [p["seed"] for p in s["per_seed"] if p["nonfinite"]]
+    if bad and len(bad) < n:
+        lines.append(f"  non-finite at seed(s) {bad} only: the NaN depends on the seed")
     if ref.outcome == "error":
         lines.append(f"  the run failed: {ref.error}")
     if s["first_nonfinite_step"] is not None:
@@ -266,12 +369,21 @@ def describe_original(d: Diagnosis) -> list[str]:
     elif s["first_nonfinite_step"] == 0:
         lines.append("  no gradient norm before it: the very first step was non-finite")
     if d.nothing_to_fix:
-        lines.append(f"  stable in every seed: {NOTHING_TO_FIX}")
+        lines.append(f"  trains in every seed: {NOTHING_TO_FIX}")
     return lines
+
+
+def seeds_text(count: int, t: Try, n_seeds: int) -> str:
+    """"2/3 seeds", or, when the seeds ran fewer distinct runs, how many (never "3/3" for one run)."""
+    if t.distinct_runs == 1 and n_seeds > 1:
+        return f"{min(count, 1)}/1 distinct run ({n_seeds} identical seeds)"
+    if t.distinct_runs < n_seeds:
+        return f"{count}/{n_seeds} seeds ({t.distinct_runs} distinct runs)"
+    return f"{count}/{n_seeds} seeds"
 
 
 def describe_try(t: Try, n_seeds: int) -> str:
     if t.skipped:
         return f"  skip {t.name}: {t.skipped}"
-    return (f"  try {t.name}: stable in {t.stable_seeds}/{n_seeds} seeds ({', '.join(t.outcomes)}), "
-            f"L/L0 {_num(t.relative_loss)}")
+    return (f"  try {t.name}: trained in {seeds_text(t.trained_seeds, t, n_seeds)}, stable in {t.stable_seeds} "
+            f"({', '.join(t.outcomes)}), L/L0 {_num(t.relative_loss)}, steps to target {_num(t.steps_to_target)}")

@@ -24,9 +24,9 @@ class DiagnoseSpec:
     out: str = "results/diagnose"    # folder holding one folder per diagnosis
     seeds: int = 3                   # seeds every try trains at (train.seed and the next ones)
     history: int = 10                # gradient norms printed from before the first non-finite step
-    pairs: bool = True               # try pairs when no single change is stable in every seed
+    pairs: bool = True               # try pairs when no single change makes the model train in every seed
     pair_candidates: int = 5         # singles (best first) the pairs are drawn from
-    boundary: bool = True            # search the largest stable learning rate too
+    boundary: bool = True            # search the largest stable learning rate (and the largest that trains) too
     boundary_precision: float = 0.25  # that search's rel_precision
     boundary_evaluations: int = 16   # that search's max_evaluations
 

@@ -1,4 +1,6 @@
-"""Trying changes: each change a real training run at every seed, the same seeds as the original.
+"""Trying changes: each change a real training run at every seed, the same seeds as the original,
+and what a try's runs say: how many seeds trained (nanbench.forensics.trained), stayed finite,
+stayed stable; the median L/L0; the time to target; how many of its runs were distinct.
 
 All the runs of a diagnosis go to nanbench.run.execute_many in one call, so the runs of one
 structure (the learning-rate and clipping changes, and every seed) train side by side on one
@@ -9,12 +11,64 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 
+from nanbench.forensics import trained
 from nanbench.result import RunResult
 from nanbench.spec import ConfigError, RunSpec, from_config
 from nanbench.studies.boundary.search import is_stable
 from nanbench.studies.diagnose.catalogue import Change, apply, distance
+from nanbench.vocab import NONFINITE_OUTCOMES
+
+TARGET_RATIO = 0.1  # outcome.target_ratio's default: time to target is the first step with L <= 0.1 L0
+
+
+def _recorded(result: RunResult, name: str) -> tuple[bool, object]:
+    """(True, value) where the run (or its verdict) records `name` itself (nanbench.forensics's
+    time to target), else (False, None)."""
+    for holder in (result, result.verdict):
+        if holder is not None and hasattr(holder, name):
+            return True, getattr(holder, name)
+    return False, None
+
+
+def steps_to_target(result: RunResult) -> int | None:
+    """The first step at which the run's loss fell to outcome.target_ratio x L0 (None: never).
+
+    The run's own record (``steps_to_target``, the whole-data loss per step) where it has one;
+    else the first step whose batch loss is at most target_ratio x the initial whole-data loss:
+    the whole-data loss at that step's weights for a full batch, an estimate for mini-batches."""
+    has, recorded = _recorded(result, "steps_to_target")
+    if has:
+        return recorded
+    v, series = result.verdict, result.series
+    if not trained(result.outcome) or v is None or v.initial_loss is None or series is None:
+        return None
+    ratio = getattr(result.spec.outcome, "target_ratio", TARGET_RATIO)
+    loss = np.asarray(series.loss, dtype=np.float64)
+    hits = np.flatnonzero(np.isfinite(loss) & (loss <= ratio * v.initial_loss))
+    return int(hits[0]) if hits.size else None
+
+
+def seconds_to_target(result: RunResult) -> float | None:
+    """Wall seconds to target: the run's own record where it has one; else steps_to_target at the
+    run's steady-state steps per second (tracing excluded)."""
+    has, recorded = _recorded(result, "seconds_to_target")
+    if has:
+        return recorded
+    steps, rate = steps_to_target(result), result.steps_per_s
+    return steps / rate if steps is not None and rate else None
+
+
+def run_signature(result: RunResult) -> tuple:
+    """What makes two runs the same run: the initial whole-data loss and the per-step loss series
+    (NaN equal to NaN). Seeds whose runs share it replicated nothing."""
+    v, series = result.verdict, result.series
+    initial = v.initial_loss if v is not None else None
+    losses = np.asarray(series.loss, dtype=np.float64).tobytes() if series is not None else b""
+    return (result.outcome, initial, losses)
 
 
 @dataclass
@@ -36,9 +90,35 @@ class Try:
         return sum(is_stable(r.outcome) for r in self.results)
 
     @property
+    def trained_seeds(self) -> int:
+        """Seeds whose run trained (finite and L <= (1 - improve_fraction) L0: nanbench.forensics.trained)."""
+        return sum(trained(r.outcome) for r in self.results)
+
+    @property
     def finite_seeds(self) -> int:
         """Seeds whose run stayed finite (stable or diverged)."""
         return sum(r.outcome not in ("nan", "inf", "error") for r in self.results)
+
+    @property
+    def nonfinite_seeds(self) -> list[bool]:
+        """Per seed, whether its run went non-finite (nan or inf)."""
+        return [r.outcome in NONFINITE_OUTCOMES for r in self.results]
+
+    @property
+    def distinct_runs(self) -> int:
+        """How many of the seeds' runs differ (run_signature): 1 when every seed ran the same run."""
+        return len({run_signature(r) for r in self.results})
+
+    @property
+    def steps_to_target(self) -> float | None:
+        """Median over the seeds that trained of the steps to target (seeds that never reached it
+        count as never: None when fewer than half of them did)."""
+        return _median_or_none([steps_to_target(r) for r in self.results if trained(r.outcome)])
+
+    @property
+    def seconds_to_target(self) -> float | None:
+        """The same median of the wall seconds to target."""
+        return _median_or_none([seconds_to_target(r) for r in self.results if trained(r.outcome)])
 
     @property
     def progress(self) -> float:
@@ -54,20 +134,29 @@ class Try:
 
     def _finals(self) -> list[tuple[float, float | None]]:
         return [(r.verdict.final_loss, r.verdict.initial_loss) for r in self.results
-                if is_stable(r.outcome) and r.verdict is not None and r.verdict.final_loss is not None]
+                if r.outcome not in NONFINITE_OUTCOMES and r.verdict is not None and r.verdict.final_loss is not None]
 
     @property
     def final_loss(self) -> float | None:
-        """Median over the stable seeds of the final loss over the whole training set (the change's
-        own units: a change that scales y or swaps the loss changes them)."""
+        """Median over the seeds that stayed finite of the final loss over the whole training set
+        (the change's own units: a change that scales y or swaps the loss changes them)."""
         finals = [f for f, _ in self._finals()]
         return float(np.median(finals)) if finals else None
 
     @property
     def relative_loss(self) -> float | None:
-        """Median over the stable seeds of final / initial whole-data loss (L / L0, unit-free)."""
+        """Median over the seeds that stayed finite of final / initial whole-data loss (L / L0,
+        unit-free; above 1: the loss grew)."""
         ratios = [f / i for f, i in self._finals() if i]
         return float(np.median(ratios)) if ratios else None
+
+
+def _median_or_none(values: list) -> float | None:
+    """The median, counting None as never (infinite); None when that median is never."""
+    if not values:
+        return None
+    m = float(np.median([math.inf if v is None else v for v in values]))
+    return m if math.isfinite(m) else None
 
 
 def seeds_of(spec: RunSpec, n: int) -> list[int]:

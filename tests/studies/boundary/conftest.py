@@ -11,6 +11,9 @@ def planted_summary(status: str, optimizer: str = "sgd", **extra) -> dict:
     s = {
         "lr_max_stable": {"bracketed": 3.9e-6, "stable_everywhere": 10.0}.get(status),
         "lr_min_unstable": {"bracketed": 4.1e-6, "unstable_everywhere": 1e-8}.get(status),
+        "lr_max_trains": {"bracketed": 2e-6, "stable_everywhere": 10.0}.get(status),
+        "trains_status": {"bracketed": "bracketed", "stable_everywhere": "trains_up_to_high"}.get(status,
+                                                                                                "trains_nowhere"),
         "rel_precision": 0.05, "found": found, "status": status, "note": f"note {status}",
         "lr_theory": 4e-6 if found else None, "lambda_max": 5e5 if found else None,
         "theory_reason": None if found else "optimizer adam is adaptive (no closed form)",

@@ -13,7 +13,8 @@ def test_table_states_missing_boundaries_plainly(summary):
     text = table(rows)
     assert "≥ 10 (stable up to lr = 10)" in text
     assert "unstable down to lr = 1e-08" in text
-    assert "| 3.9e-06 | 4.1e-06 | 4e-06 | 0.975 |" in text
+    assert "| 3.9e-06 | 2e-06 | 4.1e-06 | 4e-06 | 0.975 |" in text  # max stable, max that trains, ...
+    assert "| ≥ 10 | — |" in text and "| none | 1e-08 |" in text
     assert "nan" not in text.lower().replace("nanbench", "")
 
 

@@ -42,6 +42,22 @@ def test_measured_boundary_matches_theory(data, optimizer, store):
 
 
 @pytest.mark.slow
+def test_lr_max_trains_stops_where_the_run_stops_training_below_lr_max_stable():
+    """Planted: standardized doc000_clean, full-batch GD (H = 2I, theory lr 1), 50 epochs, and
+    outcome.diverge_factor=1e30 so that a growing but finite loss still counts as stable: above
+    lr 1 the loss grows (stable, not trained) until it overflows near lr 1.5. lr_max_trains is the
+    theory's bound from below; lr_max_stable lies far above it."""
+    spec, bs = prepare(_compose("dataset=doc000_clean", "preprocess=standard", "optimizer=sgd",
+                                "train.batch_size=1024", "train.epochs=50", "outcome.diverge_factor=1e30"))
+    s = find_boundary(spec, bs).summary()
+    assert s["trains_status"] == "bracketed" and s["lr_max_trains"] <= s["lr_max_stable"] / 1.3
+    assert s["lr_max_trains"] < s["lr_theory"] <= s["lr_max_trains"] * (1 + bs.rel_precision)
+    assert s["trains_note"].startswith("trains up to lr")
+    assert s["evaluations"] == len(s["history"]) + sum(1 for h in s["trains_history"]
+                                                      if h["lr"] not in {p["lr"] for p in s["history"]})
+
+
+@pytest.mark.slow
 def test_search_is_tracked_as_parent_and_children(store, capsys):
     from mlflow.tracking import MlflowClient
     from nanbench.studies.boundary.app import run_one
@@ -60,7 +76,8 @@ def test_search_is_tracked_as_parent_and_children(store, capsys):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == last["parent_run_id"]]
     assert len(parent) == 1 and len(children) == last["evaluations"]
     assert parent[0].data.metrics["lr_max_stable"] == pytest.approx(last["lr_max_stable"])
-    assert {r.data.params["optimizer.lr"] for r in children} == {str(h["lr"]) for h in last["history"]}
+    assert {r.data.params["optimizer.lr"] for r in children} == {str(h["lr"]) for h in
+                                                                  last["history"] + last["trains_history"]}
     assert all(r.data.tags["engine"] == "fused" for r in children)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from nanbench.config import compose
 from nanbench.data import load
-from nanbench.studies.boundary.search import is_stable, lambda_max_mse, search, theory
+from nanbench.studies.boundary.search import is_stable, lambda_max_mse, search, search_trains, theory
 from nanbench.studies.boundary.spec import BoundarySpec, prepare
 
 
@@ -53,6 +53,27 @@ def test_search_stops_at_max_evaluations():
     bs = BoundarySpec(max_evaluations=3, rel_precision=1e-6)
     out = search(lambda lr, phase: lr < 0.5, bs, 0.01)
     assert len(out.probes) == 3 and out.status == "max_evaluations"
+
+
+@pytest.mark.parametrize("low, high", [(1e-4, 0.002), (1e-6, 0.0123), (0.01, 0.0123)])
+def test_lr_max_trains_is_the_top_of_the_interval_that_trains_and_never_above_lr_max_stable(low, high):
+    """Planted: stable below 0.0123, trains on [low, high] only (too small a step stalls)."""
+    bs = BoundarySpec()
+    stable = search(lambda lr, phase: lr < 0.0123, bs, 1e-3)
+    seen = []
+    out = search_trains(lambda lr, phase: seen.append(lr) or low <= lr < high, bs, stable)
+    assert out.status == "bracketed" and out.lr_max_trains <= stable.lr_max_stable
+    assert out.lr_max_trains < high <= out.lr_min_above <= out.lr_max_trains * (1 + bs.rel_precision)
+    assert seen[0] == stable.lr_max_stable and len(seen) <= 8
+
+
+def test_lr_max_trains_says_when_nothing_trains():
+    bs = BoundarySpec(lr_low=1e-4, lr_high=1.0)
+    stable = search(lambda lr, phase: lr < 0.5, bs, 0.01)
+    out = search_trains(lambda lr, phase: False, bs, stable)
+    assert out.status == "trains_nowhere" and out.lr_max_trains is None
+    unstable = search(lambda lr, phase: False, bs, 0.01)
+    assert search_trains(lambda lr, phase: True, bs, unstable).status == "trains_nowhere"  # nothing stable: 0 runs
 
 
 def test_stable_outcomes():

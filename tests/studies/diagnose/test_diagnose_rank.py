@@ -1,4 +1,4 @@
-"""nanbench.studies.diagnose.rank: planted tries whose order is known (no training)."""
+"""nanbench.studies.diagnose.rank and the try's measures: planted tries whose order is known (no training)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,35 @@ from nanbench.forensics import Verdict
 from nanbench.result import RunResult
 from nanbench.spec import from_config
 from nanbench.studies.diagnose.catalogue import Change
-from nanbench.studies.diagnose.rank import fixes, pairs, ranked
+import numpy as np
+
+from nanbench.forensics import StepSeries
+from nanbench.studies.diagnose.rank import avoids_nan_only, fixes, pairs, ranked
+from nanbench.studies.diagnose.run import remedy
 from nanbench.studies.diagnose.tries import Try
 
 SPEC = from_config(compose([]))
 
 
-def run(outcome: str, final: float | None = None, initial: float = 10.0) -> RunResult:
+def run(outcome: str, final: float | None = None, initial: float = 10.0, losses=None) -> RunResult:
     verdict = Verdict(outcome=outcome, first_nonfinite_step=None, first_nonfinite_source=None, first_inf_step=None,
                       first_nan_step=None, initial_loss=initial, final_loss=final, min_loss=final)
-    return RunResult(spec=SPEC, outcome=outcome, verdict=verdict)
+    series = None
+    if losses is not None:
+        n = len(losses)
+        series = StepSeries(loss=np.asarray(losses, dtype=np.float64), grad_norm=np.ones(n), weight_norm=np.ones(n),
+                            flags=np.zeros(n, dtype=np.int64), epoch_loss=np.asarray(losses[-1:]), steps_per_epoch=n,
+                            initial_loss=initial, final_loss=final if final is not None else np.nan)
+    return RunResult(spec=SPEC, outcome=outcome, verdict=verdict, series=series)
 
 
-def planted(name: str, key: str, outcomes: list[tuple[str, float | None]], distance: float = 1.0,
-            initial: float = 10.0) -> Try:
+def planted(name: str, key: str, outcomes: list[tuple], distance: float = 1.0, initial: float = 10.0) -> Try:
+    """A try whose seeds' runs are (outcome, final loss[, per-step losses])."""
     return Try(change=Change(name, settings=((key, 1),)), spec=SPEC, distance=distance,
-               results=[run(o, f, initial) for o, f in outcomes])
+               results=[run(o[0], o[1], initial, *o[2:]) for o in outcomes])
 
 
-def test_stable_in_more_seeds_first_then_lower_relative_loss_then_the_smaller_change():
+def test_trained_in_more_seeds_first_then_lower_relative_loss_then_the_smaller_change():
     every_seed_high = planted("all seeds, L/L0 0.5", "a", [("improving", 5.0)] * 3)
     every_seed_low_units = planted("all seeds, L/L0 0.1 in other units", "b",
                                    [("converged", 0.1)] * 3, initial=1.0)  # L is tiny only in its units
@@ -37,6 +47,38 @@ def test_stable_in_more_seeds_first_then_lower_relative_loss_then_the_smaller_ch
                                        "all seeds, L/L0 0.5", "two seeds"]
     assert [t.name for t in fixes(order, 3)] == [t.name for t in order[:3]]
     assert order[0].final_loss == 0.1 and order[0].relative_loss == 0.1
+
+
+def test_a_remedy_that_stays_finite_but_stalls_is_never_ranked_as_a_fix():
+    """Planted as on the README's houses example: Adam and Huber stay finite in every seed but
+    the loss barely moves (L/L0 0.964, 1.000), or grows (2.56); clipping trains at L/L0 0.06."""
+    adam = planted("Adam instead of sgd", "optimizer", [("stalled", 9.64)] * 3, distance=1.0)
+    huber = planted("Huber instead of mse", "loss", [("stalled", 10.0)] * 3, distance=1.0)
+    grows = planted("grows", "loss.delta", [("stalled", 25.6)] * 3, distance=0.5)
+    clip = planted("clipnorm=1", "clipping", [("converged", 0.627)] * 2 + [("nan", None)], distance=2.0)
+    assert [t.name for t in ranked([adam, huber, grows, clip])] == ["clipnorm=1"]  # trains in 2/3: a remedy
+    assert fixes([adam, huber, grows, clip], 3) == []  # not in every seed, and the others train in none
+    assert [t.name for t in avoids_nan_only([adam, huber, grows, clip])] == ["Adam instead of sgd",
+                                                                            "Huber instead of mse", "grows"]
+    assert remedy(adam, 3)["verdict"] == "avoids NaN, does not train"
+    assert remedy(grows, 3)["verdict"] == "avoids NaN, does not train; the loss grew"
+    assert remedy(clip, 3)["verdict"] == "trains in 2 of 3 seeds" and remedy(clip, 3)["trained_seeds"] == 2
+
+
+def test_time_to_target_breaks_a_tie_in_relative_loss():
+    """Same L/L0: the change that reached 0.1 x L0 (1.0 here) in fewer steps first."""
+    slow = planted("slow", "a", [("converged", 0.5, [10, 8, 6, 4, 2, 0.9, 0.5])] * 3, distance=0.1)
+    fast = planted("fast", "b", [("converged", 0.5, [10, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5])] * 3, distance=5.0)
+    assert fast.steps_to_target == 1 and slow.steps_to_target == 5
+    assert [t.name for t in ranked([slow, fast])] == ["fast", "slow"]
+
+
+def test_seeds_that_ran_the_same_run_count_as_one_distinct_run():
+    same = planted("same", "a", [("converged", 0.5, [10, 1, 0.5])] * 3)
+    two = planted("two", "b", [("converged", 0.5, [10, 1, 0.5])] * 2 + [("converged", 0.5, [10, 2, 0.5])])
+    nan_twice = planted("nan twice", "c", [("nan", None, [10, np.nan])] * 2 + [("converged", 0.5, [10, 1, 0.5])])
+    assert same.distinct_runs == 1 and two.distinct_runs == 2 and nan_twice.distinct_runs == 2
+    assert remedy(same, 3)["distinct_runs"] == 1 and nan_twice.nonfinite_seeds == [True, True, False]
 
 
 def test_pairs_come_from_the_best_singles_and_never_touch_one_key_twice():
