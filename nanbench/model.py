@@ -188,11 +188,25 @@ def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: s
     return opt
 
 
-def build_loss(spec: LossSpec) -> keras.losses.Loss:
+def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.Loss:
     """The Keras loss class the option names (``loss.class``; nanbench.losses's are Keras losses
-    too), given ``delta`` and ``from_logits`` where it takes them."""
+    too), given ``delta``, ``from_logits`` and ``builder`` (loss=builder) where it takes them.
+    With the run's `model`: a loss that compares values (mse, mae, ...) on a multiclass model
+    takes the labels one-hot encoded (nanbench.losses.OnOneHot), as MSE on one-hot labels does."""
+    from nanbench.spec import CLASSIFICATION_LOSSES, USER_LOSS
+    loss = _build_loss(spec)
+    if (model is not None and model.task == "multiclass" and model.outputs > 1
+            and spec.keras_class() not in CLASSIFICATION_LOSSES and spec.keras_class() != USER_LOSS):
+        from nanbench.losses import OnOneHot
+        return OnOneHot(loss, model.outputs)
+    return loss
+
+
+def _build_loss(spec: LossSpec) -> keras.losses.Loss:
     cls = resolve_class("loss.class", spec.keras_class(), keras.losses.Loss)
     kwargs = {"delta": spec.delta} if _takes(cls, "delta") else {}
+    if spec.builder is not None and _takes(cls, "builder"):  # loss=builder: nanbench.losses.Builder
+        kwargs["builder"] = spec.builder
     if spec.from_logits is not None and _takes(cls, "from_logits"):
         kwargs["from_logits"] = spec.from_logits
     return cls(**kwargs)

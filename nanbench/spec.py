@@ -103,6 +103,8 @@ class LossSpec:
     name: str = "mse"
     delta: float = 1.0
     from_logits: bool | None = None  # classification losses: the model outputs logits (None: no such key)
+    builder: str | None = None   # loss=builder: package.module:function returning a Keras loss
+    digest: str | None = None    # loss=builder: SHA-256 of the builder module's source (computed)
     cls: str = field(default="", metadata=NOT_A_FACTOR)  # "": the class conf/loss/<name>.yaml names
 
     def keras_class(self) -> str:
@@ -279,6 +281,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     if lo.get("from_logits") is not None and not isinstance(lo["from_logits"], bool):
         raise ConfigError("loss.from_logits", "true or false", lo["from_logits"])
+    _check_user_loss_keys(lo)
     loss = _build(LossSpec, "loss", lo)
 
     t = dict(cfg.get("train", {}))
@@ -347,6 +350,27 @@ def _check_user_model_keys(m: dict) -> None:
     m["digest"] = digest
 
 
+USER_LOSS = "nanbench.losses.Builder"  # loss=builder: the user's own loss, for any task
+
+
+def _check_user_loss_keys(lo: dict) -> None:
+    """loss=builder's builder (package.module:function of a module that is there) and its digest
+    (computed here), in place in `lo`; loss.builder on another loss is an error. Whether the
+    function imports and returns a loss is checked with Keras (nanbench.run.check_user_model)."""
+    from nanbench import user_model
+    if lo["cls"] != USER_LOSS:
+        for key in ("builder", "digest"):
+            if lo.get(key) is not None:
+                raise ConfigError(f"loss.{key}", f"left out for loss {lo.get('name', 'mse')} (it belongs to "
+                                  "loss=builder)", lo[key])
+        return
+    user_model.split_builder(lo.get("builder"), "loss.builder")
+    digest = user_model.builder_digest(lo["builder"], "loss.builder")
+    if lo.get("digest") not in (None, digest):
+        raise ConfigError("loss.digest", f"left out (nanbench takes it from the module: {digest})", lo["digest"])
+    lo["digest"] = digest
+
+
 DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab", "task")
 # loss classes that take labels (the rest are regression losses); those in PROBABILITY_LOSSES take
 # probabilities only (no from_logits)
@@ -359,7 +383,9 @@ CLASSIFICATION_LOSSES = PROBABILITY_LOSSES | {"nanbench.losses.CrossEntropy", *(
 
 def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec, loss: LossSpec) -> None:
     """A model, loss or preprocessing that does not fit the data is a one-line ConfigError (an
-    LSTM on a table, cross-entropy on a regression target, mse on ten classes, scaled labels)."""
+    LSTM on a table, cross-entropy on a regression target, scaled labels). MSE and the other losses
+    that compare values take a multiclass target one-hot (nanbench.model.build_loss); the user's own
+    loss (loss=builder) takes any task."""
     task, where = dataset.problem, f"the {dataset.problem} dataset {dataset.name}"
     if model.name in SEQUENCE_MODELS and dataset.seq_shape is None:
         raise ConfigError("model.name", f"linear, mlp or mlp_batchnorm for {where} ({', '.join(SEQUENCE_MODELS)} "
@@ -369,9 +395,7 @@ def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec
                           "(embedding takes token ids: dataset.tokens >= 2, e.g. dataset=token_sequences)", model.name)
     labels = loss.keras_class() in CLASSIFICATION_LOSSES
     if task == "regression" and labels:
-        raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse) for {where}", loss.name)
-    if task == "multiclass" and not labels:
-        raise ConfigError("loss.name", f"a classification loss (crossentropy, log_loss_naive) for {where}", loss.name)
+        raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse, msle) for {where}", loss.name)
     if loss.from_logits and (not labels or loss.keras_class() in PROBABILITY_LOSSES):
         raise ConfigError("loss.from_logits", f"false for loss {loss.name} (it takes "
                           f"{'probabilities' if labels else 'no logits'})", loss.from_logits)

@@ -51,29 +51,32 @@ def _one_line(exc: BaseException) -> str:
 
 # ---- checks without Keras (config validation, before a sweep forks its store process) ----
 
-def split_builder(value: Any) -> tuple[str, str]:
-    """``package.module:function`` as (module, function); else the ConfigError on model.builder."""
+BUILDS = {"model.builder": "a function of input_shape and task returning a keras.Model",
+          "loss.builder": "a function returning a Keras loss (a keras.losses.Loss or a function of y_true, y_pred)"}
+
+
+def split_builder(value: Any, key: str = "model.builder") -> tuple[str, str]:
+    """``package.module:function`` as (module, function); else the ConfigError on `key`
+    (model.builder, or loss.builder: nanbench.user_loss)."""
     if not isinstance(value, str) or value.count(":") != 1:
-        raise ConfigError("model.builder", "package.module:function (a function of input_shape and task "
-                          "returning a keras.Model)", value)
+        raise ConfigError(key, f"package.module:function ({BUILDS[key]})", value)
     module, name = value.split(":")
     if not module or not all(p.isidentifier() for p in module.split(".")) or not name.isidentifier():
-        raise ConfigError("model.builder", "package.module:function (a function of input_shape and task "
-                          "returning a keras.Model)", value)
+        raise ConfigError(key, f"package.module:function ({BUILDS[key]})", value)
     return module, name
 
 
-def builder_digest(value: str) -> str:
+def builder_digest(value: str, key: str = "model.builder") -> str:
     """The SHA-256 of the builder module's source file (found without running the module itself)."""
     from nanbench import user_data
-    module, _ = split_builder(value)
+    module, _ = split_builder(value, key)
     try:
         found = importlib.util.find_spec(module)
     except Exception as exc:  # noqa: BLE001 - a parent package that fails to import
-        raise ConfigError("model.builder", "package.module:function of an importable module",
+        raise ConfigError(key, "package.module:function of an importable module",
                           f"{value}: {_one_line(exc)}") from None
     if found is None or not found.origin or not os.path.isfile(found.origin):
-        raise ConfigError("model.builder", "package.module:function of an importable module (from where "
+        raise ConfigError(key, "package.module:function of an importable module (from where "
                           "nanbench is started, or installed)", f"{value}: no module named {module!r}")
     return user_data.digest(found.origin)
 

@@ -103,7 +103,7 @@ class Trainer:
                                      precision=spec.train.precision)
             self.optimizer = build_optimizer(spec.optimizer, spec.clipping,
                                              precision=spec.train.precision, threshold=self.threshold)
-            self.model.compile(optimizer=self.optimizer, loss=build_loss(spec.loss))
+            self.model.compile(optimizer=self.optimizer, loss=build_loss(spec.loss, spec.model))
             self.optimizer.build(self.model.trainable_variables)
         # A run starts from these: the optimizer's fresh state (fixed) and, per seed, the model's
         # seeded initial weights (drawn once per seed by Keras's initializers, then reused).
