@@ -162,3 +162,33 @@ def test_a_bad_file_is_one_line_exit_2_and_nothing_recorded(tmp_path, overrides,
     assert len(lines) == 1 and lines[0].startswith("nanbench: error: " + key + " must be"), proc.stderr
     assert says in lines[0] and "Traceback" not in proc.stderr and proc.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store, nothing written
+
+
+def test_one_hot_labels_in_an_npz_or_csv_are_classes_and_mse_on_them_trains(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    classes = np.digitize(X[:, 0], [-0.5, 0.5])
+    classes[0] = 3  # a fourth class, seen once: one column per class whether seen often or not
+    onehot = np.eye(4)[classes]
+    np.savez(tmp_path / "onehot.npz", X=X, y=onehot)
+    spec = spec_of("dataset=npz", f"dataset.path={tmp_path / 'onehot.npz'}", "loss=mse", "model=mlp",
+                   "train.epochs=20", "train.engine=fused")
+    assert spec.dataset.task == "multiclass" and spec.dataset.classes == 4 and spec.model.outputs == 4
+    data = load(spec.dataset, spec.preprocess)
+    np.testing.assert_array_equal(data.y.ravel(), classes)  # the column of each row's 1
+    from nanbench.run import execute
+    result = execute(spec)  # MSE on one-hot labels, as the user wrote it: trains
+    assert result.error is None and result.outcome in ("converged", "improving")
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **{f"k{i}": onehot[:, i] for i in range(4)}})
+    frame.to_csv(tmp_path / "onehot.csv", index=False)
+    csv_spec = spec_of("dataset=csv", f"dataset.path={tmp_path / 'onehot.csv'}", "dataset.target=[k0,k1,k2,k3]",
+                       "loss=crossentropy")
+    assert csv_spec.dataset.classes == 4 and load(csv_spec.dataset, csv_spec.preprocess).X.shape == (60, 3)
+    # two columns that are not one-hot, and one-hot labels as a regression target: one line each
+    np.savez(tmp_path / "two.npz", X=X, y=rng.standard_normal((60, 2)))
+    with pytest.raises(ConfigError, match=r"^dataset.path must be .*one-hot labels"):
+        spec_of("dataset=npz", f"dataset.path={tmp_path / 'two.npz'}")
+    with pytest.raises(ConfigError, match=r"^dataset.task must be binary or multiclass for one-hot labels"):
+        spec_of("dataset=npz", f"dataset.path={tmp_path / 'onehot.npz'}", "dataset.task=regression")
+    with pytest.raises(ConfigError, match=r"^dataset.target must be one column, or columns of one-hot"):
+        spec_of("dataset=csv", f"dataset.path={tmp_path / 'onehot.csv'}", "dataset.target=[a,b]")
