@@ -72,7 +72,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
     """A Sequential model: hidden Dense layers for an MLP (each followed by BatchNormalization in
     mlp_batchnorm), or a sequence model's layers, then the output Dense layer: ``outputs`` units
     with ``output_activation`` (1 linear unit for regression; the spec derives both from the
-    dataset's task and the loss's from_logits).
+    dataset's task and the loss's from_logits), or ``final_activation`` where it is set.
 
     The output layer stays float32 under mixed precision, as Keras's mixed-precision guide advises.
     A user's model (model=keras, model=builder) is loaded or built by nanbench.user_model instead,
@@ -96,7 +96,8 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
         if spec.dropout > 0:
             layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
-    layers.append(keras.layers.Dense(spec.outputs, activation=spec.output_activation, dtype="float32",
+    layers.append(keras.layers.Dense(spec.outputs, activation=spec.final_activation or spec.output_activation,
+                                     dtype="float32",
                                      name="output", kernel_initializer=_kernel_init(seed, 999, spec.init_scale),
                                      kernel_regularizer=regularizer))
     return cls(layers, name=spec.name)

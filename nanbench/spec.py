@@ -29,7 +29,9 @@ NONFINITE_HANDLING = ("keep", "drop", "impute")
 MODELS = ("linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding", "keras", "builder")
 USER_MODELS = ("keras", "builder")  # the user's own: a saved .keras file, or a function building one
 SEQUENCE_MODELS = ("lstm", "gru", "embedding")  # they read X as [n, seq_len, features] (see SequenceData)
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "selu")
+# model.final_activation / model.hidden_activation: Keras activations by name (the layers' own replaced)
+LAYER_ACTIVATIONS = ("linear", "relu", "selu", "elu", "tanh", "sigmoid", "softmax", "softplus", "exponential")
 CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
@@ -69,6 +71,10 @@ class ModelSpec:
     reinit: bool | None = None   # keras: draw the layers' initializers again (train.seed) instead of the saved weights
     builder: str | None = None   # builder: package.module:function(input_shape, task) -> keras.Model
     digest: str | None = None    # keras, builder: SHA-256 of the file / the builder module's source (computed)
+    # the output Dense layer's activation instead of its own (None: ours follow the task and the loss,
+    # a user's model keeps its own); a user's model is rebuilt with it (nanbench.user_model.with_activations)
+    final_activation: str | None = None
+    hidden_activation: str | None = None  # keras, builder: every other Dense layer's activation (None: its own)
     outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
     output_activation: str = field(default="linear", metadata=NOT_A_FACTOR)  # linear | sigmoid | softmax
     seq_shape: tuple[int, int] | None = field(default=None, metadata=NOT_A_FACTOR)  # sequences' (steps, features)
@@ -261,6 +267,13 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         m["weight_decay"] = float(check_number("model.weight_decay", m["weight_decay"], low=0))
     if m.get("init_scale") is not None:
         m["init_scale"] = float(check_number("model.init_scale", m["init_scale"], low=0, low_open=True))
+    if m.get("final_activation") is not None:
+        one_of("model.final_activation", m["final_activation"], LAYER_ACTIVATIONS)
+    if m.get("hidden_activation") is not None:
+        one_of("model.hidden_activation", m["hidden_activation"], LAYER_ACTIVATIONS)
+        if m.get("name", "linear") not in USER_MODELS:
+            raise ConfigError("model.hidden_activation", "left out for nanbench's own models (their hidden layers "
+                              "take model.activation)", m["hidden_activation"])
     _check_user_model_keys(m)
     model = _build(ModelSpec, "model", m)
 

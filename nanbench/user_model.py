@@ -135,15 +135,69 @@ def _call_builder(value: str, n_features: int, task: str, classes: int | None, p
 
 
 def build(spec, n_features: int, *, task: str, classes: int | None, seed: int, precision: str = "float32"):
-    """A fresh, uncompiled user model in the state a run starts from (see :func:`reset`)."""
+    """A fresh, uncompiled user model in the state a run starts from (see :func:`reset`), rebuilt
+    with model.final_activation / model.hidden_activation where set (:func:`with_activations`)."""
     if spec.name == "keras":
         model = _load(spec.path)
     else:
         model = _call_builder(spec.builder, n_features, task, classes, precision)
         _build_for(model, n_features)
+    model = with_activations(model, getattr(spec, "final_activation", None), getattr(spec, "hidden_activation", None))
     reset(model, spec, seed)
     object.__setattr__(model, "_nanbench_user_spec", spec)  # for nanbench.model.reset_model (not tracked by Keras)
     return model
+
+
+def dense_roles(model) -> tuple[list, object | None]:
+    """A model's Dense layers as (hidden ones, the output one): the output one is the last Dense
+    layer (in the order model.layers flattens them), the others hidden."""
+    import keras
+    dense = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+             if isinstance(layer, keras.layers.Dense)]
+    return dense[:-1], (dense[-1] if dense else None)
+
+
+def activation_names(model) -> tuple[tuple[str, ...], str | None]:
+    """The activations (Keras's names) of a model's hidden Dense layers and of its output one."""
+    hidden, final = dense_roles(model)
+
+    def name(layer):
+        return getattr(layer.activation, "__name__", str(layer.activation))
+    return tuple(name(layer) for layer in hidden), (name(final) if final is not None else None)
+
+
+def with_activations(model, final: str | None, hidden: str | None):
+    """`model` rebuilt (keras.models.clone_model, each Dense layer from its config with the
+    activation changed) with `final` on its output Dense layer and `hidden` on the others; the same
+    model when neither is set or nothing changes. The clone has the model's variables in the same
+    order, so the saved weights (or a reinit) apply to it as to the original (:func:`reset`)."""
+    import keras
+    if final is None and hidden is None:
+        return model
+    hidden_layers, final_layer = dense_roles(model)
+    new = {}
+    if final is not None and final_layer is not None:
+        new[id(final_layer)] = final
+    if hidden is not None:
+        new.update({id(layer): hidden for layer in hidden_layers})
+    if not new:
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) in new:
+            config["activation"] = new[id(layer)]
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except Exception as exc:  # noqa: BLE001 - a subclassed model Keras cannot clone layer by layer
+        raise ConfigError("model.final_activation" if final is not None else "model.hidden_activation",
+                          "left out for a model keras.models.clone_model cannot rebuild",
+                          _one_line(exc)) from None
+    if not copy.built and model.inputs:
+        copy.build(tuple(model.inputs[0].shape))
+    return copy
 
 
 def _build_for(model, n_features: int) -> None:
@@ -215,6 +269,7 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
     what = spec.path if spec.name == "keras" else spec.builder
     model = _load(spec.path) if spec.name == "keras" else _call_builder(spec.builder, n_features, task, classes,
                                                                         precision)
+    model = with_activations(model, getattr(spec, "final_activation", None), getattr(spec, "hidden_activation", None))
     try:
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
