@@ -28,6 +28,33 @@ class Scaled(keras.initializers.Initializer):
         return self.base(shape, dtype=dtype) * self.scale
 
 
+class Probability(keras.layers.Layer):
+    """A sigmoid (one unit) or softmax (several) computed by hand in keras.ops on the output
+    Dense layer's logits (model.probability), so the loss sees probabilities only, as a user's
+    Lambda layer gives it: Keras's own activation keeps the logits on its output (_keras_logits) and
+    Keras 3's cross-entropy takes the loss from them. ``stable``: sigmoid as 1 / (1 + exp(-z)) for
+    z >= 0 and exp(z) / (1 + exp(z)) below (no exp overflows), softmax of z - max(z); ``naive``:
+    1 / (1 + exp(-z)) and exp(z) / sum(exp(z)), which overflow for large |z| (inf / inf = NaN)."""
+
+    def __init__(self, form: str, **kwargs):
+        super().__init__(**kwargs)
+        self.form = form
+
+    def call(self, z):
+        if z.shape[-1] == 1:
+            if self.form == "naive":
+                return 1.0 / (1.0 + keras.ops.exp(-z))
+            e = keras.ops.exp(-keras.ops.abs(z))  # in (0, 1]: never overflows
+            return keras.ops.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        if self.form == "stable":
+            z = z - keras.ops.max(z, axis=-1, keepdims=True)
+        e = keras.ops.exp(z)
+        return e / keras.ops.sum(e, axis=-1, keepdims=True)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "form": self.form}
+
+
 def _kernel_init(seed: int, layer_index: int, scale: float | None = None) -> keras.initializers.Initializer:
     # Keras's Dense default initializer, made reproducible per (run seed, layer); times model.init_scale
     base = keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
@@ -96,10 +123,13 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
         if spec.dropout > 0:
             layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
-    layers.append(keras.layers.Dense(spec.outputs, activation=spec.final_activation or spec.output_activation,
-                                     dtype="float32",
+    by_hand = spec.probability != "keras"  # model.probability: the output's logits, then Probability
+    layers.append(keras.layers.Dense(spec.outputs, activation="linear" if by_hand else
+                                     spec.final_activation or spec.output_activation, dtype="float32",
                                      name="output", kernel_initializer=_kernel_init(seed, 999, spec.init_scale),
                                      kernel_regularizer=regularizer))
+    if by_hand:
+        layers.append(Probability(spec.probability, dtype="float32", name="probability"))
     return cls(layers, name=spec.name)
 
 

@@ -31,6 +31,7 @@ USER_MODELS = ("keras", "builder")  # the user's own: a saved .keras file, or a 
 SEQUENCE_MODELS = ("lstm", "gru", "embedding")  # they read X as [n, seq_len, features] (see SequenceData)
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "selu")
 # model.final_activation / model.hidden_activation: Keras activations by name (the layers' own replaced)
+PROBABILITIES = ("keras", "stable", "naive")  # model.probability
 LAYER_ACTIVATIONS = ("linear", "relu", "selu", "elu", "tanh", "sigmoid", "softmax", "softplus", "exponential")
 CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -75,6 +76,11 @@ class ModelSpec:
     # a user's model keeps its own); a user's model is rebuilt with it (nanbench.user_model.with_activations)
     final_activation: str | None = None
     hidden_activation: str | None = None  # keras, builder: every other Dense layer's activation (None: its own)
+    # classification without logits: how the sigmoid / softmax probability is computed: keras (the output
+    # Dense layer's own activation, from which Keras 3's cross-entropy recovers the logits), stable (by hand
+    # in keras.ops after a linear output: sigmoid by its two one-sided forms, softmax of z - max z), naive
+    # (by hand: 1 / (1 + exp(-z)), exp(z) / sum(exp(z))). The two by hand hide the logits from the loss.
+    probability: str = field(default="keras", metadata=OMITTED_AT_DEFAULT)
     outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
     output_activation: str = field(default="linear", metadata=NOT_A_FACTOR)  # linear | sigmoid | softmax
     seq_shape: tuple[int, int] | None = field(default=None, metadata=NOT_A_FACTOR)  # sequences' (steps, features)
@@ -269,6 +275,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         m["init_scale"] = float(check_number("model.init_scale", m["init_scale"], low=0, low_open=True))
     if m.get("final_activation") is not None:
         one_of("model.final_activation", m["final_activation"], LAYER_ACTIVATIONS)
+    one_of("model.probability", m.get("probability", "keras"), PROBABILITIES)
     if m.get("hidden_activation") is not None:
         one_of("model.hidden_activation", m["hidden_activation"], LAYER_ACTIVATIONS)
         if m.get("name", "linear") not in USER_MODELS:
@@ -409,6 +416,11 @@ def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec
     labels = loss.keras_class() in CLASSIFICATION_LOSSES
     if task == "regression" and labels:
         raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse, msle) for {where}", loss.name)
+    if model.probability != "keras" and (task == "regression" or loss.from_logits or model.name in USER_MODELS
+                                         or model.final_activation is not None):
+        raise ConfigError("model.probability", f"keras for {where} with loss {loss.name}"
+                          f"{' from logits' if loss.from_logits else ''} (a probability by hand is for nanbench's "
+                          "own models on classes, without from_logits or final_activation)", model.probability)
     if loss.from_logits and (not labels or loss.keras_class() in PROBABILITY_LOSSES):
         raise ConfigError("loss.from_logits", f"false for loss {loss.name} (it takes "
                           f"{'probabilities' if labels else 'no logits'})", loss.from_logits)

@@ -61,6 +61,7 @@ def supports(spec) -> bool:
     m = spec.model
     return (m.name in ("linear", "mlp") and m.outputs == 1 and m.dropout == 0 and m.weight_decay == 0
             and m.seq_shape is None and m.final_activation is None
+            and m.probability == "keras"
             and m.activation in ("relu", "tanh", "sigmoid", "linear")
             and spec.train.precision == "float32"
             and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
