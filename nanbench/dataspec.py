@@ -183,6 +183,7 @@ class UserData(DatasetSpec):
     target: str | tuple[str, ...] | None = None  # csv: the target column, or the columns of one-hot labels
     digest: str | None = None  # computed from the file (a value given must be the file's)
     n_classes: int | None = field(default=None, metadata=NOT_A_FACTOR)  # distinct target values (classification)
+    n_targets: int = field(default=1, metadata=NOT_A_FACTOR)  # regression: y's columns (one output each)
 
     @property
     def classes(self) -> int | None:
@@ -260,4 +261,6 @@ def _read_user_data(spec: UserData) -> UserData:
     task = spec.task if spec.task is not None else user_data.infer_task(y)
     one_of("dataset.task", task, TASKS)
     classes = user_data.check_task(task, y)
-    return dataclasses.replace(spec, path=path, digest=digest, target=target, task=task, n_classes=classes)
+    targets = int(y.shape[1]) if task == "regression" else 1  # a multi-output regression: one output per column
+    return dataclasses.replace(spec, path=path, digest=digest, target=target, task=task, n_classes=classes,
+                               n_targets=targets)

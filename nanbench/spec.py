@@ -440,7 +440,9 @@ def derive_model(model: ModelSpec, dataset: DatasetSpec, loss: LossSpec) -> Mode
     activation = ("linear" if task == "regression" or loss.from_logits
                   else "sigmoid" if task == "binary" else "softmax")
     sequential = model.name in SEQUENCE_MODELS
-    return dataclasses.replace(model, outputs=dataset.classes if task == "multiclass" else 1,
+    outputs = (dataset.classes if task == "multiclass" else getattr(dataset, "n_targets", 1) if task == "regression"
+               else 1)
+    return dataclasses.replace(model, outputs=outputs,
                                output_activation=activation, seq_shape=dataset.seq_shape if sequential else None,
                                vocab=dataset.vocab if model.name == "embedding" else 0, task=task)
 

@@ -111,9 +111,6 @@ def _read_csv(path: str, target) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError("dataset.path", "a CSV of numeric columns only (non-numeric: " + ", ".join(bad) +
                           "; encode or drop them)", path)
     y = frame[targets].to_numpy(dtype=np.float64).reshape(len(frame), len(targets))
-    if len(targets) > 1 and not is_one_hot(y):
-        raise ConfigError("dataset.target", "one column, or columns of one-hot labels (0 or 1, one 1 per row)",
-                          target)
     X = frame.drop(columns=targets).to_numpy(dtype=np.float64)
     return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
@@ -141,9 +138,9 @@ def _read_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     if X.ndim != 2:
         raise ConfigError("dataset.path", f"an .npz file whose X is 2-D (rows, features) (its X has shape {X.shape})",
                           path)
-    if y.ndim > 2 or len(y) != len(X) or (y.ndim == 2 and y.shape[1] != 1 and not is_one_hot(y)):
-        raise ConfigError("dataset.path", f"an .npz file whose y has one value per row of X, or one-hot labels "
-                          f"(0 or 1, one 1 per row) (X {X.shape}, y {y.shape})", path)
+    if y.ndim > 2 or len(y) != len(X) or (y.ndim == 2 and y.shape[1] == 0):
+        raise ConfigError("dataset.path", f"an .npz file whose y has one row per row of X: one value, one column "
+                          f"per target (regression) or one-hot labels (X {X.shape}, y {y.shape})", path)
     y = np.ascontiguousarray(y, dtype=np.float64)
     return np.ascontiguousarray(X, dtype=np.float64), (y if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1, 1))
 
@@ -155,6 +152,8 @@ def infer_task(y: np.ndarray) -> str:
     labels: ``binary`` for two columns, else ``multiclass``."""
     if is_one_hot(y):
         return "binary" if np.shape(y)[1] == 2 else "multiclass"
+    if np.ndim(y) == 2 and np.shape(y)[1] > 1:  # several target columns, not one-hot: a multi-output regression
+        return "regression"
     values = np.asarray(y, dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
         return "regression"
@@ -175,6 +174,9 @@ def check_task(task: str, y: np.ndarray) -> int | None:
         return int(np.shape(y)[1])
     if task == "regression":
         return None
+    if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+        raise ConfigError("dataset.task", f"regression for {np.shape(y)[1]} target columns that are not one-hot "
+                          "labels (0 or 1, one 1 per row)", task)
     values = np.asarray(y, dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)):
         raise ConfigError("dataset.task", f"regression for a target with missing or non-finite values "

@@ -285,7 +285,7 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
     except Exception as exc:  # noqa: BLE001 - a subclassed model that cannot take the data's rows
         raise ConfigError(key, f"a model that takes rows of {n_features} feature(s)",
                           f"{what}: {_one_line(exc)}") from None
-    want = classes if task == "multiclass" else 1
+    want = classes if task == "multiclass" else getattr(spec, "outputs", 1) if task == "regression" else 1
     shape = tuple(getattr(out, "shape", ()))
     if len(shape) != 2 or shape[1] != want:
         raise ConfigError(key, f"a model with {want} output(s) per row for the {task} target"

@@ -112,7 +112,8 @@ class Trainer:
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
         self._initial: dict[int, list[tf.Tensor]] = {}
         spec_x = tf.TensorSpec([None, n_features], tf.float32)
-        spec_y = tf.TensorSpec([None, 1], tf.float32)
+        # y: labels (one column) for classes, else one column per output (a multi-output regression)
+        spec_y = tf.TensorSpec([None, spec.model.outputs if spec.model.task == "regression" else 1], tf.float32)
         scalar = tf.TensorSpec([], tf.int32)
         real = tf.TensorSpec([], tf.float32)
         weights = [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in self.model.variables]
