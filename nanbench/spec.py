@@ -301,7 +301,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     if lo.get("from_logits") is not None and not isinstance(lo["from_logits"], bool):
         raise ConfigError("loss.from_logits", "true or false", lo["from_logits"])
-    _check_user_loss_keys(lo)
+    from nanbench.user_model import check_loss_keys
+    check_loss_keys(lo, lo["cls"] == USER_LOSS)
     loss = _build(LossSpec, "loss", lo)
 
     t = dict(cfg.get("train", {}))
@@ -371,24 +372,6 @@ def _check_user_model_keys(m: dict) -> None:
 
 
 USER_LOSS = "nanbench.losses.Builder"  # loss=builder: the user's own loss, for any task
-
-
-def _check_user_loss_keys(lo: dict) -> None:
-    """loss=builder's builder (package.module:function of a module that is there) and its digest
-    (computed here), in place in `lo`; loss.builder on another loss is an error. Whether the
-    function imports and returns a loss is checked with Keras (nanbench.run.check_user_model)."""
-    from nanbench import user_model
-    if lo["cls"] != USER_LOSS:
-        for key in ("builder", "digest"):
-            if lo.get(key) is not None:
-                raise ConfigError(f"loss.{key}", f"left out for loss {lo.get('name', 'mse')} (it belongs to "
-                                  "loss=builder)", lo[key])
-        return
-    user_model.split_builder(lo.get("builder"), "loss.builder")
-    digest = user_model.builder_digest(lo["builder"], "loss.builder")
-    if lo.get("digest") not in (None, digest):
-        raise ConfigError("loss.digest", f"left out (nanbench takes it from the module: {digest})", lo["digest"])
-    lo["digest"] = digest
 
 
 DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab", "task")

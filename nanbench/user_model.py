@@ -81,6 +81,23 @@ def builder_digest(value: str, key: str = "model.builder") -> str:
     return user_data.digest(found.origin)
 
 
+def check_loss_keys(lo: dict, builder: bool) -> None:
+    """loss=builder's builder (package.module:function of a module that is there) and its digest
+    (computed here), in place in the loss group `lo`; loss.builder on another loss (`builder`
+    false) is an error. Whether the function imports and returns a loss is checked with Keras
+    (nanbench.losses.user_loss, through nanbench.run.check_user_model)."""
+    if not builder:
+        for key in ("builder", "digest"):
+            if lo.get(key) is not None:
+                raise ConfigError(f"loss.{key}", f"left out for loss {lo.get('name', 'mse')} (it belongs to "
+                                  "loss=builder)", lo[key])
+        return
+    digest = builder_digest(lo.get("builder"), "loss.builder")
+    if lo.get("digest") not in (None, digest):
+        raise ConfigError("loss.digest", f"left out (nanbench takes it from the module: {digest})", lo["digest"])
+    lo["digest"] = digest
+
+
 # ---- loading and building (Keras) ----
 
 @functools.lru_cache(maxsize=8)
