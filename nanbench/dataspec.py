@@ -180,9 +180,10 @@ class UserData(DatasetSpec):
 
     TASKS: ClassVar[tuple[str, ...]] = TASKS
     path: str | None = None
-    target: str | None = None
+    target: str | tuple[str, ...] | None = None  # csv: the target column, or the columns of one-hot labels
     digest: str | None = None  # computed from the file (a value given must be the file's)
     n_classes: int | None = field(default=None, metadata=NOT_A_FACTOR)  # distinct target values (classification)
+    n_targets: int = field(default=1, metadata=NOT_A_FACTOR)  # regression: y's columns (one output each)
 
     @property
     def classes(self) -> int | None:
@@ -257,8 +258,11 @@ def _read_user_data(spec: UserData) -> UserData:
     digest = user_data.digest(path)
     if spec.digest not in (None, digest):
         raise ConfigError("dataset.digest", f"left out (nanbench takes it from the file: {digest})", spec.digest)
-    _, y = user_data.read(spec.kind, path, spec.target)
+    target = tuple(spec.target) if isinstance(spec.target, (list, tuple)) else spec.target  # one-hot columns
+    _, y = user_data.read(spec.kind, path, target)
     task = spec.task if spec.task is not None else user_data.infer_task(y)
     one_of("dataset.task", task, TASKS)
     classes = user_data.check_task(task, y)
-    return dataclasses.replace(spec, path=path, digest=digest, task=task, n_classes=classes)
+    targets = int(y.shape[1]) if task == "regression" else 1  # a multi-output regression: one output per column
+    return dataclasses.replace(spec, path=path, digest=digest, target=target, task=task, n_classes=classes,
+                               n_targets=targets)

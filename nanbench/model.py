@@ -28,6 +28,33 @@ class Scaled(keras.initializers.Initializer):
         return self.base(shape, dtype=dtype) * self.scale
 
 
+class Probability(keras.layers.Layer):
+    """A sigmoid (one unit) or softmax (several) computed by hand in keras.ops on the output
+    Dense layer's logits (model.probability), so the loss sees probabilities only, as a user's
+    Lambda layer gives it: Keras's own activation keeps the logits on its output (_keras_logits) and
+    Keras 3's cross-entropy takes the loss from them. ``stable``: sigmoid as 1 / (1 + exp(-z)) for
+    z >= 0 and exp(z) / (1 + exp(z)) below (no exp overflows), softmax of z - max(z); ``naive``:
+    1 / (1 + exp(-z)) and exp(z) / sum(exp(z)), which overflow for large |z| (inf / inf = NaN)."""
+
+    def __init__(self, form: str, **kwargs):
+        super().__init__(**kwargs)
+        self.form = form
+
+    def call(self, z):
+        if z.shape[-1] == 1:
+            if self.form == "naive":
+                return 1.0 / (1.0 + keras.ops.exp(-z))
+            e = keras.ops.exp(-keras.ops.abs(z))  # in (0, 1]: never overflows
+            return keras.ops.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        if self.form == "stable":
+            z = z - keras.ops.max(z, axis=-1, keepdims=True)
+        e = keras.ops.exp(z)
+        return e / keras.ops.sum(e, axis=-1, keepdims=True)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "form": self.form}
+
+
 def _kernel_init(seed: int, layer_index: int, scale: float | None = None) -> keras.initializers.Initializer:
     # Keras's Dense default initializer, made reproducible per (run seed, layer); times model.init_scale
     base = keras.initializers.GlorotUniform(seed=seed * 1009 + layer_index)
@@ -72,7 +99,7 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
     """A Sequential model: hidden Dense layers for an MLP (each followed by BatchNormalization in
     mlp_batchnorm), or a sequence model's layers, then the output Dense layer: ``outputs`` units
     with ``output_activation`` (1 linear unit for regression; the spec derives both from the
-    dataset's task and the loss's from_logits).
+    dataset's task and the loss's from_logits), or ``final_activation`` where it is set.
 
     The output layer stays float32 under mixed precision, as Keras's mixed-precision guide advises.
     A user's model (model=keras, model=builder) is loaded or built by nanbench.user_model instead,
@@ -96,9 +123,13 @@ def build_model(spec: ModelSpec, n_features: int, *, seed: int, precision: str =
         if spec.dropout > 0:
             layers.append(keras.layers.Dropout(spec.dropout, seed=_dropout_seed(seed, i),
                                                name=f"dropout{i}"))
-    layers.append(keras.layers.Dense(spec.outputs, activation=spec.output_activation, dtype="float32",
+    by_hand = spec.probability != "keras"  # model.probability: the output's logits, then Probability
+    layers.append(keras.layers.Dense(spec.outputs, activation="linear" if by_hand else
+                                     spec.final_activation or spec.output_activation, dtype="float32",
                                      name="output", kernel_initializer=_kernel_init(seed, 999, spec.init_scale),
                                      kernel_regularizer=regularizer))
+    if by_hand:
+        layers.append(Probability(spec.probability, dtype="float32", name="probability"))
     return cls(layers, name=spec.name)
 
 
@@ -188,11 +219,25 @@ def build_optimizer(spec: OptimizerSpec, clipping: ClippingSpec, *, precision: s
     return opt
 
 
-def build_loss(spec: LossSpec) -> keras.losses.Loss:
+def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.Loss:
     """The Keras loss class the option names (``loss.class``; nanbench.losses's are Keras losses
-    too), given ``delta`` and ``from_logits`` where it takes them."""
+    too), given ``delta``, ``from_logits`` and ``builder`` (loss=builder) where it takes them.
+    With the run's `model`: a loss that compares values (mse, mae, ...) on a multiclass model
+    takes the labels one-hot encoded (nanbench.losses.OnOneHot), as MSE on one-hot labels does."""
+    from nanbench.spec import CLASSIFICATION_LOSSES, USER_LOSS
+    loss = _build_loss(spec)
+    if (model is not None and model.task == "multiclass" and model.outputs > 1
+            and spec.keras_class() not in CLASSIFICATION_LOSSES and spec.keras_class() != USER_LOSS):
+        from nanbench.losses import OnOneHot
+        return OnOneHot(loss, model.outputs)
+    return loss
+
+
+def _build_loss(spec: LossSpec) -> keras.losses.Loss:
     cls = resolve_class("loss.class", spec.keras_class(), keras.losses.Loss)
     kwargs = {"delta": spec.delta} if _takes(cls, "delta") else {}
+    if spec.builder is not None and _takes(cls, "builder"):  # loss=builder: nanbench.losses.Builder
+        kwargs["builder"] = spec.builder
     if spec.from_logits is not None and _takes(cls, "from_logits"):
         kwargs["from_logits"] = spec.from_logits
     return cls(**kwargs)

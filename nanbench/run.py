@@ -45,9 +45,14 @@ def check_user_model(spec) -> None:
     """A run's user model (model=keras, model=builder) against its data, with Keras: it loads
     safely or the builder returns a keras.Model, it takes one input of the data's feature count
     and gives one output per row (one per class for multiclass); else the one-line ConfigError
-    naming model.path / model.builder (nanbench.user_model.check). Nothing for nanbench's own
-    models. Called wherever a config is checked before anything is recorded (the CLI, the sweep's
+    naming model.path / model.builder (nanbench.user_model.check). A loss=builder's function is
+    imported and called (nanbench.losses.user_loss; else the ConfigError naming loss.builder).
+    Nothing else for nanbench's own models and losses. Called wherever a config is checked before anything is recorded (the CLI, the sweep's
     checks, each sweep run), after nanbench.spec.from_config."""
+    if spec.loss.builder is not None:  # loss=builder: the user's function imports and returns a loss
+        configure_tensorflow()
+        from nanbench.losses import user_loss
+        user_loss(spec.loss.builder)
     if spec.model.name not in USER_MODELS:
         return
     from nanbench import user_model

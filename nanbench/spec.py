@@ -30,7 +30,10 @@ NONFINITE_HANDLING = ("keep", "drop", "impute")
 MODELS = ("linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding", "keras", "builder")
 USER_MODELS = ("keras", "builder")  # the user's own: a saved .keras file, or a function building one
 SEQUENCE_MODELS = ("lstm", "gru", "embedding")  # they read X as [n, seq_len, features] (see SequenceData)
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "selu")
+# model.final_activation / model.hidden_activation: Keras activations by name (the layers' own replaced)
+PROBABILITIES = ("keras", "stable", "naive")  # model.probability
+LAYER_ACTIVATIONS = ("linear", "relu", "selu", "elu", "tanh", "sigmoid", "softmax", "softplus", "exponential")
 CLIPPING = ("none", "clipnorm", "clipvalue", "global_clipnorm")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
@@ -71,6 +74,15 @@ class ModelSpec:
                                  # True: every seed draws them; False: every seed the saved weights
     builder: str | None = None   # builder: package.module:function(input_shape, task) -> keras.Model
     digest: str | None = None    # keras, builder: SHA-256 of the file / the builder module's source (computed)
+    # the output Dense layer's activation instead of its own (None: ours follow the task and the loss,
+    # a user's model keeps its own); a user's model is rebuilt with it (nanbench.user_model.with_activations)
+    final_activation: str | None = None
+    hidden_activation: str | None = None  # keras, builder: every other Dense layer's activation (None: its own)
+    # classification without logits: how the sigmoid / softmax probability is computed: keras (the output
+    # Dense layer's own activation, from which Keras 3's cross-entropy recovers the logits), stable (by hand
+    # in keras.ops after a linear output: sigmoid by its two one-sided forms, softmax of z - max z), naive
+    # (by hand: 1 / (1 + exp(-z)), exp(z) / sum(exp(z))). The two by hand hide the logits from the loss.
+    probability: str = field(default="keras", metadata=OMITTED_AT_DEFAULT)
     outputs: int = field(default=1, metadata=NOT_A_FACTOR)  # 1 for regression / binary, else classes
     output_activation: str = field(default="linear", metadata=NOT_A_FACTOR)  # linear | sigmoid | softmax
     seq_shape: tuple[int, int] | None = field(default=None, metadata=NOT_A_FACTOR)  # sequences' (steps, features)
@@ -105,6 +117,8 @@ class LossSpec:
     name: str = "mse"
     delta: float = 1.0
     from_logits: bool | None = None  # classification losses: the model outputs logits (None: no such key)
+    builder: str | None = None   # loss=builder: package.module:function returning a Keras loss
+    digest: str | None = None    # loss=builder: SHA-256 of the builder module's source (computed)
     cls: str = field(default="", metadata=NOT_A_FACTOR)  # "": the class conf/loss/<name>.yaml names
 
     def keras_class(self) -> str:
@@ -262,6 +276,14 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         m["weight_decay"] = float(check_number("model.weight_decay", m["weight_decay"], low=0))
     if m.get("init_scale") is not None:
         m["init_scale"] = float(check_number("model.init_scale", m["init_scale"], low=0, low_open=True))
+    if m.get("final_activation") is not None:
+        one_of("model.final_activation", m["final_activation"], LAYER_ACTIVATIONS)
+    one_of("model.probability", m.get("probability", "keras"), PROBABILITIES)
+    if m.get("hidden_activation") is not None:
+        one_of("model.hidden_activation", m["hidden_activation"], LAYER_ACTIVATIONS)
+        if m.get("name", "linear") not in USER_MODELS:
+            raise ConfigError("model.hidden_activation", "left out for nanbench's own models (their hidden layers "
+                              "take model.activation)", m["hidden_activation"])
     _check_user_model_keys(m)
     model = _build(ModelSpec, "model", m)
 
@@ -282,6 +304,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     if lo.get("from_logits") is not None and not isinstance(lo["from_logits"], bool):
         raise ConfigError("loss.from_logits", "true or false", lo["from_logits"])
+    from nanbench.user_model import check_loss_keys
+    check_loss_keys(lo, lo["cls"] == USER_LOSS)
     loss = _build(LossSpec, "loss", lo)
 
     t = dict(cfg.get("train", {}))
@@ -352,6 +376,9 @@ def _check_user_model_keys(m: dict) -> None:
     m["digest"] = digest
 
 
+USER_LOSS = "nanbench.losses.Builder"  # loss=builder: the user's own loss, for any task
+
+
 DERIVED_MODEL_KEYS = ("outputs", "output_activation", "seq_shape", "vocab", "task")
 # loss classes that take labels (the rest are regression losses); those in PROBABILITY_LOSSES take
 # probabilities only (no from_logits)
@@ -364,7 +391,9 @@ CLASSIFICATION_LOSSES = PROBABILITY_LOSSES | {"nanbench.losses.CrossEntropy", *(
 
 def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec, loss: LossSpec) -> None:
     """A model, loss or preprocessing that does not fit the data is a one-line ConfigError (an
-    LSTM on a table, cross-entropy on a regression target, mse on ten classes, scaled labels)."""
+    LSTM on a table, cross-entropy on a regression target, scaled labels). MSE and the other losses
+    that compare values take a multiclass target one-hot (nanbench.model.build_loss); the user's own
+    loss (loss=builder) takes any task."""
     task, where = dataset.problem, f"the {dataset.problem} dataset {dataset.name}"
     if model.name in SEQUENCE_MODELS and dataset.seq_shape is None:
         raise ConfigError("model.name", f"linear, mlp or mlp_batchnorm for {where} ({', '.join(SEQUENCE_MODELS)} "
@@ -374,9 +403,12 @@ def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec
                           "(embedding takes token ids: dataset.tokens >= 2, e.g. dataset=token_sequences)", model.name)
     labels = loss.keras_class() in CLASSIFICATION_LOSSES
     if task == "regression" and labels:
-        raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse) for {where}", loss.name)
-    if task == "multiclass" and not labels:
-        raise ConfigError("loss.name", f"a classification loss (crossentropy, log_loss_naive) for {where}", loss.name)
+        raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse, msle) for {where}", loss.name)
+    if model.probability != "keras" and (task == "regression" or loss.from_logits or model.name in USER_MODELS
+                                         or model.final_activation is not None):
+        raise ConfigError("model.probability", f"keras for {where} with loss {loss.name}"
+                          f"{' from logits' if loss.from_logits else ''} (a probability by hand is for nanbench's "
+                          "own models on classes, without from_logits or final_activation)", model.probability)
     if loss.from_logits and (not labels or loss.keras_class() in PROBABILITY_LOSSES):
         raise ConfigError("loss.from_logits", f"false for loss {loss.name} (it takes "
                           f"{'probabilities' if labels else 'no logits'})", loss.from_logits)
@@ -396,7 +428,9 @@ def derive_model(model: ModelSpec, dataset: DatasetSpec, loss: LossSpec) -> Mode
     activation = ("linear" if task == "regression" or loss.from_logits
                   else "sigmoid" if task == "binary" else "softmax")
     sequential = model.name in SEQUENCE_MODELS
-    return dataclasses.replace(model, outputs=dataset.classes if task == "multiclass" else 1,
+    outputs = (dataset.classes if task == "multiclass" else getattr(dataset, "n_targets", 1) if task == "regression"
+               else 1)
+    return dataclasses.replace(model, outputs=outputs,
                                output_activation=activation, seq_shape=dataset.seq_shape if sequential else None,
                                vocab=dataset.vocab if model.name == "embedding" else 0, task=task)
 

@@ -66,7 +66,8 @@ def loss_scaled(optimizer) -> bool:
 def row_sums_of_squares(X, y) -> tf.Tensor:
     """Per row, the sum of squares of its features and target (float64): a batch's ``input_sq``
     is the sum of its rows' values, so an engine that batches fixed data computes this once."""
-    return tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=1) + tf.square(tf.cast(y[:, 0], tf.float64))
+    return (tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=1)
+            + tf.reduce_sum(tf.square(tf.cast(y, tf.float64)), axis=1))
 
 
 def keras_gradients(model: keras.Model, optimizer, x, y, *, weights=None):

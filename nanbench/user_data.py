@@ -1,5 +1,6 @@
-"""A user's own data: a CSV file (one target column, the others features) or an NPZ file (arrays
-``X`` and ``y``), read into the same raw float64 arrays the generators make, so that they flow
+"""A user's own data: a CSV file (one target column, or one column per class of one-hot labels;
+the others features) or an NPZ file (arrays ``X`` and ``y``, y one value per row or one-hot
+labels, one column per class), read into the same raw float64 arrays the generators make, so that they flow
 through the same preprocessing, engines and records as the built-in datasets.
 
 What a file holds is part of a run's identity: its SHA-256 (``dataset.digest``, a factor of the
@@ -113,14 +114,22 @@ def _keras_digest(key: tuple) -> str:
     return h.hexdigest()[:16]
 
 
-def read(kind: str, path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The raw arrays of a user's file: X (n, d) and y (n, 1), float64, read-only (cached per file
-    version and target). Missing values stay NaN (what happens to them is a preprocessing choice)."""
-    return _read(kind, _stat_key(path), target)
+def read(kind: str, path: str, target: str | tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The raw arrays of a user's file: X (n, d) and y (n, 1), or (n, k) one-hot labels of k
+    classes (:func:`is_one_hot`), float64, read-only (cached per file version and target). Missing
+    values stay NaN (what happens to them is a preprocessing choice)."""
+    return _read(kind, _stat_key(path), tuple(target) if isinstance(target, (list, tuple)) else target)
+
+
+def is_one_hot(y: np.ndarray) -> bool:
+    """Whether y is one-hot labels: two or more columns of 0 / 1, exactly one 1 per row."""
+    y = np.asarray(y)
+    return (y.ndim == 2 and y.shape[1] > 1 and bool(np.all((y == 0) | (y == 1)))
+            and bool(np.all(y.sum(axis=1) == 1)))
 
 
 @functools.lru_cache(maxsize=8)
-def _read(kind: str, key: tuple, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _read(kind: str, key: tuple, target) -> tuple[np.ndarray, np.ndarray]:
     X, y = (_read_csv if kind == "csv" else _read_npz)(key[0], target)
     if len(X) == 0:
         raise ConfigError("dataset.path", f"a {kind.upper()} file with at least one row", key[0])
@@ -131,19 +140,23 @@ def _read(kind: str, key: tuple, target: str | None) -> tuple[np.ndarray, np.nda
     return X, y
 
 
-def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(path: str, target) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
-    if not isinstance(target, str) or not target:
-        raise ConfigError("dataset.target", "the name of the CSV's target column (set dataset.target=COLUMN)", target)
+    targets = list(target) if isinstance(target, tuple) else [target]
+    if not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ConfigError("dataset.target", "the name of the CSV's target column (set dataset.target=COLUMN; "
+                          "one-hot labels: dataset.target=[C0,C1,...])", target)
     try:
         frame = pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - pandas' parser errors, decoding errors, an empty file
         raise ConfigError("dataset.path", "a readable CSV file with a header row",
                           f"{path}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     columns = [str(c) for c in frame.columns]
-    if target not in columns:
+    missing = [t for t in targets if t not in columns]
+    if missing:
         shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
-        raise ConfigError("dataset.target", f"a column of {os.path.basename(path)} ({shown})", target)
+        raise ConfigError("dataset.target", f"a column of {os.path.basename(path)} ({shown})",
+                          missing[0] if len(targets) > 1 else target)
     frame.columns = columns
     if frame.empty:  # a header alone: pandas reads its columns as text, which is not what is wrong
         raise ConfigError("dataset.path", "a CSV file with at least one row under its header (it has none)", path)
@@ -151,8 +164,8 @@ def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     if bad:
         raise ConfigError("dataset.path", "a CSV of numeric columns only (non-numeric: " + ", ".join(bad) +
                           "; encode or drop them)", path)
-    y = frame[target].to_numpy(dtype=np.float64).reshape(-1, 1)
-    X = frame.drop(columns=[target]).to_numpy(dtype=np.float64)
+    y = frame[targets].to_numpy(dtype=np.float64).reshape(len(frame), len(targets))
+    X = frame.drop(columns=targets).to_numpy(dtype=np.float64)
     return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
 
@@ -179,17 +192,22 @@ def _read_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     if X.ndim != 2:
         raise ConfigError("dataset.path", f"an .npz file whose X is 2-D (rows, features) (its X has shape {X.shape})",
                           path)
-    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or len(y) != len(X):
-        raise ConfigError("dataset.path", f"an .npz file whose y has one value per row of X (X {X.shape}, y {y.shape})",
-                          path)
-    return (np.ascontiguousarray(X, dtype=np.float64),
-            np.ascontiguousarray(y, dtype=np.float64).reshape(-1, 1))
+    if y.ndim > 2 or len(y) != len(X) or (y.ndim == 2 and y.shape[1] == 0):
+        raise ConfigError("dataset.path", f"an .npz file whose y has one row per row of X: one value, one column "
+                          f"per target (regression) or one-hot labels (X {X.shape}, y {y.shape})", path)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    return np.ascontiguousarray(X, dtype=np.float64), (y if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1, 1))
 
 
 def infer_task(y: np.ndarray) -> str:
     """The task a target makes: ``regression`` when some value is not an integer (or not finite);
     ``binary`` for exactly two distinct integer values; ``multiclass`` for 3 to MAX_CLASSES
-    distinct integer values; ``regression`` otherwise (one value, or more than MAX_CLASSES)."""
+    distinct integer values; ``regression`` otherwise (one value, or more than MAX_CLASSES). One-hot
+    labels: ``binary`` for two columns, else ``multiclass``."""
+    if is_one_hot(y):
+        return "binary" if np.shape(y)[1] == 2 else "multiclass"
+    if np.ndim(y) == 2 and np.shape(y)[1] > 1:  # several target columns, not one-hot: a multi-output regression
+        return "regression"
     values = np.asarray(y, dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
         return "regression"
@@ -199,9 +217,20 @@ def infer_task(y: np.ndarray) -> str:
 
 def check_task(task: str, y: np.ndarray) -> int | None:
     """The class count of a classification target (None for regression); a target that cannot be
-    the `task` asked for is the ConfigError on ``dataset.task``."""
+    the `task` asked for is the ConfigError on ``dataset.task``. One-hot labels have one class per
+    column (seen or not), and are labels: regression is an error."""
+    if is_one_hot(y):
+        if task == "regression":
+            raise ConfigError("dataset.task", f"binary or multiclass for one-hot labels ({np.shape(y)[1]} columns)",
+                              task)
+        if task == "binary" and np.shape(y)[1] != 2:
+            raise ConfigError("dataset.task", f"multiclass for one-hot labels of {np.shape(y)[1]} classes", task)
+        return int(np.shape(y)[1])
     if task == "regression":
         return None
+    if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+        raise ConfigError("dataset.task", f"regression for {np.shape(y)[1]} target columns that are not one-hot "
+                          "labels (0 or 1, one 1 per row)", task)
     values = np.asarray(y, dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)):
         raise ConfigError("dataset.task", f"regression for a target with missing or non-finite values "
@@ -217,6 +246,8 @@ def check_task(task: str, y: np.ndarray) -> int | None:
 
 def labels(y: np.ndarray) -> np.ndarray:
     """A classification target as labels 0 .. classes - 1: each value's rank among the distinct
-    values (labels already 0 .. k - 1 stay as they are)."""
+    values (labels already 0 .. k - 1 stay as they are); one-hot labels: the column of each row's 1."""
+    if is_one_hot(y):
+        return np.argmax(np.asarray(y), axis=1).astype(np.float64).reshape(-1, 1)
     _, index = np.unique(np.asarray(y).ravel(), return_inverse=True)
     return index.astype(np.float64).reshape(-1, 1)

@@ -56,35 +56,55 @@ def _one_line(exc: BaseException) -> str:
 
 # ---- checks without Keras (config validation, before a sweep forks its store process) ----
 
-def split_builder(value: Any) -> tuple[str, str]:
-    """``package.module:function`` as (module, function); else the ConfigError on model.builder."""
+BUILDS = {"model.builder": "a function of input_shape and task returning a keras.Model",
+          "loss.builder": "a function returning a Keras loss (a keras.losses.Loss or a function of y_true, y_pred)"}
+
+
+def split_builder(value: Any, key: str = "model.builder") -> tuple[str, str]:
+    """``package.module:function`` as (module, function); else the ConfigError on `key`
+    (model.builder, or loss.builder: nanbench.user_loss)."""
     if not isinstance(value, str) or value.count(":") != 1:
-        raise ConfigError("model.builder", "package.module:function (a function of input_shape and task "
-                          "returning a keras.Model)", value)
+        raise ConfigError(key, f"package.module:function ({BUILDS[key]})", value)
     module, name = value.split(":")
     if not module or not all(p.isidentifier() for p in module.split(".")) or not name.isidentifier():
-        raise ConfigError("model.builder", "package.module:function (a function of input_shape and task "
-                          "returning a keras.Model)", value)
+        raise ConfigError(key, f"package.module:function ({BUILDS[key]})", value)
     return module, name
 
 
-def builder_digest(value: str) -> str:
+def builder_digest(value: str, key: str = "model.builder") -> str:
     """The SHA-256 of the builder module's source file (found without running the module itself)."""
     from nanbench import user_data
-    module, _ = split_builder(value)
+    module, _ = split_builder(value, key)
     try:
         found = importlib.util.find_spec(module)
     except Exception as exc:  # noqa: BLE001 - a parent package that fails to import
-        raise ConfigError("model.builder", "package.module:function of an importable module",
+        raise ConfigError(key, "package.module:function of an importable module",
                           f"{value}: {_one_line(exc)}") from None
     if found is not None and not (found.origin and os.path.isfile(found.origin)):
         raise ConfigError("model.builder", "package.module:function of the user's own module (a Python source "
                           "file, hashed as the model's digest)", f"{value}: {module} is part of Python "
                           f"({found.origin or 'no source file'}), not a module of yours")
     if found is None or not found.origin or not os.path.isfile(found.origin):
-        raise ConfigError("model.builder", "package.module:function of an importable module (from where "
+        raise ConfigError(key, "package.module:function of an importable module (from where "
                           "nanbench is started, or installed)", f"{value}: no module named {module!r}")
     return user_data.digest(found.origin)
+
+
+def check_loss_keys(lo: dict, builder: bool) -> None:
+    """loss=builder's builder (package.module:function of a module that is there) and its digest
+    (computed here), in place in the loss group `lo`; loss.builder on another loss (`builder`
+    false) is an error. Whether the function imports and returns a loss is checked with Keras
+    (nanbench.losses.user_loss, through nanbench.run.check_user_model)."""
+    if not builder:
+        for key in ("builder", "digest"):
+            if lo.get(key) is not None:
+                raise ConfigError(f"loss.{key}", f"left out for loss {lo.get('name', 'mse')} (it belongs to "
+                                  "loss=builder)", lo[key])
+        return
+    digest = builder_digest(lo.get("builder"), "loss.builder")
+    if lo.get("digest") not in (None, digest):
+        raise ConfigError("loss.digest", f"left out (nanbench takes it from the module: {digest})", lo["digest"])
+    lo["digest"] = digest
 
 
 # ---- loading and building (Keras) ----
@@ -151,15 +171,69 @@ def _call_builder(value: str, n_features: int, task: str, classes: int | None, p
 
 
 def build(spec, n_features: int, *, task: str, classes: int | None, seed: int, precision: str = "float32"):
-    """A fresh, uncompiled user model in the state a run starts from (see :func:`reset`)."""
+    """A fresh, uncompiled user model in the state a run starts from (see :func:`reset`), rebuilt
+    with model.final_activation / model.hidden_activation where set (:func:`with_activations`)."""
     if spec.name == "keras":
         model = _load(spec.path)
     else:
         model = _call_builder(spec.builder, n_features, task, classes, precision)
         _build_for(model, n_features)
+    model = with_activations(model, getattr(spec, "final_activation", None), getattr(spec, "hidden_activation", None))
     reset(model, spec, seed)
     object.__setattr__(model, "_nanbench_user_spec", spec)  # for nanbench.model.reset_model (not tracked by Keras)
     return model
+
+
+def dense_roles(model) -> tuple[list, object | None]:
+    """A model's Dense layers as (hidden ones, the output one): the output one is the last Dense
+    layer (in the order model.layers flattens them), the others hidden."""
+    import keras
+    dense = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+             if isinstance(layer, keras.layers.Dense)]
+    return dense[:-1], (dense[-1] if dense else None)
+
+
+def activation_names(model) -> tuple[tuple[str, ...], str | None]:
+    """The activations (Keras's names) of a model's hidden Dense layers and of its output one."""
+    hidden, final = dense_roles(model)
+
+    def name(layer):
+        return getattr(layer.activation, "__name__", str(layer.activation))
+    return tuple(name(layer) for layer in hidden), (name(final) if final is not None else None)
+
+
+def with_activations(model, final: str | None, hidden: str | None):
+    """`model` rebuilt (keras.models.clone_model, each Dense layer from its config with the
+    activation changed) with `final` on its output Dense layer and `hidden` on the others; the same
+    model when neither is set or nothing changes. The clone has the model's variables in the same
+    order, so the saved weights (or a reinit) apply to it as to the original (:func:`reset`)."""
+    import keras
+    if final is None and hidden is None:
+        return model
+    hidden_layers, final_layer = dense_roles(model)
+    new = {}
+    if final is not None and final_layer is not None:
+        new[id(final_layer)] = final
+    if hidden is not None:
+        new.update({id(layer): hidden for layer in hidden_layers})
+    if not new:
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) in new:
+            config["activation"] = new[id(layer)]
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except Exception as exc:  # noqa: BLE001 - a subclassed model Keras cannot clone layer by layer
+        raise ConfigError("model.final_activation" if final is not None else "model.hidden_activation",
+                          "left out for a model keras.models.clone_model cannot rebuild",
+                          _one_line(exc)) from None
+    if not copy.built and model.inputs:
+        copy.build(tuple(model.inputs[0].shape))
+    return copy
 
 
 def _build_for(model, n_features: int) -> None:
@@ -237,6 +311,7 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
     what = spec.path if spec.name == "keras" else spec.builder
     model = _load(spec.path) if spec.name == "keras" else _call_builder(spec.builder, n_features, task, classes,
                                                                         precision)
+    model = with_activations(model, getattr(spec, "final_activation", None), getattr(spec, "hidden_activation", None))
     try:
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
@@ -252,7 +327,7 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
     except Exception as exc:  # noqa: BLE001 - a subclassed model that cannot take the data's rows
         raise ConfigError(key, f"a model that takes rows of {n_features} feature(s)",
                           f"{what}: {_one_line(exc)}") from None
-    want = classes if task == "multiclass" else 1
+    want = classes if task == "multiclass" else getattr(spec, "outputs", 1) if task == "regression" else 1
     shape = tuple(getattr(out, "shape", ()))
     if len(shape) != 2 or shape[1] != want:
         raise ConfigError(key, f"a model with {want} output(s) per row for the {task} target"

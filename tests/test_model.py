@@ -167,3 +167,26 @@ def test_init_scale_shrinks_every_initial_kernel_and_reset_model_draws_it_again(
     reset_model(small, 3)
     for w, v in zip(small.weights, before):
         np.testing.assert_array_equal(w.numpy(), v)
+
+
+def test_a_probability_by_hand_is_sigmoid_or_softmax_without_logits_for_the_loss_and_naive_overflows():
+    import keras
+    import numpy as np
+    from nanbench.model import Probability, build_model
+    z1 = np.array([[-3.0], [0.0], [2.0]], np.float32)
+    z3 = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]], np.float32)
+    for form in ("stable", "naive"):
+        np.testing.assert_allclose(Probability(form)(z1), keras.ops.sigmoid(z1), rtol=1e-6)
+        np.testing.assert_allclose(Probability(form)(z3), keras.ops.softmax(z3), rtol=1e-6)
+        assert not hasattr(Probability(form)(keras.ops.convert_to_tensor(z3)), "_keras_logits")
+    big = np.array([[1000.0, 0.0]], np.float32)
+    assert np.isnan(keras.ops.convert_to_numpy(Probability("naive")(big))).any()  # inf / inf
+    np.testing.assert_array_equal(Probability("stable")(big), [[1.0, 0.0]])
+    np.testing.assert_array_equal(Probability("stable")(np.array([[-1000.0]], np.float32)), [[0.0]])
+    spec = from_config(compose_config(["dataset=digits", "loss=crossentropy", "model.probability=naive"]))
+    model = build_model(spec.model, 64, seed=0)
+    assert [layer.name for layer in model.layers][-2:] == ["output", "probability"]
+    assert model.get_layer("output").activation.__name__ == "linear"
+    with pytest.raises(ConfigError, match="^model.probability must be keras for .* from logits"):
+        from_config(compose_config(["dataset=digits", "loss=crossentropy", "loss.from_logits=true",
+                                    "model.probability=stable"]))

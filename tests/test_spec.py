@@ -23,18 +23,19 @@ def test_groups_have_the_option_names_users_rely_on():
     assert {"linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding"} <= set(options("model"))
     assert options("optimizer") == ["adam", "momentum", "rmsprop", "sgd"]
     assert options("clipping") == ["clipnorm", "clipvalue", "global_clipnorm", "none"]
-    assert options("loss") == ["crossentropy", "huber", "log_loss_naive", "mae", "mse", "rmse"]
+    assert options("loss") == ["builder", "crossentropy", "huber", "log_loss_naive", "mae", "mse", "msle", "rmse"]
 
 
 # options that do not fit the defaults (dataset=clean, model=linear, loss=mse) and what they fit
-PARTNERS = {"dataset=digits": ["loss=crossentropy"], "model=lstm": ["dataset=sequences"],
+PARTNERS = {"model=lstm": ["dataset=sequences"],
             "model=gru": ["dataset=sequences"], "model=embedding": ["dataset=token_sequences"],
             "loss=crossentropy": ["dataset=breast_cancer"], "loss=log_loss_naive": ["dataset=digits"]}
 
 
 # the user's own data and models need their files (tests/test_user_data.py, tests/test_user_model.py)
 USER_OPTIONS = {("dataset", "csv"): "dataset.path", ("dataset", "npz"): "dataset.path",
-                ("model", "keras"): "model.path", ("model", "builder"): "model.builder"}
+                ("model", "keras"): "model.path", ("model", "builder"): "model.builder",
+                ("loss", "builder"): "loss.builder"}
 
 
 @pytest.mark.parametrize("group,option,key", [(g, o, k) for (g, o), k in USER_OPTIONS.items()])
@@ -195,8 +196,8 @@ def test_a_dataset_declares_its_task_and_the_model_output_follows_it_and_from_lo
     (["model=lstm"], "model.name", "linear, mlp or mlp_batchnorm for the regression dataset clean"),
     (["model=gru", "dataset=digits", "loss=crossentropy"], "model.name", "take dataset=sequences"),
     (["model=embedding", "dataset=sequences"], "model.name", "embedding takes token ids"),
-    (["dataset=digits"], "loss.name", "a classification loss (crossentropy, log_loss_naive) for the multiclass"),
-    (["loss=crossentropy"], "loss.name", "a regression loss (mse, mae, huber, rmse) for the regression dataset clean"),
+    (["loss=crossentropy"], "loss.name", "a regression loss (mse, mae, huber, rmse, msle) for the regression dataset "
+     "clean"),
     (["dataset=separable", "loss=log_loss_naive", "loss.from_logits=true"], "loss.from_logits", "probabilities"),
     (["dataset=breast_cancer", "loss=crossentropy", "preprocess=standard", "preprocess.scale_target=true"],
      "preprocess.scale_target", "its targets are labels"),

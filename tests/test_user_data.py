@@ -172,3 +172,58 @@ def test_a_folder_or_a_header_only_csv_says_what_is_wrong(tmp_path):
         with pytest.raises(ConfigError, match="dataset.path") as caught:
             spec_of("dataset=csv", f"dataset.path={tmp_path / path}", "dataset.target=y")
         assert says in str(caught.value), str(caught.value)
+
+
+def test_one_hot_labels_in_an_npz_or_csv_are_classes_and_mse_on_them_trains(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    classes = np.digitize(X[:, 0], [-0.5, 0.5])
+    classes[0] = 3  # a fourth class, seen once: one column per class whether seen often or not
+    onehot = np.eye(4)[classes]
+    np.savez(tmp_path / "onehot.npz", X=X, y=onehot)
+    spec = spec_of("dataset=npz", f"dataset.path={tmp_path / 'onehot.npz'}", "loss=mse", "model=mlp",
+                   "train.epochs=20", "train.engine=fused")
+    assert spec.dataset.task == "multiclass" and spec.dataset.classes == 4 and spec.model.outputs == 4
+    data = load(spec.dataset, spec.preprocess)
+    np.testing.assert_array_equal(data.y.ravel(), classes)  # the column of each row's 1
+    from nanbench.run import execute
+    result = execute(spec)  # MSE on one-hot labels, as the user wrote it: trains
+    assert result.error is None and result.outcome in ("converged", "improving")
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **{f"k{i}": onehot[:, i] for i in range(4)}})
+    frame.to_csv(tmp_path / "onehot.csv", index=False)
+    csv_spec = spec_of("dataset=csv", f"dataset.path={tmp_path / 'onehot.csv'}", "dataset.target=[k0,k1,k2,k3]",
+                       "loss=crossentropy")
+    assert csv_spec.dataset.classes == 4 and load(csv_spec.dataset, csv_spec.preprocess).X.shape == (60, 3)
+    # one-hot labels as a regression target, several real targets as classes: one line each
+    with pytest.raises(ConfigError, match=r"^dataset.task must be binary or multiclass for one-hot labels"):
+        spec_of("dataset=npz", f"dataset.path={tmp_path / 'onehot.npz'}", "dataset.task=regression")
+    with pytest.raises(ConfigError, match=r"^dataset.task must be regression for 2 target columns"):
+        spec_of("dataset=csv", f"dataset.path={tmp_path / 'onehot.csv'}", "dataset.target=[a,b]",
+                "dataset.task=multiclass")
+
+
+def test_several_target_columns_are_a_multi_output_regression_that_trains_in_both_engines(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    Y = np.column_stack([X @ [1.0, -2.0, 0.5], X @ [0.0, 1.0, 3.0] + 1.0])
+    np.savez(tmp_path / "two.npz", X=X, y=Y)
+    from nanbench.run import execute
+    results = []
+    for engine in ("fit", "fused"):
+        spec = spec_of("dataset=npz", f"dataset.path={tmp_path / 'two.npz'}", "train.epochs=5",
+                       f"train.engine={engine}", "optimizer.lr=0.05")
+        assert spec.dataset.task == "regression" and spec.model.outputs == 2
+        data = load(spec.dataset, spec.preprocess)
+        assert data.y.shape == (64, 2)
+        result = execute(spec)
+        assert result.error is None and result.engine == engine and result.outcome in ("converged", "improving")
+        # the initial loss is Keras's MSE over both outputs at the seeded initial weights
+        results.append(result)
+    np.testing.assert_allclose(results[0].series.loss, results[1].series.loss, rtol=1e-6)
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "u": Y[:, 0], "v": Y[:, 1]}).to_csv(
+        tmp_path / "two.csv", index=False)
+    spec = spec_of("dataset=csv", f"dataset.path={tmp_path / 'two.csv'}", "dataset.target=[u,v]",
+                   "preprocess=standard", "preprocess.scale_target=true")
+    data = load(spec.dataset, spec.preprocess)
+    assert spec.model.outputs == 2 and data.X.shape == (64, 3)
+    np.testing.assert_allclose(data.y.mean(axis=0), 0, atol=1e-6)  # each target column scaled on its own

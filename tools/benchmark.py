@@ -27,6 +27,7 @@ from nanbench.config import ROOT
 from nanbench.tracking.record import git_commit
 from tools.bench_diagnose import diagnosis
 from tools.bench_layers import layer_forensics, layers_child
+from tools.bench_memory import long_run_memory
 from tools.bench_side import default_sweep, side_by_side, side_child
 from tools.bench_sweeps import EPOCHS, PY, adhoc, median, scaling, throughput, workers
 
@@ -273,6 +274,7 @@ def main() -> None:
                 ("8", lambda: side_by_side(args.reps)), ("9", lambda: default_sweep(args.reps, tmp)),
                 ("10", lambda: layer_forensics(args.reps)),
                 ("11", lambda: diagnosis(args.reps, tmp)),
+                ("12", lambda: long_run_memory(args.reps, tmp)),
                 ("3", harness_overhead),
                 ("5", lambda: scaling(tmp, args.reps, (100, 1000) if args.quick else (100, 1000, 10000))),
                 ("S", summary_scale)]

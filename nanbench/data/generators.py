@@ -157,10 +157,12 @@ GENERATORS: dict[str, Callable] = {
 
 
 def make_dataset(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The raw (unpreprocessed) arrays of a dataset as float64, y of shape (n, 1); a
-    classification set's y holds its labels (then its label noise, if any)."""
+    """The raw (unpreprocessed) arrays of a dataset as float64, y of shape (n, 1) (a user's
+    regression file: (n, k), one column per target); a classification set's y holds its labels
+    (then its label noise, if any)."""
     X, y = GENERATORS[spec.kind](spec)
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1, 1)
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    y = y.reshape(len(X), -1) if y.ndim == 2 else y.reshape(-1, 1)
     if isinstance(spec, LabelledData) and spec.problem != "regression":
         y = _label_noise(spec, y)
     return X, y

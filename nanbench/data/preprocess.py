@@ -78,7 +78,7 @@ def _handle_outliers(X: np.ndarray, y: np.ndarray, spec: PreprocessSpec,
     removed = 0 if keep is None else int((~keep).sum())
     if labels:
         return Z, y if keep is None else y[keep], removed
-    return Z[:, :-1], Z[:, -1:], removed
+    return Z[:, :X.shape[1]], Z[:, X.shape[1]:], removed
 
 
 class ManualStandard:

@@ -59,7 +59,9 @@ CLIP_KINDS = ("none", "clipnorm", "global_clipnorm", "clipvalue")  # a run's kin
 def supports(spec) -> bool:
     """Whether this engine trains `spec` (else the fused engine does)."""
     m = spec.model
-    return (m.name in ("linear", "mlp") and m.dropout == 0 and m.weight_decay == 0 and m.seq_shape is None
+    return (m.name in ("linear", "mlp") and m.outputs == 1 and m.dropout == 0 and m.weight_decay == 0
+            and m.seq_shape is None and m.final_activation is None
+            and m.probability == "keras"
             and m.activation in ("relu", "tanh", "sigmoid", "linear")
             and spec.train.precision == "float32"
             and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
@@ -81,11 +83,11 @@ class SideBySide:
         self.products = products  # each layer's matmul: BATCHED or PER_RUN (layer_products)
         with tf.device(device):
             self.model = build_model(spec.model, n_features, seed=spec.train.seed)
-            self.model.compile(loss=build_loss(spec.loss))  # for nanbench.locate's replay of a step
+            self.model.compile(loss=build_loss(spec.loss, spec.model))  # for nanbench.locate's replay of a step
             keras_opt = build_optimizer(spec.optimizer, ClippingSpec())
         self.activations = [layer.activation for layer in self.model.layers]
         self.shapes = [tuple(w.shape) for w in self.model.trainable_weights]
-        self.loss_values = build_loss(spec.loss).call  # Keras's per-row values (before reduction)
+        self.loss_values = build_loss(spec.loss, spec.model).call  # Keras's per-row values (before reduction)
         self.optimizer = _Update(keras_opt)
         self._initial: dict[int, list[np.ndarray]] = {}
         self._locator = None

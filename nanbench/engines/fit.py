@@ -153,7 +153,7 @@ def train(spec, data, device: str) -> EngineOutput:
         model = forensic(model)  # a user's model (model=keras, model=builder); ours are already
         model.compile(optimizer=build_optimizer(spec.optimizer, spec.clipping,
                                                 precision=spec.train.precision),
-                      loss=build_loss(spec.loss))
+                      loss=build_loss(spec.loss, spec.model))
         out, _ = fit_with_forensics(model, data.X, data.y, started=t0,
                                     epochs=spec.train.epochs_for(data.n_samples),
                                     batch_size=spec.train.batch_size, shuffle=spec.train.shuffle)

@@ -12,9 +12,11 @@ outside the step loop). The step is nanbench.step's, i.e. Keras's own train_step
 Forensics costs a step only what it must copy. A forensic step reads the weights itself and runs
 Keras's forward pass on what it read (nanbench.step.keras_gradients), so the reads it keeps are
 the ones the forward pass would make anyway; the step's loss, its gradients and those weights go
-into one float32 row, written to the run's rows. Every reduction waits for the run's end, where
-one pass over all rows gives every step's sums of squares: the weights after step i are the ones
-step i + 1 started from (and one read after the run's last step). At each epoch's end one read of
+into one float32 vector, reduced at once to the step's sums of squares (float64), which are the
+run's per-step row: a run's memory grows with its steps by that row only, never by a copy of its
+weights (a 6,000-step run once held every step's weights and gradients until its end). The
+weights after step i are the ones step i + 1 started from (and one read after the run's last
+step); the two around the first non-finite step are kept as the run finds that step. At each epoch's end one read of
 the weights tells whether a step left NaN in them (NaN in a weight stays NaN), and then the run
 ends there and is cut at that step, as fit's callback ends it. Each step's loss and sums of
 squares come back to the host once per run.
@@ -103,14 +105,15 @@ class Trainer:
                                      precision=spec.train.precision)
             self.optimizer = build_optimizer(spec.optimizer, spec.clipping,
                                              precision=spec.train.precision, threshold=self.threshold)
-            self.model.compile(optimizer=self.optimizer, loss=build_loss(spec.loss))
+            self.model.compile(optimizer=self.optimizer, loss=build_loss(spec.loss, spec.model))
             self.optimizer.build(self.model.trainable_variables)
         # A run starts from these: the optimizer's fresh state (fixed) and, per seed, the model's
         # seeded initial weights (drawn once per seed by Keras's initializers, then reused).
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
         self._initial: dict[int, list[tf.Tensor]] = {}
         spec_x = tf.TensorSpec([None, n_features], tf.float32)
-        spec_y = tf.TensorSpec([None, 1], tf.float32)
+        # y: labels (one column) for classes, else one column per output (a multi-output regression)
+        spec_y = tf.TensorSpec([None, spec.model.outputs if spec.model.task == "regression" else 1], tf.float32)
         scalar = tf.TensorSpec([], tf.int32)
         real = tf.TensorSpec([], tf.float32)
         weights = [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in self.model.variables]
@@ -142,12 +145,17 @@ class Trainer:
         per_epoch = (n + batch_size - 1) // batch_size
         trainable = self.model.trainable_weights
         size = sum(w.shape.num_elements() for w in trainable)
-        # per step, one float32 row: the batch loss and, with forensics, the step's gradients and
-        # the weights it started from (nanbench.step.flat); per epoch: Keras's epoch loss (the
-        # batch-size-weighted running mean of the batch losses) and, with forensics, the order
-        # of the rows. Every reduction waits for the run's end.
-        rows = tf.TensorArray(tf.float32, size=epochs * per_epoch,
-                              element_shape=[1 + 2 * size if self.forensics else 1])
+        ends = np.cumsum([0] + [w.shape.num_elements() for w in trainable])
+        scaled = loss_scaled(self.optimizer)
+        # per step, one small row: the batch loss and, with forensics, the step's sums of squares in
+        # float64 (its gradients', the weights' it started from, each variable's gradients'), reduced
+        # as the step runs, so that a run's memory grows by this row per step and not by its weights;
+        # per epoch: Keras's epoch loss (the batch-size-weighted running mean of the batch losses)
+        # and, with forensics, the order of the rows. The weights the first non-finite step started
+        # from and those it left are kept when that step is found (the next step's start tells).
+        width = 3 + (len(trainable) if self.layers else 0)
+        rows = tf.TensorArray(tf.float64 if self.forensics else tf.float32, size=epochs * per_epoch,
+                              element_shape=[width if self.forensics else 1])
         orders = tf.TensorArray(tf.int32, size=epochs if self.forensics else 0, element_shape=[None])
         epoch_loss = tf.TensorArray(tf.float32, size=epochs)
         in_order = tf.range(n)
@@ -162,14 +170,26 @@ class Trainer:
         def read():  # the trainable weights' values, read now
             return [tf.convert_to_tensor(w.value) for w in trainable]
 
-        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss):
+        def first_bad(carry, weights_now, weights_sq_now):
+            """The carried search for the first non-finite step, given the weights a step left
+            (the next step's start): the previous step is bad when its loss, batch or gradients
+            (unless the loss scaler skips those) were, or the weights it left are not finite."""
+            found, at_bad, prev_before, prev_bad, started = carry
+            bad = tf.logical_and(started, tf.logical_or(prev_bad, tf.logical_not(tf.math.is_finite(weights_sq_now))))
+            take = tf.logical_and(bad, tf.logical_not(found))
+            at_bad = tf.cond(take, lambda: tf.concat([prev_before, weights_now], axis=0), lambda: at_bad)
+            return tf.logical_or(found, bad), at_bad
+
+        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss, carry):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
             # rows gathered in that order; a step slices its batch
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
                 in_order, seed=tf.stack([seed, epoch])), lambda: in_order)
             Xe, ye = tf.gather(X, order), tf.gather(y, order)
+            if self.forensics:
+                batch_sq_rows = row_sums_of_squares(Xe, ye)  # for whether a batch holds non-finite values
 
-            def step_body(i, total_loss, count, rows):
+            def step_body(i, total_loss, count, rows, carry):
                 lo, hi = bounds(i)
                 if self.forensics:
                     before = read()  # before the update
@@ -181,15 +201,27 @@ class Trainer:
                     # with more threads, taking it beside the update is cheaper
                     with tf.control_dependencies([row] if self.serial else []):
                         self.optimizer.apply(grads, trainable)
+                    squares = grouped_squares(row[None, 1:], 2)  # [1, gradients | weights, size]
+                    grad_sq, before_sq = tf.unstack(tf.reduce_sum(squares, axis=2)[0])
+                    variable_sq = [tf.reduce_sum(squares[:, 0, a:b], axis=1) for a, b in zip(ends[:-1], ends[1:])]
+                    record = tf.concat([tf.cast(row[:1], tf.float64), tf.stack([grad_sq, before_sq])]
+                                       + (variable_sq if self.layers else []), axis=0)
+                    found, at_bad = first_bad(carry, row[1 + size:], before_sq)
+                    batch_bad = tf.logical_not(tf.math.is_finite(tf.reduce_sum(batch_sq_rows[lo:hi])))
+                    step_bad = tf.logical_or(tf.logical_not(tf.math.is_finite(loss)), batch_bad)
+                    if not scaled:
+                        step_bad = tf.logical_or(step_bad, tf.logical_not(tf.math.is_finite(grad_sq)))
+                    carry = (found, at_bad, row[1 + size:], step_bad, tf.constant(True))
                 else:
                     loss, _ = keras_step(self.model, self.optimizer, Xe[lo:hi], ye[lo:hi])
-                    row = flat([loss])
+                    record = flat([loss])
                 loss = tf.cast(loss, tf.float32)
                 weight = tf.cast(hi - lo, tf.float32)
-                return i + 1, total_loss + loss * weight, count + weight, rows.write(step + i, row)
+                return i + 1, total_loss + loss * weight, count + weight, rows.write(step + i, record), carry
 
-            _, total_loss, count, rows = tf.while_loop(
-                lambda i, *_: i < per_epoch, step_body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0), rows))
+            _, total_loss, count, rows, carry = tf.while_loop(
+                lambda i, *_: i < per_epoch, step_body,
+                (tf.constant(0), tf.constant(0.0), tf.constant(0.0), rows, carry))
             epoch_loss = epoch_loss.write(epoch, total_loss / count)
             if self.forensics:
                 # NaN in the weights stays NaN (every update of a NaN weight is NaN; a loss-scaled
@@ -197,11 +229,14 @@ class Trainer:
                 # whether a step of this epoch left NaN in them: the run ends here
                 orders = orders.write(epoch, order)
                 stopped = tf.math.is_nan(sum_of_squares(read()))
-            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss
+            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, carry
 
-        epochs_run, step, _, rows, orders, epoch_loss = tf.while_loop(
+        no_weights = tf.zeros([size if self.forensics else 0], tf.float32)
+        carry = (tf.constant(False), tf.zeros([2 * size if self.forensics else 0], tf.float32), no_weights,
+                 tf.constant(False), tf.constant(False))
+        epochs_run, step, _, rows, orders, epoch_loss, carry = tf.while_loop(
             lambda epoch, _step, stopped, *_: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
-            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss, carry),
             maximum_iterations=epochs)
         kept = rows.gather(tf.range(step))
         series = tf.cast(kept[:, :1], tf.float64)
@@ -209,20 +244,18 @@ class Trainer:
         full = tf.stack([initial_loss, full_loss(self.model, X, y)])  # at the initial and final weights
         if not self.forensics:
             return series, epoch_loss, per_epoch, full, tf.zeros([0])
-        # once per run, each step's sums of squares in float64: the batch's (its rows' sums, in the
-        # epoch's order), the gradients' and the weights' after the update (those the next step
-        # started from; after the last step, read now)
+        # once per run, each step's batch sum of squares in float64 (its rows' sums, in the epoch's
+        # order); the weights' after the update are those the next step started from (after the
+        # last step, read now)
         batch_of_row = in_order // batch_size
         step_of_row = tf.range(epochs_run)[:, None] * per_epoch + batch_of_row[None, :]
         batch_sq = tf.math.unsorted_segment_sum(
             tf.gather(row_sums_of_squares(X, y), orders.gather(tf.range(epochs_run))), step_of_row, step)
-        squares = grouped_squares(kept[:, 1:], 2)  # [steps, gradients | weights, size]
-        grad_sq, before_sq = tf.unstack(tf.reduce_sum(squares, axis=2), axis=1)
-        after_sq = tf.concat([before_sq[1:], sum_of_squares(read())[None]], axis=0)
-        # and each variable's gradient sum of squares (the per-layer gradient norms), from the same squares
-        ends = np.cumsum([0] + [w.shape.num_elements() for w in trainable])
-        variable_sq = (tf.stack([tf.reduce_sum(squares[:, 0, a:b], axis=1) for a, b in zip(ends[:-1], ends[1:])],
-                                axis=1) if self.layers else tf.zeros([step, 0], tf.float64))
+        grad_sq, before_sq = kept[:, 1], kept[:, 2]
+        final_weights = flat(read())
+        final_sq = tf.reduce_sum(tf.square(tf.cast(final_weights, tf.float64)))
+        after_sq = tf.concat([before_sq[1:], final_sq[None]], axis=0)
+        variable_sq = kept[:, 3:] if self.layers else tf.zeros([step, 0], tf.float64)
         sums = tf.concat([tf.stack([batch_sq, grad_sq, after_sq], axis=1), variable_sq], axis=1)
         # The run ends at the first step whose update left NaN in the weights (every later step
         # would be NaN too), as fit's callback ends it: always in the last epoch run. Keras's epoch
@@ -233,17 +266,10 @@ class Trainer:
         last = step - per_epoch  # where the last epoch run starts
         epoch_loss = tf.cond(ran < step, lambda: tf.concat(
             [epoch_loss[:-1], running_mean(rows, last, ran - last, batch_weight)[None]], axis=0), lambda: epoch_loss)
-        # the weights the first non-finite step started from (for its dead units), as step_flags
-        # will find that step on the host: any non-finite batch, loss, gradient (unless the loss
-        # scaler skips those) or weights after the update
-        checked = [series[:, 0], batch_sq, after_sq] + ([] if loss_scaled(self.optimizer) else [grad_sq])
-        bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(tf.stack(checked, axis=1)[:ran])), axis=1)
-        first_bad = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
-        # ... and the weights it left (the next step's start, or the run's end): both, for
-        # nanbench.locate's replay of that step
-        at_bad = tf.cond(tf.reduce_any(bad), lambda: tf.concat([kept[first_bad, 1 + size:], tf.cond(
-            first_bad + 1 < step, lambda: kept[tf.minimum(first_bad + 1, step - 1), 1 + size:],
-            lambda: flat(read()))], axis=0), lambda: tf.zeros([0]))
+        # the weights the first non-finite step started from and those it left (for its dead units
+        # and nanbench.locate's replay of that step): found during the run, or the last step's
+        found, at_bad = first_bad(carry, final_weights, final_sq)
+        at_bad = tf.cond(found, lambda: at_bad, lambda: tf.zeros([0]))
         return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
@@ -301,7 +327,7 @@ def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
     """Keras's running mean of an epoch's first `steps` batch losses (the first column of rows
     `start` onwards of `rows`), accumulated one step at a time in float32 as the training loop does."""
     def body(i, total, count):
-        return i + 1, total + rows.read(start + i)[0] * batch_weight(i), count + batch_weight(i)
+        return i + 1, total + tf.cast(rows.read(start + i)[0], tf.float32) * batch_weight(i), count + batch_weight(i)
     _, total, count = tf.while_loop(lambda i, _t, _c: i < steps, body,
                                     (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
     return total / count

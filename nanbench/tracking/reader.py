@@ -34,7 +34,7 @@ LEVEL_ORDER = {
     "preprocess.scaler": specmod.SCALERS,
     "preprocess.outliers": specmod.OUTLIER_HANDLING, "model.name": specmod.MODELS,
     "model.activation": specmod.ACTIVATIONS, "optimizer.name": ("sgd", "momentum", "adam", "rmsprop"),
-    "clipping.kind": specmod.CLIPPING, "loss.name": ("mse", "mae", "huber", "rmse", "crossentropy", "log_loss_naive"),
+    "clipping.kind": specmod.CLIPPING, "loss.name": ("mse", "mae", "huber", "rmse", "msle", "crossentropy", "log_loss_naive", "builder"),
     "train.precision": specmod.PRECISIONS, "train.device": specmod.DEVICES,
     "train.engine": specmod.ENGINES, "preprocess.scale_target": ("False", "True"),
     "train.shuffle": ("False", "True"),

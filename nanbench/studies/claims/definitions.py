@@ -88,9 +88,11 @@ ISSUE_CLAIMS: tuple[Claim, ...] = (
           note="log_loss_naive is -mean(sum(y * log(p))) on the sigmoid / softmax output, nothing clipped"),
     Claim("from_logits", '"from_logits=True is more stable than softmax + cross-entropy"',
           "https://github.com/keras-team/keras/issues/6338, https://github.com/tensorflow/hub/pull/593",
-          "claim_from_logits", "loss.from_logits", ("False",), ("True",), "lowers",
-          note="Keras 3 takes the loss of a sigmoid / softmax output from the logits it keeps on that output "
-               "(_keras_logits), so from_logits=false is computed from logits too"),
+          "claim_from_logits", "probability", ("stable", "naive"), ("logits",), "lowers", beside=("keras",),
+          note="the control computes the sigmoid / softmax by hand after a linear output (a Lambda layer's "
+               "keras.ops, stable and naive forms), so the loss sees probabilities only; Keras's own "
+               "Dense(activation=sigmoid / softmax) is beside: Keras 3 takes its loss from the logits it keeps "
+               "on that output (_keras_logits)"),
     Claim("zero_std", '"dividing by a zero standard deviation produces NaN"',
           "https://github.com/fastai/fastai/issues/889, https://github.com/mllam/neural-lam/issues/136",
           "claim_zero_std", "preprocess", ("standard",), ("manual_standard",), "raises",

@@ -18,7 +18,17 @@ name, so a user's own data and model get the same catalogue as nanbench's built-
 - Huber instead of MSE (or RMSE); Keras's cross-entropy with ``from_logits=true`` instead of the
   hand-written log loss; float32 instead of mixed precision; Adam (at Keras's default learning
   rate, conf/optimizer/adam.yaml) instead of SGD; a 10x smaller initialisation
-  (``model.init_scale``, where the model option has that key).
+  (``model.init_scale``, where the model option has that key);
+- the output layer's activation the task asks for (``model.final_activation``): linear for
+  regression (and for logits), sigmoid for a binary task, softmax for a multiclass one, where the
+  model's output layer has another (an exponential or relu output on a regression: a real bug);
+- the hidden layers' activation (``model.activation`` of nanbench's MLPs, ``model.hidden_activation``
+  of a user's model): relu, selu, tanh, each where the hidden Dense layers have another;
+- cross-entropy instead of a loss that compares values (mse, ...) on a classification target (MSE
+  on one-hot labels: a real bug), from logits where the output is linear.
+
+A user's model's activations are read from the model itself (its Dense layers: the last is the
+output), as nanbench.user_model builds it.
 
 A change whose configuration nanbench.spec rejects (e.g. y scaling of labels) does not apply;
 the runner (nanbench.studies.diagnose.tries) checks that before anything trains.
@@ -34,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from nanbench.spec import RunSpec
+from nanbench.spec import CLASSIFICATION_LOSSES, USER_LOSS, USER_MODELS, RunSpec
 
 LR_FACTORS = (3, 10, 100)        # learning rate divided by each
 INIT_SHRINK = 0.1                # model.init_scale times this
@@ -43,6 +53,7 @@ NAIVE_LOG_LOSSES = ("nanbench.losses.LogLossNaive",)
 
 
 USUAL_THRESHOLD = 1.0  # the clipping options' threshold (conf/clipping/*.yaml)
+HIDDEN_ACTIVATIONS = ("relu", "selu", "tanh")  # the hidden activations tried
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,49 @@ class Evidence:
 
     grad_norms: tuple[float, ...]  # finite global gradient norms before the first non-finite step
     nonfinite_data: bool           # the data as made (before preprocessing) hold NaN or inf
+    # the hidden Dense layers' activations and the output layer's (None: read from the spec / model)
+    activations: tuple[tuple[str, ...], str | None] | None = None
+
+
+def model_activations(spec: RunSpec) -> tuple[tuple[str, ...], str | None]:
+    """The activations of the model's hidden Dense layers and of its output layer: from the spec
+    for nanbench's own models, from the built model for a user's (nanbench.user_model)."""
+    m = spec.model
+    if m.name in USER_MODELS:
+        from nanbench import user_model
+        from nanbench.data.generators import make_dataset
+        from nanbench.model import build_model
+        from nanbench.run import _n_features
+        model = build_model(m, _n_features(spec.dataset, make_dataset), seed=spec.train.seed)
+        return user_model.activation_names(model)
+    hidden = (m.activation,) * m.depth if m.name in ("mlp", "mlp_batchnorm") else ()
+    return hidden, m.final_activation or m.output_activation
+
+
+def _activation_changes(spec: RunSpec, config: dict, activations) -> list[Change]:
+    """The output activation the task asks for, other hidden activations, and cross-entropy
+    instead of a value loss on classes (see the module's docstring)."""
+    hidden, final = activations
+    task, keys, user = spec.dataset.problem, config.get("model", {}), spec.model.name in USER_MODELS
+    changes = []
+    wanted = ("linear" if task == "regression" or spec.loss.from_logits
+              else "sigmoid" if task == "binary" else "softmax")
+    if final is not None and final != wanted and "final_activation" in keys:
+        changes.append(Change(name=f"{wanted} output instead of {final}", settings=(("model.final_activation", wanted),),
+                              why=f"the {task} task{' with logits' if spec.loss.from_logits else ''} asks for a "
+                                  f"{wanted} output"))
+    key = "model.hidden_activation" if user else "model.activation"
+    if hidden and key.split(".")[1] in keys:
+        now = hidden[0] if len(set(hidden)) == 1 else "mixed"
+        changes += [Change(name=f"hidden {a} instead of {now}", settings=((key, a),))
+                    for a in HIDDEN_ACTIVATIONS if a != now]
+    loss = spec.loss.keras_class()
+    if task != "regression" and loss not in CLASSIFICATION_LOSSES and loss != USER_LOSS:
+        logits = not user or final == "linear"  # ours turn linear with from_logits; a user's linear output is logits
+        changes.append(Change(name=f"cross-entropy{' (from_logits)' if logits else ''} instead of {spec.loss.name}",
+                              groups=(("loss", "crossentropy"),), settings=(("loss.from_logits", logits),),
+                              why=f"a {task} target takes a classification loss"))
+    return changes
 
 
 def grad_norms_before(series, first_nonfinite_step: int | None) -> tuple[float, ...]:
@@ -175,6 +229,7 @@ def catalogue(spec: RunSpec, config: dict, evidence: Evidence) -> list[Change]:
         scale = (spec.model.init_scale or 1.0) * INIT_SHRINK  # None: Keras's own, 1
         changes.append(Change(name=f"init_scale={scale:g}", settings=(("model.init_scale", scale),),
                               why=f"initial kernels {1 / INIT_SHRINK:g}x smaller"))
+    changes += _activation_changes(spec, config, evidence.activations or model_activations(spec))
     return [c for c in changes if c is not None]
 
 

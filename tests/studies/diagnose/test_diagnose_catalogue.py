@@ -63,3 +63,49 @@ def test_distance_counts_changed_factors_and_the_decades_a_number_moves():
                    Change("b", settings=(("optimizer.lr", 1e-4),))))
     assert distance(spec, spec) == 0
     assert 1 < distance(spec, lr3) < distance(spec, lr100) == pytest.approx(3.0)
+
+
+def test_activation_changes_apply_where_the_layers_have_another_and_the_task_asks_for_it():
+    # an exponential output on a regression: linear offered; relu hidden: selu and tanh offered
+    exp = changes_for("model=mlp", "model.final_activation=exponential")
+    assert dict(exp["linear output instead of exponential"].settings) == {"model.final_activation": "linear"}
+    assert {"hidden selu instead of relu", "hidden tanh instead of relu"} <= set(exp)
+    assert "hidden relu instead of relu" not in exp and not any("cross-entropy" in n for n in exp)
+    # nanbench's own output follows the task: nothing to change; a linear model has no hidden layer
+    plain = changes_for("model=linear")
+    assert not any("output instead" in n or n.startswith("hidden") for n in plain)
+    # MSE on a multiclass target: cross-entropy from logits; its softmax output is what the task asks for
+    classes = changes_for("dataset=digits", "model=mlp", "model.activation=tanh")
+    swap = classes["cross-entropy (from_logits) instead of mse"]
+    assert swap.groups == (("loss", "crossentropy"),) and dict(swap.settings) == {"loss.from_logits": True}
+    assert "hidden relu instead of tanh" in classes and not any("output instead" in n for n in classes)
+    # a relu output on a binary task: sigmoid; with logits (from_logits) a linear output is right
+    binary = changes_for("dataset=breast_cancer", "loss=crossentropy", "model.final_activation=relu")
+    assert "sigmoid output instead of relu" in binary and not any("cross-entropy" in n for n in binary)
+    logits = changes_for("dataset=breast_cancer", "loss=crossentropy", "loss.from_logits=true")
+    assert not any("output instead" in n for n in logits)
+
+
+def test_a_users_model_is_read_for_its_activations(tmp_path):
+    import keras
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu", name="h"),
+                      keras.layers.Dense(1, activation="exponential", name="out")]).save(tmp_path / "exp.keras")
+    import numpy as np
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((20, 3)), y=rng.standard_normal(20))
+    names = changes_for("dataset=npz", f"dataset.path={tmp_path / 'd.npz'}", "model=keras",
+                        f"model.path={tmp_path / 'exp.keras'}")
+    out = names["linear output instead of exponential"]
+    assert {"hidden selu instead of relu", "hidden tanh instead of relu"} <= set(names)
+    assert dict(names["hidden tanh instead of relu"].settings) == {"model.hidden_activation": "tanh"}
+    # the change rebuilds the saved model with a linear output, its saved weights kept
+    spec, config, _ = prepare(compose(["dataset=npz", f"dataset.path={tmp_path / 'd.npz'}", "model=keras",
+                                       f"model.path={tmp_path / 'exp.keras'}"], config_name="diagnose"))
+    (tried,) = prepare_tries(spec, config, [out])
+    from nanbench.model import build_model
+    from nanbench.user_model import activation_names
+    rebuilt = build_model(tried.spec.model, 3, seed=0)
+    saved = keras.saving.load_model(tmp_path / "exp.keras", compile=False)
+    assert activation_names(rebuilt) == (("relu",), "linear")
+    for a, b in zip(rebuilt.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -92,3 +92,14 @@ def test_when_no_single_change_suffices_a_pair_does(tmp_path, capsys):
     best = s["remedies"][0]
     assert " + " in best["change"] and best["trained_seeds"] == 3
     assert "drop non-finite rows" in best["change"] or "impute non-finite inputs" in best["change"]
+
+
+@pytest.mark.slow
+def test_an_exponential_output_on_a_regression_is_fixed_by_a_linear_output(tmp_path, capsys):
+    # unscaled inputs through a relu MLP give outputs in the hundreds: exp overflows in the first forward pass
+    s = diagnose(tmp_path, capsys, "dataset=unscaled", "model=mlp", "model.final_activation=exponential",
+                 "optimizer=adam", "diagnose.boundary=false", "diagnose.pairs=false")
+    assert s["outcome"] in ("nan", "inf") and s["first_nonfinite_step"] == 0
+    remedies = {m["change"]: m for m in s["remedies"]}
+    assert remedies["linear output instead of exponential"]["stable_seeds"] == 3
+    assert "hidden tanh instead of relu" in {t["change"] for t in s["tried"]}
