@@ -160,11 +160,13 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
             _, spec, data, _ = chunk[0]
             products = (layer_products(spec, data.n_samples, data.n_features, len(chunk))
                         if len(chunk) > 1 else None)
-            if products is None:  # one run, or shapes no product side by side gives their own bits
+            update = batched.update_for(spec, data.n_features, len(chunk), run_device) if products else None
+            if update is None:  # one run, or shapes or an optimizer side by side would not give their own bits
                 alone += [m[0] for m in chunk]
                 continue
             try:
-                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device, products)
+                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device, products,
+                                              update)
             except Exception as exc:  # noqa: BLE001 - each run's error
                 yield [(i, RunResult(spec=spec, outcome="error", device=_short(run_device), error=describe_error(exc),
                                      data_s=data_s, n_samples=data.n_samples)) for i, spec, data, data_s in chunk]
