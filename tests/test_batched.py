@@ -140,10 +140,12 @@ def test_a_new_optimizer_file_trains_side_by_side_like_adam_with_the_bits_of_eac
 
 
 @pytest.mark.parametrize("cls", ["Adagrad", "AdamW", pytest.param("Lion", marks=pytest.mark.slow),
-                                 pytest.param("Ftrl", marks=pytest.mark.slow)])
+                                 pytest.param("Ftrl", marks=pytest.mark.slow),
+                                 pytest.param("Lamb", marks=pytest.mark.slow)])
 def test_any_keras_optimizer_side_by_side_is_bit_identical_to_one_at_a_time(cls):
     # AdamW's weight decay, Lion's sign, Ftrl's powers and Adagrad's accumulator start: each run's
-    # own optimizer's arithmetic; a rate that breaks its run beside ones that do not
+    # own optimizer's arithmetic; Lamb's trust ratio (a norm over a variable) in a loop over the
+    # runs (nanbench.engines.updates.PER_RUN); a rate that breaks its run beside ones that do not
     specs = [_spec("optimizer=adam", f"optimizer.class=keras.optimizers.{cls}", f"optimizer.name={cls.lower()}",
                    "train.epochs=2", f"optimizer.lr={lr}", f"clipping={clip}")
              for lr, clip in ((1e-3, "none"), (0.05, "global_clipnorm"), (1e4, "none"))]
