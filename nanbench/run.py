@@ -160,7 +160,7 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
             _, spec, data, _ = chunk[0]
             products = (layer_products(spec, data.n_samples, data.n_features, len(chunk))
                         if len(chunk) > 1 else None)
-            update = batched.update_for(spec, data.n_features, len(chunk), run_device) if products else None
+            update = batched.update_for(spec, data.n_features, run_device) if products else None
             if update is None:  # one run, or shapes or an optimizer side by side would not give their own bits
                 alone += [m[0] for m in chunk]
                 continue

@@ -11,11 +11,11 @@ def test_an_elementwise_update_is_stacked_and_one_that_reduces_over_a_variable_r
     # Nadam and Adagrad update each element from that element alone (and Nadam's running product,
     # a scalar state, per run): one apply for all runs gives each run its own optimizer's bits
     for cls in ("keras.optimizers.Nadam", "keras.optimizers.Adagrad"):
-        assert updates.update_mode(cls, 0.0, SHAPES, 3, "/CPU:0") == updates.STACKED, cls
+        assert updates.update_mode(cls, 0.0, SHAPES, "/CPU:0") == updates.STACKED, cls
     # Lamb scales each variable's step by the ratio of its norm to the step's (a reduction over the
     # whole variable): stacked, that norm would be over every run's values; each run's own apply
     # in a loop over the runs gives its bits
-    assert updates.update_mode("keras.optimizers.Lamb", 0.0, SHAPES, 3, "/CPU:0") == updates.PER_RUN
+    assert updates.update_mode("keras.optimizers.Lamb", 0.0, SHAPES, "/CPU:0") == updates.PER_RUN
 
 
 def test_stacked_shape_keeps_every_value_rank_three_so_a_learning_rate_per_run_broadcasts():

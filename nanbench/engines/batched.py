@@ -335,11 +335,11 @@ def variable_shapes(spec, n_features: int) -> tuple[tuple[int, ...], ...]:
     return tuple(shape for n_in, n_out in zip(widths, widths[1:]) for shape in ((n_in, n_out), (n_out,)))
 
 
-def update_for(spec, n_features: int, runs: int, device: str) -> str | None:
-    """How `runs` runs of this structure update side by side with each run's own bits
+def update_for(spec, n_features: int, device: str) -> str | None:
+    """How runs of this structure update side by side with each run's own bits
     (nanbench.engines.updates.update_mode); None: they train one at a time."""
     o = spec.optimizer
-    return update_mode(o.keras_class(), o.momentum, variable_shapes(spec, n_features), runs, device)
+    return update_mode(o.keras_class(), o.momentum, variable_shapes(spec, n_features), device)
 
 
 def train_together(specs, datas, device: str, products: tuple[str, ...] | None = None,
@@ -353,7 +353,7 @@ def train_together(specs, datas, device: str, products: tuple[str, ...] | None =
     products = products or layer_products(specs[0], n_samples, n_features, len(specs))
     if products is None:
         raise ValueError("no matmul side by side gives these runs their own bits: train them one at a time")
-    update = update or update_for(specs[0], n_features, len(specs), device)
+    update = update or update_for(specs[0], n_features, device)
     if update is None:
         raise ValueError(f"{specs[0].optimizer.keras_class()}'s update side by side does not give these runs "
                          "their own bits: train them one at a time")

@@ -9,7 +9,7 @@ variables (Standin: a tensor Keras's code reads and assigns, and the identity of
 stands for), so that whatever the class, its own code computes the update: no optimizer is
 written out here, and a new optimizer is one YAML file naming its class.
 
-Two ways, chosen per class configuration, variable shapes and run count (update_mode):
+Two ways, chosen per class configuration and variable shapes (update_mode):
 
 - STACKED: one ``apply`` for all runs. A value of shape s is stacked as [R, 1.., *s] of rank 3 (a
   bias [R, 1, units], a scalar state such as Nadam's [R, 1, 1]) and the learning rate is
@@ -216,21 +216,28 @@ def _alone(make_optimizer, shapes):
     return tf.function(train, autograph=False)
 
 
+# Runs the probe stacks: more than a vector register's floats (16 in AVX-512) and a tail, so that
+# each variable's values are computed both by a kernel's vector loop and by its scalar tail; an
+# elementwise operation that computed one otherwise than the other (a transcendental's vector
+# approximation) shows, whatever the number of runs a call later stacks.
+PROBE_RUNS = 33
+
+
 @functools.lru_cache(maxsize=None)
-def update_mode(keras_class: str, momentum: float, shapes: tuple[tuple[int, ...], ...], runs: int,
-                device: str) -> str | None:
-    """How `runs` runs of this optimizer (``optimizer.class`` and ``optimizer.momentum``: the
-    learning rate is each run's) and these trainable variable shapes update side by side with each run's own bits: STACKED, else PER_RUN, else None (they
-    train one at a time). Probed once: random weights, gradients (2 steps) and learning rates, the
-    runs' update side by side against each run's own Keras optimizer, every weight and state
-    value compared bit for bit."""
+def update_mode(keras_class: str, momentum: float, shapes: tuple[tuple[int, ...], ...], device: str) -> str | None:
+    """How runs of this optimizer (``optimizer.class`` and ``optimizer.momentum``: the learning
+    rate is each run's) with trainable variables of these shapes update side by side with each
+    run's own bits: STACKED, else PER_RUN, else None (they train one at a time). Probed once per
+    process: random weights, gradients (2 steps) and learning rates of PROBE_RUNS runs, their
+    update side by side against each run's own Keras optimizer, every weight and state value
+    compared bit for bit."""
     from nanbench.model import build_optimizer
     from nanbench.spec import ClippingSpec, OptimizerSpec
     make = functools.partial(build_optimizer, OptimizerSpec(lr=1e-3, momentum=momentum, cls=keras_class),
                              ClippingSpec())
     if reason_not_plain(make()) is not None:
         return None
-    rng = np.random.default_rng(0)
+    rng, runs = np.random.default_rng(0), PROBE_RUNS
     steps = 2  # Nadam's running product, Adam's bias corrections: a state carried from a step to the next
     weights = [rng.normal(size=(runs, *s)).astype(np.float32) for s in shapes]
     grads = [[rng.normal(size=(runs, *s)).astype(np.float32) for s in shapes] for _ in range(steps)]
