@@ -154,6 +154,17 @@ def test_any_keras_optimizer_side_by_side_is_bit_identical_to_one_at_a_time(cls)
         _assert_identical(out, fused.train(spec, data, "/CPU:0"))
 
 
+def test_runs_of_an_optimizer_no_update_side_by_side_reproduces_train_alone_and_one_line_says_so(capsys):
+    # a user's class whose apply also keeps a moving average of the weights: its runs train one
+    # at a time (and train), the line on stderr says how many and which class
+    specs = [_spec("optimizer=adam", "optimizer.class=user_optimizers.MovingAverageAdam", "optimizer.name=ema_adam",
+                   "train.epochs=1", f"optimizer.lr={lr}") for lr in (1e-3, 1e-2)]
+    results = execute_many(specs)
+    assert [r.side_by_side for r in results] == [1, 1] and {r.outcome for r in results}.isdisjoint({"error"})
+    assert ("nanbench: 2 run(s) train one at a time (2 of user_optimizers.MovingAverageAdam)"
+            in capsys.readouterr().err)
+
+
 def test_what_batched_writes_out_and_what_it_leaves_to_fused():
     assert batched.supports(_spec("optimizer=rmsprop", "loss=huber", "clipping=clipvalue"))
     assert batched.supports(_spec("model=linear", "optimizer=momentum"))
