@@ -14,14 +14,16 @@ Two ways, chosen per class configuration and variable shapes (update_mode):
 - STACKED: one ``apply`` for all runs. A value of shape s is stacked as [R, 1.., *s] of rank 3 (a
   bias [R, 1, units], a scalar state such as Nadam's [R, 1, 1]) and the learning rate is
   [R, 1, 1], one per run, so that every element gets the operation it gets alone, on the same
-  operands. Right for an update made of elementwise operations (SGD, Adam, RMSprop, Nadam, Adamax,
-  Adagrad, AdamW, Lion, Ftrl, ...), not for one that reduces over a variable (Lamb's trust ratio)
-  or reads its shape (Adafactor's factored moments).
+  operands. Right for an update made of correctly rounded elementwise operations (SGD, Adam,
+  RMSprop, Nadam, Adamax, Adagrad, AdamW, Lion, Adadelta), not for one that reduces over a
+  variable (Lamb's trust ratio), reads its shape (Adafactor's factored moments) or raises a tensor
+  to a power (Ftrl: the kernel's vector loop and its scalar tail round a power differently, and a
+  stack of runs moves a run's values from one to the other).
 - PER_RUN: each run's own ``apply`` on values of its own shapes, in a loop over the runs inside the
   graph (slower: a loop iteration per run and step), for any class whose ``apply`` is Keras's.
 
-update_mode probes which of them gives each run the bits its own optimizer gives it (a few steps
-of random gradients, compared bit for bit with a Keras optimizer applied to Keras variables in a
+update_mode probes which of them gives each run the bits its own optimizer gives it (a step
+from random values, compared bit for bit with a Keras optimizer applied to Keras variables in a
 traced function, as the fused engine applies it), as nanbench.engines.products probes the
 matmuls; None when neither does (or the optimizer is not a plain ``apply``: loss scaling, moving
 averages, gradient accumulation), and those runs train one at a time.
@@ -144,9 +146,7 @@ class KerasUpdate:
         self.opt, self.variables, self.mode = optimizer, list(variables), mode
         optimizer.build(self.variables)
         self.shapes = [tuple(v.shape) for v in self.variables]
-        # the optimizer's state, per run: every variable but the step count and learning rate
-        self.state = [v for v in optimizer.variables
-                      if v is not optimizer._iterations and v is not optimizer._learning_rate]
+        self.state = _state(optimizer)  # per run
         self.state_shapes = [tuple(v.shape) for v in self.state]
         self._fresh = [np.array(v.numpy()).reshape(stacked_shape(v.shape)) for v in self.state]
 
@@ -193,27 +193,26 @@ def _rank3(x):
     return tf.reshape(x, [-1, *stacked_shape(x.shape[1:])])
 
 
-def _alone(make_optimizer, shapes):
-    """A Keras optimizer on Keras variables of `shapes`, applied `steps` times in one traced call
-    from given weights and learning rate, as the fused engine applies a run's (reset, then apply):
-    the final weights and state."""
-    variables = [keras.Variable(np.zeros(s, np.float32)) for s in shapes]
-    opt = make_optimizer()
-    opt.build(variables)
-    fresh = [np.array(v.numpy()) for v in opt.variables]
+def _alone(optimizer, variables):
+    """`optimizer` (built on the Keras `variables`) applied once in a traced call from given
+    weights, state, step and learning rate, as the fused engine applies a run's: the weights and
+    state it leaves."""
+    state = _state(optimizer)
 
-    def train(weights, grads, lr):
-        for v, w in zip(variables, weights):
+    def apply(weights, values, iteration, lr, grads):
+        for v, w in zip([*variables, *state], [*weights, *values]):
             v.assign(w)
-        for v, f in zip(opt.variables, fresh):
-            v.assign(f)
-        opt.learning_rate = lr
-        for step_grads in grads:
-            opt.apply(step_grads, variables)
-        state = [v for v in opt.variables if v is not opt._iterations and v is not opt._learning_rate]
+        optimizer._iterations.assign(tf.cast(iteration, optimizer._iterations.dtype))
+        optimizer.learning_rate = lr
+        optimizer.apply(grads, variables)
         return [tf.identity(v.value) for v in variables], [tf.identity(v.value) for v in state]
 
-    return tf.function(train, autograph=False)
+    return tf.function(apply, autograph=False)
+
+
+def _state(optimizer) -> list:
+    """The optimizer's state, per run: every variable but the step count and learning rate."""
+    return [v for v in optimizer.variables if v is not optimizer._iterations and v is not optimizer._learning_rate]
 
 
 # Runs the probe stacks: more than a vector register's floats (16 in AVX-512) and a tail, so that
@@ -228,9 +227,9 @@ def update_mode(keras_class: str, momentum: float, shapes: tuple[tuple[int, ...]
     """How runs of this optimizer (``optimizer.class`` and ``optimizer.momentum``: the learning
     rate is each run's) with trainable variables of these shapes update side by side with each
     run's own bits: STACKED, else PER_RUN, else None (they train one at a time). Probed once per
-    process: random weights, gradients (2 steps) and learning rates of PROBE_RUNS runs, their
-    update side by side against each run's own Keras optimizer, every weight and state value
-    compared bit for bit."""
+    process: one step of PROBE_RUNS runs from random weights, state, gradients and learning
+    rates, side by side against each run's own Keras optimizer (every step runs the same
+    operations), every weight and state value compared bit for bit."""
     from nanbench.model import build_optimizer
     from nanbench.spec import ClippingSpec, OptimizerSpec
     make = functools.partial(build_optimizer, OptimizerSpec(lr=1e-3, momentum=momentum, cls=keras_class),
@@ -238,34 +237,37 @@ def update_mode(keras_class: str, momentum: float, shapes: tuple[tuple[int, ...]
     if reason_not_plain(make()) is not None:
         return None
     rng, runs = np.random.default_rng(0), PROBE_RUNS
-    steps = 2  # Nadam's running product, Adam's bias corrections: a state carried from a step to the next
-    weights = [rng.normal(size=(runs, *s)).astype(np.float32) for s in shapes]
-    grads = [[rng.normal(size=(runs, *s)).astype(np.float32) for s in shapes] for _ in range(steps)]
-    lr = (10.0 ** rng.uniform(-4, 0, size=runs)).astype(np.float32)
     with tf.device(device), keras_order():
         try:
-            alone = _alone(make, shapes)
-            own = [alone([w[r] for w in weights], [[g[r] for g in step] for step in grads], lr[r])
+            variables = [keras.Variable(np.zeros(s, np.float32)) for s in shapes]
+            opt = make()
+            opt.build(variables)
+            # one step from random weights and a random (positive: accumulators of squares) state
+            # at a random step: every operation of any step on values that are not its first's
+            weights = [rng.normal(size=(runs, *s)).astype(np.float32) for s in shapes]
+            state = [np.abs(rng.normal(size=(runs, *v.shape))).astype(v.dtype) for v in _state(opt)]
+            grads = [rng.normal(size=(runs, *s)).astype(np.float32) for s in shapes]
+            lr = (10.0 ** rng.uniform(-4, 0, size=runs)).astype(np.float32)
+            iteration = tf.constant(int(rng.integers(1, 100)))  # fed at run time, as the engine's is
+            alone = _alone(opt, variables)
+            own = [alone([w[r] for w in weights], [s[r] for s in state], iteration, lr[r], [g[r] for g in grads])
                    for r in range(runs)]
         except Exception:  # noqa: BLE001 - an optimizer that fails alone: each run alone says how
             return None
         for mode in (STACKED, PER_RUN):
-            variables = [keras.Variable(np.zeros(s, np.float32)) for s in shapes]
-            update = KerasUpdate(make(), variables, mode)
+            update = KerasUpdate(make(), [keras.Variable(np.zeros(s, np.float32)) for s in shapes], mode)
 
-            def together(weights, grads, lr, iterations, update=update):
-                # the step count fed at run time, as the engine's is (a constant would be folded)
-                w, state = list(weights), update.start(runs)
-                for i, step_grads in enumerate(grads):
-                    w, state = update.step(step_grads, w, state, lr, iterations[i])
-                return w, [tf.reshape(s, [runs, *shape]) for s, shape in zip(state, update.state_shapes)]
+            def together(weights, state, iteration, lr, grads, update=update):
+                stacked = [tf.reshape(v, [runs, *stacked_shape(shape)]) for v, shape in zip(state, update.state_shapes)]
+                new, new_state = update.step(grads, weights, stacked, lr, iteration)
+                return new, [tf.reshape(v, [runs, *shape]) for v, shape in zip(new_state, update.state_shapes)]
 
             try:
-                new, state = tf.function(together, autograph=False)(weights, grads, lr, tf.range(steps))
+                new, new_state = tf.function(together, autograph=False)(weights, state, iteration, lr, grads)
             except Exception:  # noqa: BLE001 - an apply that does not run on values: the next way, or none
                 continue
-            new, state = [w.numpy() for w in new], [s.numpy() for s in state]
-            if all(all(np.array_equal(a, b[r]) for a, b in zip(own[r][0] + own[r][1], new + state))
-                   for r in range(runs)):
+            together_values = [v.numpy() for v in [*new, *new_state]]
+            if all(np.array_equal(a, b[r], equal_nan=True)
+                   for r in range(runs) for a, b in zip([*own[r][0], *own[r][1]], together_values)):
                 return mode
     return None
