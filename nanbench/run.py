@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 import traceback
 from typing import Iterator
@@ -137,15 +138,17 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
     pairs as the call ends, so that a caller records them while the next call trains. Runs of the
     fused engine that share a structure (nanbench.engines.batched.group_key), wherever they are
     in `specs`, train side by side, at most `side_by_side` in one call, with each run's
-    arithmetic and result bit-identical to training it alone (nanbench.engines.products); a run
-    whose structure that engine does not write out, or left alone in its group, trains alone
-    (execute), a call of its own. A call that raises makes each of its runs outcome 'error'
+    arithmetic and result bit-identical to training it alone (nanbench.engines.products and
+    updates); a run whose structure that engine does not write out, or left alone in its group,
+    trains alone (execute), a call of its own; runs whose optimizer no update side by side gives
+    its bits also train alone, and one line on stderr says how many and which class. A call that raises makes each of its runs outcome 'error'
     with the message."""
     from nanbench.engines import batched
     from nanbench.engines.products import layer_products
 
     configure_tensorflow()
     alone = []
+    refused: dict[str, int] = {}  # optimizer class -> runs of a group it keeps from training side by side
     groups: dict[tuple, list] = {}
     for i, spec in enumerate(specs):
         if side_by_side < 2 or spec.train.engine != "fused" or not batched.supports(spec):
@@ -165,17 +168,25 @@ def execute_calls(specs: list[RunSpec], device: str | None = None,
             _, spec, data, _ = chunk[0]
             products = (layer_products(spec, data.n_samples, data.n_features, len(chunk))
                         if len(chunk) > 1 else None)
-            if products is None:  # one run, or shapes no product side by side gives their own bits
+            update = batched.update_for(spec, data.n_features, run_device) if products else None
+            if update is None:  # one run, or shapes or an optimizer side by side would not give their own bits
                 alone += [m[0] for m in chunk]
+                if products is not None:
+                    refused[spec.optimizer.keras_class()] = refused.get(spec.optimizer.keras_class(), 0) + len(chunk)
                 continue
             try:
-                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device, products)
+                outs = batched.train_together([m[1] for m in chunk], [m[2] for m in chunk], run_device, products,
+                                              update)
             except Exception as exc:  # noqa: BLE001 - each run's error
                 yield [(i, RunResult(spec=spec, outcome="error", device=_short(run_device), error=describe_error(exc),
                                      data_s=data_s, n_samples=data.n_samples)) for i, spec, data, data_s in chunk]
                 continue
             yield [(i, _classified(spec, out, data, data_s, _short(run_device), side_by_side=len(chunk)))
                    for (i, spec, data, data_s), out in zip(chunk, outs)]
+    if refused:
+        print(f"nanbench: {sum(refused.values())} run(s) train one at a time ("
+              f"{', '.join(f'{n} of {cls}' for cls, n in refused.items())}): no update side by side gives "
+              "each run its own optimizer's bits (nanbench.engines.updates)", file=sys.stderr, flush=True)
     for i in sorted(alone):
         yield [(i, execute(specs[i], device))]
 

@@ -120,11 +120,56 @@ def test_the_doc003_example_trains_side_by_side_with_the_bits_of_each_run_alone(
             np.testing.assert_array_equal(getattr(result.series, name), getattr(alone.series, name), err_msg=name)
 
 
+NADAM = ("optimizer=adam", "optimizer.class=keras.optimizers.Nadam", "optimizer.name=nadam")  # a copy of adam.yaml
+
+
+def test_a_new_optimizer_file_trains_side_by_side_like_adam_with_the_bits_of_each_run_alone():
+    # an option file naming another Keras class (here adam.yaml's keys with Nadam's class): its
+    # runs train side by side as Adam's do, each with the bits it gets alone, at its own rate
+    specs = [_spec(*opt, f"optimizer.lr={lr}", f"clipping={clip}")
+             for opt in (NADAM, ("optimizer=adam",)) for lr, clip in ((1e-3, "none"), (0.1, "clipnorm"))]
+    results = execute_many(specs)
+    assert [r.side_by_side for r in results] == [2, 2, 2, 2]
+    assert not np.array_equal(results[0].series.loss, results[1].series.loss)  # each its own learning rate
+    assert not np.array_equal(results[0].series.loss, results[2].series.loss)  # Nadam is not Adam
+    for result, spec in zip(results[:2], specs):  # Adam's runs: pinned by the tests above
+        alone = execute(spec)
+        assert result.outcome == alone.outcome and alone.side_by_side == 1
+        for name in SERIES:
+            np.testing.assert_array_equal(getattr(result.series, name), getattr(alone.series, name), err_msg=name)
+
+
+@pytest.mark.parametrize("cls", ["Adagrad", "AdamW", pytest.param("Lion", marks=pytest.mark.slow),
+                                 pytest.param("Ftrl", marks=pytest.mark.slow),
+                                 pytest.param("Lamb", marks=pytest.mark.slow)])
+def test_any_keras_optimizer_side_by_side_is_bit_identical_to_one_at_a_time(cls):
+    # AdamW's weight decay, Lion's sign, Ftrl's powers and Adagrad's accumulator start: each run's
+    # own optimizer's arithmetic; Lamb's trust ratio (a norm over a variable) in a loop over the
+    # runs (nanbench.engines.updates.PER_RUN); a rate that breaks its run beside ones that do not
+    specs = [_spec("optimizer=adam", f"optimizer.class=keras.optimizers.{cls}", f"optimizer.name={cls.lower()}",
+                   "train.epochs=2", f"optimizer.lr={lr}", f"clipping={clip}")
+             for lr, clip in ((1e-3, "none"), (0.05, "global_clipnorm"), (1e4, "none"))]
+    datas = [load(s.dataset, s.preprocess) for s in specs]
+    for spec, data, out in zip(specs, datas, batched.train_together(specs, datas, "/CPU:0")):
+        _assert_identical(out, fused.train(spec, data, "/CPU:0"))
+
+
+def test_runs_of_an_optimizer_no_update_side_by_side_reproduces_train_alone_and_one_line_says_so(capsys):
+    # a user's class whose apply also keeps a moving average of the weights: its runs train one
+    # at a time (and train), the line on stderr says how many and which class
+    specs = [_spec("optimizer=adam", "optimizer.class=user_optimizers.MovingAverageAdam", "optimizer.name=ema_adam",
+                   "train.epochs=1", f"optimizer.lr={lr}") for lr in (1e-3, 1e-2)]
+    results = execute_many(specs)
+    assert [r.side_by_side for r in results] == [1, 1] and {r.outcome for r in results}.isdisjoint({"error"})
+    assert ("nanbench: 2 run(s) train one at a time (2 of user_optimizers.MovingAverageAdam)"
+            in capsys.readouterr().err)
+
+
 def test_what_batched_writes_out_and_what_it_leaves_to_fused():
     assert batched.supports(_spec("optimizer=rmsprop", "loss=huber", "clipping=clipvalue"))
     assert batched.supports(_spec("model=linear", "optimizer=momentum"))
-    for other in (["model.dropout=0.2"], ["model.weight_decay=0.01"], ["train.precision=mixed_float16"],
-                  ["optimizer=sgd", "optimizer.class=keras.optimizers.Nadam", "optimizer.name=nadam"]):
+    assert batched.supports(_spec(*NADAM))  # any Keras optimizer (nanbench.engines.updates)
+    for other in (["model.dropout=0.2"], ["model.weight_decay=0.01"], ["train.precision=mixed_float16"]):
         try:
             spec = _spec(*other)
         except Exception:  # noqa: BLE001 - an option the config refuses is not a case here

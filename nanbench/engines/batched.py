@@ -10,8 +10,9 @@ for R runs instead of R times.
 Each run's arithmetic is the sequential fused engine's, op for op: Keras's Dense (matmul, add,
 activation), Keras's loss and its ``sum_over_batch_size`` reduction taken per run, the gradients
 of the sum of the runs' losses (each run's gradient is its own loss's: the runs share no weight),
-and the optimizers' ``update_step`` written out in Keras's operation order with the learning rate
-as a per-run [R, 1, ...] tensor (Keras optimizers take one scalar). Clipping keeps Keras's
+and the run's own Keras optimizer's ``apply``, whatever its class, run on every run's values with
+each run's learning rate (nanbench.engines.updates: all runs in one apply where the update is
+elementwise, else each run's in a loop over the runs; probed once). Clipping keeps Keras's
 per-run semantics: ``clipnorm`` rescales each variable's gradient of one run by that run's norm
 (tf.clip_by_norm's arithmetic), ``global_clipnorm`` rescales one run's gradients by their joint
 norm (keras's clip_by_global_norm), ``clipvalue`` clips elements; the kind is chosen per run.
@@ -28,9 +29,9 @@ the dot products in another order (or without fused multiply-adds), so each laye
 probed once per shape (nanbench.engines.products) and a layer whose batched product would round
 otherwise multiplies each run's matrices on their own, in a loop over the runs inside the graph.
 Only what this engine writes out is supported (supports()):
-Dense stacks without dropout or weight decay, float32, SGD (with or without momentum), Adam,
-RMSprop, MSE / MAE / Huber; the caller trains anything else with the fused engine, one run at
-a time (nanbench.run.execute_many).
+Dense stacks without dropout or weight decay, float32, MSE / MAE / Huber, any Keras optimizer
+whose update side by side gives each run its bits (update_for); the caller trains anything else
+with the fused engine, one run at a time (nanbench.run.execute_many).
 """
 
 from __future__ import annotations
@@ -38,20 +39,19 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.engines.products import BATCHED, layer_products, per_run_matmul
+from nanbench.engines.updates import KerasUpdate, update_mode
 from nanbench.forensics import StepSeries, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.spec import ClippingSpec
 from nanbench.step import unflatten
 
-OPTIMIZERS = {"keras.optimizers.SGD", "keras.optimizers.Adam", "keras.optimizers.RMSprop"}
 LOSSES = {"keras.losses.MeanSquaredError", "keras.losses.MeanAbsoluteError", "keras.losses.Huber"}
 CLIP_KINDS = ("none", "clipnorm", "global_clipnorm", "clipvalue")  # a run's kind: its index here
 
@@ -64,7 +64,7 @@ def supports(spec) -> bool:
             and m.probability == "keras"
             and m.activation in ("relu", "tanh", "sigmoid", "linear")
             and spec.train.precision == "float32"
-            and spec.optimizer.keras_class() in OPTIMIZERS and spec.loss.keras_class() in LOSSES)
+            and spec.loss.keras_class() in LOSSES)
 
 
 def group_key(spec, n_samples: int, n_features: int) -> tuple:
@@ -77,18 +77,21 @@ def group_key(spec, n_samples: int, n_features: int) -> tuple:
 class SideBySide:
     """The traced whole-run function for R runs of one structure (R is free: one trace)."""
 
-    def __init__(self, spec, n_features: int, device: str, kinds: tuple[str, ...], products: tuple[str, ...]):
+    def __init__(self, spec, n_features: int, device: str, kinds: tuple[str, ...], products: tuple[str, ...],
+                 update: str):
         self.device = device
         self.kinds = kinds  # the clip kinds present: only their arithmetic is traced
         self.products = products  # each layer's matmul: BATCHED or PER_RUN (layer_products)
         with tf.device(device):
             self.model = build_model(spec.model, n_features, seed=spec.train.seed)
             self.model.compile(loss=build_loss(spec.loss, spec.model))  # for nanbench.locate's replay of a step
-            keras_opt = build_optimizer(spec.optimizer, ClippingSpec())
+            # the run's own Keras optimizer, without clipping (clip() clips per run), applied to
+            # every run's values (nanbench.engines.updates)
+            self.optimizer = KerasUpdate(build_optimizer(spec.optimizer, ClippingSpec()),
+                                         self.model.trainable_variables, update)
         self.activations = [layer.activation for layer in self.model.layers]
         self.shapes = [tuple(w.shape) for w in self.model.trainable_weights]
         self.loss_values = build_loss(spec.loss, spec.model).call  # Keras's per-row values (before reduction)
-        self.optimizer = _Update(keras_opt)
         self._initial: dict[int, list[np.ndarray]] = {}
         self._locator = None
         weights = [tf.TensorSpec([None, *s], tf.float32) for s in self.shapes]
@@ -152,7 +155,7 @@ class SideBySide:
         n = tf.shape(X)[1]
         per_epoch = (n + batch_size - 1) // batch_size
         weights = list(initial)
-        slots = self.optimizer.start(weights)
+        slots = self.optimizer.start(runs)
         initial_loss = self.losses(weights, X, y)
         row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
         in_order = tf.range(n)
@@ -303,62 +306,6 @@ def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run:
                       steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]))
 
 
-class _Update:
-    """Keras's update_step for SGD (with momentum), Adam and RMSprop on run-stacked variables, in
-    Keras's operation order, with each run's learning rate; constants read from the Keras
-    optimizer the run would have been given."""
-
-    def __init__(self, opt: keras.optimizers.Optimizer):
-        self.kind = type(opt).__name__
-        self.opt = opt
-        self.momentum = float(getattr(opt, "momentum", 0.0) or 0.0)
-        if self.kind == "SGD" and getattr(opt, "nesterov", False):
-            raise ValueError("nesterov SGD is not written out here")
-        if self.kind == "RMSprop" and opt.centered:
-            raise ValueError("centered RMSprop is not written out here")
-        if self.kind == "Adam" and opt.amsgrad:
-            raise ValueError("amsgrad Adam is not written out here")
-        self.n_slots = {"SGD": 1 if self.momentum else 0, "Adam": 2,
-                        "RMSprop": 2 if self.momentum > 0 else 1}[self.kind]
-
-    def start(self, weights):
-        return [tf.zeros_like(w) for w in weights for _ in range(self.n_slots)]
-
-    def step(self, grads, weights, slots, lr, iteration):
-        o, new, new_slots = self.opt, [], []
-        for j, (g, var) in enumerate(zip(grads, weights)):
-            s = slots[j * self.n_slots:(j + 1) * self.n_slots]
-            lr_ = per_run(ops.cast(lr, var.dtype), var)
-            g = ops.cast(g, var.dtype)
-            if self.kind == "SGD":
-                if self.momentum:
-                    m = ops.subtract(ops.multiply(s[0], ops.cast(self.momentum, var.dtype)), ops.multiply(g, lr_))
-                    new.append(var + m)
-                    new_slots.append(m)
-                else:
-                    new.append(var - ops.multiply(g, lr_))
-            elif self.kind == "Adam":
-                local_step = ops.cast(iteration + 1, var.dtype)
-                beta_1_power = ops.power(ops.cast(o.beta_1, var.dtype), local_step)
-                beta_2_power = ops.power(ops.cast(o.beta_2, var.dtype), local_step)
-                alpha = lr_ * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-                m = s[0] + ops.multiply(ops.subtract(g, s[0]), 1 - o.beta_1)
-                v = s[1] + ops.multiply(ops.subtract(ops.square(g), s[1]), 1 - o.beta_2)
-                new.append(var - ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), o.epsilon)))
-                new_slots += [m, v]
-            else:  # RMSprop
-                velocity = ops.add(ops.multiply(o.rho, s[0]), ops.multiply(1 - o.rho, ops.square(g)))
-                increment = ops.divide(ops.multiply(lr_, g), ops.sqrt(ops.add(velocity, o.epsilon)))
-                if self.momentum > 0:
-                    m = ops.add(ops.multiply(self.momentum, s[1]), increment)
-                    new.append(var - m)
-                    new_slots += [velocity, m]
-                else:
-                    new.append(var - increment)
-                    new_slots.append(velocity)
-        return new, new_slots
-
-
 @tf.custom_gradient
 def add_bias(h, bias):
     """``h + bias`` per run ([R, B, units] + [R, units]) with tf.nn.bias_add's gradient for each
@@ -383,19 +330,39 @@ def _select(kind, index: int, chosen, other):
 _TRAINERS: dict[tuple, SideBySide] = {}
 
 
-def train_together(specs, datas, device: str, products: tuple[str, ...] | None = None) -> list[EngineOutput]:
+def variable_shapes(spec, n_features: int) -> tuple[tuple[int, ...], ...]:
+    """The trainable variables' shapes of one run's Dense stack (kernel, bias per layer)."""
+    m = spec.model
+    widths = [n_features] + [m.width] * (m.depth if m.name == "mlp" else 0) + [m.outputs]
+    return tuple(shape for n_in, n_out in zip(widths, widths[1:]) for shape in ((n_in, n_out), (n_out,)))
+
+
+def update_for(spec, n_features: int, device: str) -> str | None:
+    """How runs of this structure update side by side with each run's own bits
+    (nanbench.engines.updates.update_mode); None: they train one at a time."""
+    o = spec.optimizer
+    return update_mode(o.keras_class(), o.momentum, variable_shapes(spec, n_features), device)
+
+
+def train_together(specs, datas, device: str, products: tuple[str, ...] | None = None,
+                   update: str | None = None) -> list[EngineOutput]:
     """Train runs of one group_key side by side, in one call, each layer multiplying as
-    `products` says (layer_products, asked here when not given; None there is a ValueError: the
-    caller trains such runs one at a time). The call's seconds are shared out evenly; the run
-    that builds the structure's graph reports the build and trace."""
+    `products` says (layer_products) and the optimizer updating as `update` says (update_for),
+    each asked here when not given; None there is a ValueError: the caller trains such runs one
+    at a time. The call's seconds are shared out evenly; the run that builds the structure's
+    graph reports the build and trace."""
     n_samples, n_features = datas[0].n_samples, datas[0].n_features
     products = products or layer_products(specs[0], n_samples, n_features, len(specs))
     if products is None:
         raise ValueError("no matmul side by side gives these runs their own bits: train them one at a time")
+    update = update or update_for(specs[0], n_features, device)
+    if update is None:
+        raise ValueError(f"{specs[0].optimizer.keras_class()}'s update side by side does not give these runs "
+                         "their own bits: train them one at a time")
     kinds = tuple(k for k in CLIP_KINDS[1:] if any(s.clipping.kind == k for s in specs))
-    key = (group_key(specs[0], n_samples, n_features), kinds, products, device)
+    key = (group_key(specs[0], n_samples, n_features), kinds, products, update, device)
     trainer, build_s, trace_s = cached(_TRAINERS, key,
-                                       lambda: SideBySide(specs[0], n_features, device, kinds, products))
+                                       lambda: SideBySide(specs[0], n_features, device, kinds, products, update))
     series, at_bad, final, seconds = trainer.run(specs, datas)
     outs = []
     for r, (spec, s, data) in enumerate(zip(specs, series, datas)):

@@ -163,6 +163,23 @@ def test_an_adhoc_grid_runs_as_one_job_per_structure_on_the_fused_engine(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_copy_of_adam_yaml_naming_nadam_trains_side_by_side_like_adam(tmp_path, store):
+    # a new optimizer is one file (here in a config dir of the user's, on Hydra's search path):
+    # under -m its runs train side by side as Adam's do (nanbench.engines.updates)
+    (tmp_path / "conf" / "optimizer").mkdir(parents=True)
+    adam = (CONF_DIR / "optimizer" / "adam.yaml").read_text()
+    (tmp_path / "conf" / "optimizer" / "nadam.yaml").write_text(
+        adam.replace("name: adam ", "name: nadam").replace("keras.optimizers.Adam", "keras.optimizers.Nadam"))
+    grid = ["dataset=doc000_clean", "optimizer=nadam,adam", "optimizer.lr=0.001,0.01", "train.seed=0,1",
+            "train.epochs=2", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
+    proc = subprocess.run(_adhoc_cmd(store, tmp_path, *grid), capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = _children(store)
+    assert sorted((r.data.params["optimizer.name"], r.data.tags["side_by_side"]) for r in runs) == (
+        [("adam", "4")] * 4 + [("nadam", "4")] * 4)
+
+
+@pytest.mark.slow
 def test_an_adhoc_grid_over_datasets_and_preprocessing_is_one_job_per_optimizer(tmp_path, store):
     # a glob axis (Hydra lists the group's options: the sweep's checks parse it with the config loader)
     datasets, preprocessing, optimizers, lrs = ["doc000_clean", "doc000_outlier", "doc003_outlier"], \
