@@ -364,7 +364,6 @@ def _check_user_model_keys(m: dict) -> None:
         if m.get("reinit") is not None and not isinstance(m["reinit"], bool):
             raise ConfigError("model.reinit", "null (seed 0: the saved weights, seed k >= 1: the initializers drawn "
                               "with seed k), true or false", m["reinit"])
-        m["reinit"] = m.get("reinit")
     elif name == "builder":
         user_model.split_builder(m.get("builder"))
         digest = user_model.builder_digest(m["builder"])
