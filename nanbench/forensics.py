@@ -38,6 +38,9 @@ class StepSeries:
     steps_per_epoch: int
     initial_loss: float      # the loss over the whole training set at the initial weights
     final_loss: float        # the same at the weights the run ended with
+    # the same at each epoch's end (inference mode, as initial_loss): the series steps_to_target
+    # reads; one entry per epoch run (empty: not measured, e.g. a recorded run rebuilt from steps.csv)
+    epoch_full_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # per layer with weights (Keras's layer name), each step's gradient norm before clipping
     layer_grad_norm: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -56,6 +59,7 @@ class Verdict:
     initial_loss: float | None
     final_loss: float | None
     min_loss: float | None
+    steps_to_target: int | None = None  # see steps_to_target; None: never reached
 
 
 # A run that *trains*: finite and its whole-data loss fell by at least outcome.improve_fraction
@@ -67,6 +71,32 @@ TRAINED_OUTCOMES = ("converged", "improving")
 def trained(outcome: str | None) -> bool:
     """Whether a run with this outcome trained (see TRAINED_OUTCOMES)."""
     return outcome in TRAINED_OUTCOMES
+
+
+def steps_to_target(series: StepSeries, target_ratio: float) -> int | None:
+    """The first step count after which the loss over the whole training set is at most
+    ``target_ratio`` * L0 (L0: at the initial weights); None if it never is (or L0 is not finite).
+
+    Resolution: epochs. The whole-data loss is measured where the engines measure it: before the
+    first step (L0), at each epoch's end (``epoch_full_loss``, one forward pass over the data in
+    inference mode, as L0 and L are) and after the run (L). An epoch-end value reached after
+    epoch e counts (e + 1) * steps_per_epoch steps (capped at the steps run: a run cut at its
+    first NaN step ends mid-epoch). With the whole data in one batch this is every step. A run
+    whose loss dips below the target and rises again still reached it: this is time to target,
+    not the outcome (classify judges where the run ended)."""
+    initial = float(series.initial_loss)
+    if not np.isfinite(initial):
+        return None
+    target = target_ratio * initial
+    if initial <= target:  # L0 = 0: already there
+        return 0
+    per_epoch = max(1, int(series.steps_per_epoch))
+    with np.errstate(invalid="ignore"):
+        hits = np.flatnonzero(np.asarray(series.epoch_full_loss, dtype=np.float64) <= target)
+    if hits.size:
+        return min((int(hits[0]) + 1) * per_epoch, series.steps)
+    final = float(series.final_loss)
+    return series.steps if np.isfinite(final) and final <= target else None
 
 
 def step_flags(input_sq, loss, grad_norm, weight_norm, *, loss_scaled: bool = False) -> np.ndarray:
@@ -106,7 +136,11 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
     final weights: diverged if L > diverge_factor * L0, or if the last epoch's mean loss is (a run
     bouncing at the edge of stability, whose final step happens to land low); converged if
     L <= converge_ratio * L0 or L <= converge_abs; improving if L <= (1 - improve_fraction) * L0;
-    stalled otherwise (no real progress). The baseline is the whole data's loss, not a batch's:
+    stalled otherwise (no real progress). A run whose initial whole-data loss L0 is not finite
+    is nan (or inf) at step 0 with source ``loss`` (``input`` if its first batch held the NaN):
+    its first forward pass, before any update, is non-finite, and no learning rate changes
+    that; it is never stalled, even when every training step (in training mode) stays finite.
+    The baseline is the whole data's loss, not a batch's:
     the first batch of a set with a few outliers may hold none of them, and a run whose loss falls
     every epoch would look as if it diverged.
 
@@ -124,7 +158,14 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
     epochs = np.asarray(series.epoch_loss, dtype=np.float64)
     finite = epochs[np.isfinite(epochs)]
     min_loss = float(finite.min()) if finite.size else None
-    if first_bad is None and not np.isfinite(final) and np.isfinite(initial):
+    if not np.isfinite(initial):  # the initial forward pass, before step 0's update
+        source = "input" if first_bad == 0 and source == "input" else "loss"
+        first_bad = 0
+        if np.isnan(initial):
+            first_nan = 0
+        else:
+            first_inf = 0
+    elif first_bad is None and not np.isfinite(final):
         first_bad, source = series.steps, "loss"
         first_nan, first_inf = (first_bad, None) if np.isnan(final) else (None, first_bad)
     if first_nan is not None:
@@ -144,7 +185,8 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
     return Verdict(outcome=outcome, first_nonfinite_step=first_bad, first_nonfinite_source=source,
                    first_inf_step=first_inf, first_nan_step=first_nan,
                    initial_loss=initial if np.isfinite(initial) else None,
-                   final_loss=final if np.isfinite(final) else None, min_loss=min_loss)
+                   final_loss=final if np.isfinite(final) else None, min_loss=min_loss,
+                   steps_to_target=steps_to_target(series, spec.target_ratio))
 
 
 def csv_float(text: str) -> float:
@@ -159,7 +201,8 @@ def csv_float(text: str) -> float:
 def series_from_steps_csv(text: str, initial_loss: float | None, final_loss: float | None) -> StepSeries:
     """A recorded run's StepSeries, rebuilt from its steps.csv artifact and its initial_loss and
     final_loss metrics (None: not recorded, i.e. not finite), so that ``classify`` re-derives
-    its outcome from what MLflow holds. The epoch losses are read from each epoch's last row."""
+    its outcome from what MLflow holds. The epoch losses (Keras's, and the whole data's where the
+    artifact has the full_loss column) are read from each epoch's last row."""
     import csv
     import io
 
@@ -168,6 +211,7 @@ def series_from_steps_csv(text: str, initial_loss: float | None, final_loss: flo
         raise ValueError("this steps.csv predates the epoch_loss column: its outcome cannot be re-derived")
     epochs = np.array([int(r["epoch"]) for r in rows], dtype=np.int64)
     epoch_loss = [csv_float(r["epoch_loss"]) for r in rows if r["epoch_loss"].strip()]
+    epoch_full = [csv_float(r["full_loss"]) for r in rows if (r.get("full_loss") or "").strip()]
     return StepSeries(
         loss=np.array([csv_float(r["loss"]) for r in rows]),
         grad_norm=np.array([csv_float(r["grad_norm"]) for r in rows]),
@@ -177,6 +221,7 @@ def series_from_steps_csv(text: str, initial_loss: float | None, final_loss: flo
         steps_per_epoch=max(1, int(np.sum(epochs == 0))),
         initial_loss=float("nan") if initial_loss is None else float(initial_loss),
         final_loss=float("nan") if final_loss is None else float(final_loss),
+        epoch_full_loss=np.array(epoch_full, dtype=np.float64),
         layer_grad_norm={key[len(LAYER_COLUMN):]: np.array([csv_float(r[key]) for r in rows])
                          for key in (rows[0] if rows else {}) if key.startswith(LAYER_COLUMN)})
 

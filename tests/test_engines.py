@@ -177,3 +177,28 @@ def test_gpu_requested_without_one_fails_clearly():
         with pytest.raises(ConfigError, match="train.device"):
             resolve_device("gpu")
         assert resolve_device("auto") == "/CPU:0"
+
+
+def test_a_nan_initial_loss_is_nan_at_step_0_in_both_engines():
+    # realworld's case: unscaled breast_cancer through BatchNorm in inference mode (moving mean 0,
+    # variance 1) saturates the sigmoid, and the hand-written log loss takes log(0) * 0 = NaN in
+    # the first forward pass; training-mode BatchNorm steps stay finite. Not stalled: NaN at step 0.
+    fit, fast = _pair("optimizer=sgd", "optimizer.lr=0.001", "loss=log_loss_naive", "train.batch_size=64",
+                      problem=("dataset=breast_cancer", "model=mlp_batchnorm"))
+    for run in (fit, fast):
+        assert run.outcome == "nan" and not run.trained
+        assert (run.verdict.first_nonfinite_step, run.verdict.first_nonfinite_source) == (0, "loss")
+        assert (run.first_nonfinite_layer, run.first_nonfinite_part) == ("loss", "output")
+        assert np.all(np.isfinite(run.series.loss))  # every training step was finite
+    assert fit.verdict == fast.verdict
+
+
+def test_time_to_target_is_measured_alike_in_both_engines():
+    fit, fast = _pair("optimizer=adam", "optimizer.lr=0.05", "train.epochs=12", problem=("dataset=clean",
+                      "dataset.n_samples=70", "dataset.n_features=4", "model=linear"))
+    assert fit.trained and fast.trained
+    np.testing.assert_allclose(fast.series.epoch_full_loss, fit.series.epoch_full_loss, rtol=1e-5)
+    assert len(fit.series.epoch_full_loss) == 12
+    assert fit.steps_to_target == fast.steps_to_target is not None
+    assert fit.steps_to_target % fit.series.steps_per_epoch == 0  # resolution: epochs
+    assert fit.seconds_to_target > 0 and fast.summary()["steps_to_target"] == fast.steps_to_target

@@ -217,3 +217,16 @@ def test_a_model_or_loss_that_does_not_fit_the_data_is_a_one_line_error(override
     message = str(err.value)
     assert err.value.key == key and message.startswith(f"{key} must be") and allowed in message, message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, "x"])
+def test_outcome_target_ratio_outside_0_1_is_the_one_line_error(value):
+    with pytest.raises(ConfigError, match=r"^outcome.target_ratio must be "):
+        from_config(compose_config([f"outcome.target_ratio={value}"]))
+
+
+def test_outcome_target_ratio_at_its_default_leaves_the_config_hash_as_it_was():
+    default = from_config(compose_config([]))
+    assert default.config_hash() == from_config(compose_config(["outcome.target_ratio=0.1"])).config_hash()
+    assert default.config_hash() != from_config(compose_config(["outcome.target_ratio=0.2"])).config_hash()
+    assert from_config(compose_config(["outcome.target_ratio=0.2"])).outcome.target_ratio == 0.2

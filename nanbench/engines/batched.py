@@ -20,7 +20,8 @@ update) and the weights the first non-finite step started from. A run whose weig
 an epoch's end stops there, as the fused engine stops it: no number of one run enters another
 run's (the runs share no weight, and each run's gradient is its own loss's), so its NaN changes
 nothing beside it; its steps after the stop are dropped and its series is cut at the step whose
-update first left NaN.
+update first left NaN. At each epoch's end each run's loss over the whole data (one forward pass,
+as its initial and final losses) gives nanbench.forensics.steps_to_target.
 
 The result is the fused engine's, bit for bit: TensorFlow's batched matmul gives each run its own
 matmul's bits for most shapes, but its CPU kernel is chosen by shape, and for some shapes it sums
@@ -163,6 +164,8 @@ class SideBySide:
         variables = len(self.shapes)
         steps_out = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 4 + variables])
         batches_out = tf.TensorArray(tf.float64, size=epochs, element_shape=[None, None])
+        # per epoch and run, the whole data's loss at the epoch's end (forensics.steps_to_target)
+        full_out = tf.TensorArray(tf.float32, size=epochs, element_shape=[None])
 
         def flat(tensors):  # [R, size]
             return tf.concat([tf.reshape(t, [runs, -1]) for t in tensors], axis=1)
@@ -170,7 +173,8 @@ class SideBySide:
         def sq(tensors):
             return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)), axis=1)
 
-        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out):
+        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out,
+                       full_out):
             order = tf.cond(shuffle, lambda: tf.map_fn(
                 lambda s: tf.random.experimental.stateless_shuffle(in_order, seed=tf.stack([s, epoch])),
                 seeds), lambda: tf.tile(in_order[None], [runs, 1]))
@@ -213,16 +217,19 @@ class SideBySide:
             # here (the loop goes on while any run is left; a stopped run's NaN touches no other
             # run's numbers, and its steps from here on are dropped)
             active = active & ~tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
-            return epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out
+            full_out = full_out.write(epoch, self.losses(weights, X, y))
+            return (epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out,
+                    batches_out, full_out)
 
         loop = (tf.constant(0), tf.constant(0), tf.ones([runs], tf.bool), tf.zeros([runs], tf.int32), weights,
-                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out)
-        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out = tf.while_loop(
+                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out, full_out)
+        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out, full_out = tf.while_loop(
             lambda epoch, _s, active, *_: (epoch < epochs) & tf.reduce_any(active), epoch_body, loop,
             maximum_iterations=epochs)
         full = tf.stack([initial_loss, self.losses(weights, X, y)], axis=1)
         batch_sq = tf.reshape(tf.transpose(batches_out.gather(tf.range(epochs_done)), [0, 2, 1]), [-1, runs])
-        return (steps_out.gather(tf.range(step)), batch_sq, epochs_run, per_epoch, full, at_bad, seen, flat(weights))
+        return (steps_out.gather(tf.range(step)), batch_sq, epochs_run, per_epoch, full, at_bad, seen, flat(weights),
+                full_out.gather(tf.range(epochs_done)))
 
     # --- the host's side --------------------------------------------------------------------
 
@@ -264,12 +271,12 @@ class SideBySide:
                 tf.constant([s.clipping.threshold for s in specs], tf.float32),
                 tf.constant([CLIP_KINDS.index(s.clipping.kind) for s in specs], tf.int32),
                 tf.ones([len(specs)]), [tf.constant(w) for w in initial])
-            steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final = (o.numpy() for o in out)
+            steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final, epoch_full = (o.numpy() for o in out)
         seconds = time.perf_counter() - t
         counts = running_counts(X.shape[1], first.train.batch_size)
         series = []
         for r in range(len(specs)):
-            s = cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r])
+            s = cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r], epoch_full[:, r])
             series.append(dataclasses.replace(s, layer_grad_norm=layer_grad_norms(self.model, steps[:s.steps, r, 4:])))
         return series, [at_bad[r] if seen[r] else None for r in range(len(specs))], list(final), seconds
 
@@ -284,7 +291,7 @@ def running_counts(n: int, batch_size: int) -> np.ndarray:
 
 
 def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run: int, per_epoch: int,
-        full: np.ndarray) -> StepSeries:
+        full: np.ndarray, epoch_full: np.ndarray) -> StepSeries:
     """One run's StepSeries from its columns: cut at the step whose update first left NaN in the
     weights (every later step is NaN too), as the fused engine cuts it; Keras's epoch loss is the
     running mean (total / count, in float32) at each epoch's last step kept."""
@@ -298,7 +305,8 @@ def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run:
     input_sq, grad_norm, weight_norm = batch_sq[:ran], np.sqrt(steps[:ran, 2]), np.sqrt(after_sq[:ran])
     return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                       flags=step_flags(input_sq, loss, grad_norm, weight_norm), epoch_loss=epoch_loss,
-                      steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]))
+                      steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]),
+                      epoch_full_loss=np.asarray(epoch_full[:epochs_run], dtype=np.float64))
 
 
 class _Update:
@@ -406,7 +414,9 @@ def train_together(specs, datas, device: str, products: tuple[str, ...] | None =
             series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
             train_s=seconds / len(specs), dead_fraction=trainer.dead_fraction(data.X, trainer.weights_of(final[r])),
             dead_fraction_at_nonfinite=trainer.dead_fraction(data.X, before),
-            locate=replay_step(lambda: trainer.locator, spec, data, before, after, end)))
+            locate=replay_step(lambda: trainer.locator, spec, data, before, after, end),
+            locate_start=lambda spec=spec, data=data: trainer.locator(
+                trainer.initial_weights(spec.train.seed), None, data.X, data.y, source="loss", training=False)))
     return outs
 
 

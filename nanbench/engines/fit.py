@@ -60,8 +60,10 @@ class ForensicRecorder(keras.callbacks.Callback):
     started from (a copy before each step until one is non-finite), its batch and the weights it
     left."""
 
-    def __init__(self):
+    def __init__(self, X=None, y=None):
         super().__init__()
+        self.X, self.y = X, y  # the whole data, for the loss at each epoch's end (None: not measured)
+        self.epoch_full_loss: list[float] = []
         self.rows: list[tuple[float, float, float, float]] = []
         self.variable_sq: list[np.ndarray] = []
         self.epoch_loss: list[float] = []
@@ -90,6 +92,8 @@ class ForensicRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_loss.append(float(np.asarray(logs["loss"])))
+        if self.X is not None:  # the whole data's loss, as the fused engine measures it (time to target)
+            self.epoch_full_loss.append(float(full_loss(self.model, self.X, self.y)))
 
     def series(self, model, *, n_samples: int, batch_size: int, initial_loss: float,
                final_loss: float) -> StepSeries:
@@ -100,6 +104,7 @@ class ForensicRecorder(keras.callbacks.Callback):
         return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm, flags=flags,
                           epoch_loss=np.array(self.epoch_loss), steps_per_epoch=-(-n_samples // batch_size),
                           initial_loss=initial_loss, final_loss=final_loss,
+                          epoch_full_loss=np.array(self.epoch_full_loss, dtype=np.float64),
                           layer_grad_norm=layer_grad_norms(model, np.array(self.variable_sq)) if self.rows else {})
 
     def locate(self, model, X, y):
@@ -121,13 +126,19 @@ def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, 
     """Train a compiled model with ForensicTrainStep's step (ForensicSequential, or forensic()) with
     ``Model.fit`` and measure what an outcome needs: the whole data's loss (X, y: the training set
     as float32) at the initial and final weights, every step's forensics, and the dead ReLU units
-    at the end and at the first non-finite step.
+    at the end and at the first non-finite step, and the whole data's loss at each epoch's end
+    (nanbench.forensics.steps_to_target). A non-finite initial loss is located (which layer)
+    before training, while the model still holds its initial weights and state.
     ``fit_x``/``fit_y`` are what fit is given when that is not X, y (a document's arrays as
     written); ``started`` is when building began (build time counts from it)."""
     initial_loss = float(full_loss(model, X, y))
     build_s = time.perf_counter() - started
+    at_start = None
+    if not np.isfinite(initial_loss):  # NaN in the first forward pass: which layer, before any update
+        at_start = Locator(model, loss_scaled(model.optimizer))(
+            [np.array(w.numpy()) for w in model.trainable_weights], None, X, y, source="loss", training=False)
     relu = has_relu_units(model)
-    recorder = ForensicRecorder()
+    recorder = ForensicRecorder(X, y)
     t1 = time.perf_counter()
     history = model.fit(X if fit_x is None else fit_x, y if fit_y is None else fit_y, verbose=0,
                         callbacks=[recorder], **fit_args)
@@ -140,7 +151,8 @@ def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, 
     out = EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
                        dead_fraction=dead_fraction(model, X) if relu else None,
                        dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None else None,
-                       locate=recorder.locate(model, X, y))
+                       locate=recorder.locate(model, X, y),
+                       locate_start=(lambda: at_start) if at_start is not None else None)
     return out, history
 
 

@@ -14,7 +14,9 @@ Keras's forward pass on what it read (nanbench.step.keras_gradients), so the rea
 the ones the forward pass would make anyway; the step's loss, its gradients and those weights go
 into one float32 row, written to the run's rows. Every reduction waits for the run's end, where
 one pass over all rows gives every step's sums of squares: the weights after step i are the ones
-step i + 1 started from (and one read after the run's last step). At each epoch's end one read of
+step i + 1 started from (and one read after the run's last step). At each epoch's end, one forward
+pass over the whole data in inference mode gives the loss nanbench.forensics.steps_to_target reads
+(time to target, resolution: epochs; a fraction of a step per epoch). At each epoch's end one read of
 the weights tells whether a step left NaN in them (NaN in a weight stays NaN), and then the run
 ends there and is cut at that step, as fit's callback ends it. Each step's loss and sums of
 squares come back to the host once per run.
@@ -150,6 +152,8 @@ class Trainer:
                               element_shape=[1 + 2 * size if self.forensics else 1])
         orders = tf.TensorArray(tf.int32, size=epochs if self.forensics else 0, element_shape=[None])
         epoch_loss = tf.TensorArray(tf.float32, size=epochs)
+        # with forensics, the whole data's loss at each epoch's end (forensics.steps_to_target)
+        epoch_full = tf.TensorArray(tf.float32, size=epochs if self.forensics else 0)
         in_order = tf.range(n)
 
         def bounds(i):  # step i's rows in the epoch's order
@@ -162,7 +166,7 @@ class Trainer:
         def read():  # the trainable weights' values, read now
             return [tf.convert_to_tensor(w.value) for w in trainable]
 
-        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss):
+        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss, epoch_full):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
             # rows gathered in that order; a step slices its batch
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
@@ -197,18 +201,20 @@ class Trainer:
                 # whether a step of this epoch left NaN in them: the run ends here
                 orders = orders.write(epoch, order)
                 stopped = tf.math.is_nan(sum_of_squares(read()))
-            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss
+                epoch_full = epoch_full.write(epoch, full_loss(self.model, X, y))
+            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, epoch_full
 
-        epochs_run, step, _, rows, orders, epoch_loss = tf.while_loop(
+        epochs_run, step, _, rows, orders, epoch_loss, epoch_full = tf.while_loop(
             lambda epoch, _step, stopped, *_: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
-            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss, epoch_full),
             maximum_iterations=epochs)
         kept = rows.gather(tf.range(step))
         series = tf.cast(kept[:, :1], tf.float64)
         epoch_loss = epoch_loss.gather(tf.range(epochs_run))
         full = tf.stack([initial_loss, full_loss(self.model, X, y)])  # at the initial and final weights
         if not self.forensics:
-            return series, epoch_loss, per_epoch, full, tf.zeros([0])
+            return series, epoch_loss, per_epoch, full, tf.zeros([0]), tf.zeros([0])
+        epoch_full = epoch_full.gather(tf.range(epochs_run))
         # once per run, each step's sums of squares in float64: the batch's (its rows' sums, in the
         # epoch's order), the gradients' and the weights' after the update (those the next step
         # started from; after the last step, read now)
@@ -244,7 +250,7 @@ class Trainer:
         at_bad = tf.cond(tf.reduce_any(bad), lambda: tf.concat([kept[first_bad, 1 + size:], tf.cond(
             first_bad + 1 < step, lambda: kept[tf.minimum(first_bad + 1, step - 1), 1 + size:],
             lambda: flat(read()))], axis=0), lambda: tf.zeros([0]))
-        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad
+        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad, epoch_full
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
@@ -265,14 +271,15 @@ class Trainer:
         initial = self.initial_weights(spec.train.seed)
         t = time.perf_counter()
         with tf.device(self.device), keras_order():
-            series, epoch_loss, per_epoch, full, at_bad = self._concrete(
+            series, epoch_loss, per_epoch, full, at_bad, epoch_full = self._concrete(
                 X, y, tf.constant(spec.train.epochs_for(len(X))), tf.constant(spec.train.batch_size),
                 tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),
                 tf.constant(spec.optimizer.lr, tf.float32), tf.constant(spec.clipping.threshold, tf.float32),
                 initial)
         series = series.numpy()
         seconds = time.perf_counter() - t
-        return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy())
+        return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy(),
+                   epoch_full.numpy())
 
     @property
     def locator(self) -> Locator:
@@ -280,6 +287,16 @@ class Trainer:
         if self._locator is None:
             self._locator = Locator(self.model, loss_scaled(self.optimizer))
         return self._locator
+
+    def locate_start(self, seed: int, data) -> tuple[str | None, str | None]:
+        """Which layer first held inf/NaN in a run's initial forward pass over the whole data
+        (inference mode): the model is set back to the seed's initial values (trainable weights
+        and state, e.g. BatchNorm's moving statistics; the next run resets them anyway) and replayed."""
+        with tf.device(self.device):
+            for var, value in zip(self.model.variables, self.initial_weights(seed)):
+                var.assign(value)
+            weights = [np.array(w.numpy()) for w in self.model.trainable_weights]
+            return self.locator(weights, None, data.X, data.y, source="loss", training=False)
 
     def weights_of(self, vector: np.ndarray) -> list[np.ndarray]:
         """A flat vector of the trainable weights (nanbench.step.flat's order) as one array each."""
@@ -295,6 +312,7 @@ class Ran(NamedTuple):
     seconds: float
     full_loss: np.ndarray        # [initial, final] loss over the whole training set
     weights_at_nonfinite: np.ndarray
+    epoch_full_loss: np.ndarray  # the whole training set's loss at each epoch's end (empty without forensics)
 
 
 def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
@@ -352,7 +370,7 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     out = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                      flags=flags, epoch_loss=ran.epoch_loss.astype(np.float64),
                      steps_per_epoch=per_epoch, initial_loss=float(ran.full_loss[0]),
-                     final_loss=float(ran.full_loss[1]),
+                     final_loss=float(ran.full_loss[1]), epoch_full_loss=ran.epoch_full_loss.astype(np.float64),
                      layer_grad_norm=layer_grad_norms(trainer.model, series[:, 4:]) if forensics else {})
     before = after = final = None
     if ran.weights_at_nonfinite.size:  # the first non-finite step's start and end, one after the other
@@ -362,4 +380,5 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=ran.seconds,
                         dead_fraction=dead_fraction(trainer.model, data.X),
                         dead_fraction_at_nonfinite=dead_fraction(trainer.model, data.X, before) if before is not None else None,
-                        locate=replay_step(lambda: trainer.locator, spec, data, before, after, final))
+                        locate=replay_step(lambda: trainer.locator, spec, data, before, after, final),
+                        locate_start=lambda: trainer.locate_start(spec.train.seed, data))

@@ -137,7 +137,7 @@ OUTPUT_FILES = ("summary.md", "summary.html", "runs.csv", "main_effects.csv", "m
                 "main_effects.png", "heatmap_nonfinite.png", "speed.png", "curves.png")
 RUN_COLUMNS = ("outcome", "first_nonfinite_step", "first_nonfinite_source", "first_nonfinite_layer",
                "first_nonfinite_part", "first_inf_step", "first_nan_step",
-               "initial_loss", "final_loss", "min_loss", "steps_run", "skipped_steps", "steps_per_s", "samples_per_s",
+               "initial_loss", "final_loss", "min_loss", "trained", "steps_to_target", "seconds_to_target", "steps_run", "skipped_steps", "steps_per_s", "samples_per_s",
                "dead_fraction", "dead_fraction_at_nonfinite", "first_step_s", "train_s", "wall_s", "device",
                "engine", "status", "error", "config_hash", "git_commit")
 
