@@ -198,6 +198,13 @@ def build_loss(spec: LossSpec) -> keras.losses.Loss:
     return cls(**kwargs)
 
 
+def same_in_training(spec: ModelSpec) -> bool:
+    """Whether a model of `spec` computes the same loss in training and in inference mode, so that
+    a full-batch step's loss is the whole data's (nanbench.forensics.epoch_ends_from_steps):
+    nanbench's own models without dropout or BatchNorm. A user's model is not known to."""
+    return spec.name not in USER_MODELS and spec.name != "mlp_batchnorm" and spec.dropout == 0
+
+
 def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:
     """The model's Dense layers in order as (kernel, bias, activation name) NumPy triples, for
     nanbench.forensics.dead_fraction. ``weights``: values for ``model.trainable_weights`` (same

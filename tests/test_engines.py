@@ -202,3 +202,15 @@ def test_time_to_target_is_measured_alike_in_both_engines():
     assert fit.steps_to_target == fast.steps_to_target is not None
     assert fit.steps_to_target % fit.series.steps_per_epoch == 0  # resolution: epochs
     assert fit.seconds_to_target > 0 and fast.summary()["steps_to_target"] == fast.steps_to_target
+
+
+def test_full_batch_time_to_target_takes_the_next_steps_loss_alike_in_both_engines():
+    # one step an epoch: step e + 1's loss is the whole data's at epoch e's end (no pass of its own)
+    fit, fast = _pair("optimizer=adam", "optimizer.lr=0.2", "train.epochs=40", "train.batch_size=70",
+                      problem=("dataset=clean", "dataset.n_samples=70", "dataset.n_features=4", "model=linear"))
+    for run in (fit, fast):
+        assert run.series.steps_per_epoch == 1
+        np.testing.assert_array_equal(run.series.epoch_full_loss[:-1], run.series.loss[1:])
+        assert run.series.epoch_full_loss[-1] == run.series.final_loss
+    np.testing.assert_allclose(fast.series.epoch_full_loss, fit.series.epoch_full_loss, rtol=1e-5)
+    assert fit.steps_to_target == fast.steps_to_target is not None

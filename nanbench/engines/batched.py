@@ -21,7 +21,8 @@ an epoch's end stops there, as the fused engine stops it: no number of one run e
 run's (the runs share no weight, and each run's gradient is its own loss's), so its NaN changes
 nothing beside it; its steps after the stop are dropped and its series is cut at the step whose
 update first left NaN. At each epoch's end each run's loss over the whole data (one forward pass,
-as its initial and final losses) gives nanbench.forensics.steps_to_target.
+as its initial and final losses) gives nanbench.forensics.steps_to_target (with the whole data in
+one batch, the next step's loss: nanbench.forensics.epoch_ends_from_steps).
 
 The result is the fused engine's, bit for bit: TensorFlow's batched matmul gives each run its own
 matmul's bits for most shapes, but its CPU kernel is chosen by shape, and for some shapes it sums
@@ -46,7 +47,7 @@ from keras import ops
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.engines.products import BATCHED, layer_products, per_run_matmul
-from nanbench.forensics import StepSeries, step_flags
+from nanbench.forensics import StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.spec import ClippingSpec
@@ -217,7 +218,9 @@ class SideBySide:
             # here (the loop goes on while any run is left; a stopped run's NaN touches no other
             # run's numbers, and its steps from here on are dropped)
             active = active & ~tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
-            full_out = full_out.write(epoch, self.losses(weights, X, y))
+            # (one step an epoch: the next step's loss is that loss, taken on the host; see cut)
+            full_out = full_out.write(epoch, tf.cond(per_epoch > 1, lambda: self.losses(weights, X, y),
+                                                     lambda: tf.fill([runs], tf.constant(np.nan, tf.float32))))
             return (epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out,
                     batches_out, full_out)
 
@@ -306,7 +309,8 @@ def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run:
     return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                       flags=step_flags(input_sq, loss, grad_norm, weight_norm), epoch_loss=epoch_loss,
                       steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]),
-                      epoch_full_loss=np.asarray(epoch_full[:epochs_run], dtype=np.float64))
+                      epoch_full_loss=(epoch_ends_from_steps(loss, full[1]) if per_epoch == 1
+                                       else np.asarray(epoch_full[:epochs_run], dtype=np.float64)))
 
 
 class _Update:

@@ -16,7 +16,9 @@ into one float32 row, written to the run's rows. Every reduction waits for the r
 one pass over all rows gives every step's sums of squares: the weights after step i are the ones
 step i + 1 started from (and one read after the run's last step). At each epoch's end, one forward
 pass over the whole data in inference mode gives the loss nanbench.forensics.steps_to_target reads
-(time to target, resolution: epochs; a fraction of a step per epoch). At each epoch's end one read of
+(time to target, resolution: epochs; a fraction of a step per epoch); with the whole data in one
+batch and a model the same in training and inference mode, the next step's loss is that loss and
+no pass is made (nanbench.forensics.epoch_ends_from_steps). At each epoch's end one read of
 the weights tells whether a step left NaN in them (NaN in a weight stays NaN), and then the run
 ends there and is cut at that step, as fit's callback ends it. Each step's loss and sums of
 squares come back to the host once per run.
@@ -33,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
-from nanbench.forensics import StepSeries, step_flags
+from nanbench.forensics import StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
-from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
+from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model, same_in_training
 from nanbench.step import (flat, full_loss, grouped_squares, keras_gradients, keras_step, loss_scaled,
                            row_sums_of_squares, sum_of_squares, unflatten)
 
@@ -93,10 +95,14 @@ def signature(spec, n_features: int, device: str, forensics: bool = True) -> tup
 class Trainer:
     """A model, optimizer and traced whole-run training function for one signature."""
 
-    def __init__(self, spec, n_features: int, device: str, forensics: bool = True, layers: bool = True):
+    def __init__(self, spec, n_features: int, device: str, forensics: bool = True, layers: bool = True,
+                 target: bool = True):
         self.device = device
         self.forensics = forensics
         self.layers = layers  # per-layer gradient norms (off: only to measure what they cost)
+        self.target = target  # the epoch-end whole-data loss of time to target (off: only to measure its cost)
+        # with the whole data in one batch, the next step's loss is that loss (forensics.epoch_ends_from_steps)
+        self.steps_are_epoch_ends = same_in_training(spec.model)
         # whether TensorFlow runs this process's ops one at a time (see the forensic step)
         self.serial = (tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()) == 1
         self.threshold = RuntimeThreshold(spec.clipping.threshold)
@@ -153,7 +159,7 @@ class Trainer:
         orders = tf.TensorArray(tf.int32, size=epochs if self.forensics else 0, element_shape=[None])
         epoch_loss = tf.TensorArray(tf.float32, size=epochs)
         # with forensics, the whole data's loss at each epoch's end (forensics.steps_to_target)
-        epoch_full = tf.TensorArray(tf.float32, size=epochs if self.forensics else 0)
+        epoch_full = tf.TensorArray(tf.float32, size=epochs if self.forensics and self.target else 0)
         in_order = tf.range(n)
 
         def bounds(i):  # step i's rows in the epoch's order
@@ -201,7 +207,11 @@ class Trainer:
                 # whether a step of this epoch left NaN in them: the run ends here
                 orders = orders.write(epoch, order)
                 stopped = tf.math.is_nan(sum_of_squares(read()))
-                epoch_full = epoch_full.write(epoch, full_loss(self.model, X, y))
+                if self.target and self.steps_are_epoch_ends:  # the host takes the next step's loss
+                    epoch_full = epoch_full.write(epoch, tf.cond(
+                        per_epoch > 1, lambda: full_loss(self.model, X, y), lambda: tf.constant(np.nan, tf.float32)))
+                elif self.target:
+                    epoch_full = epoch_full.write(epoch, full_loss(self.model, X, y))
             return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, epoch_full
 
         epochs_run, step, _, rows, orders, epoch_loss, epoch_full = tf.while_loop(
@@ -214,7 +224,7 @@ class Trainer:
         full = tf.stack([initial_loss, full_loss(self.model, X, y)])  # at the initial and final weights
         if not self.forensics:
             return series, epoch_loss, per_epoch, full, tf.zeros([0]), tf.zeros([0])
-        epoch_full = epoch_full.gather(tf.range(epochs_run))
+        epoch_full = epoch_full.gather(tf.range(epochs_run)) if self.target else tf.zeros([0])
         # once per run, each step's sums of squares in float64: the batch's (its rows' sums, in the
         # epoch's order), the gradients' and the weights' after the update (those the next step
         # started from; after the last step, read now)
@@ -367,10 +377,13 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     sums = series[:, 1:4] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
     input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
     flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
+    epoch_full = ran.epoch_full_loss.astype(np.float64)
+    if forensics and trainer.target and trainer.steps_are_epoch_ends and per_epoch == 1:
+        epoch_full = epoch_ends_from_steps(loss, ran.full_loss[1])
     out = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                      flags=flags, epoch_loss=ran.epoch_loss.astype(np.float64),
                      steps_per_epoch=per_epoch, initial_loss=float(ran.full_loss[0]),
-                     final_loss=float(ran.full_loss[1]), epoch_full_loss=ran.epoch_full_loss.astype(np.float64),
+                     final_loss=float(ran.full_loss[1]), epoch_full_loss=epoch_full,
                      layer_grad_norm=layer_grad_norms(trainer.model, series[:, 4:]) if forensics else {})
     before = after = final = None
     if ran.weights_at_nonfinite.size:  # the first non-finite step's start and end, one after the other
