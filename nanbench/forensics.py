@@ -246,7 +246,9 @@ def dead_fraction(X: np.ndarray, layers) -> float | None:
     by training, so it is no healthy control even when its loss stays finite.
 
     ``layers`` are the model's Dense layers in order, as (kernel, bias, activation) with the
-    activation's name ("relu", "linear", "tanh", "sigmoid"); the forward pass is float64 NumPy.
+    activation's name ("relu", "linear", "tanh", "sigmoid"), and its BatchNormalization layers in
+    inference form as (scale, offset, "batchnorm"): each unit times its scale plus its offset
+    (nanbench.model.dense_layers); the forward pass is float64 NumPy.
     None when no layer is ReLU, no row is finite, or the weights are not finite (a NaN network
     has no dead units, it has NaN)."""
     X = np.asarray(X, dtype=np.float64)
@@ -259,7 +261,7 @@ def dead_fraction(X: np.ndarray, layers) -> float | None:
         if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
             return None
         with np.errstate(all="ignore"):
-            h = _ACTIVATIONS[activation](h @ kernel + bias)
+            h = h * kernel + bias if activation == "batchnorm" else _ACTIVATIONS[activation](h @ kernel + bias)
         if activation == "relu":
             dead += int(np.sum(np.all(h == 0.0, axis=0)))
             units += h.shape[1]

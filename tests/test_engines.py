@@ -214,3 +214,19 @@ def test_full_batch_time_to_target_takes_the_next_steps_loss_alike_in_both_engin
         assert run.series.epoch_full_loss[-1] == run.series.final_loss
     np.testing.assert_allclose(fast.series.epoch_full_loss, fit.series.epoch_full_loss, rtol=1e-5)
     assert fit.steps_to_target == fast.steps_to_target is not None
+
+
+def test_dead_units_of_a_batchnorm_network_are_those_keras_computes_in_inference_mode():
+    import keras
+
+    from nanbench.model import build_model, dead_fraction
+    from nanbench.spec import ModelSpec
+    model = build_model(ModelSpec(name="mlp_batchnorm", width=6, depth=2, activation="relu"), 3, seed=0)
+    X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    norm = model.get_layer("batchnorm0")  # moving statistics that shift half the units far below 0
+    norm.moving_mean.assign(np.array([0, 0, 0, 50, 50, 50], np.float32))
+    norm.moving_variance.assign(np.full(6, 0.5, np.float32))
+    model.get_layer("hidden1").bias.assign(np.array([0, 0, 0, 0, -1e3, -1e3], np.float32))
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in ("hidden0", "hidden1")])
+    dead = sum(int(np.sum(np.all(np.asarray(h) == 0, axis=0))) for h in probe(X, training=False))
+    assert dead_fraction(model, X) == dead / 12 and dead >= 2

@@ -154,3 +154,16 @@ def test_a_non_finite_initial_loss_is_non_finite_at_step_0_never_stalled(initial
     # a NaN batch at step 0 keeps its source: the data came first
     v = classify(_series([np.nan], [NAN_BIT["input"] | NAN_BIT["loss"]], initial=np.nan, final=np.nan), OutcomeSpec())
     assert (v.outcome, v.first_nonfinite_step, v.first_nonfinite_source) == ("nan", 0, "input")
+
+
+def test_dead_fraction_passes_through_batchnorm_in_inference_form():
+    from nanbench.forensics import dead_fraction
+    X = np.array([[1.0], [2.0], [3.0]])
+    hidden = (np.array([[1.0, -1.0]]), np.zeros(2), "relu")      # unit 1 is 0 on every row: dead
+    # BatchNorm after it: unit 0 (1, 2, 3) -> (x - 2) / 1 -> (-1, 0, 1); unit 1 stays 0 -> 0 * 1 + 0
+    norm = (np.array([1.0, 1.0]), np.array([-2.0, 0.0]), "batchnorm")
+    second = (np.eye(2), np.zeros(2), "relu")                    # unit 0 alive on row 3, unit 1 dead
+    head = (np.ones((2, 1)), np.zeros(1), "linear")
+    assert dead_fraction(X, [hidden, norm, second, head]) == 2 / 4
+    # a shift that makes unit 0 negative on every row kills it after the norm
+    assert dead_fraction(X, [hidden, (np.ones(2), np.array([-5.0, 0.0]), "batchnorm"), second, head]) == 3 / 4

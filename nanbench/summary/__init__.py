@@ -69,7 +69,7 @@ def _header(rep: Report, sweep: RunTable, runs: pd.DataFrame, notes: list[str]) 
 
 def _findings(rep: Report, found: F.Findings) -> None:
     rep.heading(2, "Findings", "findings")
-    rep.para("Counts are runs (non-finite/trained unless said otherwise), each with its rate and 95% Wilson "
+    rep.para("Counts are runs (non-finite/runs unless said otherwise; runs with outcome error are left out of every rate), each with its rate and 95% Wilson "
              "interval in brackets; differences of rates carry Newcombe's interval. Every statement is derived "
              "from `runs.csv` by the rules of `nanbench.summary.findings`; each links to the table it rests on.")
     rep.numbered([f.text for f in found.items])
@@ -82,7 +82,7 @@ def _outcomes(rep: Report, sweep: RunTable, runs: pd.DataFrame) -> None:
     rep.table(pd.DataFrame({"outcome": order, "runs": [int(counts[o]) for o in order],
                             "share": [f"{counts[o] / len(runs):.3f}" for o in order]}))
     rep.para("Conventions: a run is **non-finite** when its outcome is `nan` or `inf`. Rates are "
-             "non-finite runs over runs that trained (outcome `error` excluded), with 95% Wilson "
+             "non-finite runs over runs that ran (outcome `error` excluded), with 95% Wilson "
              "score intervals (Wilson 1927). `n/a` means no data; it never stands for 0.")
     if sweep.software:
         rep.para(f"Software, counted over the {len(runs)} runs of this summary: " + "; ".join(
@@ -109,7 +109,7 @@ def _factors(rep: Report, runs: pd.DataFrame, roles: dict[str, list[str]], const
     rep.para("Constant in every run: " + ", ".join(f"`{k}={S._level(v)}`" for k, v in constant.items()) + ".")
     errors = runs.loc[runs["outcome"].eq("error"), "error"].fillna("(no message)")
     if len(errors):
-        rep.heading(3, "Runs that did not train (outcome error)")
+        rep.heading(3, "Runs that did not run (outcome error)")
         counts = errors.str.slice(0, 160).value_counts()
         rep.table(pd.DataFrame({"error": counts.index, "runs": counts.to_numpy()}).head(20))
 
@@ -145,6 +145,7 @@ RUN_COLUMNS = ("outcome", "first_nonfinite_step", "first_nonfinite_source", "fir
 def runs_csv(runs: pd.DataFrame, factors: list[str], path: Path) -> None:
     """One row per run: id and name, every factor, the outcome and forensics, losses, speed.
     Empty cells are values that were not logged: no such step, or not finite."""
+    runs = runs.assign(trained=runs["outcome"].isin(TRAINED_OUTCOMES))  # the outcome says it, old runs too
     columns = ["run_id", "run_name", *factors, *[c for c in RUN_COLUMNS if c in runs]]
     runs[columns].to_csv(path, index=False)
 

@@ -7,8 +7,8 @@ Attribution (tree rules, forest importance) lives in nanbench.summary.attributio
 nanbench.summary.findings. Pure pandas: nothing here reads MLflow, draws or formats.
 
 Counting conventions, used everywhere: a run is *non-finite* when its outcome is nan or inf;
-rates are over the runs that trained (outcome error excluded: they say nothing about stability);
-a rate with no trained run is NaN and stays NaN.
+rates are over the runs that ran (outcome error excluded: they say nothing about stability);
+a rate with no run is NaN and stays NaN.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nanbench.vocab import NONFINITE_OUTCOMES as NONFINITE
+from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.vocab import OUTCOMES, SOURCES
 LR = "optimizer.lr"
 REPEAT_FACTORS = ("train.seed",)  # repeats of one configuration, not a configuration of their own
@@ -79,14 +80,17 @@ def difference_interval(k1, n1, k2, n2, z: float = Z95) -> tuple[float, float, f
 
 
 def outcome_flags(runs: pd.DataFrame) -> pd.DataFrame:
-    """0/1 columns nan, inf, nonfinite, diverged, error, trained; from the outcome tag."""
+    """0/1 columns nan, inf, nonfinite, diverged, error, ran (not error), trained (converged or
+    improving: nanbench.forensics.trained), stalled; from the outcome tag."""
     outcome = runs["outcome"]
     flags = pd.DataFrame({
         "nan": outcome.eq("nan"), "inf": outcome.eq("inf"),
         "nonfinite": outcome.isin(NONFINITE), "diverged": outcome.eq("diverged"),
         "error": outcome.eq("error"),
     }, index=runs.index)
-    flags["trained"] = ~flags["error"]
+    flags["ran"] = ~flags["error"]
+    flags["trained"] = outcome.isin(TRAINED_OUTCOMES)
+    flags["stalled"] = outcome.eq("stalled")
     flags["inf_before_nan"] = flags["nan"] & (runs["first_inf_step"] < runs["first_nan_step"])
     return flags.astype(int)
 
@@ -199,8 +203,8 @@ def rate_table(runs: pd.DataFrame, by: list[str] | str, flags: pd.DataFrame | No
     table = flags.groupby(keys, observed=True, sort=True).sum()
     table.insert(0, "runs", flags.groupby(keys, observed=True, sort=True).size())
     with np.errstate(divide="ignore", invalid="ignore"):
-        table["rate"] = table["nonfinite"] / table["trained"].where(table["trained"] > 0)
-    table["ci_low"], table["ci_high"] = wilson_interval(table["nonfinite"], table["trained"])
+        table["rate"] = table["nonfinite"] / table["ran"].where(table["ran"] > 0)
+    table["ci_low"], table["ci_high"] = wilson_interval(table["nonfinite"], table["ran"])
     return table
 
 
@@ -217,7 +221,7 @@ def main_effects(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | N
 
 def two_way(runs: pd.DataFrame, rows: str, cols: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """Non-finite rate by rows x cols, long: one line per observed cell with k, n and rate."""
-    return rate_table(runs, [rows, cols], flags)[["nonfinite", "trained", "rate"]]
+    return rate_table(runs, [rows, cols], flags)[["nonfinite", "ran", "rate"]]
 
 
 def picture_change(pooled: pd.DataFrame, part: pd.DataFrame) -> float:
@@ -283,7 +287,7 @@ def stability(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None
         return pd.DataFrame()
     flags = outcome_flags(runs) if flags is None else flags
     config = [f for f in varying if f != LR and f not in REPEAT_FACTORS]
-    trained = flags["trained"].astype(bool)
+    trained = flags["ran"].astype(bool)
     data = runs.loc[trained, config + [LR]].assign(nonfinite=flags.loc[trained, "nonfinite"])
     if data.empty:
         return pd.DataFrame()
@@ -314,11 +318,11 @@ SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "first_step_s", "wall_s")
 
 def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """Medians of steady-state steps/s and samples/s, first-step (compile) and wall seconds, per
-    level of each column in `by`, over the runs that trained. The first-step median is over the
+    level of each column in `by`, over the runs that ran. The first-step median is over the
     runs that paid one (`traced`): the fused engine traces once per job and later runs of the
     job reuse the graph, with first_step_s = 0."""
     flags = outcome_flags(runs) if flags is None else flags
-    data = runs.loc[flags["trained"].astype(bool)].copy()
+    data = runs.loc[flags["ran"].astype(bool)].copy()
     data["traced"] = (data["first_step_s"] > 0).astype(int)
     data["first_step_s"] = data["first_step_s"].where(data["first_step_s"] > 0)
     columns = list(SPEED_COLUMNS)

@@ -30,13 +30,13 @@ def _with_attributes(runs: pd.DataFrame, group: Group, roles: dict) -> str:
 
 
 def overview(runs: pd.DataFrame, flags: pd.DataFrame) -> Finding:
-    n, trained = len(runs), int(flags["trained"].sum())
+    n, trained = len(runs), int(flags["ran"].sum())
     k = int(flags["nonfinite"].sum())
     parts = [f"{int(flags[o].sum()):,} {label}" for o, label in (("nan", "NaN"), ("inf", "inf")) if flags[o].sum()]
     text = (f"Of the {n:,} runs, {k:,} turned non-finite" + (f" ({', '.join(parts)})" if parts else "")
-            + f": {kn(k, trained)} of the runs that trained.")
+            + f": {kn(k, trained)} of the runs.")
     if trained < n:
-        text += f" {n - trained:,} did not train (outcome error)."
+        text += f" {n - trained:,} did not run (outcome error)."
     return Finding(text + _link("outcomes"), "outcomes")
 
 
@@ -55,7 +55,7 @@ def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, fa
             f"non-finite input value (`first_nonfinite_source` = input; median step {A.fmt(step)}): {kn(k, n)}"
             + ("; nothing else mattered there, every level of every other factor gives the same rate" if same else "")
             + f". These {int(explained.sum()):,} runs are explained by their data and set aside: the analysis "
-              f"below is of the other {int(trained.sum() - explained.sum()):,} runs that trained.")
+              f"below is of the other {int(trained.sum() - explained.sum()):,} runs.")
     table = rate_rows(data.loc[inside], target[inside], others)
     table = table.rename(columns={"non-finite": "non-finite at the input"})
     title = f"Runs with {group.text(data)}: non-finite at the input, per level of every other factor"
@@ -78,7 +78,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
                    had_explained: bool, pooled: tuple[pd.DataFrame, np.ndarray], anchor: str,
                    start: int) -> list[Finding]:
     """Where the non-finite runs of `data` concentrate, along lr, what prevented them, what else
-    mattered, what lies outside, where they started. `pooled`: every trained run and its target."""
+    mattered, what lies outside, where they started. `pooled`: every run that ran and its target."""
     out: list[Finding] = []
 
     def anchor_next() -> str:
@@ -87,7 +87,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
     inside = group.mask(data)
     k, n, total = int(target[inside].sum()), int(inside.sum()), int(target.sum())
     out_k, out_n = total - k, len(data) - n
-    scope = f"Among the other {len(data):,} runs" if had_explained else f"Among the {len(data):,} runs that trained"
+    scope = f"Among the other {len(data):,} runs" if had_explained else f"Among the {len(data):,} runs"
     what = _with_attributes(data, group, roles)
     a = anchor_next()
     if group.keep:
@@ -253,7 +253,7 @@ def dead_networks(runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], a
     if "dead_fraction" not in runs:
         return None
     fraction = pd.to_numeric(runs["dead_fraction"], errors="coerce")
-    finite = (flags["trained"].astype(bool) & ~flags["nonfinite"].astype(bool) & fraction.notna()).to_numpy()
+    finite = (flags["ran"].astype(bool) & ~flags["nonfinite"].astype(bool) & fraction.notna()).to_numpy()
     dead = (fraction >= DEAD - 1e-9).to_numpy() & finite
     if not dead.any():
         return None

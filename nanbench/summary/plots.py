@@ -57,13 +57,13 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
                        rows: str = "optimizer.name", cols: str = LR,
                        panel_rows: str = "dataset.name", panel_cols: str = "preprocess") -> Path | None:
     """Non-finite rate over lr (columns) x optimizer (rows), one panel per dataset x preprocessing.
-    Cells are annotated k/n (non-finite / trained); cells without a trained run stay blank. A
+    Cells are annotated k/n (non-finite / runs that ran); cells without a run stay blank. A
     sweep that does not cross every dataset with every preprocessing (sweeps/realworld) gets its
     panels only, wrapped in rows of up to three, instead of a grid of empty ones."""
     if runs[rows].nunique() < 2 and runs[cols].nunique() < 2:
         return None
     data = pd.DataFrame({"r": runs[rows], "c": runs[cols], "pr": runs[panel_rows], "pc": runs[panel_cols],
-                         "k": flags["nonfinite"], "n": flags["trained"]})
+                         "k": flags["nonfinite"], "n": flags["ran"]})
     cells = data.groupby(["pr", "pc", "r", "c"], observed=True)[["k", "n"]].sum()
     by_panel = {key: part.droplevel([0, 1]) for key, part in cells.groupby(level=[0, 1], observed=True)}
     r_levels = list(pd.unique(data["r"].sort_values()))
@@ -144,7 +144,7 @@ def main_effects_chart(effects: pd.DataFrame, factors: list[str], path: Path) ->
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.7, len(data) - 0.3)
-    ax.set_xlabel("non-finite rate (nan or inf / trained runs), 95% Wilson interval")
+    ax.set_xlabel("non-finite rate (nan or inf / runs, errors excluded), 95% Wilson interval")
     ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Main effects: non-finite rate per factor level", fontsize=11)
     return _save(fig, path)
@@ -174,7 +174,7 @@ def speed_chart(speed: pd.DataFrame, path: Path) -> Path | None:
     ax1.set_yticks(y, labels, fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    fig.suptitle("Speed by factor level (runs that trained)", fontsize=11)
+    fig.suptitle("Speed by factor level (runs that ran)", fontsize=11)
     return _save(fig, path)
 
 

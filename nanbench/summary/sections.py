@@ -22,7 +22,7 @@ MAX_LAYER_ROWS = 20  # (source, layer, part) rows of the sources section, most r
 PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed trials only: "
               "Optuna's `get_param_importances` reads trials in state COMPLETE, and a trial whose "
               "objective is NaN is marked FAIL. The runs they drop are exactly the signal measured here, "
-              "so the forest above is fitted on every run that trained, the non-finite ones included.")
+              "so the forest above is fitted on every run that ran, the non-finite ones included.")
 SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training speed, the steps timed "
               "by `train_s` over `train_s` (the fit engine's first step and the fused engine's trace "
               "are left out); **samples/s** is steps/s times the mean batch; **first step** "
@@ -31,7 +31,7 @@ SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training sp
               "runs reuse the graph and record 0 s); **wall** is "
               "data + build + first step + training (MLflow logging excluded). The engine matters: "
               "`fit` runs Keras `Model.fit` with a forensic step, `fused` runs the whole training in one "
-              "traced `tf.function`. All are medians over the runs that trained; timings of a shared "
+              "traced `tf.function`. All are medians over the runs that ran (outcome error excluded); timings of a shared "
               "machine are indicative, ratios within one sweep more than absolute values.")
 
 
@@ -87,7 +87,7 @@ def main_effects(rep: Report, effects: pd.DataFrame, factors: list[str], out: Pa
 
 def _two_way_display(cells: pd.DataFrame, rows: str, cols: str) -> pd.DataFrame:
     text = pd.Series([f"{_rate(rt)} ({int(k)}/{int(n)})" for k, n, rt in
-                      zip(cells["nonfinite"], cells["trained"], cells["rate"])], index=cells.index)
+                      zip(cells["nonfinite"], cells["ran"], cells["rate"])], index=cells.index)
     wide = text.unstack(cols)
     wide = wide.loc[:, [c for c in wide.columns if wide[c].notna().any()]]
     wide = wide.loc[[i for i in wide.index if wide.loc[i].notna().any()]]
@@ -104,7 +104,7 @@ def interactions(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path
     from nanbench.summary import plots
     rep.heading(2, "2. Interactions")
     rep.para(scope)
-    rep.para("Cells: non-finite rate (non-finite/trained runs); – marks a combination the sweep did not run.")
+    rep.para("Cells: non-finite rate (non-finite/runs); – marks a combination the sweep did not run.")
     dataset_varies = A.varies(runs, "dataset.name")
     shown = 0
     for rows, cols in A.INTERACTIONS:
@@ -136,7 +136,7 @@ def interactions(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path
                  + ") has both sides varying.")
     fig = plots.nonfinite_heatmaps(*every, out / "heatmap_nonfinite.png")
     rep.image(fig, "Every run, the explained ones included: non-finite rate over learning rate × optimizer, one "
-                   "panel per dataset × preprocessing (cells: non-finite/trained runs; grey: not run)")
+                   "panel per dataset × preprocessing (cells: non-finite/runs; grey: not run)")
     return fig
 
 
@@ -149,7 +149,7 @@ def attribution(rep: Report, att: Attribution, factors: list[str], scope: str, t
     if not att.rules and att.importance.empty:
         return
     rep.para(f"A decision tree (depth {att.depth}, scikit-learn) predicts non-finite from the "
-             f"{len(factors)} varying factors over the {att.runs} runs that trained ({att.nonfinite} "
+             f"{len(factors)} varying factors over the {att.runs} runs that ran ({att.nonfinite} "
              "non-finite); categorical factors are one-hot, numeric ones (the learning rate) kept "
              "numeric, and each threshold is read back as the grid level it separates. Each line is "
              "a leaf that predicts non-finite (most of its runs are): its conditions → non-finite/runs "
@@ -312,4 +312,4 @@ def pooled_view(rep: Report, effects: pd.DataFrame, att: Attribution, factors: l
         last = r.factor
     rep.heading(3, "Main effects, pooled")
     rep.table(pd.DataFrame(rows))
-    attribution(rep, att, factors, "Fitted on every run that trained.", "Attribution, pooled", 3)
+    attribution(rep, att, factors, "Fitted on every run that ran.", "Attribution, pooled", 3)

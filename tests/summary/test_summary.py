@@ -298,7 +298,7 @@ def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_run
     effects = pd.read_csv(tmp_path / "main_effects.csv", keep_default_na=False, na_values=[""])
     assert effects.loc[effects["factor"] == "dataset.name", "level"].tolist() == ["clean", "outliers"]
     lr = effects[effects["factor"] == A.LR]
-    assert lr["nonfinite"].tolist() == [2, 6, 10, 14, 20] and lr["trained"].tolist() == [80] * 5
+    assert lr["nonfinite"].tolist() == [2, 6, 10, 14, 20] and lr["ran"].tolist() == [80] * 5
     pooled = pd.read_csv(tmp_path / "main_effects_pooled.csv", keep_default_na=False, na_values=[""])
     assert pooled.loc[pooled["factor"] == A.LR, "nonfinite"].tolist() == [42, 46, 50, 54, 60]
     assert "## 8. Pooled view: every run, the explained ones included" in md
