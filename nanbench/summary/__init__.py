@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.summary import analysis as A
 from nanbench.summary import findings as F
 from nanbench.summary import sections as S
@@ -212,7 +213,7 @@ def build_report(sweep: RunTable, out: Path, notes: list[str] = ()) -> tuple[Rep
     S.attribution(rep, att, shown, scope)
     S.sources(rep, runs, flags, shown)
     stability = S.stability(rep, rest, rest_flags, shown, scope)
-    S.speed(rep, runs, flags, out)
+    S.speed(rep, rest, rest_flags, out, scope, roles)
     S.curves(rep, sweep, rest, shown, out, scope)
     if n_explained:
         S.pooled_view(rep, pooled_effects, attribution(runs, shown, flags, pooled_effects), shown, n_explained)

@@ -313,17 +313,21 @@ def stability(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None
 # Speed
 
 
-SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "first_step_s", "wall_s")
+SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "steps_to_target", "seconds_to_target", "first_step_s", "wall_s")
 
 
 def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """Medians of steady-state steps/s and samples/s, first-step (compile) and wall seconds, per
-    level of each column in `by`, over the runs that ran. The first-step median is over the
+    level of each column in `by`, over the runs that ran, with how many trained and their median
+    steps and seconds to target (over the runs that reached it). The first-step median is over the
     runs that paid one (`traced`): the fused engine traces once per job and later runs of the
     job reuse the graph, with first_step_s = 0."""
     flags = outcome_flags(runs) if flags is None else flags
     data = runs.loc[flags["ran"].astype(bool)].copy()
     data["traced"] = (data["first_step_s"] > 0).astype(int)
+    data["trained"] = flags.loc[data.index, "trained"].astype(int)
+    for column in ("steps_to_target", "seconds_to_target"):  # runs recorded before time to target: n/a
+        data[column] = pd.to_numeric(data[column], errors="coerce") if column in data else np.nan
     data["first_step_s"] = data["first_step_s"].where(data["first_step_s"] > 0)
     columns = list(SPEED_COLUMNS)
     parts = []
@@ -332,14 +336,16 @@ def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = 
         t = g[columns].median()
         t.insert(0, "runs", g.size())
         t.insert(1, "traced", g["traced"].sum())
+        t.insert(2, "trained", g["trained"].sum())
         parts.append(t.reset_index().rename(columns={f: "level"}).assign(factor=f))
     if not parts:
         t = data[columns].median().to_frame().T
         t.insert(0, "runs", len(data))
         t.insert(1, "traced", int(data["traced"].sum()))
+        t.insert(2, "trained", int(data["trained"].sum()))
         parts.append(t.assign(factor="all", level=""))
     out = pd.concat(parts, ignore_index=True)
-    return out[["factor", "level", "runs", "traced", *SPEED_COLUMNS]]
+    return out[["factor", "level", "runs", "traced", "trained", *SPEED_COLUMNS]]
 
 
 def steps_to_nonfinite(runs: pd.DataFrame, rows: str, cols: str | None) -> pd.DataFrame:

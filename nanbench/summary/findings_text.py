@@ -65,10 +65,12 @@ def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, fa
 def _group_table(data: pd.DataFrame, target: np.ndarray, group: Group) -> pd.DataFrame:
     inside = group.mask(data)
     rows = []
-    if group.factors:
-        combos = data.loc[inside, group.factors].astype(str).agg(" · ".join, axis=1)
-        for combo, part in pd.Series(target[inside]).groupby(combos.to_numpy()):
-            rows.append({"runs with": " · ".join(group.factors) + " = " + combo, "count": kn(part.sum(), len(part))})
+    if group.factors:  # in the levels' own order (numbers numerically), not as text
+        frame = data.loc[inside, group.factors].reset_index(drop=True).assign(_k=np.asarray(target[inside], int))
+        for combo, part in frame.groupby(group.factors, observed=True, sort=True)["_k"]:
+            combo = combo if isinstance(combo, tuple) else (combo,)
+            rows.append({"runs with": " · ".join(group.factors) + " = " + " · ".join(A.fmt(v) for v in combo),
+                         "count": kn(part.sum(), len(part))})
     rows.append({"runs with": "in the group, all", "count": kn(target[inside].sum(), inside.sum())})
     rows.append({"runs with": "every other configuration", "count": kn(target[~inside].sum(), (~inside).sum())})
     return pd.DataFrame(rows).rename(columns={"count": "non-finite/runs, rate [95% CI]"})
@@ -235,17 +237,27 @@ def _twins(data: pd.DataFrame, m: np.ndarray, f: str, kept, level, factors: list
     return at & shared, ref & shared
 
 
+MAX_LAYERS = 4  # (layer, part) pairs named in the sources finding; the rest are counted together
+
+
 def _layers(data: pd.DataFrame) -> str:
-    """The commonest first non-finite layers (nanbench.locate) of these runs, as a sentence tail."""
+    """The first non-finite layers (nanbench.locate) of these runs, as a sentence tail whose counts
+    add up to every run: the commonest pairs by name, then the others and the runs not located."""
     if "first_nonfinite_layer" not in data:
         return ""
-    where = (data["first_nonfinite_layer"].fillna("none").astype(str) + " "
-             + data["first_nonfinite_part"].fillna("none").astype(str))
-    counts = where[data["first_nonfinite_layer"].fillna("none") != "none"].value_counts().head(3)
+    layer = data["first_nonfinite_layer"].fillna("none").astype(str)
+    where = layer + " (" + data["first_nonfinite_part"].fillna("none").astype(str) + ")"
+    counts = where[layer != "none"].value_counts(sort=True)
     if counts.empty:
         return ""
-    return (" By layer, first: " + ", ".join(f"{w.replace(' ', ' (') + ')'} in {int(n):,}" for w, n in counts.items())
-            + ".")
+    named = counts if len(counts) <= MAX_LAYERS else counts.head(MAX_LAYERS - 1)
+    parts = [f"{w} in {int(n):,}" for w, n in named.items()]
+    if len(named) < len(counts):
+        parts.append(f"{len(counts) - len(named)} other layers in {int(counts.iloc[len(named):].sum()):,}")
+    unlocated = int((layer == "none").sum())
+    if unlocated:
+        parts.append(f"not located in {unlocated:,}")
+    return " By layer, first: " + ", ".join(parts) + "."
 
 
 def dead_networks(runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], anchor: str) -> Finding | None:

@@ -25,7 +25,11 @@ PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed
               "so the forest above is fitted on every run that ran, the non-finite ones included.")
 SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training speed, the steps timed "
               "by `train_s` over `train_s` (the fit engine's first step and the fused engine's trace "
-              "are left out); **samples/s** is steps/s times the mean batch; **first step** "
+              "are left out); **samples/s** is steps/s times the mean batch; **trained**: runs that trained "
+              "(converged or improving) of the runs; **steps to target** and **s to target**: the median, over "
+              "the runs that reached it, of the steps until the whole data's loss first fell to "
+              "`outcome.target_ratio` times its initial value (measured at each epoch's end) and of those steps' "
+              "seconds at the run's steady-state rate (n/a: none reached it); **first step** "
               "(`first_step_s`) is the first call, including tracing and compilation, its median taken "
               "over the runs that paid one (the fused engine traces once per Hydra job; the job's later "
               "runs reuse the graph and record 0 s); **wall** is "
@@ -237,16 +241,26 @@ def stability(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: lis
     return table
 
 
-def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path) -> Path | None:
+def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path, scope: str = "Over every run.",
+          roles: dict[str, list[str]] | None = None) -> Path | None:
+    """Speed per level of each factor of A.SPEED_BY that varies (a descriptor of another factor's
+    levels, such as model.activation beside model.name, is no factor: left out), over `runs`
+    (the runs not explained by their inputs, as `scope` says), and the steps to the first
+    non-finite value."""
     from nanbench.summary import plots
     rep.heading(2, "6. Speed")
+    rep.para(scope)
     rep.para(SPEED_NOTE)
-    by = [b for b in A.SPEED_BY if A.varies(runs, b)]
+    descriptors = {a for attributes in (roles or {}).values() for a in attributes}
+    by = [b for b in A.SPEED_BY if A.varies(runs, b) and b not in descriptors]
     table = A.speed_table(runs, by, flags)
     rep.table(pd.DataFrame({
         "factor": [("" if f == prev else f) for f, prev in zip(table["factor"], [None] + list(table["factor"][:-1]))],
         "level": [_level(v) for v in table["level"]], "runs": table["runs"],
         "steps/s": [_g(v) for v in table["steps_per_s"]], "samples/s": [_g(v) for v in table["samples_per_s"]],
+        "trained": [f"{int(k)}/{int(n)}" for k, n in zip(table["trained"], table["runs"])],
+        "steps to target": [_g(v) for v in table["steps_to_target"]],
+        "s to target": [_g(v) for v in table["seconds_to_target"]],
         "first step s": [_g(v) for v in table["first_step_s"]], "runs that traced": table["traced"],
         "wall s": [_g(v) for v in table["wall_s"]]}))
     fig = plots.speed_chart(table, out / "speed.png")

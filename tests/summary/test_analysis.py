@@ -152,3 +152,45 @@ def test_twins_are_the_runs_whose_other_factors_occur_at_both_levels():
                      ["loss.name", "model.name", "optimizer.lr"])
     assert at.tolist() == [False, False, False, True, False]   # rmse with lstm: mse with lstm exists
     assert ref.tolist() == [True, False, False, False, False]  # ... and that mse run is its twin
+
+
+def test_the_by_layer_list_adds_up_to_every_non_finite_run():
+    from nanbench.summary.findings_text import _layers
+    # default finding 7's case: a fourth (layer, part) pair was left out of the list
+    layer = ["loss"] * 5 + ["output"] * 3 + ["output"] * 2 + ["loss", "hidden0", None]
+    part = ["output"] * 5 + ["output"] * 3 + ["gradient"] * 2 + ["gradient", "weights", None]
+    text = _layers(pd.DataFrame({"first_nonfinite_layer": layer, "first_nonfinite_part": part}))
+    counts = [int(n) for n in re.findall(r" in (\d+)", text)]
+    assert sum(counts) == len(layer)
+    assert text.startswith(" By layer, first: loss (output) in 5, output (output) in 3, output (gradient) in 2")
+    assert "2 other layers in 2" in text and "not located in 1" in text
+    four = _layers(pd.DataFrame({"first_nonfinite_layer": layer[:11], "first_nonfinite_part": part[:11]}))
+    assert four.endswith("loss (gradient) in 1.")  # four pairs: every one named
+
+
+def test_the_group_table_sorts_learning_rates_as_numbers():
+    from nanbench.summary.findings_text import _group_table
+    from nanbench.summary.groups import Group
+    data = pd.DataFrame({A.LR: [1.0, 1e-05, 0.0001, 0.1, 1e-05], "optimizer.name": ["sgd"] * 5})
+    group = Group(((A.LR, (1e-05, 0.0001, 0.1, 1.0)),))
+    rows = _group_table(data, np.array([1, 0, 1, 1, 0], bool), group)["runs with"].tolist()
+    assert rows[:4] == [f"{A.LR} = {v}" for v in ("1e-05", "0.0001", "0.1", "1")]
+
+
+def test_the_speed_section_sets_the_explained_runs_aside_and_leaves_descriptors_out(mixed, tmp_path):
+    from nanbench.summary import sections as S
+    from nanbench.summary.report import Report
+    runs, roles, flags = mixed
+    runs = runs.assign(**{"model.name": np.where(runs["loss.name"] == "mse", "mlp", "linear"),
+                          "model.activation": np.where(runs["loss.name"] == "mse", "relu", "linear")})
+    roles = {**roles, "model.name": ["model.activation"]}
+    keep = runs["first_nonfinite_source"].ne("input").to_numpy()
+    rep = Report()
+    S.speed(rep, runs.loc[keep], flags.loc[keep], tmp_path, "Over the 400 runs not explained.", roles)
+    md = rep.markdown()
+    assert "Over the 400 runs not explained." in md
+    assert "| model.name |" in md and "model.activation" not in md
+    # steps to the first non-finite value: only the 52 loss NaN runs (step 7), none of the input's (step 0)
+    steps = md[md.index("Steps to the first non-finite value"):]
+    assert "0 (0–0)" not in steps and "7 (7–7)" in steps
+    assert sum(int(n) for n in re.findall(r"n=(\d+)", steps)) == 52
