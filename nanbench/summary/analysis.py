@@ -310,6 +310,41 @@ def stability(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None
 
 
 # ---------------------------------------------------------------------------------------------
+# Training: does a change make runs train, and over which learning rates
+
+TRAINS_SHARE = 0.5  # a change "trains" where at least this share of its runs trained
+
+
+def trains(k: int, n: int) -> bool:
+    """Whether k trained runs of n count as a change that trains (TRAINS_SHARE of them); a change
+    whose runs stay finite but mostly do not train avoids NaN, it does not fix the model."""
+    return n > 0 and k / n >= TRAINS_SHARE
+
+
+def lr_range_decades(lrs, trained) -> float | None:
+    """The range of learning rates, in decades, at which runs train: log10 of the largest over
+    the smallest grid learning rate at which most runs (TRAINS_SHARE) trained; 0 for one such
+    rate, None for none. One number per remedy level, compared between levels as Wortsman et al.
+    (2023, "Small-scale proxies for large-scale Transformer training instabilities", section 3)
+    compare learning-rate sensitivity: a remedy that widens the range makes the learning rate
+    less critical, one that only narrows the failures to a range that does not train fixes
+    nothing. The grid's own span bounds it (a range can be no wider than the grid)."""
+    frame = pd.DataFrame({"lr": np.asarray(lrs, dtype=float), "k": np.asarray(trained, dtype=int)})
+    per_lr = frame.groupby("lr")["k"].agg(k="sum", n="size")
+    good = [lr for lr, k, n in zip(per_lr.index, per_lr["k"], per_lr["n"]) if lr > 0 and trains(k, n)]
+    if not good:
+        return None
+    return float(np.log10(max(good) / min(good)))
+
+
+def median_or_none(values) -> float | None:
+    """The median of the finite values (None when there are none)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
+
+
+# ---------------------------------------------------------------------------------------------
 # Speed
 
 

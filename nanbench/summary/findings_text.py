@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.summary import analysis as A
 from nanbench.summary.groups import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
                                level_counts, rate_rows, unique_attributes)
@@ -37,6 +38,11 @@ def overview(runs: pd.DataFrame, flags: pd.DataFrame) -> Finding:
             + f": {kn(k, trained)} of the runs.")
     if trained < n:
         text += f" {n - trained:,} did not run (outcome error)."
+    # finite is not fixed: how many trained, and how many stayed finite without learning
+    k_trained, k_stalled = int(flags["trained"].sum()), int(flags["stalled"].sum())
+    text += (f" {k_trained:,} trained (converged or improving: the whole data's loss fell by at least "
+             f"`outcome.improve_fraction`): {kn(k_trained, trained)}; {k_stalled:,} stalled (finite, no real "
+             f"progress): {kn(k_stalled, trained)}.")
     return Finding(text + _link("outcomes"), "outcomes")
 
 
@@ -137,7 +143,24 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         title = "runs with " + lr_group.text(data) if lr_group.keep else "every run analysed"
         out.append(Finding(text + _link(a), a, f"Non-finite rate along the learning rate, {title}", table))
 
-    pieces, tables = [], []
+    # Remedies are judged by training, then by cost: each says how many of its runs trained and
+    # their median time to target; one whose runs stay finite but mostly do not train "avoids NaN,
+    # does not train" and is listed after every remedy that trains.
+    ran_ok = data["outcome"].isin(TRAINED_OUTCOMES).to_numpy()
+    steps, seconds = (pd.to_numeric(data[c], errors="coerce").to_numpy(dtype=float) if c in data
+                      else np.full(len(data), np.nan) for c in ("steps_to_target", "seconds_to_target"))
+
+    def training(at: np.ndarray, finite_text: str) -> tuple[bool, float, str]:
+        k, n = int(ran_ok[at].sum()), int(at.sum())
+        if not A.trains(k, n):
+            return False, k / n if n else 0.0, (f"avoids NaN, does not train: {finite_text}, but only "
+                                                f"{k:,} of them trained ({kn(k, n)})")
+        med_steps, med_s = A.median_or_none(steps[at & ran_ok]), A.median_or_none(seconds[at & ran_ok])
+        cost = (f", median {A.fmt(med_steps)} steps" + (f" ({med_s:.3g} s)" if med_s is not None else "")
+                + " to target" if med_steps is not None else ", none reached the target")
+        return True, k / n, f"{finite_text}, and {k:,} of them trained ({kn(k, n)}){cost}"
+
+    pieces, tables, sensitivity = [], [], []
     for f, kept in group.keep:
         if f.startswith("dataset."):  # the data's own factors: another data set is no remedy
             continue
@@ -150,29 +173,44 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
                   for lv, (at, ref) in twins.items()}
         # a level with no non-finite run where its twins had some (else it is no evidence)
         zero = [lv for lv in others if counts[lv][1] and counts[lv][0] == 0 and counts[lv][2] > 0]
-        context = f"with {lifted.text(data)}, " if lifted.keep else ""  # the group's other restrictions
+        remedies = list(zero)
         if zero:
-            ref = twins[zero[0]][1] if len(zero) == 1 else np.logical_or.reduce([twins[lv][1] for lv in zero])
+            at = np.logical_or.reduce([twins[lv][0] for lv in zero])
+            ref = np.logical_or.reduce([twins[lv][1] for lv in zero])
             k_ref, n_ref = int(target[ref].sum()), int(ref.sum())
-            pieces.append(f"{context}{levels_text(data, f, tuple(zero))} instead kept every run finite: "
-                          + kn(0, sum(counts[lv][1] for lv in zero))
-                          + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+            context = _context(data, lifted, at | ref)  # only where it was measured: its own cause
+            finite = (f"kept every run finite: {kn(0, int(at.sum()))}"
+                      + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+            ok, share, said = training(at, finite)
+            pieces.append((ok, share, f"{context}{levels_text(data, f, tuple(zero))} instead {said}"))
         for lv in others:
             k_lv, n_lv, k_ref, n_ref = counts[lv]
             if lv in zero or not n_lv or not k_ref:
                 continue
             d = A.difference_interval(k_lv, n_lv, k_ref, n_ref)
             if d[2] < 0:
-                pieces.append(f"{context}`{f}` = {A.fmt(lv)} instead lowered the rate to {kn(k_lv, n_lv)}"
-                              + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+                at, ref = twins[lv]
+                remedies.append(lv)
+                lowered = (f"lowered the rate to {kn(k_lv, n_lv)}"
+                           + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+                ok, share, said = training(at, lowered)
+                pieces.append((ok, share, f"{_context(data, lifted, at | ref)}`{f}` = {A.fmt(lv)} instead {said}"))
+        if remedies and f != A.LR and A.LR in data:
+            sensitivity.append(_lr_sensitivity(data, group.without(f).without(A.LR), f, kept, tuple(remedies),
+                                               ran_ok))
         rows = rate_rows(data.loc[m], target[m], [f])
+        rows.insert(3, "trained", [int(k) for k in level_counts(data.loc[m], f, ran_ok[m])["k"]])  # same levels
         rows.insert(0, "runs with", [lifted.text(data)] + [""] * (len(rows) - 1))
         tables.append(rows)
     if pieces:
         a = anchor_next()
-        out.append(Finding("What would have prevented them: " + "; ".join(pieces) + "." + _link(a), a,
-                           "Each restriction of the group lifted in turn: the non-finite rate per level",
-                           pd.concat(tables, ignore_index=True)))
+        pieces.sort(key=lambda p: (not p[0], -p[1]))  # those that train first, most trained first
+        text = "What would have prevented them: " + "; ".join(p[2] for p in pieces) + "."
+        if sensitivity:
+            text += " Learning-rate sensitivity (after Wortsman et al. 2023): " + "; ".join(sensitivity) + "."
+        out.append(Finding(text + _link(a), a,
+                           "Each restriction of the group lifted in turn: the non-finite rate and the runs that "
+                           "trained per level", pd.concat(tables, ignore_index=True)))
 
     free = [f for f in factors if f not in group.factors and f != A.LR]
     effects = []
@@ -221,6 +259,39 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
             + f" (data-flow order input, loss, gradients, weights); {inf_first:,} held an inf before their NaN."
             + _layers(data.loc[target]) + _link("sources"), "sources"))
     return out
+
+
+def _context(data: pd.DataFrame, lifted: Group, measured: np.ndarray) -> str:
+    """"with <the group's other restrictions>, ", each narrowed to the levels the runs a remedy was
+    measured on hold: a remedy is offered only within the cause it was seen to fix (a loss that
+    exists only for sequences is no remedy for classification, wherever the group joined them)."""
+    keep = tuple((f, tuple(lv for lv in levels if lv in set(data.loc[measured, f])))
+                 for f, levels in lifted.keep)
+    narrowed = Group(tuple((f, lv) for f, lv in keep if lv))
+    return f"with {narrowed.text(data)}, " if narrowed.keep else ""
+
+
+def _decades(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3g} decade" + ("" if value == 1 else "s")
+
+
+def _lr_sensitivity(data: pd.DataFrame, base: Group, f: str, kept: tuple, remedies: tuple,
+                    trained: np.ndarray) -> str:
+    """How a remedy of factor `f` changes the range of learning rates at which most runs train
+    (analysis.lr_range_decades), over the runs of `base` (the group without `f` and the learning
+    rate): at the group's levels of `f` against the remedy's."""
+    inside = base.mask(data)
+    before, after = (inside & data[f].isin(list(levels)).to_numpy() for levels in (kept, remedies))
+    x = A.lr_range_decades(data.loc[before, A.LR], trained[before])
+    y = A.lr_range_decades(data.loc[after, A.LR], trained[after])
+    verb = ("widens" if (y or 0) > (x or 0) or (x is None and y is not None) else
+            "narrows" if (x or 0) > (y or 0) or (y is None and x is not None) else "leaves")
+    where = f" (with {base.text(data)})" if base.keep else ""
+    if verb == "leaves":
+        return (f"{levels_text(data, f, remedies)} leaves the range of learning rates that train at "
+                f"{_decades(x)}{where}")
+    return (f"{levels_text(data, f, remedies)} {verb} the range of learning rates that train from {_decades(x)} "
+            f"({levels_text(data, f, kept)}) to {_decades(y)}{where}")
 
 
 def _twins(data: pd.DataFrame, m: np.ndarray, f: str, kept, level, factors: list[str]) -> tuple[np.ndarray, np.ndarray]:

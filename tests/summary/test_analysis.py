@@ -194,3 +194,44 @@ def test_the_speed_section_sets_the_explained_runs_aside_and_leaves_descriptors_
     steps = md[md.index("Steps to the first non-finite value"):]
     assert "0 (0–0)" not in steps and "7 (7–7)" in steps
     assert sum(int(n) for n in re.findall(r"n=(\d+)", steps)) == 52
+
+
+def test_lr_range_decades_spans_the_learning_rates_where_most_runs_train():
+    lrs = [1e-4, 1e-4, 1e-3, 1e-3, 1e-2, 1e-2, 1e-1, 1e-1]
+    assert A.lr_range_decades(lrs, [0, 0, 1, 1, 1, 0, 1, 1]) == pytest.approx(2.0)  # 1e-3 .. 1e-1
+    assert A.lr_range_decades(lrs, [0, 0, 0, 1, 0, 0, 0, 0]) == 0.0                 # one rate: 0 decades
+    assert A.lr_range_decades(lrs, [0] * 8) is None                                 # none trains
+    assert A.trains(1, 2) and not A.trains(1, 3) and not A.trains(0, 0)
+
+
+def test_a_remedy_that_stays_finite_but_stalls_is_no_fix_and_comes_after_those_that_train():
+    # the small learning rates stay finite but stall (the default sweep's lr = 1e-09)
+    runs, factors = synthetic.mixed_table(share=(0.0, 0.0, 0.5, 0.7, 1.0), stalled_below=0.01)
+    varying, _ = A.split_factors(runs, factors)
+    roles = A.factor_roles(runs, varying)
+    runs = A.add_composites(runs, varying)
+    texts = [f.text for f in F.derive(runs, A.outcome_flags(runs), roles).items]
+    assert "160 stalled (finite, no real progress): 160/600" in texts[0]
+    remedy = next(t for t in texts if t.startswith("What would have prevented them"))
+    stalls = remedy.index("`optimizer.lr` ≤ 0.001 instead avoids NaN, does not train: kept every run finite: 0/40")
+    assert "but only 0 of them trained (0/40" in remedy[stalls:]
+    # those that train come first, with their share trained and median time to target
+    adam = remedy.index("`optimizer.name` = adam instead kept every run finite: 0/60")
+    clip = remedy.index("`clipping.kind` = clipnorm instead kept every run finite: 0/60")
+    assert adam < stalls and clip < stalls
+    assert "60 of them trained (60/60, 1.000 [0.940, 1.000]), median 10 steps (0.01 s) to target" in remedy
+    # learning-rate sensitivity: sgd without clipping trains at one rate (0.01), adam or clipping at 0.01..1
+    assert ("`clipping.kind` = clipnorm widens the range of learning rates that train from 0 decades "
+            "(`clipping.kind` = none) to 2 decades") in remedy
+
+
+def test_a_remedy_is_offered_only_within_the_cause_it_was_measured_on():
+    from nanbench.summary.findings_text import _context
+    from nanbench.summary.groups import Group
+    # a group that joined two causes: classification with log loss, sequences with MSE
+    data = pd.DataFrame({"dataset.name": ["digits", "digits", "sequences", "sequences"],
+                         "loss.name": ["log_loss_naive", "crossentropy", "mse", "rmse"]})
+    lifted = Group((("dataset.name", ("digits", "sequences")),))
+    rmse_twins = (data["dataset.name"] == "sequences").to_numpy()  # rmse exists only for sequences
+    assert _context(data, lifted, rmse_twins) == "with `dataset.name` = sequences, "
+    assert _context(data, lifted, np.ones(4, bool)) == "with `dataset.name` = digits or sequences, "
