@@ -120,10 +120,19 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         text = (f"{where[0].upper() + where[1:]}, the non-finite rate {verb} with the learning rate: "
                 f"{kn(first['k'], first['n'])} at lr {A.fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
                 f"{A.fmt(hi_lr)} ({_diff_text(d)}).")
-        held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[(t["k"] > 0).to_numpy()].min())]
+        # a run non-finite in its first forward pass failed before any update: no learning rate
+        # changes that, so what the grid reaches is judged without those runs
+        at_init = target & nonfinite_at_start(data)
+        n_init = int(at_init[lr_inside].sum())
+        if n_init:
+            t = level_counts(data.loc[lr_inside], A.LR, (target & ~at_init)[lr_inside])
+            text += (f" {n_init:,} of these runs were non-finite in their first forward pass (step 0, before any "
+                     "update): no learning rate changes that, and what follows leaves them out.")
+        failing = (t["k"] > 0).to_numpy()
+        held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[failing].min())] if failing.any() else t.index
         if len(held):
             text += f" Every such run stayed finite up to lr {A.fmt(held.max())}."
-        if (t["k"] > 0).all():
+        if failing.all():
             text += (f" No learning rate of the grid kept every such run finite, not even the smallest "
                      f"({A.fmt(lo_lr)}): the grid does not reach the stable side.")
         if had_explained:
@@ -259,6 +268,16 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
             + f" (data-flow order input, loss, gradients, weights); {inf_first:,} held an inf before their NaN."
             + _layers(data.loc[target]) + _link("sources"), "sources"))
     return out
+
+
+def nonfinite_at_start(data: pd.DataFrame) -> np.ndarray:
+    """Runs non-finite in their first forward pass (nanbench.forensics.classify): first non-finite
+    at step 0 with source loss and no finite initial loss recorded."""
+    if not {"first_nonfinite_step", "first_nonfinite_source", "initial_loss"} <= set(data.columns):
+        return np.zeros(len(data), bool)
+    return ((pd.to_numeric(data["first_nonfinite_step"], errors="coerce") == 0).to_numpy()
+            & (data["first_nonfinite_source"] == "loss").to_numpy()
+            & pd.to_numeric(data["initial_loss"], errors="coerce").isna().to_numpy())
 
 
 def _context(data: pd.DataFrame, lifted: Group, measured: np.ndarray) -> str:

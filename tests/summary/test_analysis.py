@@ -235,3 +235,20 @@ def test_a_remedy_is_offered_only_within_the_cause_it_was_measured_on():
     rmse_twins = (data["dataset.name"] == "sequences").to_numpy()  # rmse exists only for sequences
     assert _context(data, lifted, rmse_twins) == "with `dataset.name` = sequences, "
     assert _context(data, lifted, np.ones(4, bool)) == "with `dataset.name` = digits or sequences, "
+
+
+def test_runs_non_finite_at_initialisation_are_not_blamed_on_the_learning_rate_grid():
+    runs, factors = synthetic.mixed_table()
+    # the group's failures at the smallest lr failed in their first forward pass (initial loss NaN)
+    first = (runs["outcome"].eq("nan") & runs["first_nonfinite_source"].eq("loss")
+             & runs[A.LR].eq(1e-4)).to_numpy()
+    assert first.sum() == 2
+    runs.loc[first, "first_nonfinite_step"] = 0
+    runs.loc[first, "initial_loss"] = np.nan
+    varying, _ = A.split_factors(runs, factors)
+    roles = A.factor_roles(runs, varying)
+    runs = A.add_composites(runs, varying)
+    lr = next(t for t in (f.text for f in F.derive(runs, A.outcome_flags(runs), roles).items)
+              if "learning rate" in t)
+    assert "2 of these runs were non-finite in their first forward pass" in lr
+    assert "does not reach the stable side" not in lr and "stayed finite up to lr 0.0001" in lr
