@@ -68,6 +68,37 @@ def _header(rep: Report, sweep: RunTable, runs: pd.DataFrame, notes: list[str]) 
                  f"`python -m nanbench.summary --sweep {sweep.experiment} --all` summarizes them together.")
 
 
+def _glance(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, found: F.Findings, out: Path) -> None:
+    """The opening: one picture (trained and non-finite share along the learning rate, per
+    optimizer, one line per clipping, the runs explained by their inputs set aside) and at most
+    five sentences, each a count a reader can find again in the findings."""
+    from nanbench.summary import plots
+    keep = ~found.explained
+    rest, rest_flags = runs.loc[keep], flags.loc[keep]
+    rep.heading(2, "At a glance", "glance")
+    n, ran = len(runs), int(flags["ran"].sum())
+    sentences = [f"{n:,} runs: {int(flags['nonfinite'].sum()):,} turned non-finite, {int(flags['trained'].sum()):,} "
+                 f"trained (converged or improving) and {int(flags['stalled'].sum()):,} stalled (finite, no real "
+                 "progress)" + (f"; {n - ran:,} did not run" if ran < n else "") + "."]
+    if found.explained.any():
+        sentences.append(f"{int(found.explained.sum()):,} non-finite runs are explained by their inputs (a non-finite "
+                         "value in the batch) and are set aside in the picture and below.")
+    if found.group is not None and found.group.keep:
+        sentences.append(f"The {'other ' if found.explained.any() else ''}non-finite runs concentrate where "
+                         f"{found.group.text(rest)} "
+                         "([findings](#findings)).")
+    remedy = next((f.text for f in found.items if f.text.startswith("What would have prevented them")), None)
+    if remedy is not None:
+        sentences.append("The findings say which change prevented them, how many of its runs then trained and how "
+                         "fast; a change whose runs stay finite without training is marked \"avoids NaN, does not "
+                         "train\".")
+    if A.LR in runs and runs[A.LR].nunique() > 1:
+        fig = plots.overview_chart(A.shares_along_lr(rest, rest_flags), out / "overview.png")
+        rep.image(fig, "Share of runs that trained (solid) and that turned non-finite (dashed) along the learning "
+                       "rate, per optimizer, one colour per clipping; runs explained by their inputs set aside")
+    rep.para(" ".join(sentences[:5]))
+
+
 def _findings(rep: Report, found: F.Findings) -> None:
     rep.heading(2, "Findings", "findings")
     rep.para("Counts are runs (non-finite/runs unless said otherwise; runs with outcome error are left out of every rate), each with its rate and 95% Wilson "
@@ -134,7 +165,7 @@ def _behind(rep: Report, found: F.Findings) -> None:
 
 # Every file a summary writes; earlier versions are removed first, so none is left stale.
 OUTPUT_FILES = ("summary.md", "summary.html", "runs.csv", "main_effects.csv", "main_effects_pooled.csv",
-                "stability.csv",
+                "stability.csv", "overview.png",
                 "main_effects.png", "heatmap_nonfinite.png", "speed.png", "curves.png")
 RUN_COLUMNS = ("outcome", "first_nonfinite_step", "first_nonfinite_source", "first_nonfinite_layer",
                "first_nonfinite_part", "first_inf_step", "first_nan_step",
@@ -203,6 +234,7 @@ def build_report(sweep: RunTable, out: Path, notes: list[str] = ()) -> tuple[Rep
     pooled_effects = A.main_effects(runs, shown, flags) if n_explained else effects
     rep = Report()
     _header(rep, sweep, runs, notes)
+    _glance(rep, runs, flags, found, out)
     _findings(rep, found)
     _outcomes(rep, sweep, runs)
     _factors(rep, runs, roles, constant)

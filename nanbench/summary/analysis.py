@@ -337,6 +337,29 @@ def lr_range_decades(lrs, trained) -> float | None:
     return float(np.log10(max(good) / min(good)))
 
 
+def shares_along_lr(runs: pd.DataFrame, flags: pd.DataFrame, panels: str = "optimizer.name",
+                    lines: str = "clipping") -> pd.DataFrame:
+    """Per panel level x line level x learning rate (numeric order): runs that ran, and the share
+    of them non-finite and the share that trained. The summary's opening picture, over the runs
+    it is given (the caller sets the explained ones aside). A column that is absent or constant
+    is one panel / one line ("all")."""
+    ran = flags["ran"].astype(bool).to_numpy()
+    frame = pd.DataFrame({
+        "panel": runs[panels].astype(str).to_numpy() if panels in runs else "all",
+        "line": runs[lines].astype(str).to_numpy() if lines in runs else "all",
+        "lr": pd.to_numeric(runs[LR], errors="coerce").to_numpy(dtype=float),
+        "nonfinite": flags["nonfinite"].to_numpy(int), "trained": flags["trained"].to_numpy(int)})[ran]
+    order = {c: list(dict.fromkeys(runs[c].sort_values().astype(str))) if c in runs else ["all"]
+             for c in (panels, lines)}
+    g = frame.groupby(["panel", "line", "lr"], sort=False)
+    out = g[["nonfinite", "trained"]].mean().rename(columns=lambda c: f"{c}_share")
+    out.insert(0, "runs", g.size())
+    out = out.reset_index()
+    out["_p"] = out["panel"].map(order[panels].index)
+    out["_l"] = out["line"].map(order[lines].index)
+    return out.sort_values(["_p", "_l", "lr"]).drop(columns=["_p", "_l"]).reset_index(drop=True)
+
+
 def median_or_none(values) -> float | None:
     """The median of the finite values (None when there are none)."""
     v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)

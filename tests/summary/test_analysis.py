@@ -252,3 +252,18 @@ def test_runs_non_finite_at_initialisation_are_not_blamed_on_the_learning_rate_g
               if "learning rate" in t)
     assert "2 of these runs were non-finite in their first forward pass" in lr
     assert "does not reach the stable side" not in lr and "stayed finite up to lr 0.0001" in lr
+
+
+def test_shares_along_lr_per_optimizer_and_clipping_in_numeric_order():
+    runs = pd.DataFrame({"optimizer.name": ["sgd"] * 6 + ["adam"] * 2,
+                         "clipping": ["none"] * 4 + ["clipnorm"] * 2 + ["none"] * 2,
+                         A.LR: [1.0, 1e-05, 1.0, 1e-05, 1.0, 1.0, 1.0, 1.0],
+                         "outcome": ["nan", "stalled", "converged", "improving", "converged", "error",
+                                     "improving", "inf"]}).assign(first_inf_step=np.nan, first_nan_step=np.nan)
+    table = A.shares_along_lr(runs, A.outcome_flags(runs))
+    sgd_none = table[(table["panel"] == "sgd") & (table["line"] == "none")]
+    assert sgd_none["lr"].tolist() == [1e-05, 1.0]                    # numbers in numeric order
+    assert sgd_none["trained_share"].tolist() == [0.5, 0.5] and sgd_none["nonfinite_share"].tolist() == [0.0, 0.5]
+    clip = table[(table["panel"] == "sgd") & (table["line"] == "clipnorm")]
+    assert clip["runs"].tolist() == [1] and clip["trained_share"].tolist() == [1.0]  # the error run left out
+    assert table[table["panel"] == "adam"]["nonfinite_share"].tolist() == [0.5]

@@ -288,7 +288,10 @@ def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_run
     md = (tmp_path / "summary.md").read_text()
     html = (tmp_path / "summary.html").read_text()
     # findings first, each linking to a table that exists in both renderings
-    assert md.index("## Findings") < md.index("## Outcomes") < md.index("## 1. Main effects")
+    assert md.index("## At a glance") < md.index("## Findings") < md.index("## Outcomes") < md.index("## 1. Main effects")
+    glance = md[md.index("## At a glance"):md.index("## Findings")]
+    assert "(overview.png)" in glance and (tmp_path / "overview.png").exists()
+    assert glance.count(". ") + 1 <= 6 and "600 runs: 252 turned non-finite" in glance
     findings = md[md.index("## Findings"):md.index("## Outcomes")]
     assert "1. Of the 600 runs" in findings and "`dataset.name` = nan_inputs" in findings
     assert "`optimizer.name` = sgd and `clipping.kind` = none" in findings
