@@ -150,6 +150,8 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
     is nan (or inf) at step 0 with source ``loss`` (``input`` if its first batch held the NaN):
     its first forward pass, before any update, is non-finite, and no learning rate changes
     that; it is never stalled, even when every training step (in training mode) stays finite.
+    Where the data hold a non-finite value (a batch flagged ``input``), that value explains the
+    initial loss: the run is non-finite at the first batch holding it, source ``input``.
     The baseline is the whole data's loss, not a batch's:
     the first batch of a set with a few outliers may hold none of them, and a run whose loss falls
     every epoch would look as if it diverged.
@@ -168,9 +170,9 @@ def classify(series: StepSeries, spec: OutcomeSpec) -> Verdict:
     epochs = np.asarray(series.epoch_loss, dtype=np.float64)
     finite = epochs[np.isfinite(epochs)]
     min_loss = float(finite.min()) if finite.size else None
-    if not np.isfinite(initial):  # the initial forward pass, before step 0's update
-        source = "input" if first_bad == 0 and source == "input" else "loss"
-        first_bad = 0
+    input_bad = bool(np.any(flags & (INF_BIT["input"] | NAN_BIT["input"])))
+    if not np.isfinite(initial) and not input_bad:  # the initial forward pass, before step 0's update
+        first_bad, source = 0, "loss"
         if np.isnan(initial):
             first_nan = 0
         else:

@@ -151,9 +151,10 @@ def test_a_non_finite_initial_loss_is_non_finite_at_step_0_never_stalled(initial
     assert (v.outcome, v.first_nonfinite_step, v.first_nonfinite_source) == (outcome, 0, "loss")
     assert (v.first_nan_step if outcome == "nan" else v.first_inf_step) == 0
     assert v.steps_to_target is None
-    # a NaN batch at step 0 keeps its source: the data came first
-    v = classify(_series([np.nan], [NAN_BIT["input"] | NAN_BIT["loss"]], initial=np.nan, final=np.nan), OutcomeSpec())
-    assert (v.outcome, v.first_nonfinite_step, v.first_nonfinite_source) == ("nan", 0, "input")
+    # NaN in the data explains the initial loss: the run is non-finite at the batch holding it
+    v = classify(_series([0.5, np.nan], [0, NAN_BIT["input"] | NAN_BIT["loss"]], initial=np.nan, final=np.nan),
+                 OutcomeSpec())
+    assert (v.outcome, v.first_nonfinite_step, v.first_nonfinite_source) == ("nan", 1, "input")
 
 
 def test_dead_fraction_passes_through_batchnorm_in_inference_form():

@@ -140,7 +140,8 @@ def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, 
     initial_loss = float(full_loss(model, X, y))
     build_s = time.perf_counter() - started
     at_start = None
-    if not np.isfinite(initial_loss):  # NaN in the first forward pass: which layer, before any update
+    if not np.isfinite(initial_loss) and np.all(np.isfinite(X)) and np.all(np.isfinite(y)):
+        # NaN in the first forward pass (not the data's): which layer, before any update
         at_start = Locator(model, loss_scaled(model.optimizer))(
             [np.array(w.numpy()) for w in model.trainable_weights], None, X, y, source="loss", training=False)
     relu = has_relu_units(model)
