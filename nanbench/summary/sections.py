@@ -79,8 +79,8 @@ def main_effects(rep: Report, effects: pd.DataFrame, factors: list[str], out: Pa
     last = None
     for r in effects.itertuples(index=False):
         rows.append({"factor": r.factor if r.factor != last else "",
-                     "level": _level(r.level), "runs": r.runs, "NaN": r.nan, "inf": r.inf,
-                     "diverged": r.diverged, "error": r.error, "non-finite": r.nonfinite,
+                     "level": _level(r.level), "runs": r.runs, "trained": r.trained, "stalled": r.stalled,
+                     "NaN": r.nan, "inf": r.inf, "diverged": r.diverged, "error": r.error, "non-finite": r.nonfinite,
                      "rate": _rate(r.rate), "95% CI": _ci(r.ci_low, r.ci_high)})
         last = r.factor
     rep.table(pd.DataFrame(rows))
