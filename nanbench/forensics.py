@@ -39,7 +39,9 @@ class StepSeries:
     initial_loss: float      # the loss over the whole training set at the initial weights
     final_loss: float        # the same at the weights the run ended with
     # the same at each epoch's end (inference mode, as initial_loss): the series steps_to_target
-    # reads; one entry per epoch run (empty: not measured, e.g. a recorded run rebuilt from steps.csv)
+    # reads; one entry per epoch run, NaN where not evaluated (TARGET_GATE: none after the target
+    # is reached, none while the epoch's losses are far above it); empty: not measured (e.g. a
+    # recorded run rebuilt from a steps.csv that predates it)
     epoch_full_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # per layer with weights (Keras's layer name), each step's gradient norm before clipping
     layer_grad_norm: dict[str, np.ndarray] = field(default_factory=dict)
@@ -97,6 +99,21 @@ def steps_to_target(series: StepSeries, target_ratio: float) -> int | None:
         return min((int(hits[0]) + 1) * per_epoch, series.steps)
     final = float(series.final_loss)
     return series.steps if np.isfinite(final) and final <= target else None
+
+
+# Time to target's evaluations are gated: an epoch's end is evaluated only until the target is
+# reached, and only once the epoch's own losses (Keras's running mean and its last batch loss,
+# both free) are within TARGET_GATE times the target. A pass over the whole data costs about a
+# third of an epoch's arithmetic; gated, a run pays it in the few epochs before its crossing (a
+# run that never nears its target pays none). The measure stays the whole data's loss; the gate
+# only chooses where to look (a crossing whose epoch's losses were all above TARGET_GATE x target,
+# a loss falling that much within one epoch, is found an epoch late).
+TARGET_GATE = 2.0
+
+
+def target_gate_open(epoch_mean, last_loss, target) -> bool:
+    """Whether an epoch's end is evaluated (see TARGET_GATE); the engines apply the same rule."""
+    return bool(min(epoch_mean, last_loss) <= TARGET_GATE * target)
 
 
 def epoch_ends_from_steps(loss: np.ndarray, final_loss: float) -> np.ndarray:

@@ -201,6 +201,12 @@ def test_time_to_target_is_measured_alike_in_both_engines():
     assert len(fit.series.epoch_full_loss) == 12
     assert fit.steps_to_target == fast.steps_to_target is not None
     assert fit.steps_to_target % fit.series.steps_per_epoch == 0  # resolution: epochs
+    # gated (forensics.TARGET_GATE): measured at the crossing, never after it
+    crossing = fit.steps_to_target // fit.series.steps_per_epoch - 1
+    for run in (fit, fast):
+        assert run.series.epoch_full_loss[crossing] <= 0.1 * run.series.initial_loss
+        assert np.isnan(run.series.epoch_full_loss[crossing + 1:]).all()
+        assert np.isnan(run.series.epoch_full_loss[:crossing]).sum() >= 1  # far from it, not measured
     assert fit.seconds_to_target > 0 and fast.summary()["steps_to_target"] == fast.steps_to_target
 
 

@@ -47,7 +47,7 @@ from keras import ops
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.engines.products import BATCHED, layer_products, per_run_matmul
-from nanbench.forensics import StepSeries, epoch_ends_from_steps, step_flags
+from nanbench.forensics import TARGET_GATE, StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.spec import ClippingSpec
@@ -96,7 +96,8 @@ class SideBySide:
             tf.TensorSpec([None, None, n_features], tf.float32), tf.TensorSpec([None, None, 1], tf.float32),
             tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([], tf.bool), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32),
-            tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32), weights])
+            tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32), weights,
+            tf.TensorSpec([None], tf.float32)])
         self._concrete = None
 
     def trace(self) -> None:
@@ -145,7 +146,7 @@ class SideBySide:
             out = _select(kind, CLIP_KINDS.index("clipvalue"), clipped, out)
         return out
 
-    def _train(self, X, y, epochs, batch_size, seeds, shuffle, lr, threshold, kind, ones, initial):
+    def _train(self, X, y, epochs, batch_size, seeds, shuffle, lr, threshold, kind, ones, initial, target_ratio):
         # ones: a [R] vector of 1.0 fed at run time. Grappler rewrites a constant 1.0 / x into
         # Reciprocal, which on a vector is not correctly rounded; Keras divides one scalar.
         runs = tf.shape(X)[0]
@@ -154,6 +155,7 @@ class SideBySide:
         weights = list(initial)
         slots = self.optimizer.start(weights)
         initial_loss = self.losses(weights, X, y)
+        target = target_ratio * initial_loss  # per run: time to target (nanbench.forensics.steps_to_target)
         row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
         in_order = tf.range(n)
         batch_of_row = in_order // batch_size
@@ -175,7 +177,7 @@ class SideBySide:
             return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)), axis=1)
 
         def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out,
-                       full_out):
+                       full_out, reached):
             order = tf.cond(shuffle, lambda: tf.map_fn(
                 lambda s: tf.random.experimental.stateless_shuffle(in_order, seed=tf.stack([s, epoch])),
                 seeds), lambda: tf.tile(in_order[None], [runs, 1]))
@@ -184,7 +186,7 @@ class SideBySide:
                 tf.transpose(tf.gather(row_sq, order, batch_dims=1)), batch_of_row, per_epoch))  # [R, steps]
             batches_out = batches_out.write(epoch, batch_sq)
 
-            def step_body(i, total, count, weights, slots, seen, at_bad, steps_out):
+            def step_body(i, total, count, last, weights, slots, seen, at_bad, steps_out):
                 lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
                 with tf.GradientTape() as tape:
                     tape.watch(weights)
@@ -208,25 +210,31 @@ class SideBySide:
                     first[:, None], tf.concat([flat(weights), flat(new)], axis=1), at_bad), lambda: at_bad)
                 steps_out = steps_out.write(step + i, tf.stack(
                     [tf.cast(loss, tf.float64), tf.cast(total, tf.float64), grad_sq, after_sq, *variable_sq], axis=1))
-                return i + 1, total, count, new, new_slots, seen | first, at_bad, steps_out
+                return i + 1, total, count, loss, new, new_slots, seen | first, at_bad, steps_out
 
-            _, _, _, weights, slots, seen, at_bad, steps_out = tf.while_loop(
+            _, total, count, last, weights, slots, seen, at_bad, steps_out = tf.while_loop(
                 lambda i, *_: i < per_epoch, step_body,
-                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), weights, slots, seen, at_bad, steps_out))
+                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), tf.zeros([runs]), weights, slots, seen, at_bad,
+                 steps_out))
             epochs_run = epochs_run + tf.cast(active, tf.int32)
             # NaN in the weights stays NaN: a run whose weights hold NaN at the epoch's end stops
             # here (the loop goes on while any run is left; a stopped run's NaN touches no other
             # run's numbers, and its steps from here on are dropped)
             active = active & ~tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
-            # (one step an epoch: the next step's loss is that loss, taken on the host; see cut)
-            full_out = full_out.write(epoch, tf.cond(per_epoch > 1, lambda: self.losses(weights, X, y),
-                                                     lambda: tf.fill([runs], tf.constant(np.nan, tf.float32))))
+            # the runs whose time-to-target gate is open (forensics.TARGET_GATE, as the fused engine
+            # opens it); one step an epoch: the next step's loss is that loss, taken on the host (see cut)
+            look = ~reached & (tf.minimum(total / count, last) <= TARGET_GATE * target) & (per_epoch > 1)
+            nothing = tf.fill([runs], tf.constant(np.nan, tf.float32))
+            value = tf.cond(tf.reduce_any(look), lambda: tf.where(look, self.losses(weights, X, y), nothing),
+                            lambda: nothing)
+            full_out = full_out.write(epoch, value)
             return (epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out,
-                    batches_out, full_out)
+                    batches_out, full_out, reached | (value <= target))
 
         loop = (tf.constant(0), tf.constant(0), tf.ones([runs], tf.bool), tf.zeros([runs], tf.int32), weights,
-                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out, full_out)
-        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out, full_out = tf.while_loop(
+                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out, full_out,
+                tf.zeros([runs], tf.bool))
+        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out, full_out, _ = tf.while_loop(
             lambda epoch, _s, active, *_: (epoch < epochs) & tf.reduce_any(active), epoch_body, loop,
             maximum_iterations=epochs)
         full = tf.stack([initial_loss, self.losses(weights, X, y)], axis=1)
@@ -273,7 +281,8 @@ class SideBySide:
                 tf.constant(first.train.shuffle), tf.constant([s.optimizer.lr for s in specs], tf.float32),
                 tf.constant([s.clipping.threshold for s in specs], tf.float32),
                 tf.constant([CLIP_KINDS.index(s.clipping.kind) for s in specs], tf.int32),
-                tf.ones([len(specs)]), [tf.constant(w) for w in initial])
+                tf.ones([len(specs)]), [tf.constant(w) for w in initial],
+                tf.constant([s.outcome.target_ratio for s in specs], tf.float32))
             steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final, epoch_full = (o.numpy() for o in out)
         seconds = time.perf_counter() - t
         counts = running_counts(X.shape[1], first.train.batch_size)

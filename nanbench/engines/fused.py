@@ -16,7 +16,8 @@ into one float32 row, written to the run's rows. Every reduction waits for the r
 one pass over all rows gives every step's sums of squares: the weights after step i are the ones
 step i + 1 started from (and one read after the run's last step). At each epoch's end, one forward
 pass over the whole data in inference mode gives the loss nanbench.forensics.steps_to_target reads
-(time to target, resolution: epochs; a fraction of a step per epoch); with the whole data in one
+(time to target, resolution: epochs), gated so that only the epochs near the crossing pay it
+(nanbench.forensics.TARGET_GATE); with the whole data in one
 batch and a model the same in training and inference mode, the next step's loss is that loss and
 no pass is made (nanbench.forensics.epoch_ends_from_steps). At each epoch's end one read of
 the weights tells whether a step left NaN in them (NaN in a weight stays NaN), and then the run
@@ -35,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
-from nanbench.forensics import StepSeries, epoch_ends_from_steps, step_flags
+from nanbench.forensics import TARGET_GATE, StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model, same_in_training
 from nanbench.step import (flat, full_loss, grouped_squares, keras_gradients, keras_step, loss_scaled,
@@ -128,7 +129,7 @@ class Trainer:
         self._concrete = None  # the traced function, see trace()
         self._locator = None
         self._fn = tf.function(self._train, autograph=False, input_signature=[
-            spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
+            spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights, real])
 
     def trace(self) -> None:
         """Trace the whole-run function now (its only trace: the input signature is fixed); runs
@@ -136,7 +137,7 @@ class Trainer:
         with tf.device(self.device), keras_order():
             self._concrete = self._fn.get_concrete_function()
 
-    def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial):
+    def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial, target_ratio):
         # reset, inside the graph (one call per run instead of an eager assign per variable):
         # seeded initial weights, the optimizer's fresh state, this run's learning rate and clip
         for var, value in zip(self.model.variables, initial):
@@ -172,14 +173,16 @@ class Trainer:
         def read():  # the trainable weights' values, read now
             return [tf.convert_to_tensor(w.value) for w in trainable]
 
-        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss, epoch_full):
+        target = target_ratio * initial_loss  # time to target (nanbench.forensics.steps_to_target)
+
+        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss, epoch_full, reached):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
             # rows gathered in that order; a step slices its batch
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
                 in_order, seed=tf.stack([seed, epoch])), lambda: in_order)
             Xe, ye = tf.gather(X, order), tf.gather(y, order)
 
-            def step_body(i, total_loss, count, rows):
+            def step_body(i, total_loss, count, last, rows):
                 lo, hi = bounds(i)
                 if self.forensics:
                     before = read()  # before the update
@@ -196,10 +199,11 @@ class Trainer:
                     row = flat([loss])
                 loss = tf.cast(loss, tf.float32)
                 weight = tf.cast(hi - lo, tf.float32)
-                return i + 1, total_loss + loss * weight, count + weight, rows.write(step + i, row)
+                return i + 1, total_loss + loss * weight, count + weight, loss, rows.write(step + i, row)
 
-            _, total_loss, count, rows = tf.while_loop(
-                lambda i, *_: i < per_epoch, step_body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0), rows))
+            _, total_loss, count, last, rows = tf.while_loop(
+                lambda i, *_: i < per_epoch, step_body,
+                (tf.constant(0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0), rows))
             epoch_loss = epoch_loss.write(epoch, total_loss / count)
             if self.forensics:
                 # NaN in the weights stays NaN (every update of a NaN weight is NaN; a loss-scaled
@@ -207,16 +211,21 @@ class Trainer:
                 # whether a step of this epoch left NaN in them: the run ends here
                 orders = orders.write(epoch, order)
                 stopped = tf.math.is_nan(sum_of_squares(read()))
-                if self.target and self.steps_are_epoch_ends:  # the host takes the next step's loss
-                    epoch_full = epoch_full.write(epoch, tf.cond(
-                        per_epoch > 1, lambda: full_loss(self.model, X, y), lambda: tf.constant(np.nan, tf.float32)))
-                elif self.target:
-                    epoch_full = epoch_full.write(epoch, full_loss(self.model, X, y))
-            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, epoch_full
+                if self.target:  # gated (forensics.TARGET_GATE); one step an epoch: the host takes
+                    # the next step's loss instead (forensics.epoch_ends_from_steps)
+                    look = tf.logical_and(tf.logical_not(reached),
+                                          tf.minimum(total_loss / count, last) <= TARGET_GATE * target)
+                    if self.steps_are_epoch_ends:
+                        look = tf.logical_and(look, per_epoch > 1)
+                    value = tf.cond(look, lambda: full_loss(self.model, X, y), lambda: tf.constant(np.nan, tf.float32))
+                    epoch_full = epoch_full.write(epoch, value)
+                    reached = tf.logical_or(reached, value <= target)
+            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, epoch_full, reached
 
-        epochs_run, step, _, rows, orders, epoch_loss, epoch_full = tf.while_loop(
+        epochs_run, step, _, rows, orders, epoch_loss, epoch_full, _ = tf.while_loop(
             lambda epoch, _step, stopped, *_: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
-            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss, epoch_full),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss, epoch_full,
+                         tf.constant(False)),
             maximum_iterations=epochs)
         kept = rows.gather(tf.range(step))
         series = tf.cast(kept[:, :1], tf.float64)
@@ -285,7 +294,7 @@ class Trainer:
                 X, y, tf.constant(spec.train.epochs_for(len(X))), tf.constant(spec.train.batch_size),
                 tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),
                 tf.constant(spec.optimizer.lr, tf.float32), tf.constant(spec.clipping.threshold, tf.float32),
-                initial)
+                initial, tf.constant(spec.outcome.target_ratio, tf.float32))
         series = series.numpy()
         seconds = time.perf_counter() - t
         return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy(),
