@@ -243,11 +243,21 @@ def _build_loss(spec: LossSpec) -> keras.losses.Loss:
     return cls(**kwargs)
 
 
+def same_in_training(spec: ModelSpec) -> bool:
+    """Whether a model of `spec` computes the same loss in training and in inference mode, so that
+    a full-batch step's loss is the whole data's (nanbench.forensics.epoch_ends_from_steps):
+    nanbench's own models without dropout or BatchNorm. A user's model is not known to."""
+    return spec.name not in USER_MODELS and spec.name != "mlp_batchnorm" and spec.dropout == 0
+
+
 def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:
     """The model's Dense layers in order as (kernel, bias, activation name) NumPy triples, for
-    nanbench.forensics.dead_fraction. ``weights``: values for ``model.trainable_weights`` (same
-    order) to use instead of the variables' current ones. None when the model holds a layer
-    other than Dense and Dropout (dropout is the identity outside training)."""
+    nanbench.forensics.dead_fraction, and its BatchNormalization layers in inference form as
+    (scale, offset, "batchnorm"): gamma / sqrt(moving_variance + epsilon) and beta - moving_mean *
+    scale, per unit (the moving statistics are the variables' current values: those of the run's
+    end). ``weights``: values for ``model.trainable_weights`` (same order) to use instead of the
+    variables' current ones. None when the model holds a layer other than Dense, BatchNormalization
+    and Dropout (dropout is the identity outside training)."""
     values = ({id(v): w for v, w in zip(model.trainable_weights, weights)} if weights is not None else {})
 
     def value(variable):
@@ -256,6 +266,14 @@ def dense_layers(model: keras.Model, weights=None) -> list[tuple] | None:
     layers = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dropout):
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.center and layer.scale:
+            gamma, beta = value(layer.gamma).astype(np.float64), value(layer.beta).astype(np.float64)
+            mean = np.asarray(layer.moving_mean.numpy(), np.float64)
+            variance = np.asarray(layer.moving_variance.numpy(), np.float64)
+            with np.errstate(all="ignore"):
+                scale = gamma / np.sqrt(variance + layer.epsilon)
+                layers.append((scale, beta - mean * scale, "batchnorm"))
             continue
         if not isinstance(layer, keras.layers.Dense) or not layer.use_bias:
             return None

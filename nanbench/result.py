@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nanbench.forensics import SKIPPED_BIT, StepSeries, Verdict
+from nanbench.forensics import SKIPPED_BIT, StepSeries, Verdict, trained
 from nanbench.spec import RunSpec
 
 
@@ -77,6 +77,30 @@ class RunResult:
         return None
 
     @property
+    def trained(self) -> bool:
+        """Whether the run trained (nanbench.forensics.trained: converged or improving)."""
+        return trained(self.outcome)
+
+    @property
+    def steps_to_target(self) -> int | None:
+        """Steps until the whole-data loss first fell to outcome.target_ratio x L0 (resolution:
+        epochs; nanbench.forensics.steps_to_target); None if it never did."""
+        return self.verdict.steps_to_target if self.verdict is not None else None
+
+    @property
+    def seconds_to_target(self) -> float | None:
+        """Wall seconds of training up to steps_to_target, at the run's steady-state rate
+        (steps_to_target / steps_per_s: tracing, compilation and the evaluations excluded, so the
+        figure is the same whichever engine or how many runs side by side trained it, up to the
+        rate); None if the target was never reached or the rate is unknown."""
+        steps, rate = self.steps_to_target, self.steps_per_s
+        if steps is None:
+            return None
+        if steps == 0:
+            return 0.0
+        return steps / rate if rate else None
+
+    @property
     def samples_per_s(self) -> float | None:
         sps = self.steps_per_s
         if sps is None or self.series is None:
@@ -98,6 +122,9 @@ class RunResult:
             "initial_loss": finite_or_none(v.initial_loss) if v else None,
             "final_loss": finite_or_none(v.final_loss) if v else None,
             "min_loss": finite_or_none(v.min_loss) if v else None,
+            "trained": self.trained,
+            "steps_to_target": self.steps_to_target,
+            "seconds_to_target": self.seconds_to_target,
             "dead_fraction": self.dead_fraction,
             "dead_fraction_at_nonfinite": self.dead_fraction_at_nonfinite,
             "steps_run": self.steps_run,

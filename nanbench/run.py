@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import time
@@ -88,7 +89,11 @@ def _classified(spec: RunSpec, out, data, data_s: float, short_device: str, side
     from nanbench.forensics import classify
     verdict = classify(out.series, spec.outcome)
     layer = part = None
-    if verdict.first_nonfinite_step is not None:
+    if verdict.first_nonfinite_step == 0 and out.locate_start is not None and not math.isfinite(out.series.initial_loss):
+        layer, part = out.locate_start()  # the initial forward pass, before any update
+        if layer is None:
+            layer, part = None, "output"
+    elif verdict.first_nonfinite_step is not None:
         layer, part = (out.locate(verdict.first_nonfinite_step, verdict.first_nonfinite_source)
                        if out.locate is not None else (None, None))
         if layer is None and verdict.first_nonfinite_source == "input":  # no replay needed

@@ -155,6 +155,10 @@ class OutcomeSpec:
     converge_ratio: float = 0.1
     converge_abs: float = 1e-3
     improve_fraction: float = 0.1
+    # time to target: the first step at which the whole-data loss is <= target_ratio x L0
+    # (nanbench.forensics.steps_to_target); it judges how fast a run trains, not its outcome.
+    # Hashed only when not the default: runs recorded before it existed keep their hash.
+    target_ratio: float = field(default=0.1, metadata=OMITTED_AT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         check_number("outcome.converge_abs", oc["converge_abs"], low=0)
     if "improve_fraction" in oc:
         check_number("outcome.improve_fraction", oc["improve_fraction"], low=0, high=1, low_open=True, high_open=True)
+    if "target_ratio" in oc:
+        check_number("outcome.target_ratio", oc["target_ratio"], low=0, high=1, low_open=True, high_open=True)
     outcome = _build(OutcomeSpec, "outcome", oc)
 
     tr = dict(cfg.get("tracking", {}))

@@ -43,13 +43,16 @@ FINISHED_TAG = "nanbench.finished"  # ... and the experiment's distinct FINISHED
 # ---- metrics on every training run ----
 TIMINGS = ("data_s", "build_s", "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s")
 # skipped_steps: updates the loss scaler skipped (mixed_float16; nanbench.result.RunResult.skipped_steps)
-RUN_METRICS = (*TIMINGS, "steps_run", "skipped_steps", "n_samples", "dead_fraction", "dead_fraction_at_nonfinite")
+# trained: 1 for a run that trained (nanbench.forensics.trained), else 0; seconds_to_target and
+# steps_to_target: time to target (nanbench.result.RunResult; absent when never reached)
+RUN_METRICS = (*TIMINGS, "steps_run", "skipped_steps", "n_samples", "dead_fraction", "dead_fraction_at_nonfinite",
+               "trained", "seconds_to_target")
 VERDICT_METRICS = ("initial_loss", "final_loss", "min_loss", "first_nonfinite_step",
-                   "first_inf_step", "first_nan_step")
+                   "first_inf_step", "first_nan_step", "steps_to_target")
 # what a summary keeps as columns of each run (not the per-epoch series; the is_* flags say what
 # the outcome tag says)
 SUMMARY_METRICS = ("first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s", "steps_run", "skipped_steps",
-                   *VERDICT_METRICS, "dead_fraction", "dead_fraction_at_nonfinite")
+                   *VERDICT_METRICS, "dead_fraction", "dead_fraction_at_nonfinite", "trained", "seconds_to_target")
 # per-epoch series (step = epoch): the epoch's loss and its largest gradient norm; with
 # tracking.log_steps also per step (step = optimizer step)
 EPOCH_METRICS = ("loss", "grad_norm")

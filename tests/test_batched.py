@@ -16,7 +16,7 @@ from nanbench.spec import from_config
 # shapes whose batched matmul gives each run its own matmul's bits (products.layer_products)
 SMALL = ["dataset=outliers", "dataset.n_samples=64", "dataset.n_features=10", "model=mlp", "model.width=64",
          "train.epochs=4", "train.batch_size=32", "clipping.threshold=0.5", "train.engine=fused"]
-SERIES = ("loss", "grad_norm", "weight_norm", "flags", "epoch_loss")
+SERIES = ("loss", "grad_norm", "weight_norm", "flags", "epoch_loss", "epoch_full_loss")
 
 
 def _spec(*overrides):

@@ -177,3 +177,62 @@ def test_gpu_requested_without_one_fails_clearly():
         with pytest.raises(ConfigError, match="train.device"):
             resolve_device("gpu")
         assert resolve_device("auto") == "/CPU:0"
+
+
+def test_a_nan_initial_loss_is_nan_at_step_0_in_both_engines():
+    # realworld's case: unscaled breast_cancer through BatchNorm in inference mode (moving mean 0,
+    # variance 1) saturates the sigmoid, and the hand-written log loss takes log(0) * 0 = NaN in
+    # the first forward pass; training-mode BatchNorm steps stay finite. Not stalled: NaN at step 0.
+    fit, fast = _pair("optimizer=sgd", "optimizer.lr=0.001", "loss=log_loss_naive", "train.batch_size=64",
+                      problem=("dataset=breast_cancer", "model=mlp_batchnorm"))
+    for run in (fit, fast):
+        assert run.outcome == "nan" and not run.trained
+        assert (run.verdict.first_nonfinite_step, run.verdict.first_nonfinite_source) == (0, "loss")
+        assert (run.first_nonfinite_layer, run.first_nonfinite_part) == ("loss", "output")
+        assert np.all(np.isfinite(run.series.loss))  # every training step was finite
+    assert fit.verdict == fast.verdict
+
+
+def test_time_to_target_is_measured_alike_in_both_engines():
+    fit, fast = _pair("optimizer=adam", "optimizer.lr=0.05", "train.epochs=12", problem=("dataset=clean",
+                      "dataset.n_samples=70", "dataset.n_features=4", "model=linear"))
+    assert fit.trained and fast.trained
+    np.testing.assert_allclose(fast.series.epoch_full_loss, fit.series.epoch_full_loss, rtol=1e-5)
+    assert len(fit.series.epoch_full_loss) == 12
+    assert fit.steps_to_target == fast.steps_to_target is not None
+    assert fit.steps_to_target % fit.series.steps_per_epoch == 0  # resolution: epochs
+    # gated (forensics.TARGET_GATE): measured at the crossing, never after it
+    crossing = fit.steps_to_target // fit.series.steps_per_epoch - 1
+    for run in (fit, fast):
+        assert run.series.epoch_full_loss[crossing] <= 0.1 * run.series.initial_loss
+        assert np.isnan(run.series.epoch_full_loss[crossing + 1:]).all()
+        assert np.isnan(run.series.epoch_full_loss[:crossing]).sum() >= 1  # far from it, not measured
+    assert fit.seconds_to_target > 0 and fast.summary()["steps_to_target"] == fast.steps_to_target
+
+
+def test_full_batch_time_to_target_takes_the_next_steps_loss_alike_in_both_engines():
+    # one step an epoch: step e + 1's loss is the whole data's at epoch e's end (no pass of its own)
+    fit, fast = _pair("optimizer=adam", "optimizer.lr=0.2", "train.epochs=40", "train.batch_size=70",
+                      problem=("dataset=clean", "dataset.n_samples=70", "dataset.n_features=4", "model=linear"))
+    for run in (fit, fast):
+        assert run.series.steps_per_epoch == 1
+        np.testing.assert_array_equal(run.series.epoch_full_loss[:-1], run.series.loss[1:])
+        assert run.series.epoch_full_loss[-1] == run.series.final_loss
+    np.testing.assert_allclose(fast.series.epoch_full_loss, fit.series.epoch_full_loss, rtol=1e-5)
+    assert fit.steps_to_target == fast.steps_to_target is not None
+
+
+def test_dead_units_of_a_batchnorm_network_are_those_keras_computes_in_inference_mode():
+    import keras
+
+    from nanbench.model import build_model, dead_fraction
+    from nanbench.spec import ModelSpec
+    model = build_model(ModelSpec(name="mlp_batchnorm", width=6, depth=2, activation="relu"), 3, seed=0)
+    X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    norm = model.get_layer("batchnorm0")  # moving statistics that shift half the units far below 0
+    norm.moving_mean.assign(np.array([0, 0, 0, 50, 50, 50], np.float32))
+    norm.moving_variance.assign(np.full(6, 0.5, np.float32))
+    model.get_layer("hidden1").bias.assign(np.array([0, 0, 0, 0, -1e3, -1e3], np.float32))
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in ("hidden0", "hidden1")])
+    dead = sum(int(np.sum(np.all(np.asarray(h) == 0, axis=0))) for h in probe(X, training=False))
+    assert dead_fraction(model, X) == dead / 12 and dead >= 2

@@ -3,6 +3,8 @@ whose answers are known (no training: these are the rules both engines' series g
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,54 @@ def test_a_recorded_runs_outcome_is_re_derived_from_its_steps_csv_and_metrics(ov
     assert again == result.verdict
     assert again.outcome == run.data.tags["outcome"]
     np.testing.assert_array_equal(series.epoch_loss, result.series.epoch_loss)
+
+
+def _epochs(epoch_full, initial=10.0, final=None, per_epoch=4):
+    steps = per_epoch * len(epoch_full)
+    return StepSeries(loss=np.ones(steps), grad_norm=np.ones(steps), weight_norm=np.ones(steps),
+                      flags=np.zeros(steps, dtype=np.int64), epoch_loss=np.asarray(epoch_full, dtype=float),
+                      steps_per_epoch=per_epoch, initial_loss=initial,
+                      final_loss=epoch_full[-1] if final is None else final,
+                      epoch_full_loss=np.asarray(epoch_full, dtype=float))
+
+
+def test_steps_to_target_is_the_first_epoch_end_at_target_ratio_of_the_initial_loss():
+    from nanbench.forensics import steps_to_target
+    # L0 = 10, target 0.1 x 10 = 1: first reached at the end of epoch 2 (4 steps an epoch) = 12 steps
+    assert steps_to_target(_epochs([5.0, 2.0, 1.0, 0.5]), 0.1) == 12
+    assert steps_to_target(_epochs([5.0, 2.0, 1.0, 0.5]), 0.3) == 8   # 2.0 <= 3.0
+    assert steps_to_target(_epochs([5.0, 2.0, 1.5]), 0.1) is None      # never
+    assert steps_to_target(_epochs([0.5, np.nan]), 0.1) == 4          # reached, then NaN: it was reached
+    assert steps_to_target(_epochs([5.0], initial=np.nan), 0.1) is None
+    # a recorded run without epoch-end losses: only the final loss counts, at the last step
+    old = dataclasses.replace(_epochs([5.0, 0.5]), epoch_full_loss=np.zeros(0))
+    assert steps_to_target(old, 0.1) == 8
+    verdict = classify(_epochs([5.0, 2.0, 1.0, 0.5]), OutcomeSpec(target_ratio=0.2))
+    assert verdict.steps_to_target == 8 and verdict.outcome == "converged"
+
+
+@pytest.mark.parametrize("initial,outcome", [(np.nan, "nan"), (np.inf, "inf")])
+def test_a_non_finite_initial_loss_is_non_finite_at_step_0_never_stalled(initial, outcome):
+    # every training step finite (training-mode BatchNorm, say), the first forward pass over the
+    # whole data (inference mode) is not: the run failed before any update
+    v = classify(_series([0.7, 0.6, 0.6], [0, 0, 0], initial=initial, final=0.6), OutcomeSpec())
+    assert (v.outcome, v.first_nonfinite_step, v.first_nonfinite_source) == (outcome, 0, "loss")
+    assert (v.first_nan_step if outcome == "nan" else v.first_inf_step) == 0
+    assert v.steps_to_target is None
+    # NaN in the data explains the initial loss: the run is non-finite at the batch holding it
+    v = classify(_series([0.5, np.nan], [0, NAN_BIT["input"] | NAN_BIT["loss"]], initial=np.nan, final=np.nan),
+                 OutcomeSpec())
+    assert (v.outcome, v.first_nonfinite_step, v.first_nonfinite_source) == ("nan", 1, "input")
+
+
+def test_dead_fraction_passes_through_batchnorm_in_inference_form():
+    from nanbench.forensics import dead_fraction
+    X = np.array([[1.0], [2.0], [3.0]])
+    hidden = (np.array([[1.0, -1.0]]), np.zeros(2), "relu")      # unit 1 is 0 on every row: dead
+    # BatchNorm after it: unit 0 (1, 2, 3) -> (x - 2) / 1 -> (-1, 0, 1); unit 1 stays 0 -> 0 * 1 + 0
+    norm = (np.array([1.0, 1.0]), np.array([-2.0, 0.0]), "batchnorm")
+    second = (np.eye(2), np.zeros(2), "relu")                    # unit 0 alive on row 3, unit 1 dead
+    head = (np.ones((2, 1)), np.zeros(1), "linear")
+    assert dead_fraction(X, [hidden, norm, second, head]) == 2 / 4
+    # a shift that makes unit 0 negative on every row kills it after the norm
+    assert dead_fraction(X, [hidden, (np.ones(2), np.array([-5.0, 0.0]), "batchnorm"), second, head]) == 3 / 4

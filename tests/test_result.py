@@ -35,3 +35,13 @@ def test_steady_speed_leaves_out_fits_first_step_and_scales_by_the_mean_batch():
     assert fused.steps_per_s == 5.0 and fit.steps_per_s == 4.5  # fit times its first step apart
     assert fused.samples_per_s == 5.0 * 160 / 5
     assert result("fused", data_s=1, build_s=2, first_step_s=3, train_s=4).wall_s == 10
+
+
+def test_time_to_target_is_steps_at_the_steady_rate_and_null_when_never_reached():
+    import dataclasses
+    r = result("fused", train_s=2.0)  # 5 steps/s
+    line = json.loads(r.to_json())
+    assert (line["trained"], line["steps_to_target"], line["seconds_to_target"]) == (False, None, None)
+    reached = dataclasses.replace(r, outcome="converged", verdict=dataclasses.replace(r.verdict, steps_to_target=5))
+    line = json.loads(reached.to_json())
+    assert (line["trained"], line["steps_to_target"], line["seconds_to_target"]) == (True, 5, 1.0)

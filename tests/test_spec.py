@@ -237,3 +237,16 @@ def test_a_dataset_of_its_own_name_keeps_its_generator():
     """A new name (no option file) on a generator is a new dataset, as a new option file would be."""
     spec = from_config(compose_config(["dataset=outliers", "dataset.name=heavy_outliers.v2"]))
     assert (spec.dataset.name, spec.dataset.kind) == ("heavy_outliers.v2", "outliers")
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, "x"])
+def test_outcome_target_ratio_outside_0_1_is_the_one_line_error(value):
+    with pytest.raises(ConfigError, match=r"^outcome.target_ratio must be "):
+        from_config(compose_config([f"outcome.target_ratio={value}"]))
+
+
+def test_outcome_target_ratio_at_its_default_leaves_the_config_hash_as_it_was():
+    default = from_config(compose_config([]))
+    assert default.config_hash() == from_config(compose_config(["outcome.target_ratio=0.1"])).config_hash()
+    assert default.config_hash() != from_config(compose_config(["outcome.target_ratio=0.2"])).config_hash()
+    assert from_config(compose_config(["outcome.target_ratio=0.2"])).outcome.target_ratio == 0.2

@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--per-step-child", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     parser.add_argument("--side-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--layers-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--target-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.per_step_child is not None:
@@ -261,8 +262,8 @@ def main() -> None:
     if args.side_child:
         print(json.dumps(side_child(args.reps)))
         return
-    if args.layers_child:
-        print(json.dumps(layers_child(args.reps)))
+    if args.layers_child or args.target_child:
+        print(json.dumps(layers_child(args.reps, "layers" if args.layers_child else "target")))
         return
     items = set(args.items.split(",")) if args.items else None
     if items is not None and items & {"1", "4"}:
@@ -273,6 +274,7 @@ def main() -> None:
                 ("2", lambda: throughput(args.reps, tmp)), ("7", lambda: adhoc(args.reps, tmp)),
                 ("8", lambda: side_by_side(args.reps)), ("9", lambda: default_sweep(args.reps, tmp)),
                 ("10", lambda: layer_forensics(args.reps)),
+                ("T", lambda: layer_forensics(args.reps, knob="target")),
                 ("11", lambda: diagnosis(args.reps, tmp)),
                 ("12", lambda: long_run_memory(args.reps, tmp)),
                 ("3", harness_overhead),

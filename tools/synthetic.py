@@ -165,11 +165,14 @@ MIXED_DATASETS = {  # name -> descriptors (a descriptor a dataset does not take 
 }
 
 
-def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",), share: tuple[float, ...] = MIXED_SHARE):
+def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",), share: tuple[float, ...] = MIXED_SHARE,
+                stalled_below: float | None = None):
     """(runs frame, factor keys): datasets x optimizer (sgd, adam) x clipping (none, clipnorm) x
     lr (MIXED_LRS) x loss (mse, huber) x train.seed. Of the SGD runs without clipping on clean or
     outliers at lr MIXED_LRS[i], the first share[i] (by seed, then loss) turn NaN at the loss.
-    Finite Adam runs at lr 1 end dead (dead_fraction 1). Runs are spread over `commits` in turn."""
+    Finite Adam runs at lr 1 end dead (dead_fraction 1). Finite runs improve (reaching the target
+    in 1 / lr steps, at 1000 steps/s), or stall where lr < `stalled_below`. Runs are spread over
+    `commits` in turn."""
     import pandas as pd
 
     from nanbench.tracking.reader import build_frame
@@ -192,6 +195,8 @@ def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",), share: t
             cells[(dataset, opt, clip, lr)] += 1
             bad = opt == "sgd" and clip == "none" and rank < share[MIXED_LRS.index(lr)] * 2 * seeds
             outcome, source, step = ("nan", "loss", 7) if bad else ("improving", "none", None)
+            if outcome == "improving" and stalled_below is not None and lr < stalled_below:
+                outcome = "stalled"
         tags += [(run, "outcome", outcome), (run, "first_nonfinite_source", source),
                  (run, "config_hash", f"h{i}"), (run, "git_commit", commits[i % len(commits)])]
         if step is not None:
@@ -199,6 +204,8 @@ def mixed_table(seeds: int = 5, commits: tuple[str, ...] = ("c0ffee",), share: t
         else:
             metrics += [(run, "dead_fraction", 1.0 if opt == "adam" and lr == 1.0 else 0.0),
                         (run, "final_loss", 0.5)]
+            if outcome == "improving":
+                metrics += [(run, "steps_to_target", round(1 / lr)), (run, "seconds_to_target", round(1 / lr) / 1000)]
         metrics += [(run, "initial_loss", 1.0), (run, "steps_per_s", 1000.0), (run, "wall_s", 0.1),
                     (run, "first_step_s", 0.2), (run, "samples_per_s", 32000.0)]
 

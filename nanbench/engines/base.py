@@ -22,6 +22,9 @@ class EngineOutput:
     # (step, source) -> (layer, part): which layer first held inf/NaN at the run's first non-finite
     # step (nanbench.locate); None: the engine cannot replay its steps
     locate: Callable[[int, str], tuple[str | None, str | None]] | None = None
+    # () -> (layer, part): which layer first held inf/NaN in the initial forward pass over the whole
+    # data (inference mode), for a run whose initial loss is not finite; None: not replayed
+    locate_start: Callable[[], tuple[str | None, str | None]] | None = None
     engine: str | None = None  # the engine that trained the run, when not the one asked for (fused -> fit)
 
 

@@ -21,7 +21,9 @@ update) and the weights the first non-finite step started from. A run whose weig
 an epoch's end stops there, as the fused engine stops it: no number of one run enters another
 run's (the runs share no weight, and each run's gradient is its own loss's), so its NaN changes
 nothing beside it; its steps after the stop are dropped and its series is cut at the step whose
-update first left NaN.
+update first left NaN. At each epoch's end each run's loss over the whole data (one forward pass,
+as its initial and final losses) gives nanbench.forensics.steps_to_target (with the whole data in
+one batch, the next step's loss: nanbench.forensics.epoch_ends_from_steps).
 
 The result is the fused engine's, bit for bit: TensorFlow's batched matmul gives each run its own
 matmul's bits for most shapes, but its CPU kernel is chosen by shape, and for some shapes it sums
@@ -46,7 +48,7 @@ from keras import ops
 from nanbench.engines.base import EngineOutput, cached, keras_order
 from nanbench.engines.products import BATCHED, layer_products, per_run_matmul
 from nanbench.engines.updates import KerasUpdate, update_mode
-from nanbench.forensics import StepSeries, step_flags
+from nanbench.forensics import TARGET_GATE, StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
 from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
 from nanbench.spec import ClippingSpec
@@ -99,7 +101,8 @@ class SideBySide:
             tf.TensorSpec([None, None, n_features], tf.float32), tf.TensorSpec([None, None, 1], tf.float32),
             tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([], tf.bool), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32),
-            tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32), weights])
+            tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32), weights,
+            tf.TensorSpec([None], tf.float32)])
         self._concrete = None
 
     def trace(self) -> None:
@@ -148,7 +151,7 @@ class SideBySide:
             out = _select(kind, CLIP_KINDS.index("clipvalue"), clipped, out)
         return out
 
-    def _train(self, X, y, epochs, batch_size, seeds, shuffle, lr, threshold, kind, ones, initial):
+    def _train(self, X, y, epochs, batch_size, seeds, shuffle, lr, threshold, kind, ones, initial, target_ratio):
         # ones: a [R] vector of 1.0 fed at run time. Grappler rewrites a constant 1.0 / x into
         # Reciprocal, which on a vector is not correctly rounded; Keras divides one scalar.
         runs = tf.shape(X)[0]
@@ -157,6 +160,7 @@ class SideBySide:
         weights = list(initial)
         slots = self.optimizer.start(runs)
         initial_loss = self.losses(weights, X, y)
+        target = target_ratio * initial_loss  # per run: time to target (nanbench.forensics.steps_to_target)
         row_sq = tf.reduce_sum(tf.square(tf.cast(X, tf.float64)), axis=2) + tf.square(tf.cast(y[:, :, 0], tf.float64))
         in_order = tf.range(n)
         batch_of_row = in_order // batch_size
@@ -168,6 +172,8 @@ class SideBySide:
         variables = len(self.shapes)
         steps_out = tf.TensorArray(tf.float64, size=epochs * per_epoch, element_shape=[None, 4 + variables])
         batches_out = tf.TensorArray(tf.float64, size=epochs, element_shape=[None, None])
+        # per epoch and run, the whole data's loss at the epoch's end (forensics.steps_to_target)
+        full_out = tf.TensorArray(tf.float32, size=epochs, element_shape=[None])
 
         def flat(tensors):  # [R, size]
             return tf.concat([tf.reshape(t, [runs, -1]) for t in tensors], axis=1)
@@ -175,7 +181,8 @@ class SideBySide:
         def sq(tensors):
             return tf.reduce_sum(tf.square(tf.cast(flat(tensors), tf.float64)), axis=1)
 
-        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out):
+        def epoch_body(epoch, step, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out,
+                       full_out, reached):
             order = tf.cond(shuffle, lambda: tf.map_fn(
                 lambda s: tf.random.experimental.stateless_shuffle(in_order, seed=tf.stack([s, epoch])),
                 seeds), lambda: tf.tile(in_order[None], [runs, 1]))
@@ -184,7 +191,7 @@ class SideBySide:
                 tf.transpose(tf.gather(row_sq, order, batch_dims=1)), batch_of_row, per_epoch))  # [R, steps]
             batches_out = batches_out.write(epoch, batch_sq)
 
-            def step_body(i, total, count, weights, slots, seen, at_bad, steps_out):
+            def step_body(i, total, count, last, weights, slots, seen, at_bad, steps_out):
                 lo, hi = i * batch_size, tf.minimum((i + 1) * batch_size, n)
                 with tf.GradientTape() as tape:
                     tape.watch(weights)
@@ -208,26 +215,37 @@ class SideBySide:
                     first[:, None], tf.concat([flat(weights), flat(new)], axis=1), at_bad), lambda: at_bad)
                 steps_out = steps_out.write(step + i, tf.stack(
                     [tf.cast(loss, tf.float64), tf.cast(total, tf.float64), grad_sq, after_sq, *variable_sq], axis=1))
-                return i + 1, total, count, new, new_slots, seen | first, at_bad, steps_out
+                return i + 1, total, count, loss, new, new_slots, seen | first, at_bad, steps_out
 
-            _, _, _, weights, slots, seen, at_bad, steps_out = tf.while_loop(
+            _, total, count, last, weights, slots, seen, at_bad, steps_out = tf.while_loop(
                 lambda i, *_: i < per_epoch, step_body,
-                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), weights, slots, seen, at_bad, steps_out))
+                (tf.constant(0), tf.zeros([runs]), tf.constant(0.0), tf.zeros([runs]), weights, slots, seen, at_bad,
+                 steps_out))
             epochs_run = epochs_run + tf.cast(active, tf.int32)
             # NaN in the weights stays NaN: a run whose weights hold NaN at the epoch's end stops
             # here (the loop goes on while any run is left; a stopped run's NaN touches no other
             # run's numbers, and its steps from here on are dropped)
             active = active & ~tf.reduce_any(tf.math.is_nan(flat(weights)), axis=1)
-            return epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out, batches_out
+            # the runs whose time-to-target gate is open (forensics.TARGET_GATE, as the fused engine
+            # opens it); one step an epoch: the next step's loss is that loss, taken on the host (see cut)
+            look = ~reached & (tf.minimum(total / count, last) <= TARGET_GATE * target) & (per_epoch > 1)
+            nothing = tf.fill([runs], tf.constant(np.nan, tf.float32))
+            value = tf.cond(tf.reduce_any(look), lambda: tf.where(look, self.losses(weights, X, y), nothing),
+                            lambda: nothing)
+            full_out = full_out.write(epoch, value)
+            return (epoch + 1, step + per_epoch, active, epochs_run, weights, slots, seen, at_bad, steps_out,
+                    batches_out, full_out, reached | (value <= target))
 
         loop = (tf.constant(0), tf.constant(0), tf.ones([runs], tf.bool), tf.zeros([runs], tf.int32), weights,
-                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out)
-        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out = tf.while_loop(
+                slots, tf.zeros([runs], tf.bool), tf.zeros([runs, 2 * size]), steps_out, batches_out, full_out,
+                tf.zeros([runs], tf.bool))
+        epochs_done, step, _, epochs_run, weights, _, seen, at_bad, steps_out, batches_out, full_out, _ = tf.while_loop(
             lambda epoch, _s, active, *_: (epoch < epochs) & tf.reduce_any(active), epoch_body, loop,
             maximum_iterations=epochs)
         full = tf.stack([initial_loss, self.losses(weights, X, y)], axis=1)
         batch_sq = tf.reshape(tf.transpose(batches_out.gather(tf.range(epochs_done)), [0, 2, 1]), [-1, runs])
-        return (steps_out.gather(tf.range(step)), batch_sq, epochs_run, per_epoch, full, at_bad, seen, flat(weights))
+        return (steps_out.gather(tf.range(step)), batch_sq, epochs_run, per_epoch, full, at_bad, seen, flat(weights),
+                full_out.gather(tf.range(epochs_done)))
 
     # --- the host's side --------------------------------------------------------------------
 
@@ -268,13 +286,14 @@ class SideBySide:
                 tf.constant(first.train.shuffle), tf.constant([s.optimizer.lr for s in specs], tf.float32),
                 tf.constant([s.clipping.threshold for s in specs], tf.float32),
                 tf.constant([CLIP_KINDS.index(s.clipping.kind) for s in specs], tf.int32),
-                tf.ones([len(specs)]), [tf.constant(w) for w in initial])
-            steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final = (o.numpy() for o in out)
+                tf.ones([len(specs)]), [tf.constant(w) for w in initial],
+                tf.constant([s.outcome.target_ratio for s in specs], tf.float32))
+            steps, batch_sq, epochs_run, per_epoch, full, at_bad, seen, final, epoch_full = (o.numpy() for o in out)
         seconds = time.perf_counter() - t
         counts = running_counts(X.shape[1], first.train.batch_size)
         series = []
         for r in range(len(specs)):
-            s = cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r])
+            s = cut(steps[:, r], batch_sq[:, r], counts, int(epochs_run[r]), int(per_epoch), full[r], epoch_full[:, r])
             series.append(dataclasses.replace(s, layer_grad_norm=layer_grad_norms(self.model, steps[:s.steps, r, 4:])))
         return series, [at_bad[r] if seen[r] else None for r in range(len(specs))], list(final), seconds
 
@@ -289,7 +308,7 @@ def running_counts(n: int, batch_size: int) -> np.ndarray:
 
 
 def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run: int, per_epoch: int,
-        full: np.ndarray) -> StepSeries:
+        full: np.ndarray, epoch_full: np.ndarray) -> StepSeries:
     """One run's StepSeries from its columns: cut at the step whose update first left NaN in the
     weights (every later step is NaN too), as the fused engine cuts it; Keras's epoch loss is the
     running mean (total / count, in float32) at each epoch's last step kept."""
@@ -303,7 +322,9 @@ def cut(steps: np.ndarray, batch_sq: np.ndarray, counts: np.ndarray, epochs_run:
     input_sq, grad_norm, weight_norm = batch_sq[:ran], np.sqrt(steps[:ran, 2]), np.sqrt(after_sq[:ran])
     return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                       flags=step_flags(input_sq, loss, grad_norm, weight_norm), epoch_loss=epoch_loss,
-                      steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]))
+                      steps_per_epoch=per_epoch, initial_loss=float(full[0]), final_loss=float(full[1]),
+                      epoch_full_loss=(epoch_ends_from_steps(loss, full[1]) if per_epoch == 1
+                                       else np.asarray(epoch_full[:epochs_run], dtype=np.float64)))
 
 
 @tf.custom_gradient
@@ -375,7 +396,9 @@ def train_together(specs, datas, device: str, products: tuple[str, ...] | None =
             series=s, build_s=build_s if r == 0 else 0.0, first_step_s=trace_s if r == 0 else 0.0,
             train_s=seconds / len(specs), dead_fraction=trainer.dead_fraction(data.X, trainer.weights_of(final[r])),
             dead_fraction_at_nonfinite=trainer.dead_fraction(data.X, before),
-            locate=replay_step(lambda: trainer.locator, spec, data, before, after, end)))
+            locate=replay_step(lambda: trainer.locator, spec, data, before, after, end),
+            locate_start=lambda spec=spec, data=data: trainer.locator(
+                trainer.initial_weights(spec.train.seed), None, data.X, data.y, source="loss", training=False)))
     return outs
 
 

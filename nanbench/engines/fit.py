@@ -14,9 +14,10 @@ import numpy as np
 import tensorflow as tf
 
 from nanbench.engines.base import EngineOutput
-from nanbench.forensics import StepSeries, step_flags
+from nanbench.forensics import TARGET_GATE, StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms
-from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, has_relu_units
+from nanbench.model import (build_loss, build_model, build_optimizer, dead_fraction, has_relu_units,
+                            same_in_training)
 from nanbench.step import forensic_step, full_loss, loss_scaled
 
 
@@ -60,8 +61,15 @@ class ForensicRecorder(keras.callbacks.Callback):
     started from (a copy before each step until one is non-finite), its batch and the weights it
     left."""
 
-    def __init__(self):
+    def __init__(self, X=None, y=None, steps_are_epoch_ends: bool = False, target: float = float("nan")):
         super().__init__()
+        self.X, self.y = X, y  # the whole data, for the loss at each epoch's end (None: not measured)
+        # one step an epoch on a model the same in training and inference mode: the next step's
+        # loss is that loss (nanbench.forensics.epoch_ends_from_steps), no evaluation of its own
+        self.steps_are_epoch_ends = steps_are_epoch_ends
+        self.target = target  # outcome.target_ratio x the initial loss (forensics.TARGET_GATE's gate)
+        self.reached = False
+        self.epoch_full_loss: list[float] = []
         self.rows: list[tuple[float, float, float, float]] = []
         self.variable_sq: list[np.ndarray] = []
         self.epoch_loss: list[float] = []
@@ -90,6 +98,16 @@ class ForensicRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_loss.append(float(np.asarray(logs["loss"])))
+        if self.X is None or self.steps_are_epoch_ends:
+            return
+        # the whole data's loss (time to target), where the gate opens as the fused engine's does:
+        # its float32 epoch mean and last batch loss against TARGET_GATE x the float32 target
+        mean, last = np.float32(np.asarray(logs["loss"])), np.float32(self.rows[-1][1]) if self.rows else np.nan
+        value = float("nan")
+        if not self.reached and np.minimum(mean, last) <= np.float32(TARGET_GATE) * np.float32(self.target):
+            value = float(full_loss(self.model, self.X, self.y))
+            self.reached = value <= np.float32(self.target)
+        self.epoch_full_loss.append(value)
 
     def series(self, model, *, n_samples: int, batch_size: int, initial_loss: float,
                final_loss: float) -> StepSeries:
@@ -100,6 +118,8 @@ class ForensicRecorder(keras.callbacks.Callback):
         return StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm, flags=flags,
                           epoch_loss=np.array(self.epoch_loss), steps_per_epoch=-(-n_samples // batch_size),
                           initial_loss=initial_loss, final_loss=final_loss,
+                          epoch_full_loss=(epoch_ends_from_steps(loss, final_loss) if self.steps_are_epoch_ends
+                                           else np.array(self.epoch_full_loss, dtype=np.float64)),
                           layer_grad_norm=layer_grad_norms(model, np.array(self.variable_sq)) if self.rows else {})
 
     def locate(self, model, X, y):
@@ -117,17 +137,27 @@ class ForensicRecorder(keras.callbacks.Callback):
 
 
 def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, fit_y=None,
-                       **fit_args) -> tuple[EngineOutput, keras.callbacks.History]:
+                       same_in_training: bool = False, target_ratio: float = 0.1, **fit_args) -> tuple[EngineOutput, keras.callbacks.History]:
     """Train a compiled model with ForensicTrainStep's step (ForensicSequential, or forensic()) with
     ``Model.fit`` and measure what an outcome needs: the whole data's loss (X, y: the training set
     as float32) at the initial and final weights, every step's forensics, and the dead ReLU units
-    at the end and at the first non-finite step.
+    at the end and at the first non-finite step, and the whole data's loss at each epoch's end
+    (nanbench.forensics.steps_to_target). A non-finite initial loss is located (which layer)
+    before training, while the model still holds its initial weights and state.
     ``fit_x``/``fit_y`` are what fit is given when that is not X, y (a document's arrays as
-    written); ``started`` is when building began (build time counts from it)."""
+    written); ``started`` is when building began (build time counts from it); ``same_in_training``:
+    the model computes the same loss in training and inference mode (nanbench.model.same_in_training)."""
     initial_loss = float(full_loss(model, X, y))
     build_s = time.perf_counter() - started
+    at_start = None
+    if not np.isfinite(initial_loss) and np.all(np.isfinite(X)) and np.all(np.isfinite(y)):
+        # NaN in the first forward pass (not the data's): which layer, before any update
+        at_start = Locator(model, loss_scaled(model.optimizer))(
+            [np.array(w.numpy()) for w in model.trainable_weights], None, X, y, source="loss", training=False)
     relu = has_relu_units(model)
-    recorder = ForensicRecorder()
+    per_epoch = -(-len(X) // (fit_args.get("batch_size") or 32))
+    target = np.float32(target_ratio) * np.float32(initial_loss)  # as the fused engine computes it
+    recorder = ForensicRecorder(X, y, same_in_training and per_epoch == 1 and fit_x is None, float(target))
     t1 = time.perf_counter()
     history = model.fit(X if fit_x is None else fit_x, y if fit_y is None else fit_y, verbose=0,
                         callbacks=[recorder], **fit_args)
@@ -140,7 +170,8 @@ def fit_with_forensics(model: keras.Model, X, y, *, started: float, fit_x=None, 
     out = EngineOutput(series=series, build_s=build_s, first_step_s=first, train_s=t2 - t1 - first,
                        dead_fraction=dead_fraction(model, X) if relu else None,
                        dead_fraction_at_nonfinite=dead_fraction(model, X, at_bad) if at_bad is not None else None,
-                       locate=recorder.locate(model, X, y))
+                       locate=recorder.locate(model, X, y),
+                       locate_start=(lambda: at_start) if at_start is not None else None)
     return out, history
 
 
@@ -154,7 +185,8 @@ def train(spec, data, device: str) -> EngineOutput:
         model.compile(optimizer=build_optimizer(spec.optimizer, spec.clipping,
                                                 precision=spec.train.precision),
                       loss=build_loss(spec.loss, spec.model))
-        out, _ = fit_with_forensics(model, data.X, data.y, started=t0,
+        out, _ = fit_with_forensics(model, data.X, data.y, started=t0, same_in_training=same_in_training(spec.model),
+                                    target_ratio=spec.outcome.target_ratio,
                                     epochs=spec.train.epochs_for(data.n_samples),
                                     batch_size=spec.train.batch_size, shuffle=spec.train.shuffle)
     return out

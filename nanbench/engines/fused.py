@@ -16,7 +16,12 @@ into one float32 vector, reduced at once to the step's sums of squares (float64)
 run's per-step row: a run's memory grows with its steps by that row only, never by a copy of its
 weights (a 6,000-step run once held every step's weights and gradients until its end). The
 weights after step i are the ones step i + 1 started from (and one read after the run's last
-step); the two around the first non-finite step are kept as the run finds that step. At each epoch's end one read of
+step); the two around the first non-finite step are kept as the run finds that step. At each epoch's end, one forward
+pass over the whole data in inference mode gives the loss nanbench.forensics.steps_to_target reads
+(time to target, resolution: epochs), gated so that only the epochs near the crossing pay it
+(nanbench.forensics.TARGET_GATE); with the whole data in one
+batch and a model the same in training and inference mode, the next step's loss is that loss and
+no pass is made (nanbench.forensics.epoch_ends_from_steps). At each epoch's end one read of
 the weights tells whether a step left NaN in them (NaN in a weight stays NaN), and then the run
 ends there and is cut at that step, as fit's callback ends it. Each step's loss and sums of
 squares come back to the host once per run.
@@ -33,9 +38,9 @@ import numpy as np
 import tensorflow as tf
 
 from nanbench.engines.base import EngineOutput, cached, keras_order
-from nanbench.forensics import StepSeries, step_flags
+from nanbench.forensics import TARGET_GATE, StepSeries, epoch_ends_from_steps, step_flags
 from nanbench.locate import Locator, layer_grad_norms, replay_step
-from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model
+from nanbench.model import build_loss, build_model, build_optimizer, dead_fraction, reset_model, same_in_training
 from nanbench.step import (flat, full_loss, grouped_squares, keras_gradients, keras_step, loss_scaled,
                            row_sums_of_squares, sum_of_squares, unflatten)
 
@@ -93,10 +98,14 @@ def signature(spec, n_features: int, device: str, forensics: bool = True) -> tup
 class Trainer:
     """A model, optimizer and traced whole-run training function for one signature."""
 
-    def __init__(self, spec, n_features: int, device: str, forensics: bool = True, layers: bool = True):
+    def __init__(self, spec, n_features: int, device: str, forensics: bool = True, layers: bool = True,
+                 target: bool = True):
         self.device = device
         self.forensics = forensics
         self.layers = layers  # per-layer gradient norms (off: only to measure what they cost)
+        self.target = target  # the epoch-end whole-data loss of time to target (off: only to measure its cost)
+        # with the whole data in one batch, the next step's loss is that loss (forensics.epoch_ends_from_steps)
+        self.steps_are_epoch_ends = same_in_training(spec.model)
         # whether TensorFlow runs this process's ops one at a time (see the forensic step)
         self.serial = (tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()) == 1
         self.threshold = RuntimeThreshold(spec.clipping.threshold)
@@ -123,7 +132,7 @@ class Trainer:
         self._concrete = None  # the traced function, see trace()
         self._locator = None
         self._fn = tf.function(self._train, autograph=False, input_signature=[
-            spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights])
+            spec_x, spec_y, scalar, scalar, scalar, tf.TensorSpec([], tf.bool), real, real, weights, real])
 
     def trace(self) -> None:
         """Trace the whole-run function now (its only trace: the input signature is fixed); runs
@@ -131,7 +140,7 @@ class Trainer:
         with tf.device(self.device), keras_order():
             self._concrete = self._fn.get_concrete_function()
 
-    def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial):
+    def _train(self, X, y, epochs, batch_size, seed, shuffle, lr, threshold, initial, target_ratio):
         # reset, inside the graph (one call per run instead of an eager assign per variable):
         # seeded initial weights, the optimizer's fresh state, this run's learning rate and clip
         for var, value in zip(self.model.variables, initial):
@@ -158,6 +167,8 @@ class Trainer:
                               element_shape=[width if self.forensics else 1])
         orders = tf.TensorArray(tf.int32, size=epochs if self.forensics else 0, element_shape=[None])
         epoch_loss = tf.TensorArray(tf.float32, size=epochs)
+        # with forensics, the whole data's loss at each epoch's end (forensics.steps_to_target)
+        epoch_full = tf.TensorArray(tf.float32, size=epochs if self.forensics and self.target else 0)
         in_order = tf.range(n)
 
         def bounds(i):  # step i's rows in the epoch's order
@@ -180,7 +191,9 @@ class Trainer:
             at_bad = tf.cond(take, lambda: tf.concat([prev_before, weights_now], axis=0), lambda: at_bad)
             return tf.logical_or(found, bad), at_bad
 
-        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss, carry):
+        target = target_ratio * initial_loss  # time to target (nanbench.forensics.steps_to_target)
+
+        def epoch_body(epoch, step, stopped, rows, orders, epoch_loss, epoch_full, reached, carry):
             # once per epoch: a seeded permutation when shuffling (else the rows in order), the
             # rows gathered in that order; a step slices its batch
             order = tf.cond(shuffle, lambda: tf.random.experimental.stateless_shuffle(
@@ -189,7 +202,7 @@ class Trainer:
             if self.forensics:
                 batch_sq_rows = row_sums_of_squares(Xe, ye)  # for whether a batch holds non-finite values
 
-            def step_body(i, total_loss, count, rows, carry):
+            def step_body(i, total_loss, count, last, rows, carry):
                 lo, hi = bounds(i)
                 if self.forensics:
                     before = read()  # before the update
@@ -217,11 +230,11 @@ class Trainer:
                     record = flat([loss])
                 loss = tf.cast(loss, tf.float32)
                 weight = tf.cast(hi - lo, tf.float32)
-                return i + 1, total_loss + loss * weight, count + weight, rows.write(step + i, record), carry
+                return i + 1, total_loss + loss * weight, count + weight, loss, rows.write(step + i, record), carry
 
-            _, total_loss, count, rows, carry = tf.while_loop(
+            _, total_loss, count, last, rows, carry = tf.while_loop(
                 lambda i, *_: i < per_epoch, step_body,
-                (tf.constant(0), tf.constant(0.0), tf.constant(0.0), rows, carry))
+                (tf.constant(0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0), rows, carry))
             epoch_loss = epoch_loss.write(epoch, total_loss / count)
             if self.forensics:
                 # NaN in the weights stays NaN (every update of a NaN weight is NaN; a loss-scaled
@@ -229,21 +242,32 @@ class Trainer:
                 # whether a step of this epoch left NaN in them: the run ends here
                 orders = orders.write(epoch, order)
                 stopped = tf.math.is_nan(sum_of_squares(read()))
-            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, carry
+                if self.target:  # gated (forensics.TARGET_GATE); one step an epoch: the host takes
+                    # the next step's loss instead (forensics.epoch_ends_from_steps)
+                    look = tf.logical_and(tf.logical_not(reached),
+                                          tf.minimum(total_loss / count, last) <= TARGET_GATE * target)
+                    if self.steps_are_epoch_ends:
+                        look = tf.logical_and(look, per_epoch > 1)
+                    value = tf.cond(look, lambda: full_loss(self.model, X, y), lambda: tf.constant(np.nan, tf.float32))
+                    epoch_full = epoch_full.write(epoch, value)
+                    reached = tf.logical_or(reached, value <= target)
+            return epoch + 1, step + per_epoch, stopped, rows, orders, epoch_loss, epoch_full, reached, carry
 
         no_weights = tf.zeros([size if self.forensics else 0], tf.float32)
         carry = (tf.constant(False), tf.zeros([2 * size if self.forensics else 0], tf.float32), no_weights,
                  tf.constant(False), tf.constant(False))
-        epochs_run, step, _, rows, orders, epoch_loss, carry = tf.while_loop(
+        epochs_run, step, _, rows, orders, epoch_loss, epoch_full, _, carry = tf.while_loop(
             lambda epoch, _step, stopped, *_: tf.logical_and(epoch < epochs, tf.logical_not(stopped)),
-            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss, carry),
+            epoch_body, (tf.constant(0), tf.constant(0), tf.constant(False), rows, orders, epoch_loss, epoch_full,
+                         tf.constant(False), carry),
             maximum_iterations=epochs)
         kept = rows.gather(tf.range(step))
         series = tf.cast(kept[:, :1], tf.float64)
         epoch_loss = epoch_loss.gather(tf.range(epochs_run))
         full = tf.stack([initial_loss, full_loss(self.model, X, y)])  # at the initial and final weights
         if not self.forensics:
-            return series, epoch_loss, per_epoch, full, tf.zeros([0])
+            return series, epoch_loss, per_epoch, full, tf.zeros([0]), tf.zeros([0])
+        epoch_full = epoch_full.gather(tf.range(epochs_run)) if self.target else tf.zeros([0])
         # once per run, each step's batch sum of squares in float64 (its rows' sums, in the epoch's
         # order); the weights' after the update are those the next step started from (after the
         # last step, read now)
@@ -270,7 +294,7 @@ class Trainer:
         # and nanbench.locate's replay of that step): found during the run, or the last step's
         found, at_bad = first_bad(carry, final_weights, final_sq)
         at_bad = tf.cond(found, lambda: at_bad, lambda: tf.zeros([0]))
-        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad
+        return tf.concat([series, sums], axis=1)[:ran], epoch_loss, per_epoch, full, at_bad, epoch_full
 
     def initial_weights(self, seed: int) -> list[tf.Tensor]:
         """The model's variables as `build_model(..., seed=seed)` starts them (cached per seed)."""
@@ -291,14 +315,25 @@ class Trainer:
         initial = self.initial_weights(spec.train.seed)
         t = time.perf_counter()
         with tf.device(self.device), keras_order():
-            series, epoch_loss, per_epoch, full, at_bad = self._concrete(
+            series, epoch_loss, per_epoch, full, at_bad, epoch_full = self._concrete(
                 X, y, tf.constant(spec.train.epochs_for(len(X))), tf.constant(spec.train.batch_size),
                 tf.constant(spec.train.seed), tf.constant(spec.train.shuffle),
                 tf.constant(spec.optimizer.lr, tf.float32), tf.constant(spec.clipping.threshold, tf.float32),
-                initial)
+                initial, tf.constant(spec.outcome.target_ratio, tf.float32))
         series = series.numpy()
         seconds = time.perf_counter() - t
-        return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy())
+        return Ran(series, epoch_loss.numpy(), int(per_epoch), seconds, full.numpy(), at_bad.numpy(),
+                   epoch_full.numpy())
+
+    def locate_start(self, seed: int, data) -> tuple[str | None, str | None]:
+        """Which layer first held inf/NaN in a run's initial forward pass over the whole data
+        (inference mode): the model is set back to the seed's initial values (trainable weights
+        and state, e.g. BatchNorm's moving statistics; the next run resets them anyway) and replayed."""
+        with tf.device(self.device):
+            for var, value in zip(self.model.variables, self.initial_weights(seed)):
+                var.assign(value)
+            weights = [np.array(w.numpy()) for w in self.model.trainable_weights]
+            return self.locator(weights, None, data.X, data.y, source="loss", training=False)
 
     @property
     def locator(self) -> Locator:
@@ -321,6 +356,7 @@ class Ran(NamedTuple):
     seconds: float
     full_loss: np.ndarray        # [initial, final] loss over the whole training set
     weights_at_nonfinite: np.ndarray
+    epoch_full_loss: np.ndarray  # the whole training set's loss at each epoch's end (empty without forensics)
 
 
 def running_mean(rows: tf.TensorArray, start, steps, batch_weight) -> tf.Tensor:
@@ -375,10 +411,13 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     sums = series[:, 1:4] if forensics else np.zeros((len(loss), 3))  # no forensics: benchmark mode only
     input_sq, grad_norm, weight_norm = sums[:, 0], np.sqrt(sums[:, 1]), np.sqrt(sums[:, 2])
     flags = step_flags(input_sq, loss, grad_norm, weight_norm, loss_scaled=loss_scaled(trainer.optimizer))
+    epoch_full = ran.epoch_full_loss.astype(np.float64)
+    if forensics and trainer.target and trainer.steps_are_epoch_ends and per_epoch == 1:
+        epoch_full = epoch_ends_from_steps(loss, ran.full_loss[1])
     out = StepSeries(loss=loss, grad_norm=grad_norm, weight_norm=weight_norm,
                      flags=flags, epoch_loss=ran.epoch_loss.astype(np.float64),
                      steps_per_epoch=per_epoch, initial_loss=float(ran.full_loss[0]),
-                     final_loss=float(ran.full_loss[1]),
+                     final_loss=float(ran.full_loss[1]), epoch_full_loss=epoch_full,
                      layer_grad_norm=layer_grad_norms(trainer.model, series[:, 4:]) if forensics else {})
     before = after = final = None
     if ran.weights_at_nonfinite.size:  # the first non-finite step's start and end, one after the other
@@ -388,4 +427,5 @@ def train(spec, data, device: str, forensics: bool = True) -> EngineOutput:
     return EngineOutput(series=out, build_s=build_s, first_step_s=trace_s, train_s=ran.seconds,
                         dead_fraction=dead_fraction(trainer.model, data.X),
                         dead_fraction_at_nonfinite=dead_fraction(trainer.model, data.X, before) if before is not None else None,
-                        locate=replay_step(lambda: trainer.locator, spec, data, before, after, final))
+                        locate=replay_step(lambda: trainer.locator, spec, data, before, after, final),
+                        locate_start=lambda: trainer.locate_start(spec.train.seed, data))

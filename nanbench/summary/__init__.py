@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.summary import analysis as A
 from nanbench.summary import findings as F
 from nanbench.summary import sections as S
@@ -70,9 +71,40 @@ def _header(rep: Report, sweep: RunTable, runs: pd.DataFrame, notes: list[str]) 
                  f"`python -m nanbench.summary --sweep {sweep.experiment} --all` summarizes them together.")
 
 
+def _glance(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, found: F.Findings, out: Path) -> None:
+    """The opening: one picture (trained and non-finite share along the learning rate, per
+    optimizer, one line per clipping, the runs explained by their inputs set aside) and at most
+    five sentences, each a count a reader can find again in the findings."""
+    from nanbench.summary import plots
+    keep = ~found.explained
+    rest, rest_flags = runs.loc[keep], flags.loc[keep]
+    rep.heading(2, "At a glance", "glance")
+    n, ran = len(runs), int(flags["ran"].sum())
+    sentences = [f"{n:,} runs: {int(flags['nonfinite'].sum()):,} turned non-finite, {int(flags['trained'].sum()):,} "
+                 f"trained (converged or improving) and {int(flags['stalled'].sum()):,} stalled (finite, no real "
+                 "progress)" + (f"; {n - ran:,} did not run" if ran < n else "") + "."]
+    if found.explained.any():
+        sentences.append(f"{int(found.explained.sum()):,} non-finite runs are explained by their inputs (a non-finite "
+                         "value in the batch) and are set aside in the picture and below.")
+    if found.group is not None and found.group.keep:
+        sentences.append(f"The {'other ' if found.explained.any() else ''}non-finite runs concentrate where "
+                         f"{found.group.text(rest)} "
+                         "([findings](#findings)).")
+    remedy = next((f.text for f in found.items if f.text.startswith("What would have prevented them")), None)
+    if remedy is not None:
+        sentences.append("The findings say which change prevented them, how many of its runs then trained and how "
+                         "fast; a change whose runs stay finite without training is marked \"avoids NaN, does not "
+                         "train\".")
+    if A.LR in runs and runs[A.LR].nunique() > 1:
+        fig = plots.overview_chart(A.shares_along_lr(rest, rest_flags), out / "overview.png")
+        rep.image(fig, "Share of runs that trained (solid) and that turned non-finite (dashed) along the learning "
+                       "rate, per optimizer, one colour per clipping; runs explained by their inputs set aside")
+    rep.para(" ".join(sentences[:5]))
+
+
 def _findings(rep: Report, found: F.Findings) -> None:
     rep.heading(2, "Findings", "findings")
-    rep.para("Counts are runs (non-finite/trained unless said otherwise), each with its rate and 95% Wilson "
+    rep.para("Counts are runs (non-finite/runs unless said otherwise; runs with outcome error are left out of every rate), each with its rate and 95% Wilson "
              "interval in brackets; differences of rates carry Newcombe's interval. Every statement is derived "
              "from `runs.csv` by the rules of `nanbench.summary.findings`; each links to the table it rests on.")
     rep.numbered([f.text for f in found.items])
@@ -85,7 +117,7 @@ def _outcomes(rep: Report, sweep: RunTable, runs: pd.DataFrame) -> None:
     rep.table(pd.DataFrame({"outcome": order, "runs": [int(counts[o]) for o in order],
                             "share": [f"{counts[o] / len(runs):.3f}" for o in order]}))
     rep.para("Conventions: a run is **non-finite** when its outcome is `nan` or `inf`. Rates are "
-             "non-finite runs over runs that trained (outcome `error` excluded), with 95% Wilson "
+             "non-finite runs over runs that ran (outcome `error` excluded), with 95% Wilson "
              "score intervals (Wilson 1927). `n/a` means no data; it never stands for 0.")
     if sweep.software:
         rep.para(f"Software, counted over the {len(runs)} runs of this summary: " + "; ".join(
@@ -112,7 +144,7 @@ def _factors(rep: Report, runs: pd.DataFrame, roles: dict[str, list[str]], const
     rep.para("Constant in every run: " + ", ".join(f"`{k}={S._level(v)}`" for k, v in constant.items()) + ".")
     errors = runs.loc[runs["outcome"].eq("error"), "error"].fillna("(no message)")
     if len(errors):
-        rep.heading(3, "Runs that did not train (outcome error)")
+        rep.heading(3, "Runs that did not run (outcome error)")
         counts = errors.str.slice(0, 160).value_counts()
         rep.table(pd.DataFrame({"error": counts.index, "runs": counts.to_numpy()}).head(20))
 
@@ -136,11 +168,11 @@ def _behind(rep: Report, found: F.Findings) -> None:
 
 # Every file a summary writes; earlier versions are removed first, so none is left stale.
 OUTPUT_FILES = ("summary.md", "summary.html", "runs.csv", "main_effects.csv", "main_effects_pooled.csv",
-                "stability.csv",
+                "stability.csv", "overview.png",
                 "main_effects.png", "heatmap_nonfinite.png", "speed.png", "curves.png")
 RUN_COLUMNS = ("outcome", "first_nonfinite_step", "first_nonfinite_source", "first_nonfinite_layer",
                "first_nonfinite_part", "first_inf_step", "first_nan_step",
-               "initial_loss", "final_loss", "min_loss", "steps_run", "skipped_steps", "steps_per_s", "samples_per_s",
+               "initial_loss", "final_loss", "min_loss", "trained", "steps_to_target", "seconds_to_target", "steps_run", "skipped_steps", "steps_per_s", "samples_per_s",
                "dead_fraction", "dead_fraction_at_nonfinite", "first_step_s", "train_s", "wall_s", "device",
                "engine", "status", "error", "config_hash", "git_commit")
 
@@ -148,6 +180,7 @@ RUN_COLUMNS = ("outcome", "first_nonfinite_step", "first_nonfinite_source", "fir
 def runs_csv(runs: pd.DataFrame, factors: list[str], path: Path) -> None:
     """One row per run: id and name, every factor, the outcome and forensics, losses, speed.
     Empty cells are values that were not logged: no such step, or not finite."""
+    runs = runs.assign(trained=runs["outcome"].isin(TRAINED_OUTCOMES))  # the outcome says it, old runs too
     columns = ["run_id", "run_name", *factors, *[c for c in RUN_COLUMNS if c in runs]]
     runs[columns].to_csv(path, index=False)
 
@@ -213,6 +246,7 @@ def build_report(sweep: RunTable, out: Path, notes: list[str] = ()) -> tuple[Rep
     pooled_effects = A.main_effects(runs, shown, flags) if n_explained else effects
     rep = Report()
     _header(rep, sweep, runs, notes)
+    _glance(rep, runs, flags, found, out)
     _findings(rep, found)
     _outcomes(rep, sweep, runs)
     _factors(rep, runs, roles, constant)
@@ -223,7 +257,7 @@ def build_report(sweep: RunTable, out: Path, notes: list[str] = ()) -> tuple[Rep
     S.attribution(rep, att, shown, scope)
     S.sources(rep, runs, flags, shown)
     stability = S.stability(rep, rest, rest_flags, shown, scope)
-    S.speed(rep, runs, flags, out)
+    S.speed(rep, rest, rest_flags, out, scope, roles)
     S.curves(rep, sweep, rest, shown, out, scope)
     if n_explained:
         S.pooled_view(rep, pooled_effects, attribution(runs, shown, flags, pooled_effects), shown, n_explained)

@@ -7,8 +7,8 @@ Attribution (tree rules, forest importance) lives in nanbench.summary.attributio
 nanbench.summary.findings. Pure pandas: nothing here reads MLflow, draws or formats.
 
 Counting conventions, used everywhere: a run is *non-finite* when its outcome is nan or inf;
-rates are over the runs that trained (outcome error excluded: they say nothing about stability);
-a rate with no trained run is NaN and stays NaN.
+rates are over the runs that ran (outcome error excluded: they say nothing about stability);
+a rate with no run is NaN and stays NaN.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nanbench.vocab import NONFINITE_OUTCOMES as NONFINITE
+from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.vocab import OUTCOMES, SOURCES
 LR = "optimizer.lr"
 REPEAT_FACTORS = ("train.seed",)  # repeats of one configuration, not a configuration of their own
@@ -79,14 +80,17 @@ def difference_interval(k1, n1, k2, n2, z: float = Z95) -> tuple[float, float, f
 
 
 def outcome_flags(runs: pd.DataFrame) -> pd.DataFrame:
-    """0/1 columns nan, inf, nonfinite, diverged, error, trained; from the outcome tag."""
+    """0/1 columns nan, inf, nonfinite, diverged, error, ran (not error), trained (converged or
+    improving: nanbench.forensics.trained), stalled; from the outcome tag."""
     outcome = runs["outcome"]
     flags = pd.DataFrame({
         "nan": outcome.eq("nan"), "inf": outcome.eq("inf"),
         "nonfinite": outcome.isin(NONFINITE), "diverged": outcome.eq("diverged"),
         "error": outcome.eq("error"),
     }, index=runs.index)
-    flags["trained"] = ~flags["error"]
+    flags["ran"] = ~flags["error"]
+    flags["trained"] = outcome.isin(TRAINED_OUTCOMES)
+    flags["stalled"] = outcome.eq("stalled")
     flags["inf_before_nan"] = flags["nan"] & (runs["first_inf_step"] < runs["first_nan_step"])
     return flags.astype(int)
 
@@ -199,8 +203,8 @@ def rate_table(runs: pd.DataFrame, by: list[str] | str, flags: pd.DataFrame | No
     table = flags.groupby(keys, observed=True, sort=True).sum()
     table.insert(0, "runs", flags.groupby(keys, observed=True, sort=True).size())
     with np.errstate(divide="ignore", invalid="ignore"):
-        table["rate"] = table["nonfinite"] / table["trained"].where(table["trained"] > 0)
-    table["ci_low"], table["ci_high"] = wilson_interval(table["nonfinite"], table["trained"])
+        table["rate"] = table["nonfinite"] / table["ran"].where(table["ran"] > 0)
+    table["ci_low"], table["ci_high"] = wilson_interval(table["nonfinite"], table["ran"])
     return table
 
 
@@ -217,7 +221,7 @@ def main_effects(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | N
 
 def two_way(runs: pd.DataFrame, rows: str, cols: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """Non-finite rate by rows x cols, long: one line per observed cell with k, n and rate."""
-    return rate_table(runs, [rows, cols], flags)[["nonfinite", "trained", "rate"]]
+    return rate_table(runs, [rows, cols], flags)[["nonfinite", "ran", "rate"]]
 
 
 def picture_change(pooled: pd.DataFrame, part: pd.DataFrame) -> float:
@@ -283,7 +287,7 @@ def stability(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None
         return pd.DataFrame()
     flags = outcome_flags(runs) if flags is None else flags
     config = [f for f in varying if f != LR and f not in REPEAT_FACTORS]
-    trained = flags["trained"].astype(bool)
+    trained = flags["ran"].astype(bool)
     data = runs.loc[trained, config + [LR]].assign(nonfinite=flags.loc[trained, "nonfinite"])
     if data.empty:
         return pd.DataFrame()
@@ -306,20 +310,82 @@ def stability(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | None
 
 
 # ---------------------------------------------------------------------------------------------
+# Training: does a change make runs train, and over which learning rates
+
+TRAINS_SHARE = 0.5  # a change "trains" where at least this share of its runs trained
+
+
+def trains(k: int, n: int) -> bool:
+    """Whether k trained runs of n count as a change that trains (TRAINS_SHARE of them); a change
+    whose runs stay finite but mostly do not train avoids NaN, it does not fix the model."""
+    return n > 0 and k / n >= TRAINS_SHARE
+
+
+def lr_range_decades(lrs, trained) -> float | None:
+    """The range of learning rates, in decades, at which runs train: log10 of the largest over
+    the smallest grid learning rate at which most runs (TRAINS_SHARE) trained; 0 for one such
+    rate, None for none. One number per remedy level, compared between levels as Wortsman et al.
+    (2023, "Small-scale proxies for large-scale Transformer training instabilities", section 3)
+    compare learning-rate sensitivity: a remedy that widens the range makes the learning rate
+    less critical, one that only narrows the failures to a range that does not train fixes
+    nothing. The grid's own span bounds it (a range can be no wider than the grid)."""
+    frame = pd.DataFrame({"lr": np.asarray(lrs, dtype=float), "k": np.asarray(trained, dtype=int)})
+    per_lr = frame.groupby("lr")["k"].agg(k="sum", n="size")
+    good = [lr for lr, k, n in zip(per_lr.index, per_lr["k"], per_lr["n"]) if lr > 0 and trains(k, n)]
+    if not good:
+        return None
+    return float(np.log10(max(good) / min(good)))
+
+
+def shares_along_lr(runs: pd.DataFrame, flags: pd.DataFrame, panels: str = "optimizer.name",
+                    lines: str = "clipping") -> pd.DataFrame:
+    """Per panel level x line level x learning rate (numeric order): runs that ran, and the share
+    of them non-finite and the share that trained. The summary's opening picture, over the runs
+    it is given (the caller sets the explained ones aside). A column that is absent or constant
+    is one panel / one line ("all")."""
+    ran = flags["ran"].astype(bool).to_numpy()
+    frame = pd.DataFrame({
+        "panel": runs[panels].astype(str).to_numpy() if panels in runs else "all",
+        "line": runs[lines].astype(str).to_numpy() if lines in runs else "all",
+        "lr": pd.to_numeric(runs[LR], errors="coerce").to_numpy(dtype=float),
+        "nonfinite": flags["nonfinite"].to_numpy(int), "trained": flags["trained"].to_numpy(int)})[ran]
+    order = {c: list(dict.fromkeys(runs[c].sort_values().astype(str))) if c in runs else ["all"]
+             for c in (panels, lines)}
+    g = frame.groupby(["panel", "line", "lr"], sort=False)
+    out = g[["nonfinite", "trained"]].mean().rename(columns=lambda c: f"{c}_share")
+    out.insert(0, "runs", g.size())
+    out = out.reset_index()
+    out["_p"] = out["panel"].map(order[panels].index)
+    out["_l"] = out["line"].map(order[lines].index)
+    return out.sort_values(["_p", "_l", "lr"]).drop(columns=["_p", "_l"]).reset_index(drop=True)
+
+
+def median_or_none(values) -> float | None:
+    """The median of the finite values (None when there are none)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
+
+
+# ---------------------------------------------------------------------------------------------
 # Speed
 
 
-SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "first_step_s", "wall_s")
+SPEED_COLUMNS = ("steps_per_s", "samples_per_s", "steps_to_target", "seconds_to_target", "first_step_s", "wall_s")
 
 
 def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """Medians of steady-state steps/s and samples/s, first-step (compile) and wall seconds, per
-    level of each column in `by`, over the runs that trained. The first-step median is over the
+    level of each column in `by`, over the runs that ran, with how many trained and their median
+    steps and seconds to target (over the runs that reached it). The first-step median is over the
     runs that paid one (`traced`): the fused engine traces once per job and later runs of the
     job reuse the graph, with first_step_s = 0."""
     flags = outcome_flags(runs) if flags is None else flags
-    data = runs.loc[flags["trained"].astype(bool)].copy()
+    data = runs.loc[flags["ran"].astype(bool)].copy()
     data["traced"] = (data["first_step_s"] > 0).astype(int)
+    data["trained"] = flags.loc[data.index, "trained"].astype(int)
+    for column in ("steps_to_target", "seconds_to_target"):  # runs recorded before time to target: n/a
+        data[column] = pd.to_numeric(data[column], errors="coerce") if column in data else np.nan
     data["first_step_s"] = data["first_step_s"].where(data["first_step_s"] > 0)
     columns = list(SPEED_COLUMNS)
     parts = []
@@ -328,14 +394,16 @@ def speed_table(runs: pd.DataFrame, by: list[str], flags: pd.DataFrame | None = 
         t = g[columns].median()
         t.insert(0, "runs", g.size())
         t.insert(1, "traced", g["traced"].sum())
+        t.insert(2, "trained", g["trained"].sum())
         parts.append(t.reset_index().rename(columns={f: "level"}).assign(factor=f))
     if not parts:
         t = data[columns].median().to_frame().T
         t.insert(0, "runs", len(data))
         t.insert(1, "traced", int(data["traced"].sum()))
+        t.insert(2, "trained", int(data["trained"].sum()))
         parts.append(t.assign(factor="all", level=""))
     out = pd.concat(parts, ignore_index=True)
-    return out[["factor", "level", "runs", "traced", *SPEED_COLUMNS]]
+    return out[["factor", "level", "runs", "traced", "trained", *SPEED_COLUMNS]]
 
 
 def steps_to_nonfinite(runs: pd.DataFrame, rows: str, cols: str | None) -> pd.DataFrame:

@@ -137,19 +137,19 @@ def attribution(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | No
     """Rules of a shallow decision tree predicting non-finite from the varying factors, and a
     random forest's impurity importance summed back from one-hot columns to factors.
 
-    Both are fitted on every run that trained, the non-finite ones included: that is the signal.
+    Both are fitted on every run that ran (outcome error excluded), the non-finite ones included: that is the signal.
     (Optuna's importance evaluators read only completed trials, and a NaN objective fails a trial.)
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.tree import DecisionTreeClassifier
 
     flags = outcome_flags(runs) if flags is None else flags
-    trained = flags["trained"].to_numpy(bool)
+    trained = flags["ran"].to_numpy(bool)
     data = runs.loc[trained]
     y = flags.loc[trained, "nonfinite"].to_numpy()
     notes = []
     if (~trained).any():
-        notes.append(f"{int((~trained).sum())} runs with outcome error left out (they did not train).")
+        notes.append(f"{int((~trained).sum())} runs with outcome error left out (they did not run).")
     empty = pd.DataFrame(columns=["factor", "importance", "spread", "rank"])
     if not varying or len(y) == 0 or y.min() == y.max():
         what = "no factor varies" if not varying else (
@@ -183,7 +183,7 @@ def attribution(runs: pd.DataFrame, varying: list[str], flags: pd.DataFrame | No
     forest.fit(X, y)
     per_factor = pd.Series(forest.feature_importances_, index=[f for f, _ in columns]).groupby(level=0).sum()
     per_factor = per_factor.reindex(varying).fillna(0.0)  # a factor the forest never split on: 0 importance
-    if effects is None:  # rates are over trained runs: the same with or without the errors
+    if effects is None:  # rates are over runs that ran: the same with or without the errors
         effects = main_effects(data, varying, flags.loc[trained])
     spread = effects.groupby("factor")["rate"].agg(lambda r: r.max() - r.min()).reindex(varying)
     importance = pd.DataFrame({"factor": varying, "importance": per_factor.to_numpy() / max(per_factor.sum(), 1e-12),

@@ -40,7 +40,7 @@ def derive(runs: pd.DataFrame, flags: pd.DataFrame, roles: dict[str, list[str]],
     """The findings of one sweep (`runs` as nanbench.tracking.reader builds them, `flags` from
     analysis.outcome_flags, `roles` from analysis.factor_roles)."""
     factors = [f for f in roles if f not in A.REPEAT_FACTORS]
-    trained = flags["trained"].to_numpy(bool)
+    trained = flags["ran"].to_numpy(bool)
     nonfinite = flags["nonfinite"].to_numpy(bool)
     explained = nonfinite & runs["first_nonfinite_source"].isin(EXPLAINED_SOURCES).to_numpy()
     items = [T.overview(runs, flags)]

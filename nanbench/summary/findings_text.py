@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.summary import analysis as A
 from nanbench.summary.groups import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
                                level_counts, rate_rows, unique_attributes)
@@ -30,13 +31,18 @@ def _with_attributes(runs: pd.DataFrame, group: Group, roles: dict) -> str:
 
 
 def overview(runs: pd.DataFrame, flags: pd.DataFrame) -> Finding:
-    n, trained = len(runs), int(flags["trained"].sum())
+    n, trained = len(runs), int(flags["ran"].sum())
     k = int(flags["nonfinite"].sum())
     parts = [f"{int(flags[o].sum()):,} {label}" for o, label in (("nan", "NaN"), ("inf", "inf")) if flags[o].sum()]
     text = (f"Of the {n:,} runs, {k:,} turned non-finite" + (f" ({', '.join(parts)})" if parts else "")
-            + f": {kn(k, trained)} of the runs that trained.")
+            + f": {kn(k, trained)} of the runs.")
     if trained < n:
-        text += f" {n - trained:,} did not train (outcome error)."
+        text += f" {n - trained:,} did not run (outcome error)."
+    # finite is not fixed: how many trained, and how many stayed finite without learning
+    k_trained, k_stalled = int(flags["trained"].sum()), int(flags["stalled"].sum())
+    text += (f" {k_trained:,} trained (converged or improving: the whole data's loss fell by at least "
+             f"`outcome.improve_fraction`): {kn(k_trained, trained)}; {k_stalled:,} stalled (finite, no real "
+             f"progress): {kn(k_stalled, trained)}.")
     return Finding(text + _link("outcomes"), "outcomes")
 
 
@@ -55,7 +61,7 @@ def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, fa
             f"non-finite input value (`first_nonfinite_source` = input; median step {A.fmt(step)}): {kn(k, n)}"
             + ("; nothing else mattered there, every level of every other factor gives the same rate" if same else "")
             + f". These {int(explained.sum()):,} runs are explained by their data and set aside: the analysis "
-              f"below is of the other {int(trained.sum() - explained.sum()):,} runs that trained.")
+              f"below is of the other {int(trained.sum() - explained.sum()):,} runs.")
     table = rate_rows(data.loc[inside], target[inside], others)
     table = table.rename(columns={"non-finite": "non-finite at the input"})
     title = f"Runs with {group.text(data)}: non-finite at the input, per level of every other factor"
@@ -65,10 +71,12 @@ def explained(runs: pd.DataFrame, trained: np.ndarray, explained: np.ndarray, fa
 def _group_table(data: pd.DataFrame, target: np.ndarray, group: Group) -> pd.DataFrame:
     inside = group.mask(data)
     rows = []
-    if group.factors:
-        combos = data.loc[inside, group.factors].astype(str).agg(" · ".join, axis=1)
-        for combo, part in pd.Series(target[inside]).groupby(combos.to_numpy()):
-            rows.append({"runs with": " · ".join(group.factors) + " = " + combo, "count": kn(part.sum(), len(part))})
+    if group.factors:  # in the levels' own order (numbers numerically), not as text
+        frame = data.loc[inside, group.factors].reset_index(drop=True).assign(_k=np.asarray(target[inside], int))
+        for combo, part in frame.groupby(group.factors, observed=True, sort=True)["_k"]:
+            combo = combo if isinstance(combo, tuple) else (combo,)
+            rows.append({"runs with": " · ".join(group.factors) + " = " + " · ".join(A.fmt(v) for v in combo),
+                         "count": kn(part.sum(), len(part))})
     rows.append({"runs with": "in the group, all", "count": kn(target[inside].sum(), inside.sum())})
     rows.append({"runs with": "every other configuration", "count": kn(target[~inside].sum(), (~inside).sum())})
     return pd.DataFrame(rows).rename(columns={"count": "non-finite/runs, rate [95% CI]"})
@@ -78,7 +86,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
                    had_explained: bool, pooled: tuple[pd.DataFrame, np.ndarray], anchor: str,
                    start: int) -> list[Finding]:
     """Where the non-finite runs of `data` concentrate, along lr, what prevented them, what else
-    mattered, what lies outside, where they started. `pooled`: every trained run and its target."""
+    mattered, what lies outside, where they started. `pooled`: every run that ran and its target."""
     out: list[Finding] = []
 
     def anchor_next() -> str:
@@ -87,7 +95,7 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
     inside = group.mask(data)
     k, n, total = int(target[inside].sum()), int(inside.sum()), int(target.sum())
     out_k, out_n = total - k, len(data) - n
-    scope = f"Among the other {len(data):,} runs" if had_explained else f"Among the {len(data):,} runs that trained"
+    scope = f"Among the other {len(data):,} runs" if had_explained else f"Among the {len(data):,} runs"
     what = _with_attributes(data, group, roles)
     a = anchor_next()
     if group.keep:
@@ -112,10 +120,19 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         text = (f"{where[0].upper() + where[1:]}, the non-finite rate {verb} with the learning rate: "
                 f"{kn(first['k'], first['n'])} at lr {A.fmt(lo_lr)}, {kn(last['k'], last['n'])} at lr "
                 f"{A.fmt(hi_lr)} ({_diff_text(d)}).")
-        held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[(t["k"] > 0).to_numpy()].min())]
+        # a run non-finite in its first forward pass failed before any update: no learning rate
+        # changes that, so what the grid reaches is judged without those runs
+        at_init = target & nonfinite_at_start(data)
+        n_init = int(at_init[lr_inside].sum())
+        if n_init:
+            t = level_counts(data.loc[lr_inside], A.LR, (target & ~at_init)[lr_inside])
+            text += (f" {n_init:,} of these runs were non-finite in their first forward pass (step 0, before any "
+                     "update): no learning rate changes that, and what follows leaves them out.")
+        failing = (t["k"] > 0).to_numpy()
+        held = t.index[(t["k"] == 0).to_numpy() & (t.index < t.index[failing].min())] if failing.any() else t.index
         if len(held):
             text += f" Every such run stayed finite up to lr {A.fmt(held.max())}."
-        if (t["k"] > 0).all():
+        if failing.all():
             text += (f" No learning rate of the grid kept every such run finite, not even the smallest "
                      f"({A.fmt(lo_lr)}): the grid does not reach the stable side.")
         if had_explained:
@@ -135,7 +152,24 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
         title = "runs with " + lr_group.text(data) if lr_group.keep else "every run analysed"
         out.append(Finding(text + _link(a), a, f"Non-finite rate along the learning rate, {title}", table))
 
-    pieces, tables = [], []
+    # Remedies are judged by training, then by cost: each says how many of its runs trained and
+    # their median time to target; one whose runs stay finite but mostly do not train "avoids NaN,
+    # does not train" and is listed after every remedy that trains.
+    ran_ok = data["outcome"].isin(TRAINED_OUTCOMES).to_numpy()
+    steps, seconds = (pd.to_numeric(data[c], errors="coerce").to_numpy(dtype=float) if c in data
+                      else np.full(len(data), np.nan) for c in ("steps_to_target", "seconds_to_target"))
+
+    def training(at: np.ndarray, finite_text: str) -> tuple[bool, float, str]:
+        k, n = int(ran_ok[at].sum()), int(at.sum())
+        if not A.trains(k, n):
+            return False, k / n if n else 0.0, (f"avoids NaN, does not train: {finite_text}, but only "
+                                                f"{k:,} of them trained ({kn(k, n)})")
+        med_steps, med_s = A.median_or_none(steps[at & ran_ok]), A.median_or_none(seconds[at & ran_ok])
+        cost = (f", median {A.fmt(med_steps)} steps" + (f" ({med_s:.3g} s)" if med_s is not None else "")
+                + " to target" if med_steps is not None else ", none reached the target")
+        return True, k / n, f"{finite_text}, and {k:,} of them trained ({kn(k, n)}){cost}"
+
+    pieces, tables, sensitivity = [], [], []
     for f, kept in group.keep:
         if f.startswith("dataset."):  # the data's own factors: another data set is no remedy
             continue
@@ -148,29 +182,44 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
                   for lv, (at, ref) in twins.items()}
         # a level with no non-finite run where its twins had some (else it is no evidence)
         zero = [lv for lv in others if counts[lv][1] and counts[lv][0] == 0 and counts[lv][2] > 0]
-        context = f"with {lifted.text(data)}, " if lifted.keep else ""  # the group's other restrictions
+        remedies = list(zero)
         if zero:
-            ref = twins[zero[0]][1] if len(zero) == 1 else np.logical_or.reduce([twins[lv][1] for lv in zero])
+            at = np.logical_or.reduce([twins[lv][0] for lv in zero])
+            ref = np.logical_or.reduce([twins[lv][1] for lv in zero])
             k_ref, n_ref = int(target[ref].sum()), int(ref.sum())
-            pieces.append(f"{context}{levels_text(data, f, tuple(zero))} instead kept every run finite: "
-                          + kn(0, sum(counts[lv][1] for lv in zero))
-                          + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+            context = _context(data, lifted, at | ref)  # only where it was measured: its own cause
+            finite = (f"kept every run finite: {kn(0, int(at.sum()))}"
+                      + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+            ok, share, said = training(at, finite)
+            pieces.append((ok, share, f"{context}{levels_text(data, f, tuple(zero))} instead {said}"))
         for lv in others:
             k_lv, n_lv, k_ref, n_ref = counts[lv]
             if lv in zero or not n_lv or not k_ref:
                 continue
             d = A.difference_interval(k_lv, n_lv, k_ref, n_ref)
             if d[2] < 0:
-                pieces.append(f"{context}`{f}` = {A.fmt(lv)} instead lowered the rate to {kn(k_lv, n_lv)}"
-                              + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+                at, ref = twins[lv]
+                remedies.append(lv)
+                lowered = (f"lowered the rate to {kn(k_lv, n_lv)}"
+                           + ("" if n_ref == n else f" (against {kn(k_ref, n_ref)} in the same configurations)"))
+                ok, share, said = training(at, lowered)
+                pieces.append((ok, share, f"{_context(data, lifted, at | ref)}`{f}` = {A.fmt(lv)} instead {said}"))
+        if remedies and f != A.LR and A.LR in data:
+            sensitivity.append(_lr_sensitivity(data, group.without(f).without(A.LR), f, kept, tuple(remedies),
+                                               ran_ok))
         rows = rate_rows(data.loc[m], target[m], [f])
+        rows.insert(3, "trained", [int(k) for k in level_counts(data.loc[m], f, ran_ok[m])["k"]])  # same levels
         rows.insert(0, "runs with", [lifted.text(data)] + [""] * (len(rows) - 1))
         tables.append(rows)
     if pieces:
         a = anchor_next()
-        out.append(Finding("What would have prevented them: " + "; ".join(pieces) + "." + _link(a), a,
-                           "Each restriction of the group lifted in turn: the non-finite rate per level",
-                           pd.concat(tables, ignore_index=True)))
+        pieces.sort(key=lambda p: (not p[0], -p[1]))  # those that train first, most trained first
+        text = "What would have prevented them: " + "; ".join(p[2] for p in pieces) + "."
+        if sensitivity:
+            text += " Learning-rate sensitivity (after Wortsman et al. 2023): " + "; ".join(sensitivity) + "."
+        out.append(Finding(text + _link(a), a,
+                           "Each restriction of the group lifted in turn: the non-finite rate and the runs that "
+                           "trained per level", pd.concat(tables, ignore_index=True)))
 
     free = [f for f in factors if f not in group.factors and f != A.LR]
     effects = []
@@ -221,6 +270,49 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
     return out
 
 
+def nonfinite_at_start(data: pd.DataFrame) -> np.ndarray:
+    """Runs non-finite in their first forward pass (nanbench.forensics.classify): first non-finite
+    at step 0 with source loss and no finite initial loss recorded."""
+    if not {"first_nonfinite_step", "first_nonfinite_source", "initial_loss"} <= set(data.columns):
+        return np.zeros(len(data), bool)
+    return ((pd.to_numeric(data["first_nonfinite_step"], errors="coerce") == 0).to_numpy()
+            & (data["first_nonfinite_source"] == "loss").to_numpy()
+            & pd.to_numeric(data["initial_loss"], errors="coerce").isna().to_numpy())
+
+
+def _context(data: pd.DataFrame, lifted: Group, measured: np.ndarray) -> str:
+    """"with <the group's other restrictions>, ", each narrowed to the levels the runs a remedy was
+    measured on hold: a remedy is offered only within the cause it was seen to fix (a loss that
+    exists only for sequences is no remedy for classification, wherever the group joined them)."""
+    keep = tuple((f, tuple(lv for lv in levels if lv in set(data.loc[measured, f])))
+                 for f, levels in lifted.keep)
+    narrowed = Group(tuple((f, lv) for f, lv in keep if lv))
+    return f"with {narrowed.text(data)}, " if narrowed.keep else ""
+
+
+def _decades(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3g} decade" + ("" if value == 1 else "s")
+
+
+def _lr_sensitivity(data: pd.DataFrame, base: Group, f: str, kept: tuple, remedies: tuple,
+                    trained: np.ndarray) -> str:
+    """How a remedy of factor `f` changes the range of learning rates at which most runs train
+    (analysis.lr_range_decades), over the runs of `base` (the group without `f` and the learning
+    rate): at the group's levels of `f` against the remedy's."""
+    inside = base.mask(data)
+    before, after = (inside & data[f].isin(list(levels)).to_numpy() for levels in (kept, remedies))
+    x = A.lr_range_decades(data.loc[before, A.LR], trained[before])
+    y = A.lr_range_decades(data.loc[after, A.LR], trained[after])
+    verb = ("widens" if (y or 0) > (x or 0) or (x is None and y is not None) else
+            "narrows" if (x or 0) > (y or 0) or (y is None and x is not None) else "leaves")
+    where = f" (with {base.text(data)})" if base.keep else ""
+    if verb == "leaves":
+        return (f"{levels_text(data, f, remedies)} leaves the range of learning rates that train at "
+                f"{_decades(x)}{where}")
+    return (f"{levels_text(data, f, remedies)} {verb} the range of learning rates that train from {_decades(x)} "
+            f"({levels_text(data, f, kept)}) to {_decades(y)}{where}")
+
+
 def _twins(data: pd.DataFrame, m: np.ndarray, f: str, kept, level, factors: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Within `m`, the runs at `level` of `f` and those at its `kept` levels whose every other
     factor takes values found at both: the same configurations otherwise, so that a grid that
@@ -235,17 +327,27 @@ def _twins(data: pd.DataFrame, m: np.ndarray, f: str, kept, level, factors: list
     return at & shared, ref & shared
 
 
+MAX_LAYERS = 4  # (layer, part) pairs named in the sources finding; the rest are counted together
+
+
 def _layers(data: pd.DataFrame) -> str:
-    """The commonest first non-finite layers (nanbench.locate) of these runs, as a sentence tail."""
+    """The first non-finite layers (nanbench.locate) of these runs, as a sentence tail whose counts
+    add up to every run: the commonest pairs by name, then the others and the runs not located."""
     if "first_nonfinite_layer" not in data:
         return ""
-    where = (data["first_nonfinite_layer"].fillna("none").astype(str) + " "
-             + data["first_nonfinite_part"].fillna("none").astype(str))
-    counts = where[data["first_nonfinite_layer"].fillna("none") != "none"].value_counts().head(3)
+    layer = data["first_nonfinite_layer"].fillna("none").astype(str)
+    where = layer + " (" + data["first_nonfinite_part"].fillna("none").astype(str) + ")"
+    counts = where[layer != "none"].value_counts(sort=True)
     if counts.empty:
         return ""
-    return (" By layer, first: " + ", ".join(f"{w.replace(' ', ' (') + ')'} in {int(n):,}" for w, n in counts.items())
-            + ".")
+    named = counts if len(counts) <= MAX_LAYERS else counts.head(MAX_LAYERS - 1)
+    parts = [f"{w} in {int(n):,}" for w, n in named.items()]
+    if len(named) < len(counts):
+        parts.append(f"{len(counts) - len(named)} other layers in {int(counts.iloc[len(named):].sum()):,}")
+    unlocated = int((layer == "none").sum())
+    if unlocated:
+        parts.append(f"not located in {unlocated:,}")
+    return " By layer, first: " + ", ".join(parts) + "."
 
 
 def dead_networks(runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], anchor: str) -> Finding | None:
@@ -253,7 +355,7 @@ def dead_networks(runs: pd.DataFrame, flags: pd.DataFrame, factors: list[str], a
     if "dead_fraction" not in runs:
         return None
     fraction = pd.to_numeric(runs["dead_fraction"], errors="coerce")
-    finite = (flags["trained"].astype(bool) & ~flags["nonfinite"].astype(bool) & fraction.notna()).to_numpy()
+    finite = (flags["ran"].astype(bool) & ~flags["nonfinite"].astype(bool) & fraction.notna()).to_numpy()
     dead = (fraction >= DEAD - 1e-9).to_numpy() & finite
     if not dead.any():
         return None

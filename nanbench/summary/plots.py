@@ -57,13 +57,13 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
                        rows: str = "optimizer.name", cols: str = LR,
                        panel_rows: str = "dataset.name", panel_cols: str = "preprocess") -> Path | None:
     """Non-finite rate over lr (columns) x optimizer (rows), one panel per dataset x preprocessing.
-    Cells are annotated k/n (non-finite / trained); cells without a trained run stay blank. A
+    Cells are annotated k/n (non-finite / runs that ran); cells without a run stay blank. A
     sweep that does not cross every dataset with every preprocessing (sweeps/realworld) gets its
     panels only, wrapped in rows of up to three, instead of a grid of empty ones."""
     if runs[rows].nunique() < 2 and runs[cols].nunique() < 2:
         return None
     data = pd.DataFrame({"r": runs[rows], "c": runs[cols], "pr": runs[panel_rows], "pc": runs[panel_cols],
-                         "k": flags["nonfinite"], "n": flags["trained"]})
+                         "k": flags["nonfinite"], "n": flags["ran"]})
     cells = data.groupby(["pr", "pc", "r", "c"], observed=True)[["k", "n"]].sum()
     by_panel = {key: part.droplevel([0, 1]) for key, part in cells.groupby(level=[0, 1], observed=True)}
     r_levels = list(pd.unique(data["r"].sort_values()))
@@ -124,6 +124,47 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
     return _save(fig, path)
 
 
+def overview_chart(shares: pd.DataFrame, path: Path, panels: str = "optimizer.name",
+                   lines: str = "clipping") -> Path | None:
+    """The summary's opening picture (analysis.shares_along_lr): per panel, the share of runs
+    non-finite (dashed) and the share that trained (solid) along the learning rate, one colour per
+    line level; a log x axis with the grid's own learning rates as numeric ticks, y from 0 to 1."""
+    data = shares.dropna(subset=["lr"])
+    data = data[data["lr"] > 0]
+    if data.empty or data["lr"].nunique() < 2:
+        return None
+    panel_levels = list(dict.fromkeys(data["panel"]))[:8]
+    line_levels = list(dict.fromkeys(data["line"]))
+    fig = _figure(min(16, 0.6 + 3.2 * len(panel_levels)), 3.4)
+    axes = fig.subplots(1, len(panel_levels), squeeze=False, sharey=True)[0]
+    _margins(fig, 0.7, 0.2, 1.35, 0.75, wspace=0.08)
+    lrs = sorted(data["lr"].unique())
+    for ax, panel in zip(axes, panel_levels):
+        part = data[data["panel"] == panel]
+        for i, line in enumerate(line_levels):
+            one = part[part["line"] == line]
+            if one.empty:
+                continue
+            color = f"C{i % 10}"
+            name = f"{lines}={line}" if line != "all" else "every run"
+            ax.plot(one["lr"], one["trained_share"], "-o", color=color, ms=3, lw=1.5, label=f"{name}: trained")
+            ax.plot(one["lr"], one["nonfinite_share"], "--x", color=color, ms=4, lw=1.2,
+                    label=f"{name}: non-finite")
+        _log_axis(ax, "x", True)
+        ax.set_xticks(lrs, [_label(v) for v in lrs], rotation=60, fontsize=7)
+        ax.set_xlim(lrs[0] / 1.5, lrs[-1] * 1.5)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{panels}={panel}" if panel != "all" else "every run", fontsize=9)
+        ax.set_xlabel(LR, fontsize=8)
+    axes[0].set_ylabel("share of runs", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    fig.suptitle(f"Share trained (solid) and non-finite (dashed)\nalong the learning rate, per {panels}", fontsize=9)
+    return _save(fig, path)
+
+
 def main_effects_chart(effects: pd.DataFrame, factors: list[str], path: Path) -> Path | None:
     """Non-finite rate per factor level with its 95% Wilson interval, one row per level."""
     data = effects[effects["factor"].isin(factors)]
@@ -144,7 +185,7 @@ def main_effects_chart(effects: pd.DataFrame, factors: list[str], path: Path) ->
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.7, len(data) - 0.3)
-    ax.set_xlabel("non-finite rate (nan or inf / trained runs), 95% Wilson interval")
+    ax.set_xlabel("non-finite rate (nan or inf / runs, errors excluded), 95% Wilson interval")
     ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Main effects: non-finite rate per factor level", fontsize=11)
     return _save(fig, path)
@@ -174,7 +215,7 @@ def speed_chart(speed: pd.DataFrame, path: Path) -> Path | None:
     ax1.set_yticks(y, labels, fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    fig.suptitle("Speed by factor level (runs that trained)", fontsize=11)
+    fig.suptitle("Speed by factor level (runs that ran)", fontsize=11)
     return _save(fig, path)
 
 

@@ -22,16 +22,20 @@ MAX_LAYER_ROWS = 20  # (source, layer, part) rows of the sources section, most r
 PEERS_NOTE = ("Hyperparameter-importance tools compute importance over completed trials only: "
               "Optuna's `get_param_importances` reads trials in state COMPLETE, and a trial whose "
               "objective is NaN is marked FAIL. The runs they drop are exactly the signal measured here, "
-              "so the forest above is fitted on every run that trained, the non-finite ones included.")
+              "so the forest above is fitted on every run that ran, the non-finite ones included.")
 SPEED_NOTE = ("What the figures measure: **steps/s** is steady-state training speed, the steps timed "
               "by `train_s` over `train_s` (the fit engine's first step and the fused engine's trace "
-              "are left out); **samples/s** is steps/s times the mean batch; **first step** "
+              "are left out); **samples/s** is steps/s times the mean batch; **trained**: runs that trained "
+              "(converged or improving) of the runs; **steps to target** and **s to target**: the median, over "
+              "the runs that reached it, of the steps until the whole data's loss first fell to "
+              "`outcome.target_ratio` times its initial value (measured at each epoch's end) and of those steps' "
+              "seconds at the run's steady-state rate (n/a: none reached it); **first step** "
               "(`first_step_s`) is the first call, including tracing and compilation, its median taken "
               "over the runs that paid one (the fused engine traces once per Hydra job; the job's later "
               "runs reuse the graph and record 0 s); **wall** is "
               "data + build + first step + training (MLflow logging excluded). The engine matters: "
               "`fit` runs Keras `Model.fit` with a forensic step, `fused` runs the whole training in one "
-              "traced `tf.function`. All are medians over the runs that trained; timings of a shared "
+              "traced `tf.function`. All are medians over the runs that ran (outcome error excluded); timings of a shared "
               "machine are indicative, ratios within one sweep more than absolute values.")
 
 
@@ -75,8 +79,8 @@ def main_effects(rep: Report, effects: pd.DataFrame, factors: list[str], out: Pa
     last = None
     for r in effects.itertuples(index=False):
         rows.append({"factor": r.factor if r.factor != last else "",
-                     "level": _level(r.level), "runs": r.runs, "NaN": r.nan, "inf": r.inf,
-                     "diverged": r.diverged, "error": r.error, "non-finite": r.nonfinite,
+                     "level": _level(r.level), "runs": r.runs, "trained": r.trained, "stalled": r.stalled,
+                     "NaN": r.nan, "inf": r.inf, "diverged": r.diverged, "error": r.error, "non-finite": r.nonfinite,
                      "rate": _rate(r.rate), "95% CI": _ci(r.ci_low, r.ci_high)})
         last = r.factor
     rep.table(pd.DataFrame(rows))
@@ -87,7 +91,7 @@ def main_effects(rep: Report, effects: pd.DataFrame, factors: list[str], out: Pa
 
 def _two_way_display(cells: pd.DataFrame, rows: str, cols: str) -> pd.DataFrame:
     text = pd.Series([f"{_rate(rt)} ({int(k)}/{int(n)})" for k, n, rt in
-                      zip(cells["nonfinite"], cells["trained"], cells["rate"])], index=cells.index)
+                      zip(cells["nonfinite"], cells["ran"], cells["rate"])], index=cells.index)
     wide = text.unstack(cols)
     wide = wide.loc[:, [c for c in wide.columns if wide[c].notna().any()]]
     wide = wide.loc[[i for i in wide.index if wide.loc[i].notna().any()]]
@@ -104,7 +108,7 @@ def interactions(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path
     from nanbench.summary import plots
     rep.heading(2, "2. Interactions")
     rep.para(scope)
-    rep.para("Cells: non-finite rate (non-finite/trained runs); – marks a combination the sweep did not run.")
+    rep.para("Cells: non-finite rate (non-finite/runs); – marks a combination the sweep did not run.")
     dataset_varies = A.varies(runs, "dataset.name")
     shown = 0
     for rows, cols in A.INTERACTIONS:
@@ -136,7 +140,7 @@ def interactions(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path
                  + ") has both sides varying.")
     fig = plots.nonfinite_heatmaps(*every, out / "heatmap_nonfinite.png")
     rep.image(fig, "Every run, the explained ones included: non-finite rate over learning rate × optimizer, one "
-                   "panel per dataset × preprocessing (cells: non-finite/trained runs; grey: not run)")
+                   "panel per dataset × preprocessing (cells: non-finite/runs; grey: not run)")
     return fig
 
 
@@ -149,7 +153,7 @@ def attribution(rep: Report, att: Attribution, factors: list[str], scope: str, t
     if not att.rules and att.importance.empty:
         return
     rep.para(f"A decision tree (depth {att.depth}, scikit-learn) predicts non-finite from the "
-             f"{len(factors)} varying factors over the {att.runs} runs that trained ({att.nonfinite} "
+             f"{len(factors)} varying factors over the {att.runs} runs that ran ({att.nonfinite} "
              "non-finite); categorical factors are one-hot, numeric ones (the learning rate) kept "
              "numeric, and each threshold is read back as the grid level it separates. Each line is "
              "a leaf that predicts non-finite (most of its runs are): its conditions → non-finite/runs "
@@ -237,16 +241,26 @@ def stability(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, factors: lis
     return table
 
 
-def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path) -> Path | None:
+def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path, scope: str = "Over every run.",
+          roles: dict[str, list[str]] | None = None) -> Path | None:
+    """Speed per level of each factor of A.SPEED_BY that varies (a descriptor of another factor's
+    levels, such as model.activation beside model.name, is no factor: left out), over `runs`
+    (the runs not explained by their inputs, as `scope` says), and the steps to the first
+    non-finite value."""
     from nanbench.summary import plots
     rep.heading(2, "6. Speed")
+    rep.para(scope)
     rep.para(SPEED_NOTE)
-    by = [b for b in A.SPEED_BY if A.varies(runs, b)]
+    descriptors = {a for attributes in (roles or {}).values() for a in attributes}
+    by = [b for b in A.SPEED_BY if A.varies(runs, b) and b not in descriptors]
     table = A.speed_table(runs, by, flags)
     rep.table(pd.DataFrame({
         "factor": [("" if f == prev else f) for f, prev in zip(table["factor"], [None] + list(table["factor"][:-1]))],
         "level": [_level(v) for v in table["level"]], "runs": table["runs"],
         "steps/s": [_g(v) for v in table["steps_per_s"]], "samples/s": [_g(v) for v in table["samples_per_s"]],
+        "trained": [f"{int(k)}/{int(n)}" for k, n in zip(table["trained"], table["runs"])],
+        "steps to target": [_g(v) for v in table["steps_to_target"]],
+        "s to target": [_g(v) for v in table["seconds_to_target"]],
         "first step s": [_g(v) for v in table["first_step_s"]], "runs that traced": table["traced"],
         "wall s": [_g(v) for v in table["wall_s"]]}))
     fig = plots.speed_chart(table, out / "speed.png")
@@ -312,4 +326,4 @@ def pooled_view(rep: Report, effects: pd.DataFrame, att: Attribution, factors: l
         last = r.factor
     rep.heading(3, "Main effects, pooled")
     rep.table(pd.DataFrame(rows))
-    attribution(rep, att, factors, "Fitted on every run that trained.", "Attribution, pooled", 3)
+    attribution(rep, att, factors, "Fitted on every run that ran.", "Attribution, pooled", 3)

@@ -38,7 +38,7 @@ RUNTIME_KEYS = frozenset({
     "dataset.outlier_scale_min", "dataset.outlier_scale_max", "dataset.nan_fraction",
     "dataset.scale_min", "dataset.scale_max", "dataset.target_offset",
     "outcome.diverge_factor", "outcome.converge_ratio", "outcome.converge_abs",
-    "outcome.improve_fraction",
+    "outcome.improve_fraction", "outcome.target_ratio",
     "clipping.kind",  # taken per run when runs train side by side (nanbench.engines.batched)
 })
 # Config groups whose every option file only sets runtime keys: choosing one (``clipping=clipnorm``)

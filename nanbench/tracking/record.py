@@ -79,14 +79,15 @@ def run_name(spec) -> str:
 
 def steps_csv(result: RunResult) -> str:
     """The per-step series as CSV: step, epoch, loss, grad_norm, weight_norm, flags, source bits,
-    on each epoch's last step its Keras epoch loss (empty elsewhere), then one gradient norm per
+    on each epoch's last step its Keras epoch loss and the whole data's loss at the epoch's end
+    (``full_loss``, what time to target reads; empty elsewhere), then one gradient norm per
     layer with weights (``grad_norm:<layer>``, before clipping). With the run's initial_loss and
     final_loss metrics, everything nanbench.forensics.classify reads, so a run's outcome can be
     re-derived from its artifact (forensics.series_from_steps_csv)."""
     s = result.series
     buf = io.StringIO()
     cols = ["step", "epoch", "loss", "grad_norm", "weight_norm", "flags"]
-    cols += [f"{src}_{kind}" for src in SOURCES for kind in ("inf", "nan")] + ["skipped", "epoch_loss"]
+    cols += [f"{src}_{kind}" for src in SOURCES for kind in ("inf", "nan")] + ["skipped", "epoch_loss", "full_loss"]
     layers = list(s.layer_grad_norm.items())
     cols += [f"{LAYER_COLUMN}{name}" for name, _ in layers]
     buf.write(",".join(cols) + "\n")
@@ -99,7 +100,8 @@ def steps_csv(result: RunResult) -> str:
         last = i == min((epoch + 1) * s.steps_per_epoch, s.steps) - 1 and epoch < len(s.epoch_loss)
         buf.write(f"{i},{epoch},{values},{f},"
                   + ",".join(map(str, bits)) + f",{int(bool(f & SKIPPED_BIT))},"
-                  + (repr(float(s.epoch_loss[epoch])) if last else "")
+                  + (repr(float(s.epoch_loss[epoch])) if last else "") + ","
+                  + (repr(float(s.epoch_full_loss[epoch])) if last and epoch < len(s.epoch_full_loss) else "")
                   + "".join("," + repr(float(norms[i])) for _, norms in layers) + "\n")
     return buf.getvalue()
 

@@ -288,7 +288,10 @@ def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_run
     md = (tmp_path / "summary.md").read_text()
     html = (tmp_path / "summary.html").read_text()
     # findings first, each linking to a table that exists in both renderings
-    assert md.index("## Findings") < md.index("## Outcomes") < md.index("## 1. Main effects")
+    assert md.index("## At a glance") < md.index("## Findings") < md.index("## Outcomes") < md.index("## 1. Main effects")
+    glance = md[md.index("## At a glance"):md.index("## Findings")]
+    assert "(overview.png)" in glance and (tmp_path / "overview.png").exists()
+    assert glance.count(". ") + 1 <= 6 and "600 runs: 252 turned non-finite" in glance
     findings = md[md.index("## Findings"):md.index("## Outcomes")]
     assert "1. Of the 600 runs" in findings and "`dataset.name` = nan_inputs" in findings
     assert "`optimizer.name` = sgd and `clipping.kind` = none" in findings
@@ -298,7 +301,7 @@ def test_summary_of_a_mixed_table_opens_with_findings_and_sets_the_explained_run
     effects = pd.read_csv(tmp_path / "main_effects.csv", keep_default_na=False, na_values=[""])
     assert effects.loc[effects["factor"] == "dataset.name", "level"].tolist() == ["clean", "outliers"]
     lr = effects[effects["factor"] == A.LR]
-    assert lr["nonfinite"].tolist() == [2, 6, 10, 14, 20] and lr["trained"].tolist() == [80] * 5
+    assert lr["nonfinite"].tolist() == [2, 6, 10, 14, 20] and lr["ran"].tolist() == [80] * 5
     pooled = pd.read_csv(tmp_path / "main_effects_pooled.csv", keep_default_na=False, na_values=[""])
     assert pooled.loc[pooled["factor"] == A.LR, "nonfinite"].tolist() == [42, 46, 50, 54, 60]
     assert "## 8. Pooled view: every run, the explained ones included" in md

@@ -41,6 +41,7 @@ def test_a_nan_run_is_recorded_with_params_tags_metrics_and_series(store):
     assert metrics["first_nonfinite_step"] == result.verdict.first_nonfinite_step
     assert metrics["first_inf_step"] < metrics["first_nan_step"]
     assert "final_loss" not in metrics  # it was inf
+    assert metrics["trained"] == 0 and "steps_to_target" not in metrics and "seconds_to_target" not in metrics
     for key in ("data_s", "build_s", "first_step_s", "train_s", "wall_s", "steps_per_s", "samples_per_s"):
         assert key in metrics
     history = MlflowClient(store).get_metric_history(run.info.run_id, "loss")
@@ -59,6 +60,9 @@ def test_converged_run_logs_final_loss_and_epoch_curves(store):
     assert run.data.tags["outcome"] == "converged" and run.data.tags["first_nonfinite_source"] == "none"
     assert run.data.metrics["final_loss"] == pytest.approx(result.verdict.final_loss)
     assert len(MlflowClient(store).get_metric_history(run.info.run_id, "grad_norm")) == 4
+    # it trained, and how fast: steps (epoch resolution) and seconds to 0.1 x L0
+    assert run.data.metrics["trained"] == 1 and run.data.metrics["steps_to_target"] == result.steps_to_target
+    assert run.data.metrics["seconds_to_target"] == pytest.approx(result.seconds_to_target)
 
 
 def test_run_name_reads_as_what_the_run_is():
