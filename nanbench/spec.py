@@ -288,7 +288,8 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
         if m.get("name", "linear") not in USER_MODELS:
             raise ConfigError("model.hidden_activation", "left out for nanbench's own models (their hidden layers "
                               "take model.activation)", m["hidden_activation"])
-    _check_user_model_keys(m)
+    from nanbench import user_model
+    user_model.check_model_keys(m)
     model = _build(ModelSpec, "model", m)
 
     o = dict(cfg.get("optimizer", {}))
@@ -351,34 +352,6 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     return RunSpec(dataset=dataset, preprocess=preprocess, model=derive_model(model, dataset, loss),
                    optimizer=optimizer, clipping=clipping, loss=loss, train=train, outcome=outcome,
                    tracking=tracking)
-
-
-def _check_user_model_keys(m: dict) -> None:
-    """model=keras's path (an existing .keras file) and reinit, model=builder's builder, each
-    model's digest (computed here), in place in `m`; the user-model keys on another model are errors."""
-    from nanbench import user_data, user_model
-    name = m.get("name", "linear")
-    allowed = {"keras": ("path", "reinit", "digest"), "builder": ("builder", "digest")}.get(name, ())
-    for key in ("path", "reinit", "builder", "digest"):
-        if m.get(key) is not None and key not in allowed:
-            raise ConfigError(f"model.{key}", f"left out for model {name} (it belongs to "
-                              f"{'model=keras' if key in ('path', 'reinit') else 'model=builder'})", m[key])
-    if name == "keras":
-        m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
-        user_model.check_keras_file(m["path"])
-        digest = user_data.keras_digest(m["path"])
-        if m.get("reinit") is not None and not isinstance(m["reinit"], bool):
-            raise ConfigError("model.reinit", "null (seed 0: the saved weights, seed k >= 1: the initializers drawn "
-                              "with seed k), true or false", m["reinit"])
-    elif name == "builder":
-        user_model.split_builder(m.get("builder"))
-        digest = user_model.builder_digest(m["builder"])
-    else:
-        return
-    if m.get("digest") not in (None, digest):
-        raise ConfigError("model.digest", f"left out (nanbench takes it from the {'file' if name == 'keras' else 'module'}: "
-                          f"{digest})", m["digest"])
-    m["digest"] = digest
 
 
 USER_LOSS = "nanbench.losses.Builder"  # loss=builder: the user's own loss, for any task

@@ -107,6 +107,36 @@ def check_loss_keys(lo: dict, builder: bool) -> None:
     lo["digest"] = digest
 
 
+
+def check_model_keys(m: dict) -> None:
+    """model=keras's path (an existing .keras file) and reinit, model=builder's builder, each
+    model's digest (computed here), in place in `m` (a model config's dict, while nanbench.spec.from_config
+    validates it); the user-model keys on another model are errors."""
+    from nanbench import user_data
+    name = m.get("name", "linear")
+    allowed = {"keras": ("path", "reinit", "digest"), "builder": ("builder", "digest")}.get(name, ())
+    for key in ("path", "reinit", "builder", "digest"):
+        if m.get(key) is not None and key not in allowed:
+            raise ConfigError(f"model.{key}", f"left out for model {name} (it belongs to "
+                              f"{'model=keras' if key in ('path', 'reinit') else 'model=builder'})", m[key])
+    if name == "keras":
+        m["path"] = user_data.absolute("model.path", m.get("path"), (".keras",), "a Keras model file")
+        check_keras_file(m["path"])
+        digest = user_data.keras_digest(m["path"])
+        if m.get("reinit") is not None and not isinstance(m["reinit"], bool):
+            raise ConfigError("model.reinit", "null (seed 0: the saved weights, seed k >= 1: the initializers drawn "
+                              "with seed k), true or false", m["reinit"])
+    elif name == "builder":
+        split_builder(m.get("builder"))
+        digest = builder_digest(m["builder"])
+    else:
+        return
+    if m.get("digest") not in (None, digest):
+        raise ConfigError("model.digest", f"left out (nanbench takes it from the {'file' if name == 'keras' else 'module'}: "
+                          f"{digest})", m["digest"])
+    m["digest"] = digest
+
+
 # ---- loading and building (Keras) ----
 
 @functools.lru_cache(maxsize=8)

@@ -38,6 +38,7 @@ import pandas as pd
 
 from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.summary import analysis as A
+from nanbench.summary import training as T
 from nanbench.summary import findings as F
 from nanbench.summary import sections as S
 from nanbench.summary.attribution import attribution
@@ -96,7 +97,7 @@ def _glance(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, found: F.Findi
                          "fast; a change whose runs stay finite without training is marked \"avoids NaN, does not "
                          "train\".")
     if A.LR in runs and runs[A.LR].nunique() > 1:
-        fig = plots.overview_chart(A.shares_along_lr(rest, rest_flags), out / "overview.png")
+        fig = plots.overview_chart(T.shares_along_lr(rest, rest_flags), out / "overview.png")
         rep.image(fig, "Share of runs that trained (solid) and that turned non-finite (dashed) along the learning "
                        "rate, per optimizer, one colour per clipping; runs explained by their inputs set aside")
     rep.para(" ".join(sentences[:5]))

@@ -11,6 +11,7 @@ import pandas as pd
 
 from nanbench.forensics import TRAINED_OUTCOMES
 from nanbench.summary import analysis as A
+from nanbench.summary import training as T
 from nanbench.summary.groups import (DEAD, Finding, Group, levels_text, concentrated_group, find_group, kn,
                                level_counts, rate_rows, unique_attributes)
 
@@ -161,10 +162,10 @@ def group_findings(data: pd.DataFrame, target: np.ndarray, group: Group, factors
 
     def training(at: np.ndarray, finite_text: str) -> tuple[bool, float, str]:
         k, n = int(ran_ok[at].sum()), int(at.sum())
-        if not A.trains(k, n):
+        if not T.trains(k, n):
             return False, k / n if n else 0.0, (f"avoids NaN, does not train: {finite_text}, but only "
                                                 f"{k:,} of them trained ({kn(k, n)})")
-        med_steps, med_s = A.median_or_none(steps[at & ran_ok]), A.median_or_none(seconds[at & ran_ok])
+        med_steps, med_s = T.median_or_none(steps[at & ran_ok]), T.median_or_none(seconds[at & ran_ok])
         cost = (f", median {A.fmt(med_steps)} steps" + (f" ({med_s:.3g} s)" if med_s is not None else "")
                 + " to target" if med_steps is not None else ", none reached the target")
         return True, k / n, f"{finite_text}, and {k:,} of them trained ({kn(k, n)}){cost}"
@@ -297,12 +298,12 @@ def _decades(value: float | None) -> str:
 def _lr_sensitivity(data: pd.DataFrame, base: Group, f: str, kept: tuple, remedies: tuple,
                     trained: np.ndarray) -> str:
     """How a remedy of factor `f` changes the range of learning rates at which most runs train
-    (analysis.lr_range_decades), over the runs of `base` (the group without `f` and the learning
+    (training.lr_range_decades), over the runs of `base` (the group without `f` and the learning
     rate): at the group's levels of `f` against the remedy's."""
     inside = base.mask(data)
     before, after = (inside & data[f].isin(list(levels)).to_numpy() for levels in (kept, remedies))
-    x = A.lr_range_decades(data.loc[before, A.LR], trained[before])
-    y = A.lr_range_decades(data.loc[after, A.LR], trained[after])
+    x = T.lr_range_decades(data.loc[before, A.LR], trained[before])
+    y = T.lr_range_decades(data.loc[after, A.LR], trained[after])
     verb = ("widens" if (y or 0) > (x or 0) or (x is None and y is not None) else
             "narrows" if (x or 0) > (y or 0) or (y is None and x is not None) else "leaves")
     where = f" (with {base.text(data)})" if base.keep else ""

@@ -126,7 +126,7 @@ def nonfinite_heatmaps(runs: pd.DataFrame, flags: pd.DataFrame, path: Path,
 
 def overview_chart(shares: pd.DataFrame, path: Path, panels: str = "optimizer.name",
                    lines: str = "clipping") -> Path | None:
-    """The summary's opening picture (analysis.shares_along_lr): per panel, the share of runs
+    """The summary's opening picture (training.shares_along_lr): per panel, the share of runs
     non-finite (dashed) and the share that trained (solid) along the learning rate, one colour per
     line level; a log x axis with the grid's own learning rates as numeric ticks, y from 0 to 1."""
     data = shares.dropna(subset=["lr"])

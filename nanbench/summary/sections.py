@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from nanbench.summary import analysis as A
+
+from nanbench.summary import training as T
 from nanbench.summary.attribution import Attribution
 from nanbench.summary.report import Report
 from nanbench.tracking.reader import RunTable, load_curve
@@ -253,7 +255,7 @@ def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path, scope
     rep.para(SPEED_NOTE)
     descriptors = {a for attributes in (roles or {}).values() for a in attributes}
     by = [b for b in A.SPEED_BY if A.varies(runs, b) and b not in descriptors]
-    table = A.speed_table(runs, by, flags)
+    table = T.speed_table(runs, by, flags)
     rep.table(pd.DataFrame({
         "factor": [("" if f == prev else f) for f, prev in zip(table["factor"], [None] + list(table["factor"][:-1]))],
         "level": [_level(v) for v in table["level"]], "runs": table["runs"],
@@ -276,7 +278,7 @@ def speed(rep: Report, runs: pd.DataFrame, flags: pd.DataFrame, out: Path, scope
             s = runs.loc[bad, "first_nonfinite_step"]
             rep.para(f"Median step {_g(s.median())} (min {_g(s.min())}, max {_g(s.max())}) over {int(bad.sum())} runs.")
         else:
-            t = A.steps_to_nonfinite(runs, rows, cols)
+            t = T.steps_to_nonfinite(runs, rows, cols)
             cells = pd.Series([f"{_g(m)} ({_g(lo)}–{_g(hi)}), n={n}" for m, lo, hi, n in
                                zip(t["median"], t["min"], t["max"], t["runs"])], index=t.index)
             wide = cells.unstack(cols) if cols else cells.to_frame("median step (min–max), runs")

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from nanbench.summary import analysis as A
+
+from nanbench.summary import training as T
 from nanbench.summary import findings as F
 from nanbench.summary import groups as G
 from tools import synthetic
@@ -198,10 +200,10 @@ def test_the_speed_section_sets_the_explained_runs_aside_and_leaves_descriptors_
 
 def test_lr_range_decades_spans_the_learning_rates_where_most_runs_train():
     lrs = [1e-4, 1e-4, 1e-3, 1e-3, 1e-2, 1e-2, 1e-1, 1e-1]
-    assert A.lr_range_decades(lrs, [0, 0, 1, 1, 1, 0, 1, 1]) == pytest.approx(2.0)  # 1e-3 .. 1e-1
-    assert A.lr_range_decades(lrs, [0, 0, 0, 1, 0, 0, 0, 0]) == 0.0                 # one rate: 0 decades
-    assert A.lr_range_decades(lrs, [0] * 8) is None                                 # none trains
-    assert A.trains(1, 2) and not A.trains(1, 3) and not A.trains(0, 0)
+    assert T.lr_range_decades(lrs, [0, 0, 1, 1, 1, 0, 1, 1]) == pytest.approx(2.0)  # 1e-3 .. 1e-1
+    assert T.lr_range_decades(lrs, [0, 0, 0, 1, 0, 0, 0, 0]) == 0.0                 # one rate: 0 decades
+    assert T.lr_range_decades(lrs, [0] * 8) is None                                 # none trains
+    assert T.trains(1, 2) and not T.trains(1, 3) and not T.trains(0, 0)
 
 
 def test_a_remedy_that_stays_finite_but_stalls_is_no_fix_and_comes_after_those_that_train():
@@ -260,7 +262,7 @@ def test_shares_along_lr_per_optimizer_and_clipping_in_numeric_order():
                          A.LR: [1.0, 1e-05, 1.0, 1e-05, 1.0, 1.0, 1.0, 1.0],
                          "outcome": ["nan", "stalled", "converged", "improving", "converged", "error",
                                      "improving", "inf"]}).assign(first_inf_step=np.nan, first_nan_step=np.nan)
-    table = A.shares_along_lr(runs, A.outcome_flags(runs))
+    table = T.shares_along_lr(runs, A.outcome_flags(runs))
     sgd_none = table[(table["panel"] == "sgd") & (table["line"] == "none")]
     assert sgd_none["lr"].tolist() == [1e-05, 1.0]                    # numbers in numeric order
     assert sgd_none["trained_share"].tolist() == [0.5, 0.5] and sgd_none["nonfinite_share"].tolist() == [0.0, 0.5]

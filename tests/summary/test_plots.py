@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from nanbench.summary import analysis as A
+
+from nanbench.summary import training as T
 from nanbench.summary import plots
 from tools import synthetic
 
@@ -24,7 +26,7 @@ def test_charts_of_a_mixed_table_are_pngs(tmp_path):
     effects = A.main_effects(runs, varying, flags)
     out = plots.main_effects_chart(effects, varying, tmp_path / "effects.png")
     assert out is not None and out.read_bytes().startswith(PNG_MAGIC)
-    speed = A.speed_table(runs, varying[:2], flags)
+    speed = T.speed_table(runs, varying[:2], flags)
     drawn = plots.speed_chart(speed, tmp_path / "speed.png")
     assert drawn is None or drawn.read_bytes().startswith(PNG_MAGIC)
 
