@@ -247,14 +247,61 @@ def bad_value(name: str, overrides: list[str], mode: str, tmp: Path) -> Row:
     return row
 
 
+# --------------------------------------------------------------------------------------------
+# Round two (issue 32): artifacts before FINISHED, interrupts, a stale server pid, a stopped server
+
+
+def stale_server_state(tmp: Path) -> Row:
+    """results/server/state.json names a pid that is now an unrelated process (after a reboot, or
+    once the server ended): ``make server-stop`` and ``make server`` must not signal it; they say
+    the state is stale and clear it."""
+    row = Row("stale server pid: server-stop, server")
+    folder = tmp / "server"
+    folder.mkdir()
+    bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)  # leads its own session
+    try:
+        import socket
+        with socket.socket() as busy:  # `start` then stops at its port check, after the stale state
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            for action, wanted in (("stop", 0), ("start", 2)):
+                (folder / "state.json").write_text(json.dumps(
+                    {"folder": str(folder), "port": port, "pg_port": port, "workers": 1, "pid": bystander.pid}))
+                done = run([sys.executable, "-m", "nanbench.cluster.server", action, "--folder", str(folder),
+                            "--port", str(port), "--pg-port", str(port)], Row(action), timeout=120)
+                judge_message(done.stderr, row)
+                if bystander.poll() is not None:
+                    row.problems.append(f"`{action}` ended the unrelated process (pid {bystander.pid})")
+                    break
+                if (folder / "state.json").exists():
+                    row.problems.append(f"`{action}` left the stale state")
+                if "stale" not in done.stderr:
+                    row.problems.append(f"`{action}` did not say the state is stale")
+                if done.returncode != wanted:
+                    row.problems.append(f"`{action}` exit {done.returncode}, not {wanted}")
+                row.rc = done.returncode
+    finally:
+        if bystander.poll() is None:
+            bystander.kill()
+        bystander.wait()
+    return row
+
+
+ROUND_TWO_FAST = [("stale server pid", stale_server_state)]  # train nothing: part of --fast
+ROUND_TWO = []  # train: the full run only
+
+
 def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list[str]):
     for name, overrides, mode in BAD_VALUES:
         if "gpu" in name and any(Path("/dev").glob("nvidia[0-9]*")):
             continue  # a machine with a GPU accepts it
         yield name, lambda tmp, a=(name, overrides, mode): bad_value(*a, tmp)
     yield "read-only store", read_only_store
+    yield from ROUND_TWO_FAST
     if fast:
         return
+    yield from ROUND_TWO
     yield "two identical sweeps", lambda tmp: two_sweeps(True, tmp)
     yield "two identical sweeps, wait", lambda tmp: two_sweeps(True, tmp, wait=True)
     yield "two different sweeps", lambda tmp: two_sweeps(False, tmp)
