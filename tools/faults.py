@@ -288,8 +288,59 @@ def stale_server_state(tmp: Path) -> Row:
     return row
 
 
+def finished_without_steps(db: Path, experiment: str = "smoke") -> int:
+    """FINISHED training runs whose local steps.csv is missing (read with sqlite3)."""
+    import sqlite3
+    import urllib.request
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        uris = [u for (u,) in conn.execute(
+            "select r.artifact_uri from runs r join experiments e on e.experiment_id = r.experiment_id "
+            "join tags role on role.run_uuid = r.run_uuid and role.key = 'nanbench.role' and role.value = 'child' "
+            "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'", (experiment,))]
+    finally:
+        conn.close()
+    return sum(not (Path(urllib.request.url2pathname(u[len("file://"):])) / "steps.csv").is_file()
+               for u in uris if u.startswith("file://"))
+
+
+def full_artifact_disk(tmp: Path) -> Row:
+    """The artifact folder (tracking.artifacts) is a 400 KB tmpfs: it fills up mid-sweep (a
+    steps.csv is ~80 KB here). No run may end FINISHED without its steps.csv; once the folder has
+    room again, a re-run trains what is missing and the grid is complete, each run with its file."""
+    row = Row("full disk for the artifacts", expected=EXPECTED)
+    folder = tmp / "artifacts"
+    if not _mount_tmpfs(folder, "400k"):
+        row.note = "skipped: cannot mount a tmpfs here (needs root)"
+        return row
+    try:
+        db = tmp / "m.db"
+        cmd = sweep_cmd(f"sqlite:///{db}", tmp, *GRID, EPOCHS, f"tracking.artifacts={folder}")
+        first = run(cmd, row)
+        if first.returncode == 0:
+            row.note = "the disk did not fill up"
+        elif first.returncode != 1:
+            row.problems.append(f"exit {first.returncode}, not 1")
+        if (n := finished_without_steps(db)):
+            row.problems.append(f"{n} FINISHED without steps.csv after the full disk")
+        subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], capture_output=True)
+        rerun = run(cmd, Row("rerun"))
+        row.rerun_rc = rerun.returncode
+        judge_message(rerun.stderr, row)
+        count(db, row)
+        if (n := finished_without_steps(db)):
+            row.problems.append(f"{n} FINISHED without steps.csv after the re-run")
+        if rerun.returncode != 0:
+            row.problems.append(f"re-run exit {rerun.returncode}")
+    finally:
+        _umount(folder)
+    return row
+
+
 ROUND_TWO_FAST = [("stale server pid", stale_server_state)]  # train nothing: part of --fast
-ROUND_TWO = []  # train: the full run only
+ROUND_TWO = [("full artifact disk", full_artifact_disk)]  # train: the full run only
 
 
 def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list[str]):

@@ -45,26 +45,34 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
                 "and r.status = 'FINISHED'", (vocab.COMPLETE_TAG, fingerprint, vocab.FINISHED_TAG, name)).fetchall()
             if not marks:
                 return None
-            (now,) = conn.execute(
-                "select count(*) from runs r join experiments e on e.experiment_id = r.experiment_id "
+            uris = [u for (u,) in conn.execute(
+                "select r.artifact_uri from runs r join experiments e on e.experiment_id = r.experiment_id "
                 "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = ? "
                 "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'",
-                (vocab.ROLE, vocab.CHILD, name)).fetchone()
+                (vocab.ROLE, vocab.CHILD, name))]
         finally:
             conn.close()
     except sqlite3.Error:
         return None
-    return now if str(now) in {m for (m,) in marks} else None
+    if str(len(uris)) not in {m for (m,) in marks}:
+        return None
+    # every one with its steps.csv (one deleted since: the sweep runs, and trains it again)
+    from nanbench.tracking.uri import local_folder
+    folders = [local_folder(u or "") for u in uris]
+    if any(f is not None and not (f / "steps.csv").is_file() for f in folders):
+        return None
+    return len(uris)
 
 
 def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict | None = None) -> dict:
     """The store's side of a sweep's start: the experiment, runs an interrupted earlier invocation
-    left RUNNING marked KILLED, the configurations already FINISHED (written to the jobs' sweep
+    left RUNNING marked KILLED (and FINISHED runs missing their steps.csv), the configurations already FINISHED (written to the jobs' sweep
     directory, for them to skip) and a new parent run (its id written there for the jobs, with
     `server`: where the jobs send their runs, when the launching process serves its store)."""
     name = experiment_name(config)
     exp_id = tracker.experiment_id(name)
     killed = tracker.mark_interrupted(exp_id)
+    incomplete = tracker.mark_incomplete(exp_id)  # FINISHED without steps.csv: trained again
     done = set() if config.sweep.redo else tracker.finished_hashes(exp_id)
     runs = grid_size(config)
     overrides = list(config.hydra.overrides.task)
@@ -81,7 +89,7 @@ def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict 
         "runs": runs, "start": time.time(), "store": server,
         "launcher_pid": os.getpid() if server else None}))  # served: this is the launching process
     return {"parent_run_id": parent, "experiment": name, "experiment_id": exp_id,
-            "runs": runs, "done": len(done), "killed": killed}
+            "runs": runs, "done": len(done), "killed": killed, "incomplete": incomplete}
 
 
 def write_private(path: Path, text: str) -> None:

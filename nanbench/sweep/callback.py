@@ -97,6 +97,8 @@ class SweepCallback(Callback):
                     "(sweep.redo=true re-runs them)")
         if start["killed"]:
             msg += f"; marked {start['killed']} interrupted run(s) KILLED"
+        if start.get("incomplete"):
+            msg += f"; marked {start['incomplete']} FINISHED run(s) missing their steps.csv KILLED (trained again)"
         print(msg, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

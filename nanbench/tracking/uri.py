@@ -43,6 +43,13 @@ def experiments(uri: str) -> list[tuple[str, str]]:
                 "and name != 'Default' order by experiment_id")]
     except sqlite3.Error:
         return []
+def local_folder(artifact_uri: str) -> Path | None:
+    """The folder of a local (file://) artifact location; None for any other store's."""
+    if not artifact_uri.startswith("file://"):
+        return None
+    return Path(urllib.request.url2pathname(artifact_uri[len("file://"):]))
+
+
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
