@@ -339,8 +339,85 @@ def full_artifact_disk(tmp: Path) -> Row:
     return row
 
 
+def parent_statuses(db: Path, experiment: str = "smoke") -> list[str]:
+    import sqlite3
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return [status for (status,) in conn.execute(
+            "select r.status from runs r join experiments e on e.experiment_id = r.experiment_id "
+            "join tags role on role.run_uuid = r.run_uuid and role.key = 'nanbench.role' and role.value = 'parent' "
+            "where e.name = ? order by r.start_time", (experiment,))]
+    finally:
+        conn.close()
+
+
+# how each signal reaches a sweep: Ctrl-C and a closed terminal signal the whole foreground
+# process group; `kill PID` the one process
+SIGNALLED = {"SIGINT": ("group", 130), "SIGTERM": ("process", 143), "SIGHUP": ("group", 129)}
+
+
+def interrupt_scenario(signame: str, launcher: str, tmp: Path) -> Row:
+    """A sweep stopped by its user once 2 runs are FINISHED: one nanbench line saying so, exit
+    128 + the signal's number, the runs recorded kept (expected: those FINISHED when the signal
+    was sent), the parent run KILLED (never left RUNNING), no process and no served-store folder
+    left in TMPDIR. After Ctrl-C, a re-run completes the grid (expected: all of it); the kill
+    scenarios check resume already, so the other signals save the suite that minute."""
+    rerun_too = signame == "SIGINT"
+    row = Row(f"{signame} to the sweep's {SIGNALLED[signame][0]}, {launcher}", expected=EXPECTED)
+    db = tmp / "m.db"
+    tmpdir = tmp / "tmpdir"
+    tmpdir.mkdir()
+    extra = [] if launcher == "basic" else ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={launcher.split('=')[1]}"]
+    # 1,000 epochs: the second half of the grid trains for seconds after the first is recorded
+    cmd = sweep_cmd(f"sqlite:///{db}", tmp, *GRID, "train.epochs=1000", *extra)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**_env(), "TMPDIR": str(tmpdir)}, start_new_session=True)
+    if (not wait_until(lambda: (tmp / "hydra" / "nanbench_parent.json").exists() and finished_now(db) >= 2, proc=proc)
+            or finished_now(db) >= EXPECTED):
+        row.note = "ended before the signal"
+        row.problems.append("not interrupted")
+    else:
+        before = finished_now(db)
+        if not rerun_too:
+            row.expected = before
+        signum = getattr(signal, signame)
+        if SIGNALLED[signame][0] == "group":
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+    _, err = finish(proc, row, timeout=180)
+    if not row.note:
+        lines = [line for line in err.splitlines() if line.startswith("nanbench:")]
+        said = [line for line in lines if "interrupted" in line]
+        if len(said) != 1 or "re-run" not in said[0] or "recorded" not in said[0]:
+            row.one_line = False
+            row.problems.append("no one line saying it was interrupted, what was recorded and how to resume")
+        if row.rc != SIGNALLED[signame][1]:
+            row.problems.append(f"exit {row.rc}, not {SIGNALLED[signame][1]}")
+        if finished_now(db) < before:
+            row.problems.append("FINISHED runs lost")
+        parents = parent_statuses(db)
+        if parents != ["KILLED"]:
+            row.problems.append(f"parent run {', '.join(parents) or 'missing'}, not KILLED")
+        left = [p.name for p in tmpdir.iterdir()]
+        if left:
+            row.problems.append("left in TMPDIR: " + ", ".join(left))
+    if not rerun_too:
+        count(db, row)
+        return row
+    rerun = run(cmd, Row("rerun"))
+    row.rerun_rc = rerun.returncode
+    judge_message(rerun.stderr, row)
+    count(db, row)
+    if rerun.returncode != 0:
+        row.problems.append(f"re-run exit {rerun.returncode}")
+    return row
+
+
 ROUND_TWO_FAST = [("stale server pid", stale_server_state)]  # train nothing: part of --fast
-ROUND_TWO = [("full artifact disk", full_artifact_disk)]  # train: the full run only
+ROUND_TWO = [("full artifact disk", full_artifact_disk)] + [  # train: the full run only
+    (f"interrupt {signame}, {launcher}", lambda tmp, a=(signame, launcher): interrupt_scenario(*a, tmp))
+    for launcher in ("basic", "jobs=2") for signame in SIGNALLED]
 
 
 def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list[str]):

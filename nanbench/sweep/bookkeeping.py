@@ -112,14 +112,15 @@ def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> di
 
 
 def finish_parent(tracker, parent_run_id: str, failure: str | None = None, complete: str | None = None,
-                  exp_id: str | None = None) -> None:
-    """The parent run's end (Tracker.finish_parent). `complete`: the grid's fingerprint, when every
-    run of every job is FINISHED; recorded with the experiment's FINISHED training runs at this
-    moment, for the next invocation's "nothing to do" (see completed)."""
+                  exp_id: str | None = None, status: str | None = None) -> None:
+    """The parent run's end (Tracker.finish_parent; `status`: KILLED for a sweep its user
+    stopped). `complete`: the grid's fingerprint, when every run of every job is FINISHED;
+    recorded with the experiment's FINISHED training runs at this moment, for the next
+    invocation's "nothing to do" (see completed)."""
     tags = {}
     if complete and exp_id is not None:
         tags = {vocab.COMPLETE_TAG: complete, vocab.FINISHED_TAG: str(tracker.finished_count(exp_id))}
-    tracker.finish_parent(parent_run_id, failure=failure, tags=tags)
+    tracker.finish_parent(parent_run_id, failure=failure, tags=tags, status=status)
 
 
 def finished_now(tracker, exp_id: str) -> set[str]:
