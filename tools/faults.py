@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -414,8 +415,97 @@ def interrupt_scenario(signame: str, launcher: str, tmp: Path) -> Row:
     return row
 
 
+def server_runs(url: str, experiment: str = "smoke") -> list[tuple[str, str]]:
+    """(status, config_hash) of an MLflow server's active training runs, through its REST API."""
+    import urllib.parse
+    import urllib.request
+
+    def ask(path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            return json.loads(reply.read() or b"{}")
+
+    try:
+        exp = ask("/api/2.0/mlflow/experiments/get-by-name?" + urllib.parse.urlencode({"experiment_name": experiment}))
+    except OSError:
+        return []
+    found, token = [], None
+    while True:
+        page = ask("/api/2.0/mlflow/runs/search", {
+            "experiment_ids": [exp["experiment"]["experiment_id"]], "max_results": 1000,
+            "filter": "tags.`nanbench.role` = 'child'", **({"page_token": token} if token else {})})
+        for r in page.get("runs", []):
+            tags = {t["key"]: t["value"] for t in r.get("data", {}).get("tags", [])}
+            found.append((r["info"]["status"], tags.get("config_hash", "")))
+        token = page.get("next_page_token")
+        if not token:
+            return found
+
+
+def count_server(url: str, row: Row) -> None:
+    runs = server_runs(url)
+    hashes = [h for status, h in runs if status == "FINISHED"]
+    row.finished, row.duplicates = len(hashes), len(hashes) - len(set(hashes))
+    row.killed = sum(status == "KILLED" for status, _ in runs)
+    row.running = sum(status == "RUNNING" for status, _ in runs)
+
+
+def stopped_server(tmp: Path) -> Row:
+    """`make server-stop` mid-sweep with STORE=http://... (the project's own PostgreSQL + mlflow
+    server, on loopback): the sweep fails within a minute, its retries said on stderr as they
+    happen, in one line; its last stdout line counts the runs the server did record (not "no new
+    runs"). The server started again, a re-run completes the grid, each run once."""
+    from nanbench.cluster import server
+    from nanbench.cluster.check import free_port
+
+    row = Row("MLflow server stopped mid-sweep", expected=EXPECTED)
+    os.chmod(tmp, 0o755)  # as root, PostgreSQL runs as postgres, which must reach its folder
+    folder = tmp / "server"
+    ports = dict(port=free_port(), pg_port=free_port())
+    try:
+        try:
+            srv = server.start(folder, workers=1, quiet=True, **ports)
+        except server.ServerError as exc:
+            row.note = f"skipped: no server here ({exc})"
+            return row
+        cmd = sweep_cmd(srv.url, tmp, *GRID, "train.epochs=1000")
+        proc = start(cmd)
+        if not wait_until(lambda: sum(s == "FINISHED" for s, _ in server_runs(srv.url)) >= 2, proc=proc):
+            row.note = "ended before the server was stopped"
+            row.problems.append("not stopped mid-sweep")
+        server.stop(folder, quiet=True)
+        stopped = time.time()
+        out, err = finish(proc, row, timeout=600)
+        took = time.time() - stopped
+        if took > 60:
+            row.problems.append(f"failed {took:.0f} s after the server stopped, not within a minute")
+        if row.rc != 1:
+            row.problems.append(f"exit {row.rc}, not 1")
+        if "try 2 of" not in err:
+            row.problems.append("no retry said on stderr")
+        if not any(line.startswith("nanbench: error") for line in err.splitlines()):
+            row.one_line = False
+        last = [line for line in out.splitlines() if line.startswith(f"nanbench: sweep smoke stopped")]
+        srv = server.start(folder, workers=1, quiet=True, **ports)
+        recorded = sum(s == "FINISHED" for s, _ in server_runs(srv.url))
+        tail = last[-1].rsplit(": ", 1)[-1] if last else "nothing"
+        said = sum(int(n) for n in re.findall(r"(\d+) [a-z]+", tail))
+        if said != recorded:
+            row.problems.append(f"stdout says {tail!r}; the server holds {recorded} FINISHED")
+        rerun = run(cmd, Row("rerun"))
+        row.rerun_rc = rerun.returncode
+        judge_message(rerun.stderr, row)
+        count_server(srv.url, row)
+        if rerun.returncode != 0:
+            row.problems.append(f"re-run exit {rerun.returncode}")
+    finally:
+        server.stop(folder, quiet=True)
+    return row
+
+
 ROUND_TWO_FAST = [("stale server pid", stale_server_state)]  # train nothing: part of --fast
-ROUND_TWO = [("full artifact disk", full_artifact_disk)] + [  # train: the full run only
+ROUND_TWO = [("full artifact disk", full_artifact_disk), ("stopped server", stopped_server)] + [  # train: the full run only
     (f"interrupt {signame}, {launcher}", lambda tmp, a=(signame, launcher): interrupt_scenario(*a, tmp))
     for launcher in ("basic", "jobs=2") for signame in SIGNALLED]
 

@@ -123,6 +123,12 @@ def finish_parent(tracker, parent_run_id: str, failure: str | None = None, compl
     tracker.finish_parent(parent_run_id, failure=failure, tags=tags, status=status)
 
 
+def recorded_here(tracker, parent_run_id: str) -> dict[str, int]:
+    """The runs of this parent that this store's process recorded, by outcome, without asking
+    the store (what a sweep says it kept when the store no longer answers)."""
+    return dict(tracker.recorded.get(parent_run_id, {}))
+
+
 def finished_now(tracker, exp_id: str) -> set[str]:
     return tracker.finished_hashes(exp_id)
 

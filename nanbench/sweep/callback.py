@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from nanbench.sweep import interrupts
 from nanbench.sweep.bookkeeping import (DONE_FILE, completed, end_sweep_store, finish_parent, finished_now,
-                                        record_invalid, start_sweep_store)
+                                        record_invalid, recorded_here, start_sweep_store)
 from nanbench.sweep.grid import (check_base, check_inner, check_jobs, experiment_name, grid_fingerprint, one_line,
                                  tracking_spec)
 from nanbench.sweep.progress import progress_close
@@ -33,7 +33,7 @@ class SweepCallback(Callback):
     """Creates the sweep's parent run before jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        session.lost, session.jobs_complete = None, False
+        session.lost, session.failed, session.jobs_complete = None, None, False
         interrupts.install()  # Ctrl-C, SIGTERM, SIGHUP: the sweep's end, in one line (see interrupt)
         from nanbench.cluster.launcher import check_launcher
         from nanbench.validate import check_device
@@ -136,11 +136,14 @@ class SweepCallback(Callback):
         try:
             counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
         except Exception as exc:  # noqa: BLE001 - a full or broken store: say so, in the one line
-            counts = {}
             failure = failure or f"the store could not record the sweep's end ({describe_fault(exc)})"
+            try:  # what this sweep's store process did record, counted there
+                counts = self._store.call(recorded_here, self._parent)
+            except Exception:  # noqa: BLE001 - the store process itself is gone
+                counts = {}
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
-        print(f"nanbench: sweep {name} {'stopped' if failure else 'done'} in {wall:.1f} s: {summary_line}",
-              flush=True)
+        print(f"nanbench: sweep {name} {'stopped' if failure else 'done'} in {time.time() - self._start:.1f} s: "
+              f"{summary_line}", flush=True)
         try:  # a finished sweep stays finished whatever the summary does
             if config.sweep.get("summarize", True) and not failure:
                 summarize_sweep(config, name, self._parent)

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from nanbench.tracking.protocol import MAX_BATCH, Connection, log_batch, serve
+from nanbench.tracking.protocol import MAX_BATCH, BatchLost, Connection, log_batch, serve
 
 
 
@@ -109,7 +109,7 @@ class ThreadWriter:
         self.queue.put(None)
         self.thread.join()
         if self.errors:
-            raise RuntimeError(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
+            raise BatchLost(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
 
 
 class ProcessStore(Connection):

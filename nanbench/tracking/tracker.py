@@ -15,6 +15,7 @@ from pathlib import Path
 from nanbench import vocab
 from nanbench.result import RunResult
 from nanbench.spec import TrackingSpec
+from nanbench.tracking.http import RetryingClient, bound_mlflow_retries, is_http
 from nanbench.tracking.record import build_record, steps_csv
 from nanbench.tracking.sqlite import (fast_sqlite, insert_records, is_sql_store, quiet_mlflow,
                                       retry, seed_sqlite_store, time_ordered_id)
@@ -65,6 +66,12 @@ class Tracker:
             seed_sqlite_store(sqlite_path(spec.uri))
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.uri)
+        if is_http(spec.uri):  # bounded retries, said as they happen (nanbench.tracking.http)
+            bound_mlflow_retries()
+            self.client = RetryingClient(self.client, spec.uri)
+        # runs this process recorded, by parent run and outcome: what a sweep says it kept when
+        # the store can no longer be asked (a server that stopped answering)
+        self.recorded: dict[str | None, dict[str, int]] = {}
         self._experiments: dict[str, str] = {}
         self._locations: dict[str, str] = {}
         # database stores take whole batches of runs in one transaction; False: MLflow's calls
@@ -164,6 +171,7 @@ class Tracker:
                 for rec in records:  # no row names them: nothing may point at them later
                     remove_artifacts(rec.artifact_uri)
                 raise
+            self._count(items, parent_run_id)
             return [rec.run_id for rec in records]
         for (result, _), rec in zip(items, records):
             run = self.client.create_run(exp_id, start_time=rec.start_ms, run_name=rec.name, tags=rec.tags)
@@ -181,7 +189,13 @@ class Tracker:
                     pass
                 raise
             self.client.set_terminated(rec.run_id, status=rec.status, end_time=rec.end_ms)
+            self._count([(result, None)], parent_run_id)
         return [rec.run_id for rec in records]
+
+    def _count(self, items, parent_run_id: str | None) -> None:
+        counts = self.recorded.setdefault(parent_run_id, {})
+        for result, _ in items:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
 
     def start_parent(self, experiment: str, name: str, *, role: str = vocab.PARENT,
                      tags: dict[str, str] | None = None, params: dict | None = None) -> str:
