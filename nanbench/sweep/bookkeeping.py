@@ -57,9 +57,8 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
     if str(len(uris)) not in {m for (m,) in marks}:
         return None
     # every one with its steps.csv (one deleted since: the sweep runs, and trains it again)
-    from nanbench.tracking.uri import local_folder
-    folders = [local_folder(u or "") for u in uris]
-    if any(f is not None and not (f / "steps.csv").is_file() for f in folders):
+    from nanbench.tracking.uri import steps_missing
+    if any(steps_missing(u or "") for u in uris):
         return None
     return len(uris)
 

@@ -19,7 +19,7 @@ from nanbench.tracking.http import RetryingClient, bound_mlflow_retries, is_http
 from nanbench.tracking.record import build_record, steps_csv
 from nanbench.tracking.sqlite import (fast_sqlite, insert_records, is_sql_store, quiet_mlflow,
                                       retry, seed_sqlite_store, time_ordered_id)
-from nanbench.tracking.uri import EXPERIMENT_KIND, MODEL_TRAINING, check_uri, local_folder, sqlite_path
+from nanbench.tracking.uri import EXPERIMENT_KIND, MODEL_TRAINING, check_uri, local_folder, sqlite_path, steps_missing
 
 
 def remove_artifacts(artifact_uri: str) -> None:
@@ -279,7 +279,8 @@ class Tracker:
         """FINISHED training runs whose steps.csv is missing from a local artifact folder (left by
         a version that committed a run before writing its artifacts, or deleted since) become
         KILLED, with the reason as their ``error`` tag: a resumed sweep trains them again instead
-        of counting them done. Runs in a served artifact store are not checked (a request per run)."""
+        of counting them done. Runs in a served artifact store are not checked (a request per
+        run), nor those of an experiment whose artifact folder is gone (see steps_missing)."""
         if not self.bulk:
             return 0
         import sqlalchemy as sa
@@ -293,8 +294,7 @@ class Tracker:
                         SqlRun.status == "FINISHED"))
         with self.client._tracking_client.store.ManagedSessionMaker() as session:
             rows = list(session.execute(query))
-        missing = [run_id for run_id, uri in rows
-                   if (folder := local_folder(uri or "")) is not None and not (folder / "steps.csv").is_file()]
+        missing = [run_id for run_id, uri in rows if steps_missing(uri or "")]
         for run_id in missing:
             self.client.set_tag(run_id, vocab.ERROR, "its steps.csv is missing: trained again by the next sweep")
             self.client.set_terminated(run_id, status="KILLED")

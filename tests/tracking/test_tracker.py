@@ -295,3 +295,5 @@ def test_no_run_is_finished_without_its_steps_csv(tmp_path):
     assert good.mark_incomplete(exp_id) == 1
     statuses = sorted(good.client.get_run(i).info.status for i in ids)
     assert statuses == ["FINISHED", "KILLED"] and good.finished_count(exp_id) == 1
+    (tmp_path / "a").rename(tmp_path / "moved")  # the artifacts moved away whole: not judged
+    assert good.mark_incomplete(exp_id) == 0 and good.finished_count(exp_id) == 1
