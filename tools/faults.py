@@ -12,8 +12,12 @@ small grid (4 jobs x 3 runs) and a temporary SQLite store, injects one fault, an
 Faults: kill -9 of the sweep process, of a worker, of the store process, early / in the middle /
 late, for the basic launcher, JOBS=2 and JOBS=4; two identical and two different sweeps at
 once; a store on a full disk, a read-only store, a corrupted store; every bad value of the list
-below (single runs and sweeps). ``--fast`` runs only the scenarios that train nothing (the part
-``make test`` runs). It prints one Markdown table and, last, one JSON line; exit status 0 when
+below (single runs and sweeps). Round two (issue 32): an artifact folder on a full disk (no run
+FINISHED without its steps.csv), Ctrl-C / SIGTERM / SIGHUP for the basic launcher and JOBS=2
+(one line, parent KILLED, exit 128 + the signal, nothing left in TMPDIR), a stale pid in the
+server's state.json (never signalled), an MLflow server stopped mid-sweep (failed within a
+minute, retries said, what was recorded counted). ``--fast`` runs only the scenarios that train
+nothing (the part ``make test`` runs); ``--only TEXT`` those whose name contains TEXT. It prints one Markdown table and, last, one JSON line; exit status 0 when
 the whole suite has 0 lost, 0 duplicated, 0 orphans and 0 tracebacks, else 1. (For two sweeps
 at once, "re-run exit" is the second sweep's exit status.)
 """
