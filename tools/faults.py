@@ -482,6 +482,7 @@ def stopped_server(tmp: Path) -> Row:
         stopped = time.time()
         out, err = finish(proc, row, timeout=600)
         took = time.time() - stopped
+        row.note = f"ended {took:.0f} s after the server stopped"
         if took > 60:
             row.problems.append(f"failed {took:.0f} s after the server stopped, not within a minute")
         if row.rc != 1:
