@@ -64,7 +64,11 @@ def _hydra_main(cfg: DictConfig):
 
 
 def main() -> None:
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt as exc:  # Ctrl-C; during a sweep also SIGTERM, SIGHUP (nanbench.sweep.interrupts)
+        from nanbench.sweep import interrupted
+        sys.exit(interrupted(exc))
     from nanbench.sweep import session
     if session.exit_status:
         sys.exit(session.exit_status)

@@ -117,6 +117,29 @@ def test_server_stop_when_nothing_runs(tmp_path):
     assert out.returncode == 0 and "was not running" in out.stdout
 
 
+def test_a_stale_server_pid_is_never_signalled(tmp_path):
+    """state.json naming a live, unrelated session leader (a pid reused after a reboot): `stop`
+    leaves it alone, says the state is stale and clears it."""
+    from nanbench.cluster import process_start, server
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        folder = tmp_path / "s"
+        folder.mkdir()
+        state = server.Server(folder=str(folder), port=5999, pg_port=5998, workers=1, pid=bystander.pid)
+        assert not server.ours(state)  # `sleep`: not an mlflow server
+        state.started = "another-boot 1"
+        assert not server.ours(state)
+        server._write_state(state)
+        out = subprocess.run([PY, "-m", "nanbench.cluster.server", "stop", "--folder", str(folder)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert out.returncode == 0 and "stale" in out.stderr, out.stderr
+        assert bystander.poll() is None and process_start(bystander.pid) is not None
+        assert not (folder / "state.json").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 # --------------------------------------------------------------------------------------------
 # Slow: real PostgreSQL, mlflow server and Ray
 

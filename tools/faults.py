@@ -12,10 +12,15 @@ small grid (4 jobs x 3 runs) and a temporary SQLite store, injects one fault, an
 Faults: kill -9 of the sweep process, of a worker, of the store process, early / in the middle /
 late, for the basic launcher, JOBS=2 and JOBS=4; two identical and two different sweeps at
 once; a store on a full disk, a read-only store, a corrupted store; every bad value of the list
-below (single runs and sweeps). ``--fast`` runs only the scenarios that train nothing (the part
-``make test`` runs). It prints one Markdown table and, last, one JSON line; exit status 0 when
-the whole suite has 0 lost, 0 duplicated, 0 orphans and 0 tracebacks, else 1. (For two sweeps
-at once, "re-run exit" is the second sweep's exit status.)
+below (single runs and sweeps). Round two (issue 32): an artifact folder on a full disk (no run
+FINISHED without its steps.csv), Ctrl-C / SIGTERM / SIGHUP for the basic launcher and JOBS=2
+(one line, parent KILLED, exit 128 + the signal, nothing left in TMPDIR), a stale pid in the
+server's state.json (never signalled), an MLflow server stopped mid-sweep (failed within a
+minute, retries said, what was recorded counted): tools.faults_round_two. ``--fast`` runs only
+the scenarios that train nothing (the part ``make test`` runs); ``--only TEXT`` those whose name
+contains TEXT. It prints one Markdown table and, last, one JSON line; exit status 0 when the
+whole suite has 0 lost, 0 duplicated, 0 orphans and 0 tracebacks, else 1. (For two sweeps at
+once, "re-run exit" is the second sweep's exit status.)
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nanbench.config import ROOT
+from tools.fault_procs import _mount_tmpfs, _umount
+from tools.faults_round_two import ROUND_TWO, ROUND_TWO_FAST  # issue 32's scenarios
 from tools.fault_procs import (EPOCHS, EXPECTED, GRID, Row, _env, children_of, cmdline, corrupt, count, finish, finished_now, judge_message, run, start, sweep_cmd, wait_until)
 POINTS = {"early": 0, "middle": 4, "late": 9}  # FINISHED runs in the store before the kill
 
@@ -161,17 +168,6 @@ def two_sweeps(same: bool, tmp: Path, wait: bool = False) -> Row:
     return row
 
 
-def _mount_tmpfs(folder: Path, size: str) -> bool:
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True)
-    return done.returncode == 0
-
-
-def _umount(folder: Path) -> None:
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
 def full_disk(tmp: Path) -> Row:
     """The store's folder is a 3 MB tmpfs: it fills up mid-sweep. The sweep must stop with one
     line; once the folder has room again, a re-run completes the grid exactly once."""
@@ -261,8 +257,10 @@ def scenarios(fast: bool, launchers: list[str], points: list[str], targets: list
         yield name, lambda tmp, a=(name, overrides, mode): bad_value(*a, tmp)
     yield from round_two_b(fast)  # issue 32's items 7 and 9 (section below)
     yield "read-only store", read_only_store
+    yield from ROUND_TWO_FAST
     if fast:
         return
+    yield from ROUND_TWO
     yield "two identical sweeps", lambda tmp: two_sweeps(True, tmp)
     yield "two identical sweeps, wait", lambda tmp: two_sweeps(True, tmp, wait=True)
     yield "two different sweeps", lambda tmp: two_sweeps(False, tmp)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 
 def stop_group(pid: int, grace: float = 10.0) -> bool:
@@ -80,3 +81,25 @@ def group_pids(sid: int) -> list[int]:
 
 def group_alive(sid: int) -> bool:
     return bool(group_pids(sid))
+
+
+def process_start(pid: int) -> str | None:
+    """Which process `pid` is, for as long as it lives: this boot's id and the process's start
+    time (clock ticks after boot, /proc/PID/stat field 22). A pid is reused once its process has
+    ended, after a reboot at once, so a pid alone recorded in a file may name an unrelated process
+    later; the pair does not. None when no process has that pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{boot} {stat[stat.rindex(')') + 2:].split()[19]}"
+
+
+def process_cmdline(pid: int) -> str:
+    """The command line of process `pid`, its arguments joined by spaces ('' when none)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""

@@ -14,7 +14,9 @@ shared file system is not one (its locks do not hold over NFS). So the project s
 
 ``start`` returns at once when the server is already up, ``stop`` stops both whether or not
 ``start`` completed, and a busy port or a missing PostgreSQL is one line and exit 2. The state
-(ports, the server's pid) is ``results/server/state.json``.
+(ports, the server's pid, its start time and command line) is ``results/server/state.json``; a
+pid is signalled only while it is still the process ``start`` started (after a reboot, or once
+the server has ended, the pid may be anyone's): else the state is stale, said, and cleared.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nanbench.cluster import group_alive, stop_group
+from nanbench.cluster import group_alive, process_cmdline, process_start, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDER = ROOT / "results" / "server"
@@ -57,6 +59,8 @@ class Server:
     workers: int
     pid: int = 0                 # the mlflow server's session
     host: str = "127.0.0.1"      # where the mlflow server listens (PostgreSQL: 127.0.0.1 always)
+    started: str = ""            # the pid's boot and start time (nanbench.cluster.process_start)
+    cmdline: str = ""            # the pid's command line when it was started
 
     @property
     def url(self) -> str:
@@ -143,6 +147,37 @@ def _write_state(server: Server) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(server)))
     os.replace(tmp, path)
+
+
+def ours(server: Server) -> bool:
+    """Whether ``server.pid`` is still the mlflow server ``start`` started: the same boot and
+    start time, and a command line of ``mlflow server`` (a state written before the start time
+    was recorded: ``mlflow server`` on its port)."""
+    if not server.pid:
+        return False
+    now = process_start(server.pid)
+    if now is None or (server.started and now != server.started):
+        return False
+    words = process_cmdline(server.pid).split()
+    if not any(Path(w).name == "mlflow" for w in words) or "server" not in words:
+        return False
+    return bool(server.started) or str(server.port) in words
+
+
+def recorded_server(folder: Path) -> Server | None:
+    """The folder's state, when its pid is still the server it started; a stale state (the pid
+    ended, or now another process's) is said on stderr and cleared, and nothing is signalled."""
+    state = read_state(folder)
+    if state is None or not state.pid:
+        return state
+    if ours(state):
+        return state
+    if process_start(state.pid) is not None:  # someone else's process now: never signalled
+        print(f"nanbench: warning: {_state_path(folder)} names pid {state.pid}, which is no longer the "
+              f"MLflow server started there (now: {process_cmdline(state.pid)[:120] or 'another process'}); "
+              "the state is stale: cleared, nothing signalled", file=sys.stderr, flush=True)
+    _state_path(folder).unlink(missing_ok=True)
+    return None
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -236,7 +271,7 @@ def start(folder: Path = FOLDER, port: int = 5000, pg_port: int = 5433, workers:
     reached only by the server."""
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    running = read_state(folder)
+    running = recorded_server(folder)
     if running and running.pid and group_alive(running.pid) and healthy(running.url):
         if (running.port, running.pg_port) != (port, pg_port):
             raise ServerError(f"a server of {folder} is already up at {running.url} (PostgreSQL on "
@@ -263,7 +298,8 @@ def start(folder: Path = FOLDER, port: int = 5000, pg_port: int = 5433, workers:
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True, cwd=folder)
     log.close()
-    server.pid = proc.pid
+    server.pid, server.started = proc.pid, process_start(proc.pid) or ""
+    server.cmdline = process_cmdline(proc.pid)  # after exec: Popen returns once it succeeded
     _write_state(server)
     deadline = time.time() + START_TIMEOUT
     while not healthy(server.url):
@@ -283,7 +319,7 @@ def start(folder: Path = FOLDER, port: int = 5000, pg_port: int = 5433, workers:
 def stop(folder: Path = FOLDER, quiet: bool = False) -> bool:
     """Stop the folder's MLflow server and PostgreSQL; returns whether anything was running."""
     folder = Path(folder).resolve()
-    state = read_state(folder)
+    state = recorded_server(folder)
     stopped = False
     if state and state.pid:
         stopped = stop_group(state.pid) or stopped
@@ -311,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "stop":
             stop(Path(args.folder))
         else:
-            state = read_state(Path(args.folder))
+            state = recorded_server(Path(args.folder))
             up = bool(state and state.pid and group_alive(state.pid) and healthy(state.url))
             print(f"nanbench: server {state.url} is up" if up else "nanbench: no server is up", flush=True)
             return 0 if up else 1

@@ -15,12 +15,13 @@ The modules, in the order a sweep meets them:
 - :mod:`~nanbench.sweep.workers`: joblib's workers, warmed early and watched.
 - :mod:`~nanbench.sweep.jobs`: :func:`run_job`, one Hydra job's runs, trained and recorded.
 - :mod:`~nanbench.sweep.progress`: the live bar.
+- :mod:`~nanbench.sweep.interrupts`: Ctrl-C, SIGTERM and SIGHUP, turned into the sweep's end.
 """
 
-from nanbench.sweep.callback import SweepCallback, abort, before_relaunch, jobs_returned
+from nanbench.sweep.callback import SweepCallback, abort, before_relaunch, interrupted, jobs_returned
 from nanbench.sweep.grid import expand, experiment_name, inner_grid
 from nanbench.sweep.jobs import run_job
 from nanbench.sweep.session import session
 
-__all__ = ["SweepCallback", "abort", "before_relaunch", "expand", "experiment_name", "inner_grid",
+__all__ = ["SweepCallback", "abort", "before_relaunch", "expand", "interrupted", "experiment_name", "inner_grid",
            "jobs_returned", "run_job", "session"]

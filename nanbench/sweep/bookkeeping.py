@@ -46,30 +46,38 @@ def completed(cfg: DictConfig, fingerprint: str) -> int | None:
                 "and r.status = 'FINISHED'", (vocab.COMPLETE_TAG, fingerprint, vocab.FINISHED_TAG, name)).fetchall()
             if not marks:
                 return None
-            (configurations,) = conn.execute(
-                "select count(distinct h.value) from runs r "
+            rows = conn.execute(
+                "select r.artifact_uri, h.value from runs r "
                 "join experiments e on e.experiment_id = r.experiment_id "
                 "join tags t on t.run_uuid = r.run_uuid and t.key = ? and t.value = ? "
                 "join tags h on h.run_uuid = r.run_uuid and h.key = ? "
                 "where e.name = ? and r.lifecycle_stage = 'active' and r.status = 'FINISHED'",
-                (vocab.ROLE, vocab.CHILD, vocab.CONFIG_HASH, name)).fetchone()
+                (vocab.ROLE, vocab.CHILD, vocab.CONFIG_HASH, name)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error:
         return None
     # distinct configurations, not runs: after sweep.redo=true each has two FINISHED runs, and the
     # grid is still all FINISHED (a mark written before this counted runs: equal where no redo was)
-    return configurations if str(configurations) in {m for (m,) in marks} else None
+    configurations = len({h for _, h in rows})
+    if str(configurations) not in {m for (m,) in marks}:
+        return None
+    # every one with its steps.csv (one deleted since: the sweep runs, and trains it again)
+    from nanbench.tracking.uri import steps_missing
+    if any(steps_missing(u or "") for u, _ in rows):
+        return None
+    return configurations
 
 
 def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict | None = None) -> dict:
     """The store's side of a sweep's start: the experiment, runs an interrupted earlier invocation
-    left RUNNING marked KILLED, the configurations already FINISHED (written to the jobs' sweep
+    left RUNNING marked KILLED (and FINISHED runs missing their steps.csv), the configurations already FINISHED (written to the jobs' sweep
     directory, for them to skip) and a new parent run (its id written there for the jobs, with
     `server`: where the jobs send their runs, when the launching process serves its store)."""
     name = experiment_name(config)
     exp_id = tracker.experiment_id(name)
     killed = tracker.mark_interrupted(exp_id)
+    incomplete = tracker.mark_incomplete(exp_id)  # FINISHED without steps.csv: trained again
     done = set() if config.sweep.redo else tracker.finished_hashes(exp_id)
     runs = grid_size(config)
     overrides = list(config.hydra.overrides.task)
@@ -86,7 +94,7 @@ def start_sweep_store(tracker, config: DictConfig, sweep_dir: str, server: dict 
         "runs": runs, "start": time.time(), "store": server,
         "launcher_pid": os.getpid() if server else None}))  # served: this is the launching process
     return {"parent_run_id": parent, "experiment": name, "experiment_id": exp_id,
-            "runs": runs, "done": len(done), "killed": killed}
+            "runs": runs, "done": len(done), "killed": killed, "incomplete": incomplete}
 
 
 def write_private(path: Path, text: str) -> None:
@@ -109,14 +117,21 @@ def end_sweep_store(tracker, exp_id: str, parent_run_id: str, wall: float) -> di
 
 
 def finish_parent(tracker, parent_run_id: str, failure: str | None = None, complete: str | None = None,
-                  exp_id: str | None = None) -> None:
-    """The parent run's end (Tracker.finish_parent). `complete`: the grid's fingerprint, when every
-    run of every job is FINISHED; recorded with the experiment's FINISHED training runs at this
-    moment (distinct configurations), for the next invocation's "nothing to do" (see completed)."""
+                  exp_id: str | None = None, status: str | None = None) -> None:
+    """The parent run's end (Tracker.finish_parent; `status`: KILLED for a sweep its user
+    stopped). `complete`: the grid's fingerprint, when every run of every job is FINISHED;
+    recorded with the experiment's FINISHED training runs at this moment (distinct
+    configurations), for the next invocation's "nothing to do" (see completed)."""
     tags = {}
     if complete and exp_id is not None:
         tags = {vocab.COMPLETE_TAG: complete, vocab.FINISHED_TAG: str(len(tracker.finished_hashes(exp_id)))}
-    tracker.finish_parent(parent_run_id, failure=failure, tags=tags)
+    tracker.finish_parent(parent_run_id, failure=failure, tags=tags, status=status)
+
+
+def recorded_here(tracker, parent_run_id: str) -> dict[str, int]:
+    """The runs of this parent that this store's process recorded, by outcome, without asking
+    the store (what a sweep says it kept when the store no longer answers)."""
+    return dict(tracker.recorded.get(parent_run_id, {}))
 
 
 def finished_now(tracker, exp_id: str) -> set[str]:

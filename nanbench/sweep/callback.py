@@ -18,21 +18,24 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from nanbench.sweep import interrupts
 from nanbench.sweep.bookkeeping import (DONE_FILE, completed, end_sweep_store, finish_parent, finished_now,
-                                        record_invalid, start_sweep_store)
+                                        record_invalid, recorded_here, start_sweep_store)
 from nanbench.sweep.grid import (check_base, check_inner, check_jobs, experiment_name, grid_fingerprint, one_line,
                                  tracking_spec)
 from nanbench.sweep.grid import check_size
 from nanbench.sweep.progress import progress_close
 from nanbench.sweep.session import session
-from nanbench.sweep.workers import describe_fault, is_joblib, jobs_run_here, start_workers, stop_workers
+from nanbench.sweep.workers import (describe_fault, is_joblib, jobs_run_here, start_resource_tracker, start_workers,
+                                    stop_workers)
 
 
 class SweepCallback(Callback):
     """Creates the sweep's parent run before jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        session.lost, session.jobs_complete = None, False
+        session.lost, session.failed, session.jobs_complete = None, None, False
+        interrupts.install()  # Ctrl-C, SIGTERM, SIGHUP: the sweep's end, in one line (see interrupt)
         from nanbench.cluster.launcher import check_launcher
         from nanbench.validate import check_device
         from nanbench.spec import ConfigError
@@ -72,6 +75,8 @@ class SweepCallback(Callback):
                 configure_tensorflow()
                 import nanbench.engines.fused  # noqa: F401 - Keras, imported while the child works
             else:
+                if is_joblib(config):
+                    start_resource_tracker()
                 warming = start_workers(config)
                 store = LocalStore(tracking_spec(config))
                 if is_joblib(config):  # its workers are this machine's processes: they send runs here
@@ -88,7 +93,7 @@ class SweepCallback(Callback):
                   file=sys.stderr, flush=True)
             sys.exit(2)
         session.store, session.active = store, self
-        self._store = store
+        self._store, self._config = store, config
         self._start = time.time()
         self._parent = start["parent_run_id"]
         self._sweep_dir, self._redo = sweep_dir, bool(config.sweep.redo)
@@ -99,22 +104,29 @@ class SweepCallback(Callback):
                     "(sweep.redo=true re-runs them)")
         if start["killed"]:
             msg += f"; marked {start['killed']} interrupted run(s) KILLED"
+        if start.get("incomplete"):
+            msg += f"; marked {start['incomplete']} FINISHED run(s) missing their steps.csv KILLED (trained again)"
         print(msg, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.finish(config)
 
-    def finish(self, config: DictConfig, failure: str | None = None) -> None:
+    def finish(self, config: DictConfig, failure: str | None = None, signum: int | None = None) -> None:
         """Close the sweep: counts on the parent, the summary, the parent FINISHED (FAILED, with
-        `failure` or the lost store's reason, when the sweep could not run to its end)."""
+        `failure` or the lost store's reason, when the sweep could not run to its end; KILLED
+        when the user stopped it with signal `signum`)."""
         if not hasattr(self, "_parent") or session.active is not self:
             return
         session.active = None
+        interrupts.hold()  # closed whole, whatever arrives meanwhile
         with contextlib.suppress(Exception):  # a broken executor: its workers are already gone
             stop_workers(config)
         progress_close()
         if session.store is not None and session.store is not self._store:  # the store process was lost: see store_lost
             self._store = session.store
+        if signum is not None:
+            self._store = self._store_after_interrupt(config)
+            failure = f"interrupted by {interrupts.NAMES.get(signum, f'signal {signum}')}"
         failure = failure or session.lost
         wall = time.time() - self._start
         name = experiment_name(config)
@@ -126,11 +138,14 @@ class SweepCallback(Callback):
         try:
             counts = self._store.call(end_sweep_store, self._exp_id, self._parent, wall)
         except Exception as exc:  # noqa: BLE001 - a full or broken store: say so, in the one line
-            counts = {}
             failure = failure or f"the store could not record the sweep's end ({describe_fault(exc)})"
+            try:  # what this sweep's store process did record, counted there
+                counts = self._store.call(recorded_here, self._parent)
+            except Exception:  # noqa: BLE001 - the store process itself is gone
+                counts = {}
         summary_line = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no new runs"
-        print(f"nanbench: sweep {name} {'stopped' if failure else 'done'} in {wall:.1f} s: {summary_line}",
-              flush=True)
+        print(f"nanbench: sweep {name} {'stopped' if failure else 'done'} in {time.time() - self._start:.1f} s: "
+              f"{summary_line}", flush=True)
         try:  # a finished sweep stays finished whatever the summary does
             if config.sweep.get("summarize", True) and not failure:
                 summarize_sweep(config, name, self._parent)
@@ -140,8 +155,11 @@ class SweepCallback(Callback):
         parent_state = "FAILED"
         complete = (self._fingerprint if not failure and not counts.get("error") and session.jobs_complete
                     and not session.lost else None)
+        if signum is not None:
+            parent_state = "KILLED"
         try:
-            self._store.call(finish_parent, self._parent, failure, complete, self._exp_id)
+            self._store.call(finish_parent, self._parent, failure, complete, self._exp_id,
+                             "KILLED" if signum is not None else None)
         except Exception as exc:  # noqa: BLE001 - left RUNNING: the next invocation marks it KILLED
             failure = failure or f"the store could not close the parent run ({describe_fault(exc)})"
             parent_state = "left RUNNING (the next run of this sweep marks it KILLED)"
@@ -152,8 +170,15 @@ class SweepCallback(Callback):
             session.server = None
         session.store = None
         self._lock.release()
+        interrupts.restore()
         errors = counts.get("error", 0)
-        if failure:
+        if signum is not None:
+            recorded = sum(counts.values())
+            print(f"nanbench: sweep {name} {failure}: {recorded} run(s) recorded by this invocation are kept"
+                  f"{'' if counts else ' (the store could not be read)'}; its parent run is {parent_state}; "
+                  "re-run the same command to train the rest", file=sys.stderr, flush=True)
+            session.exit_status = interrupts.exit_status(signum)
+        elif failure:
             print(f"nanbench: error: sweep {name} stopped: {failure}; its parent run is {parent_state}; "
                   "re-run the same command to train what is missing", file=sys.stderr, flush=True)
             session.exit_status = 1
@@ -167,10 +192,43 @@ class SweepCallback(Callback):
 
 
 
+    def _store_after_interrupt(self, config: DictConfig):
+        """The store to close an interrupted sweep with. What the workers had sent a served store
+        is written first (their connections end with them); a store process is closed (it writes
+        everything it was sent, then ends) and this process opens the store itself: the
+        interrupt may have cut a message to that process in half."""
+        from nanbench.tracking.store import LocalStore, ProcessStore
+        if session.server is not None:
+            session.server.drain(timeout=30)
+        if isinstance(self._store, ProcessStore):
+            with contextlib.suppress(Exception):
+                self._store.close()
+            self._store = session.store = LocalStore(tracking_spec(config))
+        return self._store
+
+
+def interrupted(exc: BaseException) -> int:
+    """A KeyboardInterrupt reached ``python -m nanbench`` (Ctrl-C, or SIGTERM or SIGHUP during a
+    sweep: nanbench.sweep.interrupts): close the open sweep (its parent KILLED, the runs recorded
+    kept, one line) and return the exit status for that signal."""
+    signum = interrupts.signal_of(exc)
+    interrupts.hold()
+    progress_close()
+    active = session.active
+    if active is None:
+        print(f"nanbench: interrupted by {interrupts.NAMES.get(signum, f'signal {signum}')}", file=sys.stderr,
+              flush=True)
+        return interrupts.exit_status(signum)
+    active.finish(active._config, signum=signum)
+    return session.exit_status
+
+
 def abort(config: DictConfig, exc: BaseException) -> None:
     """The jobs could not all run (a worker or the store process was lost, a job raised): close
     the open sweep with its parent FAILED and the reason in one line, and exit 1. Called by
     hydra/sweeper=nanbench in place of Hydra's traceback."""
+    if interrupts.received is not None:  # the signal's own workers' deaths came first
+        sys.exit(interrupted(interrupts.Interrupted(interrupts.received)))
     reason = describe_fault(exc)
     if session.active is None:
         print(f"nanbench: error: the sweep stopped: {reason}", file=sys.stderr, flush=True)
@@ -184,6 +242,8 @@ def before_relaunch(exc: BaseException) -> bool:
     sweep, wait until the served store has written everything the workers sent, refresh the
     configurations FINISHED (the jobs skip them), note the loss (the sweep ends FAILED with it)
     and have the batch launched again. False: not that fault, or it happened twice: give up."""
+    if interrupts.received is not None:  # stopped by the user: nothing is launched again
+        return False
     if type(exc).__name__ != "TerminatedWorkerError" or session.lost or session.active is None or session.server is None:
         return False
     reason = describe_fault(exc)

@@ -27,7 +27,7 @@ from nanbench.sweep.grid import experiment_name, inner_grid, iter_runs, tracking
 from nanbench.sweep.progress import advance, progress
 from nanbench.sweep.session import session
 from nanbench.sweep.workers import JOBS_FILE, threads_per_worker, watch_launcher
-from nanbench.tracking.protocol import StoreLost
+from nanbench.tracking.protocol import BatchLost, StoreLost
 
 
 def run_job(cfg: DictConfig) -> dict[str, int]:
@@ -52,6 +52,8 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     runs = iter_runs(cfg, rows)  # one at a time: only each run's spec is kept until the job trains
     n_runs = len(rows) * len(inner_grid(cfg))
     store = job_store(cfg, meta)
+    if session.failed and store is session.store:  # the store lost a batch: train nothing more
+        raise BatchLost(session.failed)
     if meta.get("launcher_pid") not in (None, os.getpid()):
         watch_launcher()  # a worker: it ends when the sweep's process does
     tags = {"sweep": name, vocab.ROLE: vocab.CHILD, "hydra_job": str(hydra_cfg.job.num)}
@@ -97,25 +99,30 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
             continue
         pending.append(spec)
     start = time.time()
-    for call in execute_calls(pending, side_by_side=side_by_side):
-        for _, result in call:
-            try:
-                writer.put(result, start)
-            except (OSError, EOFError, StoreLost) as exc:
-                recover(exc)
-                writer.put(result, start)
-            trained += 1
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            advance(bar, result.outcome)
-        start = time.time()
     try:
-        # the launching process's own store process writes this job's last runs while the next
-        # job trains (its answer is read by the next request, at the latest the sweep's end);
-        # a worker's store connection may end with its process, so a worker waits
-        writer.close(wait=store is not session.store)
-    except (OSError, EOFError, StoreLost) as exc:  # what it had been sent is lost: resume trains it again
-        recover(exc)
-        writer.close()
+        for call in execute_calls(pending, side_by_side=side_by_side):
+            for _, result in call:
+                try:
+                    writer.put(result, start)
+                except (OSError, EOFError, StoreLost) as exc:
+                    recover(exc)
+                    writer.put(result, start)
+                trained += 1
+                counts[result.outcome] = counts.get(result.outcome, 0) + 1
+                advance(bar, result.outcome)
+            start = time.time()
+        try:
+            # the launching process's own store process writes this job's last runs while the next
+            # job trains (its answer is read by the next request, at the latest the sweep's end);
+            # a worker's store connection may end with its process, so a worker waits
+            writer.close(wait=store is not session.store)
+        except (OSError, EOFError, StoreLost) as exc:  # what it had been sent is lost: resume trains it again
+            recover(exc)
+            writer.close()
+    except BatchLost as exc:  # a full disk, a server gone: the jobs still to come train nothing
+        if store is session.store:
+            session.failed = str(exc)
+        raise
     elapsed = time.perf_counter() - t0
     if bar is None:
         folded = {key for row in rows for key in row}  # their values are the runs'; the line names the job's own

@@ -16,6 +16,7 @@ class Session:
     server: Any = None         # with joblib: the same store served to the workers (StoreServer)
     active: Any = None         # the open SweepCallback (for abort)
     lost: str | None = None    # why the store process was replaced mid-sweep, if it was
+    failed: str | None = None  # a batch of runs the store could not write: the jobs left stop at once
     jobs_complete: bool = False  # set from the jobs' returns: no job had an errored run
     exit_status: int = 0       # read by nanbench.cli.main after Hydra returns
 

@@ -45,6 +45,21 @@ def start_workers(config: DictConfig) -> threading.Thread | None:
     return thread
 
 
+def start_resource_tracker() -> None:
+    """Start joblib's resource tracker (the process that removes its workers' shared memory)
+    ignoring SIGHUP, as it already ignores SIGINT and SIGTERM: a closed terminal signals the
+    sweep's whole process group, and a tracker ended by it is started again with an empty
+    registry, which then prints a traceback for every folder the sweep's end unregisters.
+    The tracker inherits the ignored signal; it still ends when this process does."""
+    import signal
+    from joblib.externals.loky.backend import resource_tracker
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def stop_workers(config: DictConfig) -> None:
     """After the jobs, end joblib's idle workers now rather than at this process's exit, where
     joblib waits for each to tear TensorFlow down (about a second). Every job has returned, and

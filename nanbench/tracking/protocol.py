@@ -23,6 +23,11 @@ class StoreLost(RuntimeError):
     """The process at the other end of a store's connection is gone."""
 
 
+class BatchLost(RuntimeError):
+    """A batch of runs sent to the store could not be written (a full disk, a server that
+    stopped answering): the message says how many and the first reason."""
+
+
 class Connection:
     """A store at the other end of a connection (``self.conn``), answered by :func:`serve`."""
 
@@ -45,7 +50,7 @@ class Connection:
             if ok and value:
                 failures += value
         if failures:
-            raise RuntimeError(f"{len(failures)} batch(es) of runs could not be recorded: {failures[0]}")
+            raise BatchLost(f"{len(failures)} batch(es) of runs could not be recorded: {failures[0]}")
 
     def _reply(self):
         self.settle()
@@ -80,6 +85,7 @@ class ProcessWriter:
         self.store, self.key, self.tags = store, (experiment, parent_run_id, tags), tags
 
     def put(self, result, start: float) -> None:
+        self.store.settle(block=False)  # an earlier batch lost (answered meanwhile): stop the job now
         self.store.conn.send(("log", (result, start), self.key))
 
     def close(self, wait: bool = True) -> None:
@@ -93,7 +99,7 @@ class ProcessWriter:
             return
         errors = self.store._reply()
         if errors:
-            raise RuntimeError(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")
+            raise BatchLost(f"{len(errors)} batch(es) of runs could not be recorded: {errors[0]}")
 
 
 def serve(conn, tracking, lock=None, calls=None) -> None:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from nanbench.tracking.protocol import MAX_BATCH, Connection, log_batch, serve
+from nanbench.tracking.protocol import MAX_BATCH, BatchLost, Connection, log_batch, serve
 
 
 
@@ -109,7 +109,7 @@ class ThreadWriter:
         self.queue.put(None)
         self.thread.join()
         if self.errors:
-            raise RuntimeError(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
+            raise BatchLost(f"{len(self.errors)} batch(es) of runs could not be recorded: {self.errors[0]}")
 
 
 class ProcessStore(Connection):
@@ -118,8 +118,8 @@ class ProcessStore(Connection):
     Requests go over a pipe, in order: ``submit`` (a module-level function and its arguments,
     answered with its result or exception) and the writer's runs (not answered: the child batches
     whatever has arrived while it wrote the last batch, and reports failures at the writer's
-    close). The child ignores Ctrl-C, writes what it was sent, and ends when this process closes
-    the store or exits."""
+    close). The child ignores Ctrl-C, SIGTERM and SIGHUP, writes what it was sent, and ends when
+    this process closes the store or exits."""
 
     def __init__(self, tracking):
         import multiprocessing
@@ -132,7 +132,10 @@ class ProcessStore(Connection):
         if pid == 0:
             try:
                 here.close()
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                # Ctrl-C, SIGTERM and SIGHUP reach the whole process group: this process writes
+                # what it was sent and ends when the sweep, closing, hangs up (or exits)
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(signum, signal.SIG_IGN)
                 serve(there, tracking)
             finally:
                 os._exit(0)

@@ -10,16 +10,29 @@ from __future__ import annotations
 
 import functools
 import time
-import urllib.request
 from pathlib import Path
 
 from nanbench import vocab
 from nanbench.result import RunResult
 from nanbench.spec import TrackingSpec
+from nanbench.tracking.http import RetryingClient, bound_mlflow_retries, is_http
 from nanbench.tracking.record import build_record, steps_csv
 from nanbench.tracking.sqlite import (fast_sqlite, insert_records, is_sql_store, quiet_mlflow,
                                       retry, seed_sqlite_store, time_ordered_id)
-from nanbench.tracking.uri import EXPERIMENT_KIND, MODEL_TRAINING, check_uri, sqlite_path
+from nanbench.tracking.uri import EXPERIMENT_KIND, MODEL_TRAINING, check_uri, local_folder, sqlite_path, steps_missing
+
+
+def remove_artifacts(artifact_uri: str) -> None:
+    """Remove a run's local artifact folder (and the run's folder above it, when left empty)."""
+    import shutil
+    folder = local_folder(artifact_uri)
+    if folder is None:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass
 
 
 def all_runs(client, exp_id: str, filter_string: str, view=None):
@@ -53,6 +66,12 @@ class Tracker:
             seed_sqlite_store(sqlite_path(spec.uri))
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.uri)
+        if is_http(spec.uri):  # bounded retries, said as they happen (nanbench.tracking.http)
+            bound_mlflow_retries()
+            self.client = RetryingClient(self.client, spec.uri)
+        # runs this process recorded, by parent run and outcome: what a sweep says it kept when
+        # the store can no longer be asked (a server that stopped answering)
+        self.recorded: dict[str | None, dict[str, int]] = {}
         self._experiments: dict[str, str] = {}
         self._locations: dict[str, str] = {}
         # database stores take whole batches of runs in one transaction; False: MLflow's calls
@@ -99,12 +118,18 @@ class Tracker:
         return self._experiments[name]
 
     def _write_artifact(self, run_id: str, artifact_uri: str, name: str, text: str) -> None:
-        """A local artifact store is a folder: write the file in place (what log_text would copy
-        there through a temporary file); any other store goes through MLflow's API."""
-        if artifact_uri.startswith("file://"):
-            folder = Path(urllib.request.url2pathname(artifact_uri[len("file://"):]))
+        """A local artifact store is a folder: write the file in place, whole or not at all (a
+        temporary file renamed into place: a full disk leaves no truncated steps.csv); any other
+        store goes through MLflow's API."""
+        folder = local_folder(artifact_uri)
+        if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(text)
+            tmp = folder / f".{name}.tmp"
+            try:
+                tmp.write_text(text)
+                tmp.replace(folder / name)
+            finally:
+                tmp.unlink(missing_ok=True)
         else:
             self.client.log_text(run_id, text, name)
 
@@ -121,7 +146,13 @@ class Tracker:
         A database store (SQLite, PostgreSQL, ...) gets all of them in one transaction: the rows
         MLflow's own ``create_run`` + ``log_batch`` + ``set_terminated`` would write, inserted with
         MLflow's own table models (see :func:`insert_records`). Any other store (an MLflow
-        server) gets the client calls, one run at a time."""
+        server) gets the client calls, one run at a time.
+
+        No run is FINISHED without its artifacts: into a database store the artifacts are written
+        first and the rows inserted after (a failed write leaves no row, and this batch's files
+        are removed); on a server a run is RUNNING until its artifacts are there, and one whose
+        artifacts could not be written is ended KILLED. Either way the error is raised, and a
+        re-run trains the run again."""
         if not items:
             return []
         exp_id = self.experiment_id(experiment or items[0][0].spec.tracking.experiment)
@@ -131,20 +162,40 @@ class Tracker:
             for rec in records:
                 rec.run_id = time_ordered_id()
                 rec.artifact_uri = f"{location.rstrip('/')}/{rec.run_id}/artifacts"
-            insert_records(self.client._tracking_client.store, exp_id, records)
-        else:
-            for rec in records:
-                run = self.client.create_run(exp_id, start_time=rec.start_ms, run_name=rec.name, tags=rec.tags)
-                rec.run_id, rec.artifact_uri = run.info.run_id, run.info.artifact_uri
+            try:
+                for (result, _), rec in zip(items, records):
+                    if result.series is not None:
+                        self._write_artifact(rec.run_id, rec.artifact_uri, "steps.csv", steps_csv(result))
+                insert_records(self.client._tracking_client.store, exp_id, records)
+            except BaseException:
+                for rec in records:  # no row names them: nothing may point at them later
+                    remove_artifacts(rec.artifact_uri)
+                raise
+            self._count(items, parent_run_id)
+            return [rec.run_id for rec in records]
+        for (result, _), rec in zip(items, records):
+            run = self.client.create_run(exp_id, start_time=rec.start_ms, run_name=rec.name, tags=rec.tags)
+            rec.run_id, rec.artifact_uri = run.info.run_id, run.info.artifact_uri
+            try:
                 for start in range(0, max(len(rec.metrics), 1), 1000):
                     self.client.log_batch(rec.run_id, metrics=rec.metrics[start:start + 1000],
                                           params=rec.params if start == 0 else [])
-        for (result, _), rec in zip(items, records):
-            if result.series is not None:
-                self._write_artifact(rec.run_id, rec.artifact_uri, "steps.csv", steps_csv(result))
-            if not self.bulk:
-                self.client.set_terminated(rec.run_id, status=rec.status, end_time=rec.end_ms)
+                if result.series is not None:
+                    self._write_artifact(rec.run_id, rec.artifact_uri, "steps.csv", steps_csv(result))
+            except BaseException:
+                try:  # never FINISHED without its artifacts; KILLED, as an interrupted run
+                    self.client.set_terminated(rec.run_id, status="KILLED")
+                except Exception:  # noqa: BLE001 - left RUNNING: the next sweep marks it KILLED
+                    pass
+                raise
+            self.client.set_terminated(rec.run_id, status=rec.status, end_time=rec.end_ms)
+            self._count([(result, None)], parent_run_id)
         return [rec.run_id for rec in records]
+
+    def _count(self, items, parent_run_id: str | None) -> None:
+        counts = self.recorded.setdefault(parent_run_id, {})
+        for result, _ in items:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
 
     def start_parent(self, experiment: str, name: str, *, role: str = vocab.PARENT,
                      tags: dict[str, str] | None = None, params: dict | None = None) -> str:
@@ -223,6 +274,31 @@ class Tracker:
                         SqlRun.status == "FINISHED"))
         with self.client._tracking_client.store.ManagedSessionMaker() as session:
             return [value for (value,) in session.execute(query)]
+
+    def mark_incomplete(self, exp_id: str) -> int:
+        """FINISHED training runs whose steps.csv is missing from a local artifact folder (left by
+        a version that committed a run before writing its artifacts, or deleted since) become
+        KILLED, with the reason as their ``error`` tag: a resumed sweep trains them again instead
+        of counting them done. Runs in a served artifact store are not checked (a request per
+        run), nor those of an experiment whose artifact folder is gone (see steps_missing)."""
+        if not self.bulk:
+            return 0
+        import sqlalchemy as sa
+        from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+        role = sa.orm.aliased(SqlTag)
+        query = (sa.select(SqlRun.run_uuid, SqlRun.artifact_uri).select_from(SqlRun)
+                 .join(role, sa.and_(role.run_uuid == SqlRun.run_uuid, role.key == vocab.ROLE,
+                                     role.value == vocab.CHILD))
+                 .where(SqlRun.experiment_id == int(exp_id), SqlRun.lifecycle_stage == "active",
+                        SqlRun.status == "FINISHED"))
+        with self.client._tracking_client.store.ManagedSessionMaker() as session:
+            rows = list(session.execute(query))
+        missing = [run_id for run_id, uri in rows if steps_missing(uri or "")]
+        for run_id in missing:
+            self.client.set_tag(run_id, vocab.ERROR, "its steps.csv is missing: trained again by the next sweep")
+            self.client.set_terminated(run_id, status="KILLED")
+        return len(missing)
 
     def mark_interrupted(self, exp_id: str) -> int:
         """Runs left RUNNING by an earlier, interrupted invocation become KILLED (never FINISHED)."""

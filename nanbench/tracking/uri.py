@@ -45,6 +45,23 @@ def experiments(uri: str) -> list[tuple[str, str]]:
         return []
 
 
+def local_folder(artifact_uri: str) -> Path | None:
+    """The folder of a local (file://) artifact location; None for any other store's."""
+    if not artifact_uri.startswith("file://"):
+        return None
+    return Path(urllib.request.url2pathname(artifact_uri[len("file://"):]))
+
+
+def steps_missing(artifact_uri: str) -> bool:
+    """Whether a run's local steps.csv is missing where its experiment's artifact folder is: not
+    judged (False) for a served artifact store, nor when the experiment's folder is gone too (a
+    store moved or copied without its artifacts: its runs are not the ones to train again)."""
+    folder = local_folder(artifact_uri)
+    if folder is None or not folder.parent.parent.is_dir():  # <experiment>/<run id>/artifacts
+        return False
+    return not (folder / "steps.csv").is_file()
+
+
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 

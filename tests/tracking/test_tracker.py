@@ -280,3 +280,32 @@ def test_finished_training_runs_are_read_alike_by_sql_and_by_search(store):
     finish_parent(tracker, parent, complete="fingerprint", exp_id=exp_id)
     cfg = OmegaConf.create({"tracking": {"uri": store, "experiment": "finished"}, "sweep": {"name": None}})
     assert completed(cfg, "fingerprint") == 2 and completed(cfg, "another grid") is None
+
+
+def test_no_run_is_finished_without_its_steps_csv(tmp_path):
+    """Artifacts first, rows after: a batch whose steps.csv cannot be written (here the artifact
+    folder is a file) leaves no run and no file. A FINISHED run whose steps.csv is gone (an older
+    version's, or deleted) is marked KILLED at the next sweep's start, so resume trains it again."""
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    (tmp_path / "not_a_folder").write_text("")
+    spec = from_config(compose_config([f"tracking.uri={store}", "train.engine=fused", "train.epochs=2",
+                                       f"tracking.artifacts={tmp_path / 'not_a_folder'}"]))
+    result = execute(spec)
+    tracker = Tracker(spec.tracking)
+    with pytest.raises(OSError):
+        tracker.log_many([(result, None)] * 2, experiment="full", tags={"nanbench.role": "child"})
+    exp_id = tracker.experiment_id("full")
+    assert tracker.client.search_runs([exp_id]) == []
+
+    good = Tracker(from_config(compose_config([f"tracking.uri={store}", f"tracking.artifacts={tmp_path / 'a'}"])).tracking)
+    ids = good.log_many([(result, None)] * 2, experiment="kept", tags={"nanbench.role": "child"})
+    exp_id = good.experiment_id("kept")
+    assert good.mark_incomplete(exp_id) == 0
+    steps = sorted((tmp_path / "a").rglob("steps.csv"))
+    assert len(steps) == 2 and not list((tmp_path / "a").rglob("*.tmp"))
+    steps[0].unlink()
+    assert good.mark_incomplete(exp_id) == 1
+    statuses = sorted(good.client.get_run(i).info.status for i in ids)
+    assert statuses == ["FINISHED", "KILLED"] and good.finished_count(exp_id) == 1
+    (tmp_path / "a").rename(tmp_path / "moved")  # the artifacts moved away whole: not judged
+    assert good.mark_incomplete(exp_id) == 0 and good.finished_count(exp_id) == 1
