@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from dataclasses import dataclass
+import os
+import platform
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +18,20 @@ from nanbench.spec import RunSpec
 def finite_or_none(value: float | None) -> float | None:
     """JSON and MLflow get numbers only when finite; inf/NaN are reported through the outcome."""
     return value if value is not None and math.isfinite(value) else None
+
+
+@functools.cache
+def this_machine() -> str:
+    """The machine a run trained on, as results name it: the CPU model (float32 kernels differ
+    between CPUs, so outcomes near a threshold can differ between machines), its architecture and
+    core count, e.g. 'AMD EPYC (x86_64, 2 cores)'."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu} ({platform.machine()}, {os.cpu_count()} cores)"
 
 
 @dataclass
@@ -41,6 +58,7 @@ class RunResult:
     engine_used: str | None = None  # the engine that trained it when not train.engine (a user's model fused
                                     # cannot trace trains with fit); None: train.engine
     run_id: str | None = None
+    machine: str = field(default_factory=this_machine)  # where it trained (the trainer's process)
 
     @property
     def engine(self) -> str:
@@ -134,6 +152,7 @@ class RunResult:
             "wall_s": self.wall_s,
             "engine": self.engine,
             "device": self.device,
+            "machine": self.machine,
             "config_hash": self.spec.config_hash(),
             "run_id": self.run_id,
             "error": self.error,

@@ -27,7 +27,8 @@ SOURCE = "first_nonfinite_source"
 LAYER = "first_nonfinite_layer"      # which layer first held inf/NaN (nanbench.locate); NO_SOURCE if none
 LAYER_PART = "first_nonfinite_part"  # ... in its output, its gradient or its weights; NO_SOURCE if none
 DEVICE, ENGINE, CONFIG_HASH, ERROR = "device", "engine", "config_hash", "error"
-SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version")
+MACHINE = "machine"  # the CPU a run trained on (nanbench.result.this_machine)
+SOFTWARE = ("git_commit", "tensorflow_version", "keras_version", "numpy_version", MACHINE)
 RUN_TAGS = (OUTCOME, SOURCE, LAYER, LAYER_PART, DEVICE, ENGINE, CONFIG_HASH, ERROR, *SOFTWARE)
 SIDE_BY_SIDE = "side_by_side"  # how many runs trained in the run's call (1: alone); a record, not a factor
 

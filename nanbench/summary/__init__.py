@@ -121,7 +121,7 @@ def _outcomes(rep: Report, sweep: RunTable, runs: pd.DataFrame) -> None:
              "non-finite runs over runs that ran (outcome `error` excluded), with 95% Wilson "
              "score intervals (Wilson 1927). `n/a` means no data; it never stands for 0.")
     if sweep.software:
-        rep.para(f"Software, counted over the {len(runs)} runs of this summary: " + "; ".join(
+        rep.para(f"Software and machine, counted over the {len(runs)} runs of this summary: " + "; ".join(
             f"{key} " + ", ".join(f"`{v}`" + (f" ({n} runs)" if len(values) > 1 else "")
                                   for v, n in sorted(values.items()))
             for key, values in sweep.software.items()) + ".")

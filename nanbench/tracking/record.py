@@ -158,6 +158,7 @@ def build_record(result: RunResult, start_time: float | None, parent_run_id: str
         vocab.LAYER: result.first_nonfinite_layer or vocab.NO_SOURCE,
         vocab.LAYER_PART: result.first_nonfinite_part or vocab.NO_SOURCE,
         vocab.DEVICE: result.device,
+        vocab.MACHINE: result.machine,
         vocab.ENGINE: result.engine,
         vocab.SIDE_BY_SIDE: str(result.side_by_side),
         vocab.CONFIG_HASH: spec.config_hash(),

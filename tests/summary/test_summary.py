@@ -269,8 +269,12 @@ def test_software_line_counts_the_runs_of_the_summary_after_the_latest_per_confi
     out = tmp_path / "software"
     summarize("software", module_store, out, scope="experiment", log_artifacts=False)
     md = (out / "summary.md").read_text()
-    line = next(x for x in md.splitlines() if x.startswith("Software, counted over the 4 runs of this summary: "))
+    line = next(x for x in md.splitlines()
+                if x.startswith("Software and machine, counted over the 4 runs of this summary: "))
     assert "`0ld` (2 runs)" in line and len(re.findall(r"` \(2 runs\)", line)) == 2  # two commits, 2 runs each
+    from nanbench.result import this_machine
+    assert f"machine `{this_machine()}`" in line  # the CPU the runs trained on, named
+    assert "cores)" in this_machine()
     runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
     assert (runs["git_commit"] == "0ld").sum() == 2
 
