@@ -225,9 +225,13 @@ def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.L
     With the run's `model`: a loss that compares values (mse, mae, ...) on a multiclass model
     takes the labels one-hot encoded (nanbench.losses.OnOneHot), as MSE on one-hot labels does."""
     from nanbench.spec import CLASSIFICATION_LOSSES, USER_LOSS
+    from nanbench.user_model import compiled_class
     loss = _build_loss(spec)
-    if (model is not None and model.task == "multiclass" and model.outputs > 1
-            and spec.keras_class() not in CLASSIFICATION_LOSSES and spec.keras_class() != USER_LOSS):
+    if spec.compiled is not None:  # the saved model's loss: one-hot labels unless it takes integers (sparse)
+        takes_labels = compiled_class(spec.compiled).endswith("SparseCategoricalCrossentropy")
+    else:
+        takes_labels = spec.keras_class() in CLASSIFICATION_LOSSES or spec.keras_class() == USER_LOSS
+    if model is not None and model.task == "multiclass" and model.outputs > 1 and not takes_labels:
         from nanbench.losses import OnOneHot
         return OnOneHot(loss, model.outputs)
     return loss
@@ -236,6 +240,8 @@ def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.L
 def _build_loss(spec: LossSpec) -> keras.losses.Loss:
     cls = resolve_class("loss.class", spec.keras_class(), keras.losses.Loss)
     kwargs = {"delta": spec.delta} if _takes(cls, "delta") else {}
+    if spec.compiled is not None and _takes(cls, "compiled"):  # loss=compiled: nanbench.losses.Compiled
+        kwargs["compiled"] = spec.compiled
     if spec.builder is not None and _takes(cls, "builder"):  # loss=builder: nanbench.losses.Builder
         kwargs["builder"] = spec.builder
     if spec.from_logits is not None and _takes(cls, "from_logits"):
