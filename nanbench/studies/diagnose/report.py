@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nanbench.studies.diagnose import data_check
 from nanbench.summary.report import Report
 
 
@@ -27,6 +28,7 @@ def build(s: dict, command: str) -> Report:
         facts.append(f"loss: `{s['loss']}`")
     if s.get("dead_output"):
         facts.append(f"**{s['dead_output']}**")
+    facts += [f"data: {line}" for line in data_check.lines(s.get("data"))]
     if s.get("replication"):
         facts.append(f"seeds: {s['replication']}")
     n = len(s["seeds"])

@@ -24,6 +24,7 @@ from nanbench import vocab
 from nanbench.forensics import trained
 from nanbench.result import RunResult, finite_or_none
 from nanbench.spec import RunSpec
+from nanbench.studies.diagnose import data_check
 from nanbench.studies.boundary.search import is_stable
 from nanbench.studies.diagnose import rank, tries as trying
 from nanbench.studies.diagnose.catalogue import Evidence, catalogue, grad_norms_before
@@ -98,6 +99,7 @@ class Diagnosis:
     boundary_skipped: str | None = None  # why the boundary was not searched (boundary_skip)
     parent_run_id: str | None = None
     wall_s: float = 0.0
+    data: dict | None = None  # what is wrong in the data, by column and row (nanbench.studies.diagnose.data_check)
 
     @property
     def seeds(self) -> list[int]:
@@ -186,6 +188,7 @@ class Diagnosis:
             "first_nonfinite_part": _layer(ref, "first_nonfinite_part"),
             "grad_norm_history": self.history(),
             "dead_output": self.dead_output(),
+            "data": self.data,
             "loss": loss_label(self.spec),
             "layer_grad_norm_history": self.layer_history(),
             "remedies": [remedy(t, self.settings.seeds) for t in self.remedies()],
@@ -311,6 +314,7 @@ def diagnose(spec: RunSpec, config: dict, settings: DiagnoseSpec, *, tracker=Non
     failure = "the diagnosis stopped before its end"
     try:
         trying.train([original], settings.seeds, device=device, side_by_side=side_by_side)
+        diagnosis.data = data_check.check_spec(spec)
         _log(tracker, diagnosis, original, "original")
         for line in describe_original(diagnosis):
             say(line)
@@ -398,6 +402,7 @@ def describe_original(d: Diagnosis) -> list[str]:
         lines.append("  no gradient norm before it: the very first step was non-finite")
     if s["dead_output"]:
         lines.append(f"  {s['dead_output']}")
+    lines += [f"  data: {line}" for line in data_check.lines(s["data"])]
     if d.nothing_to_fix:
         lines.append(f"  trains in every seed: {NOTHING_TO_FIX}")
     return lines
