@@ -178,7 +178,8 @@ def build(spec, n_features: int, *, task: str, classes: int | None, seed: int, p
     else:
         model = _call_builder(spec.builder, n_features, task, classes, precision)
         _build_for(model, n_features)
-    model = with_activations(model, getattr(spec, "final_activation", None), getattr(spec, "hidden_activation", None))
+    model = single_input(with_activations(model, getattr(spec, "final_activation", None),
+                                          getattr(spec, "hidden_activation", None)))
     reset(model, spec, seed)
     object.__setattr__(model, "_nanbench_user_spec", spec)  # for nanbench.model.reset_model (not tracked by Keras)
     return model
@@ -234,6 +235,26 @@ def with_activations(model, final: str | None, hidden: str | None):
     if not copy.built and model.inputs:
         copy.build(tuple(model.inputs[0].shape))
     return copy
+
+
+def single_input(model):
+    """A model with several inputs, each (None, width), as one model of their columns side by side
+    (the order of model.inputs, as an NPZ's X0, X1, ... are read: nanbench.user_data.input_arrays):
+    every engine, forensics per column and the data's checks then see one input, and the user's
+    model is called on the slices, its own layers and weights unchanged. A model with one input is
+    returned as it is."""
+    import keras
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
+        return model
+    if len(inputs) < 2:
+        return model
+    widths = [int(t.shape[-1]) for t in inputs]
+    columns = keras.Input((sum(widths),), name="columns")
+    starts = np.cumsum([0, *widths])
+    parts = [columns[:, int(a):int(b)] for a, b in zip(starts[:-1], starts[1:])]
+    return keras.Model(columns, model(parts), name=model.name)
 
 
 def _build_for(model, n_features: int) -> None:
@@ -316,6 +337,13 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
         inputs = []
+    if len(inputs) > 1:  # several inputs (NPZ X0, X1, ...): their widths add up to the data's columns
+        shapes = [tuple(t.shape) for t in inputs]
+        if any(len(shape) != 2 for shape in shapes) or sum(shape[1] or 0 for shape in shapes) != n_features:
+            raise ConfigError(key, f"a model whose inputs, each of shape (None, width), add up to the data's "
+                              f"{n_features} feature column(s) (NPZ X0, X1, ... in the inputs' order)",
+                              f"{what}: input shapes {shapes}")
+        model, inputs = single_input(model), []
     if inputs:
         shapes = [tuple(t.shape) for t in inputs]
         if len(shapes) != 1 or shapes[0] != (None, n_features):
@@ -401,5 +429,6 @@ def resolve_loss(lo: dict, model) -> dict:
         return {**rest, "name": "compiled", "compiled": compiled}
     if lo.get("name") == "compiled":
         raise ConfigError("loss.name", "a loss option (mse, crossentropy, ...; compiled takes the loss of a "
-                          "model=keras file saved compiled)", f"compiled ({model.path or model.name}: no compiled loss)")
+                          "model=keras file saved compiled)",
+                          f"compiled ({model.path or model.name}: no compiled loss)")
     return {**rest, "name": "mse"}

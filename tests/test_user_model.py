@@ -350,3 +350,25 @@ def test_a_saved_model_trains_with_the_loss_it_was_compiled_with(tmp_path, files
     assert spec_of(*bare).loss.name == "mse" and spec_of("train.epochs=1").loss.name == "mse"
     with pytest.raises(ConfigError, match="^loss.name must be a loss option"):
         spec_of(*bare, "loss=compiled")
+
+
+def test_a_model_with_two_inputs_trains_on_an_npzs_x0_and_x1(tmp_path, files):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((48, 4)), rng.standard_normal((48, 2))
+    np.savez(tmp_path / "two.npz", X0=a, X1=b, y=a[:, 0] - b[:, 1])
+    keras.utils.set_random_seed(5)
+    i0, i1 = keras.Input((4,), name="a"), keras.Input((2,), name="b")
+    joined = keras.layers.Concatenate()([keras.layers.Dense(8, activation="relu")(i0), keras.layers.Dense(3)(i1)])
+    saved = keras.Model([i0, i1], keras.layers.Dense(1, name="out")(joined))
+    saved.compile(loss="mse")
+    saved.save(tmp_path / "two.keras")
+    args = ["dataset=npz", f"dataset.path={tmp_path / 'two.npz'}", "dataset.task=regression", "model=keras",
+            f"model.path={tmp_path / 'two.keras'}", "train.epochs=2"]
+    fit, fused = (execute(spec_of(*args, f"train.engine={engine}")) for engine in ("fit", "fused"))
+    assert fit.error is None and fused.error is None and fused.engine == "fused"
+    np.testing.assert_array_equal(fit.series.loss, fused.series.loss)
+    expected = float(np.mean((saved.predict([a, b], verbose=0)[:, 0] - (a[:, 0] - b[:, 1])) ** 2))
+    assert fit.verdict.initial_loss == pytest.approx(expected, rel=1e-5)  # the user's model on (X0, X1), as saved
+    np.savez(tmp_path / "narrow.npz", X0=a, X1=b[:, :1], y=a[:, 0])
+    with pytest.raises(ConfigError, match=r"^model.path must be a model whose inputs.*add up to the data's 5"):
+        spec_of(*args[:1], f"dataset.path={tmp_path / 'narrow.npz'}", *args[2:])

@@ -17,7 +17,17 @@ FIRST_ROWS = 10      # rows listed (their count is given too)
 
 
 def column_names(spec) -> list[str] | None:
-    """A CSV's feature column names (its header without the target columns); None otherwise."""
+    """A CSV's feature column names (its header without the target columns); an NPZ's of several
+    inputs ``X0[0]``, ``X0[1]``, ..., ``X1[0]``, ... (the array, then the column); None otherwise."""
+    if getattr(spec, "kind", None) == "npz" and getattr(spec, "path", None):
+        from nanbench.user_data import input_arrays
+        try:
+            with np.load(spec.path, allow_pickle=False) as archive:
+                arrays = input_arrays(list(archive.files))
+                widths = [int(np.prod(archive[a].shape[1:])) for a in arrays] if len(arrays) > 1 else []
+        except Exception:  # noqa: BLE001 - the runs themselves record why the file did not load
+            return None
+        return [f"{a}[{j}]" for a, w in zip(arrays, widths) for j in range(w)] or None
     if getattr(spec, "kind", None) != "csv" or not getattr(spec, "path", None):
         return None
     import pandas as pd

@@ -38,3 +38,15 @@ def test_a_csvs_feature_names_leave_out_its_target(tmp_path):
     (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n")
     spec = UserData(name="csv", path=str(tmp_path / "d.csv"), target="y")
     assert column_names(spec) == ["a", "b"]
+
+
+def test_an_npzs_several_inputs_name_their_columns_by_array(tmp_path):
+    from nanbench.dataspec import UserData
+    X1 = np.ones((5, 2))
+    X1[:, 1] = np.arange(5.0)
+    X1[3, 1] = np.nan
+    np.savez(tmp_path / "two.npz", X0=np.arange(15.0).reshape(5, 3), X1=X1, y=np.zeros(5))
+    names = column_names(UserData(name="npz", path=str(tmp_path / "two.npz")))
+    assert names == ["X0[0]", "X0[1]", "X0[2]", "X1[0]", "X1[1]"]
+    found = check(np.concatenate([np.arange(15.0).reshape(5, 3), X1], axis=1), np.zeros(5), names)
+    assert found["nonfinite_columns"] == {"X1[1]": 1} and found["zero_variance_columns"] == ["X1[0]"]
