@@ -17,10 +17,20 @@ The first place holding inf/NaN is the run's ``first_nonfinite_layer`` and its p
 costs one eager forward and backward pass, paid once per run that went non-finite (and not at
 all when its batch was: ``input`` needs no replay), never per step.
 Under loss scaling (mixed_float16), non-finite gradients are the scaler's skipped steps, not a
-run's first non-finite value, so step 4 is left out. Dropout draws its mask again in the replay;
-a step whose only non-finite value came from that mask (inf times a dropped zero), or from a
-rounding at the very edge of float32's range that the eager replay does not repeat, is not found
-in its layers and falls to the weights' check, or to no layer (None).
+run's first non-finite value, so step 4 is left out.
+
+Randomness in training (Dropout's mask, GaussianNoise, ...: every layer's ``SeedGenerator``): the
+engines keep the step's weights, not its seed state, so the replay cannot draw the step's own
+mask directly. A generator's state moves by (0, 1) per draw (keras.random.SeedGenerator.next),
+one draw per layer per training step, so the states the run went through are the state it ended
+with minus (0, j), j = 0, 1, ...: the replay draws its masks from those, last first, up to
+:data:`RANDOM_DRAWS` of them, and answers from the first replay that reproduces what the step
+recorded, its first non-finite *source* (the loss value for ``loss``; a gradient, with a finite
+loss, for ``gradients``; nothing before the update for ``weights``). When none does, the layer
+is unknown (None), never a layer the step did not go non-finite in (a ``0 * log(0)`` that only
+the step's mask made is the loss, not the weights the NaN update reached).
+A value from a rounding at the very edge of float32's range that the eager replay does not
+repeat falls to the weights' check, or to no layer (None).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import tensorflow as tf
 INPUT = "input"   # the layer name of a non-finite batch
 LOSS = "loss"     # ... of a non-finite loss value or loss gradient
 PARTS = ("output", "gradient", "weights")  # first_nonfinite_part's values
+RANDOM_DRAWS = 64  # seed states a replay of a model with random layers tries before the layer is unknown
 
 
 def owned_weights(model: keras.Model) -> list[list[int]]:
@@ -75,15 +86,17 @@ class Locator:
             self.probe = None  # a subclassed model: no layer graph to walk
         self.owned = owned_weights(model)
         self.weighted = [(layer.name, owned) for layer, owned in zip(self.layers, self.owned) if owned]
+        self.seed_states = [layer.seed_generator.state for layer in model._flatten_layers(include_self=False)
+                            if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)]
 
-    def _flags(self, weights, x, y, training: bool):
+    def _flags(self, weights, x, y, training: bool, states=()):
         """[layers] output flags, the loss's value and gradient flags, [layers] gradient flags."""
         trainable = self.model.trainable_weights
         x = tf.convert_to_tensor(x)
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(weights)
             tape.watch(x)
-            with keras.StatelessScope(state_mapping=list(zip(trainable, weights))):
+            with keras.StatelessScope(state_mapping=list(zip(trainable, weights)) + list(states)):
                 outs = self.probe(x, training=training)
                 outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
                 loss = self.model.compute_loss(x=x, y=y, y_pred=outs[-1], training=training)
@@ -100,6 +113,20 @@ class Locator:
             grad_flags.append(tf.reduce_any(tf.stack([_nonfinite(g) for g in produced])))
         return out_flags, loss_flag, _nonfinite(d_outs[-1]), tf.stack(grad_flags)
 
+    def _replayed(self, weights, x, y, training: bool, states) -> tuple[str, str] | None:
+        """(layer, part) of the first non-finite value of the forward and backward pass; None when both are finite."""
+        out_flags, loss_flag, loss_grad, grad_flags = (
+            np.asarray(f) for f in self._flags(weights, tf.constant(x), tf.constant(y), training, states))
+        for k in np.flatnonzero(out_flags)[:1]:
+            return self.layers[k].name, "output"
+        if loss_flag:
+            return LOSS, "output"
+        if loss_grad:
+            return LOSS, "gradient"
+        for k in np.flatnonzero(grad_flags)[::-1][:1]:
+            return self.layers[k].name, "gradient"
+        return None
+
     def __call__(self, before, after, x, y, *, source: str, training: bool = True) -> tuple[str | None, str | None]:
         """(layer, part) of the first non-finite value of a step whose first non-finite source is
         `source`, replayed on `before` (the trainable weights it started from) and its batch
@@ -110,21 +137,32 @@ class Locator:
             return INPUT, "output"
         if self.probe is not None:
             weights = [tf.constant(np.asarray(w), dtype=v.dtype) for w, v in zip(before, self.model.trainable_weights)]
-            out_flags, loss_flag, loss_grad, grad_flags = (
-                np.asarray(f) for f in self._flags(weights, tf.constant(x), tf.constant(y), training))
-            for k in np.flatnonzero(out_flags)[:1]:
-                return self.layers[k].name, "output"
-            if loss_flag:
-                return LOSS, "output"
-            if loss_grad:
-                return LOSS, "gradient"
-            for k in np.flatnonzero(grad_flags)[::-1][:1]:
-                return self.layers[k].name, "gradient"
+            random = training and bool(self.seed_states)
+            for back in range(RANDOM_DRAWS if random else 1):  # the seed states the run went through, last first
+                states = [(v, tf.constant(np.asarray(v.numpy()) - np.array([0, back]), dtype=v.dtype))
+                          for v in self.seed_states] if back else []
+                if any(int(value.numpy()[1]) < 0 for _, value in states):
+                    continue
+                found = self._replayed(weights, x, y, training, states)
+                if not random or _stage(found) == source:
+                    break
+            else:  # no mask reproduced the step's source: the layer is unknown, not a wrong one
+                return None, None
+            if found is not None:
+                return found
         if after is not None:
             for name, owned in self.weighted:
                 if not all(np.all(np.isfinite(after[i])) for i in owned):
                     return name, "weights"
         return None, None
+
+
+def _stage(found: tuple[str, str] | None) -> str:
+    """The step's source a replay's finding corresponds to (nanbench.vocab.SOURCES): a layer's
+    output or the loss value is ``loss``, a gradient ``gradients``, nothing before the update ``weights``."""
+    if found is None:
+        return "weights"
+    return "loss" if found[1] == "output" else "gradients"
 
 
 def batch_rows(n: int, batch_size: int, seed: int, shuffle: bool, step: int) -> np.ndarray:

@@ -183,3 +183,46 @@ class Builder(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "builder": self.builder}
+
+
+class Compiled(keras.losses.Loss):
+    """The loss a saved model was compiled with (``loss=compiled``, what ``loss=auto`` resolves to
+    for a ``model=keras`` file saved compiled): ``compiled`` is the JSON of
+    nanbench.user_model.compiled_loss. A name (``"categorical_crossentropy"``) is Keras's function
+    of that name averaged over the batch, as ``compile`` does; a serialized class is deserialized by
+    Keras (built-in classes only: a custom one is the one-line error asking for loss=builder); a
+    single loss weight multiplies it, as ``compile(loss_weights=...)`` does for one output."""
+
+    def __init__(self, compiled: str | None = None, name: str = "compiled", **kwargs):
+        import json
+        from nanbench.user_model import _one_line
+        from nanbench.validate import ConfigError
+        super().__init__(name=name, **kwargs)
+        self.compiled = compiled
+        value = json.loads(compiled or "null") or {}
+        loss, weights = value.get("loss"), value.get("loss_weights")
+        try:
+            self.loss = (_PerRow(keras.losses.get(loss), name=loss) if isinstance(loss, str)
+                         else keras.losses.deserialize(loss))
+        except Exception as exc:  # noqa: BLE001 - a custom loss class Keras cannot rebuild safely
+            raise ConfigError("loss.name", "a loss option (compiled takes a built-in Keras loss; your own: "
+                              "loss=builder)", f"compiled {loss}: {_one_line(exc)}") from None
+        if isinstance(weights, dict):
+            weights = list(weights.values())
+        if isinstance(weights, list):
+            if len(weights) != 1:
+                raise ConfigError("loss.name", "a loss option (compiled takes one loss weight: one output)",
+                                  f"compiled with loss_weights {weights}")
+            weights = weights[0]
+        self.weight = 1.0 if weights is None else float(weights)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        value = self.loss(y_true, y_pred, sample_weight=sample_weight)
+        return value if self.weight == 1.0 else value * self.weight
+
+    def call(self, y_true, y_pred):
+        value = self.loss.call(y_true, y_pred)
+        return value if self.weight == 1.0 else value * self.weight
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "compiled": self.compiled}

@@ -225,9 +225,13 @@ def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.L
     With the run's `model`: a loss that compares values (mse, mae, ...) on a multiclass model
     takes the labels one-hot encoded (nanbench.losses.OnOneHot), as MSE on one-hot labels does."""
     from nanbench.spec import CLASSIFICATION_LOSSES, USER_LOSS
+    from nanbench.user_model import compiled_class
     loss = _build_loss(spec)
-    if (model is not None and model.task == "multiclass" and model.outputs > 1
-            and spec.keras_class() not in CLASSIFICATION_LOSSES and spec.keras_class() != USER_LOSS):
+    if spec.compiled is not None:  # the saved model's loss: one-hot labels unless it takes integers (sparse)
+        takes_labels = compiled_class(spec.compiled).endswith("SparseCategoricalCrossentropy")
+    else:
+        takes_labels = spec.keras_class() in CLASSIFICATION_LOSSES or spec.keras_class() == USER_LOSS
+    if model is not None and model.task == "multiclass" and model.outputs > 1 and not takes_labels:
         from nanbench.losses import OnOneHot
         return OnOneHot(loss, model.outputs)
     return loss
@@ -236,6 +240,8 @@ def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.L
 def _build_loss(spec: LossSpec) -> keras.losses.Loss:
     cls = resolve_class("loss.class", spec.keras_class(), keras.losses.Loss)
     kwargs = {"delta": spec.delta} if _takes(cls, "delta") else {}
+    if spec.compiled is not None and _takes(cls, "compiled"):  # loss=compiled: nanbench.losses.Compiled
+        kwargs["compiled"] = spec.compiled
     if spec.builder is not None and _takes(cls, "builder"):  # loss=builder: nanbench.losses.Builder
         kwargs["builder"] = spec.builder
     if spec.from_logits is not None and _takes(cls, "from_logits"):
@@ -293,9 +299,36 @@ def has_relu_units(model: keras.Model) -> bool:
 
 def dead_fraction(model: keras.Model, X, weights=None) -> float | None:
     """The fraction of the model's ReLU units that output zero on every row of X (see
-    nanbench.forensics.dead_fraction); None for a model without ReLU units or one it cannot read."""
+    nanbench.forensics.dead_fraction); a user's model of other layers (a CNN) through Keras
+    (:func:`probed_dead_fraction`); None for a model without ReLU units or one it cannot read."""
     from nanbench.forensics import dead_fraction as dead
     if not has_relu_units(model):
         return None
     layers = dense_layers(model, weights)
-    return dead(X, layers) if layers is not None else None
+    if layers is not None:
+        return dead(X, layers)
+    user = getattr(model, "_nanbench_user_spec", None) is not None  # a user's CNN; ours keep their None
+    return probed_dead_fraction(model, X, weights) if user else None
+
+
+def probed_dead_fraction(model: keras.Model, X, weights=None, batch: int = 1024) -> float | None:
+    """dead_fraction for a model dense_layers cannot read (a user's CNN, a Reshape, a Dense layer
+    without bias): every ReLU layer's output computed by Keras (inference mode, on `weights` where
+    given) over X in batches; a unit is a channel (the last axis), dead when it is 0 at every row and
+    position. None for a model without a layer graph (subclassed)."""
+    relu = [layer for layer in model.layers if getattr(getattr(layer, "activation", None), "__name__", "") == "relu"]
+    try:
+        probe = keras.Model(model.inputs, [layer.output for layer in relu])
+    except (AttributeError, ValueError, TypeError):
+        return None
+    mapping = ([(v, keras.ops.convert_to_tensor(np.asarray(w), dtype=v.dtype))
+                for v, w in zip(model.trainable_weights, weights)] if weights is not None else [])
+    alive = None
+    for start in range(0, len(X), batch):
+        with keras.StatelessScope(state_mapping=mapping):
+            outs = probe(np.asarray(X[start:start + batch], dtype=np.float32), training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        now = [np.any(np.asarray(h).reshape(-1, np.shape(h)[-1]) > 0, axis=0) for h in outs]
+        alive = now if alive is None else [a | b for a, b in zip(alive, now)]
+    units = sum(len(a) for a in alive or [])
+    return float(sum(int((~a).sum()) for a in alive) / units) if units else None

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from nanbench.dataspec import (DATASET_KINDS, TASKS, BundledLabels, ConstantFeatureData, DatasetSpec,
                                LabelledData, LinearData, NanInputsData, OutlierData, SeparableData,
                                SequenceData, UnscaledData, UserData, dataset_spec)
+from nanbench.user_model import check_loss_keys, compiled_class, resolve_loss
 from nanbench.validate import (NOT_A_FACTOR, OMITTED_AT_DEFAULT, ConfigError, at_omitted_default, build as _build,
                                check_number, is_factor, keras_class, one_of, option_class, same_option)
 
@@ -119,6 +120,7 @@ class LossSpec:
     from_logits: bool | None = None  # classification losses: the model outputs logits (None: no such key)
     builder: str | None = None   # loss=builder: package.module:function returning a Keras loss
     digest: str | None = None    # loss=builder: SHA-256 of the builder module's source (computed)
+    compiled: str | None = field(default=None, metadata=OMITTED_AT_DEFAULT)  # loss=compiled: the saved loss (JSON)
     cls: str = field(default="", metadata=NOT_A_FACTOR)  # "": the class conf/loss/<name>.yaml names
 
     def keras_class(self) -> str:
@@ -148,8 +150,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class OutcomeSpec:
-    """Thresholds that turn a finite run into converged / improving / stalled / diverged, as
-    ratios of the final to the initial loss over the whole training set (nanbench.forensics)."""
+    """Thresholds (ratios of final to initial loss on the training set, nanbench.forensics) of the outcomes."""
 
     diverge_factor: float = 10.0
     converge_ratio: float = 0.1
@@ -221,8 +222,8 @@ class RunSpec:
 
 
 def _keras_option(values: dict, group: str, default: str, module: str, example: str) -> str:
-    """The checked Keras class of an optimizer or loss group (its ``class`` key, popped from
-    `values`); a config written in code without one gets the named option file's class."""
+    """The checked Keras class of an optimizer or loss group (its ``class`` key, popped from `values`); a
+    config written in code without one gets the named option file's class."""
     name = values.get("name", default)
     if not isinstance(name, str):
         raise ConfigError(f"{group}.name", f"the {group} option's name", name)
@@ -295,8 +296,7 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     o = dict(cfg.get("optimizer", {}))
     o["cls"] = _keras_option(o, "optimizer", "adam", "keras.optimizers", "keras.optimizers.Adam")
     o["lr"] = float(check_number("optimizer.lr", o.get("lr", 1e-3), low=0, low_open=True))
-    o["momentum"] = float(check_number("optimizer.momentum", o.get("momentum", 0.0), low=0, high=1,
-                                  high_open=True))
+    o["momentum"] = float(check_number("optimizer.momentum", o.get("momentum", 0.0), low=0, high=1, high_open=True))
     optimizer = _build(OptimizerSpec, "optimizer", o)
 
     c = dict(cfg.get("clipping", {}))
@@ -304,12 +304,12 @@ def from_config(cfg: Mapping[str, Any], *, multirun: bool = False) -> RunSpec:
     c["threshold"] = float(check_number("clipping.threshold", c.get("threshold", 1.0), low=0, low_open=True))
     clipping = _build(ClippingSpec, "clipping", c)
 
-    lo = dict(cfg.get("loss", {}))
+    lo = dict(cfg.get("loss", {}))  # auto, compiled: a saved model's own compiled loss (else mse)
+    lo = resolve_loss(lo, model) if lo.get("name") in ("auto", "compiled") else lo
     lo["cls"] = _keras_option(lo, "loss", "mse", "keras.losses", "keras.losses.Huber")
     lo["delta"] = float(check_number("loss.delta", lo.get("delta", 1.0), low=0, low_open=True))
     if lo.get("from_logits") is not None and not isinstance(lo["from_logits"], bool):
         raise ConfigError("loss.from_logits", "true or false", lo["from_logits"])
-    from nanbench.user_model import check_loss_keys
     check_loss_keys(lo, lo["cls"] == USER_LOSS)
     loss = _build(LossSpec, "loss", lo)
 
@@ -368,10 +368,9 @@ CLASSIFICATION_LOSSES = PROBABILITY_LOSSES | {"nanbench.losses.CrossEntropy", *(
 
 
 def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec, loss: LossSpec) -> None:
-    """A model, loss or preprocessing that does not fit the data is a one-line ConfigError (an
-    LSTM on a table, cross-entropy on a regression target, scaled labels). MSE and the other losses
-    that compare values take a multiclass target one-hot (nanbench.model.build_loss); the user's own
-    loss (loss=builder) takes any task."""
+    """A model, loss or preprocessing that does not fit the data is a one-line ConfigError (an LSTM on a
+    table, cross-entropy on a regression target, scaled labels). MSE and other losses that compare values
+    take a multiclass target one-hot (nanbench.model.build_loss); loss=builder takes any task."""
     task, where = dataset.problem, f"the {dataset.problem} dataset {dataset.name}"
     if model.name in SEQUENCE_MODELS and dataset.seq_shape is None:
         raise ConfigError("model.name", f"linear, mlp or mlp_batchnorm for {where} ({', '.join(SEQUENCE_MODELS)} "
@@ -379,7 +378,7 @@ def check_fit(dataset: DatasetSpec, preprocess: PreprocessSpec, model: ModelSpec
     if model.name == "embedding" and not dataset.vocab:
         raise ConfigError("model.name", f"one of linear, mlp, mlp_batchnorm, lstm, gru for {where} of real values "
                           "(embedding takes token ids: dataset.tokens >= 2, e.g. dataset=token_sequences)", model.name)
-    labels = loss.keras_class() in CLASSIFICATION_LOSSES
+    labels = (compiled_class(loss.compiled) if loss.compiled else loss.keras_class()) in CLASSIFICATION_LOSSES
     if task == "regression" and labels:
         raise ConfigError("loss.name", f"a regression loss (mse, mae, huber, rmse, msle) for {where}", loss.name)
     if model.probability != "keras" and (task == "regression" or loss.from_logits or model.name in USER_MODELS

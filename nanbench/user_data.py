@@ -169,16 +169,31 @@ def _read_csv(path: str, target) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
 
+def input_arrays(names: list[str]) -> list[str]:
+    """An NPZ's input arrays: ``X``, or ``X0``, ``X1``, ... (one per input of a model with several,
+    in that order, read as their columns side by side: nanbench.user_model splits them again)."""
+    if "X" in names:
+        return ["X"]
+    several = []
+    while f"X{len(several)}" in names:
+        several.append(f"X{len(several)}")
+    return several if len(several) > 1 else []
+
+
 def _read_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     if target is not None:
         raise ConfigError("dataset.target", "left out for dataset=npz (its arrays are X and y)", target)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
-            if "X" not in names or "y" not in names:
-                raise ConfigError("dataset.path", "an .npz file with arrays X and y (it has: "
-                                  f"{', '.join(names) or 'none'})", path)
-            X, y = archive["X"], archive["y"]
+            inputs = input_arrays(names)
+            if not inputs or "y" not in names:
+                raise ConfigError("dataset.path", "an .npz file with arrays X (or X0, X1, ... for a model with "
+                                  f"several inputs) and y (it has: {', '.join(names) or 'none'})", path)
+            parts = [np.asarray(archive[name]) for name in inputs]
+            if len(parts) > 1 and all(p.ndim in (1, 2) and len(p) == len(parts[0]) for p in parts):
+                parts = [p.reshape(len(p), -1) for p in parts]  # one input per array: their columns side by side
+            X, y = (np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]), archive["y"]
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - not a zip, a pickled object array, a truncated file

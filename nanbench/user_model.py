@@ -208,7 +208,8 @@ def build(spec, n_features: int, *, task: str, classes: int | None, seed: int, p
     else:
         model = _call_builder(spec.builder, n_features, task, classes, precision)
         _build_for(model, n_features)
-    model = with_activations(model, getattr(spec, "final_activation", None), getattr(spec, "hidden_activation", None))
+    model = single_input(with_activations(model, getattr(spec, "final_activation", None),
+                                          getattr(spec, "hidden_activation", None)))
     reset(model, spec, seed)
     object.__setattr__(model, "_nanbench_user_spec", spec)  # for nanbench.model.reset_model (not tracked by Keras)
     return model
@@ -264,6 +265,26 @@ def with_activations(model, final: str | None, hidden: str | None):
     if not copy.built and model.inputs:
         copy.build(tuple(model.inputs[0].shape))
     return copy
+
+
+def single_input(model):
+    """A model with several inputs, each (None, width), as one model of their columns side by side
+    (the order of model.inputs, as an NPZ's X0, X1, ... are read: nanbench.user_data.input_arrays):
+    every engine, forensics per column and the data's checks then see one input, and the user's
+    model is called on the slices, its own layers and weights unchanged. A model with one input is
+    returned as it is."""
+    import keras
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
+        return model
+    if len(inputs) < 2:
+        return model
+    widths = [int(t.shape[-1]) for t in inputs]
+    columns = keras.Input((sum(widths),), name="columns")
+    starts = np.cumsum([0, *widths])
+    parts = [columns[:, int(a):int(b)] for a, b in zip(starts[:-1], starts[1:])]
+    return keras.Model(columns, model(parts), name=model.name)
 
 
 def _build_for(model, n_features: int) -> None:
@@ -346,6 +367,13 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):  # a subclassed model: it declares no inputs
         inputs = []
+    if len(inputs) > 1:  # several inputs (NPZ X0, X1, ...): their widths add up to the data's columns
+        shapes = [tuple(t.shape) for t in inputs]
+        if any(len(shape) != 2 for shape in shapes) or sum(shape[1] or 0 for shape in shapes) != n_features:
+            raise ConfigError(key, f"a model whose inputs, each of shape (None, width), add up to the data's "
+                              f"{n_features} feature column(s) (NPZ X0, X1, ... in the inputs' order)",
+                              f"{what}: input shapes {shapes}")
+        model, inputs = single_input(model), []
     if inputs:
         shapes = [tuple(t.shape) for t in inputs]
         if len(shapes) != 1 or shapes[0] != (None, n_features):
@@ -363,3 +391,74 @@ def check(spec, n_features: int, task: str, classes: int | None, precision: str)
         raise ConfigError(key, f"a model with {want} output(s) per row for the {task} target"
                           + (f" ({classes} classes)" if task == "multiclass" else ""),
                           f"{what}: output shape {(None, *shape[1:]) if shape else type(out).__name__}")
+
+
+# ---- the loss a saved model was compiled with (loss=auto, the default; loss=compiled) ----
+
+_LOSS_ALIASES = {"mse": "MeanSquaredError", "mae": "MeanAbsoluteError", "mape": "MeanAbsolutePercentageError",
+                 "msle": "MeanSquaredLogarithmicError", "kld": "KLDivergence", "kl_divergence": "KLDivergence",
+                 "logcosh": "LogCosh", "log_cosh": "LogCosh"}
+
+
+def compiled_loss(path: str) -> str | None:
+    """The loss (and loss weights) a .keras file was compiled with, as Keras saved them in the
+    archive's config.json (``compile_config``), canonical JSON ``{"loss": ..., "loss_weights": ...}``;
+    None for a model saved uncompiled. Read without Keras (nothing of the file is run)."""
+    import json
+    import zipfile
+    check_keras_file(path)
+    try:
+        config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    except (KeyError, ValueError, OSError):
+        return None
+    compiled = (config.get("compile_config") or {}) if isinstance(config, dict) else {}
+    if not isinstance(compiled, dict) or compiled.get("loss") is None:
+        return None
+    return json.dumps({"loss": compiled["loss"], "loss_weights": compiled.get("loss_weights")}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def compiled_class(compiled: str) -> str:
+    """The Keras class (``keras.losses.CategoricalCrossentropy``) of a compiled loss (:func:`compiled_loss`):
+    a dict's class_name, a string's name in CamelCase (``categorical_crossentropy``), Keras's aliases
+    (mse, mae, ...) spelled out; "" for a loss that is not one class (a list or dict per output)."""
+    import json
+    loss = json.loads(compiled)["loss"]
+    if isinstance(loss, dict) and "class_name" in loss:
+        return f"{loss.get('module') or 'keras.losses'}.{loss['class_name']}"
+    if isinstance(loss, str):
+        return "keras.losses." + _LOSS_ALIASES.get(loss, "".join(p.capitalize() for p in loss.split("_")))
+    return ""
+
+
+def compiled_label(compiled: str) -> str:
+    """A compiled loss in a few words for reports and run names: its Keras name, with
+    from_logits and a loss weight other than 1 where set (``categorical_crossentropy``)."""
+    import json
+    value = json.loads(compiled)
+    loss, weights = value["loss"], value.get("loss_weights")
+    name = loss if isinstance(loss, str) else (loss.get("config", {}).get("name") or loss.get("class_name", "loss")
+                                               if isinstance(loss, dict) else json.dumps(loss))
+    if isinstance(loss, dict) and loss.get("config", {}).get("from_logits"):
+        name += " (from_logits)"
+    weight = weights[0] if isinstance(weights, list) and len(weights) == 1 else weights
+    return name + (f" x {weight:g}" if isinstance(weight, (int, float)) and weight != 1 else "")
+
+
+def resolve_loss(lo: dict, model) -> dict:
+    """The loss group for loss=auto (conf/config.yaml's default) and loss=compiled: a saved model
+    (model=keras) trains with the loss it was compiled with (``loss.compiled``, the JSON of
+    :func:`compiled_loss`), as the user wrote it; every other model, and a model saved
+    uncompiled, with auto's mse. loss=compiled on a model without a compiled loss is the
+    ConfigError naming loss.name."""
+    compiled = compiled_loss(model.path) if model.name == "keras" and model.path else None
+    rest = {k: v for k, v in lo.items() if k not in ("name", "class", "compiled")}  # checked as any loss's keys
+    if compiled is not None:
+        if lo.get("compiled") not in (None, compiled):
+            raise ConfigError("loss.compiled", "left out (nanbench reads it from model.path)", lo["compiled"])
+        return {**rest, "name": "compiled", "compiled": compiled}
+    if lo.get("name") == "compiled":
+        raise ConfigError("loss.name", "a loss option (mse, crossentropy, ...; compiled takes the loss of a "
+                          "model=keras file saved compiled)",
+                          f"compiled ({model.path or model.name}: no compiled loss)")
+    return {**rest, "name": "mse"}

@@ -99,3 +99,34 @@ def test_runs_side_by_side_name_the_same_layers_and_norms_as_alone():
         assert list(shared.series.layer_grad_norm) == list(alone.series.layer_grad_norm)
         for name, norms in alone.series.layer_grad_norm.items():
             np.testing.assert_array_equal(shared.series.layer_grad_norm[name], norms)
+
+
+DROPOUT_LOSS = '''
+import keras
+from keras import ops
+
+
+def model(input_shape, task):
+    """A sigmoid unit behind Dropout: one step in ten, its mask zeroes the prediction."""
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(1, activation="sigmoid", name="dense"),
+                             keras.layers.Dropout(0.1, seed=1, name="dropout")])
+
+
+def loss(y_true, y_pred):
+    """y * log(p) by hand: 0 * log(0) = NaN on a row whose prediction the mask dropped (y is 0)."""
+    return -ops.mean(y_true * ops.log(y_pred), axis=-1)
+'''
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_nan_only_the_steps_dropout_mask_makes_is_the_loss_not_a_layers_weights(tmp_path, monkeypatch, engine):
+    (tmp_path / "dropout_loss.py").write_text(DROPOUT_LOSS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    X = np.random.default_rng(0).standard_normal((16, 2))
+    np.savez(tmp_path / "zeros.npz", X=X, y=np.zeros(16))
+    result = run(engine, ["dataset=npz", f"dataset.path={tmp_path / 'zeros.npz'}", "dataset.task=regression",
+                          "model=builder", "model.builder=dropout_loss:model", "loss=builder",
+                          "loss.builder=dropout_loss:loss", "train.batch_size=1", "optimizer=sgd"], epochs=1)
+    assert result.outcome == "nan" and result.verdict.first_nonfinite_source == "loss"
+    assert (result.first_nonfinite_layer, result.first_nonfinite_part) in (("loss", "output"), (None, None))
+    assert result.first_nonfinite_layer == "loss"  # a draw of the mask reproduces the step: the loss, named

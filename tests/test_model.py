@@ -191,3 +191,23 @@ def test_a_probability_by_hand_is_sigmoid_or_softmax_without_logits_for_the_loss
     with pytest.raises(ConfigError, match="^model.probability must be keras for .* from logits"):
         from_config(compose_config(["dataset=digits", "loss=crossentropy", "loss.from_logits=true",
                                     "model.probability=stable"]))
+
+
+def test_the_dead_unit_measure_reads_a_model_with_convolutions_and_a_dead_relu_output():
+    """dense_layers cannot read a Reshape + Conv1D model: Keras computes its ReLU layers instead."""
+    import keras
+    import numpy as np
+    from nanbench.model import dead_fraction, dense_layers
+    keras.utils.set_random_seed(0)
+    off = keras.initializers.Constant(-50.0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Reshape((4, 1)),
+                              keras.layers.Conv1D(2, 2, activation="relu"), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="relu", bias_initializer=off)])
+    X = np.random.default_rng(0).standard_normal((40, 4))
+    assert dense_layers(model) is None
+    object.__setattr__(model, "_nanbench_user_spec", "a user's model")  # as nanbench.user_model.build marks one
+    conv = keras.Model(model.inputs, model.layers[1].output)(X.astype("float32"))
+    dead_channels = int((~np.any(np.asarray(conv).reshape(-1, 2) > 0, axis=0)).sum())
+    assert dead_fraction(model, X) == (dead_channels + 3) / 5  # the whole relu output layer is dead
+    weights = [np.zeros_like(w) for w in model.get_weights()]  # on other weights: every unit gives 0
+    assert dead_fraction(model, X, weights) == 1.0

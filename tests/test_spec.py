@@ -23,7 +23,8 @@ def test_groups_have_the_option_names_users_rely_on():
     assert {"linear", "mlp", "mlp_batchnorm", "lstm", "gru", "embedding"} <= set(options("model"))
     assert options("optimizer") == ["adam", "momentum", "rmsprop", "sgd"]
     assert options("clipping") == ["clipnorm", "clipvalue", "global_clipnorm", "none"]
-    assert options("loss") == ["builder", "crossentropy", "huber", "log_loss_naive", "mae", "mse", "msle", "rmse"]
+    assert options("loss") == ["auto", "builder", "compiled", "crossentropy", "huber", "log_loss_naive", "mae", "mse",
+                               "msle", "rmse"]
 
 
 # options that do not fit the defaults (dataset=clean, model=linear, loss=mse) and what they fit
@@ -35,7 +36,7 @@ PARTNERS = {"model=lstm": ["dataset=sequences"],
 # the user's own data and models need their files (tests/test_user_data.py, tests/test_user_model.py)
 USER_OPTIONS = {("dataset", "csv"): "dataset.path", ("dataset", "npz"): "dataset.path",
                 ("model", "keras"): "model.path", ("model", "builder"): "model.builder",
-                ("loss", "builder"): "loss.builder"}
+                ("loss", "builder"): "loss.builder", ("loss", "compiled"): "loss.name"}
 
 
 @pytest.mark.parametrize("group,option,key", [(g, o, k) for (g, o), k in USER_OPTIONS.items()])

@@ -311,3 +311,64 @@ def test_a_bad_model_says_what_is_wrong_with_it(files, make, builder, says):
     with pytest.raises(ConfigError, match="model.path" if builder is None else "model.builder") as caught:
         spec_of(*data_args(files), *overrides)
     assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def save_relu_output(path, compiled: bool = True):
+    """A classifier whose output layer is relu with every unit off (bias -10): compiled with
+    categorical cross-entropy, its probabilities are 0 / 0 (Keras divides by their sum) at step 0;
+    with MSE it is finite (every output 0 against one-hot labels)."""
+    keras.utils.set_random_seed(3)
+    off = keras.initializers.Constant(-10.0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="relu", bias_initializer=off)])
+    if compiled:
+        model.compile(optimizer="adam", loss="categorical_crossentropy", loss_weights=[1.0])
+    model.save(path)
+    return model
+
+
+def test_a_saved_model_trains_with_the_loss_it_was_compiled_with(tmp_path, files):
+    rng = np.random.default_rng(0)
+    X = 0.1 * rng.standard_normal((40, 3))
+    np.savez(tmp_path / "onehot.npz", X=X, y=np.eye(3)[np.digitize(X[:, 0], [-0.05, 0.05])])
+    save_relu_output(tmp_path / "relu.keras")
+    args = ["dataset=npz", f"dataset.path={tmp_path / 'onehot.npz'}", "model=keras", "train.epochs=2",
+            f"model.path={tmp_path / 'relu.keras'}"]
+    spec = spec_of(*args)  # loss=auto (the default): the file's own categorical cross-entropy
+    assert spec.loss.name == "compiled" and '"loss":"categorical_crossentropy"' in spec.loss.compiled
+    assert spec.factors()["loss.compiled"] == spec.loss.compiled  # recorded with the run (a factor)
+    from nanbench.tracking.record import run_name
+    assert run_name(spec).endswith("compiled categorical_crossentropy")
+    result = execute(spec)
+    assert result.outcome == "nan" and result.verdict.first_nonfinite_step == 0  # 0 / 0 as in plain Keras
+    plain = keras.losses.CategoricalCrossentropy()(np.eye(3)[[0]], np.zeros((1, 3), "float32"))
+    assert np.isnan(float(plain))
+    # the user's loss= overrides it; a model saved uncompiled trains with mse and has no compiled loss
+    assert execute(spec_of(*args, "loss=mse")).outcome != "nan"
+    save_relu_output(tmp_path / "bare.keras", compiled=False)
+    bare = [*args[:-1], f"model.path={tmp_path / 'bare.keras'}"]
+    assert spec_of(*bare).loss.name == "mse" and spec_of("train.epochs=1").loss.name == "mse"
+    with pytest.raises(ConfigError, match="^loss.name must be a loss option"):
+        spec_of(*bare, "loss=compiled")
+
+
+def test_a_model_with_two_inputs_trains_on_an_npzs_x0_and_x1(tmp_path, files):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((48, 4)), rng.standard_normal((48, 2))
+    np.savez(tmp_path / "two.npz", X0=a, X1=b, y=a[:, 0] - b[:, 1])
+    keras.utils.set_random_seed(5)
+    i0, i1 = keras.Input((4,), name="a"), keras.Input((2,), name="b")
+    joined = keras.layers.Concatenate()([keras.layers.Dense(8, activation="relu")(i0), keras.layers.Dense(3)(i1)])
+    saved = keras.Model([i0, i1], keras.layers.Dense(1, name="out")(joined))
+    saved.compile(loss="mse")
+    saved.save(tmp_path / "two.keras")
+    args = ["dataset=npz", f"dataset.path={tmp_path / 'two.npz'}", "dataset.task=regression", "model=keras",
+            f"model.path={tmp_path / 'two.keras'}", "train.epochs=2"]
+    fit, fused = (execute(spec_of(*args, f"train.engine={engine}")) for engine in ("fit", "fused"))
+    assert fit.error is None and fused.error is None and fused.engine == "fused"
+    np.testing.assert_array_equal(fit.series.loss, fused.series.loss)
+    expected = float(np.mean((saved.predict([a, b], verbose=0)[:, 0] - (a[:, 0] - b[:, 1])) ** 2))
+    assert fit.verdict.initial_loss == pytest.approx(expected, rel=1e-5)  # the user's model on (X0, X1), as saved
+    np.savez(tmp_path / "narrow.npz", X0=a, X1=b[:, :1], y=a[:, 0])
+    with pytest.raises(ConfigError, match=r"^model.path must be a model whose inputs.*add up to the data's 5"):
+        spec_of(*args[:1], f"dataset.path={tmp_path / 'narrow.npz'}", *args[2:])

@@ -80,6 +80,18 @@ class Change:
                       groups=self.groups + other.groups, why="; ".join(w for w in (self.why, other.why) if w))
 
 
+
+def loss_class(spec) -> str:
+    """The Keras class of the run's loss: a saved model's compiled loss's own (loss=compiled), else the option's."""
+    from nanbench.user_model import compiled_class
+    return compiled_class(spec.loss.compiled) if getattr(spec.loss, "compiled", None) else spec.loss.keras_class()
+
+
+def loss_name(spec) -> str:
+    """The run's loss in a change's name: ``compiled categorical_crossentropy``, else the option's name."""
+    from nanbench.user_model import compiled_label
+    return f"compiled {compiled_label(spec.loss.compiled)}" if getattr(spec.loss, "compiled", None) else spec.loss.name
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -130,10 +142,10 @@ def _activation_changes(spec: RunSpec, config: dict, activations) -> list[Change
         now = hidden[0] if len(set(hidden)) == 1 else "mixed"
         changes += [Change(name=f"hidden {a} instead of {now}", settings=((key, a),))
                     for a in HIDDEN_ACTIVATIONS if a != now]
-    loss = spec.loss.keras_class()
+    loss = loss_class(spec)
     if task != "regression" and loss not in CLASSIFICATION_LOSSES and loss != USER_LOSS:
         logits = not user or final == "linear"  # ours turn linear with from_logits; a user's linear output is logits
-        changes.append(Change(name=f"cross-entropy{' (from_logits)' if logits else ''} instead of {spec.loss.name}",
+        changes.append(Change(name=f"cross-entropy{' (from_logits)' if logits else ''} instead of {loss_name(spec)}",
                               groups=(("loss", "crossentropy"),), settings=(("loss.from_logits", logits),),
                               why=f"a {task} target takes a classification loss"))
     return changes
@@ -214,10 +226,10 @@ def catalogue(spec: RunSpec, config: dict, evidence: Evidence) -> list[Change]:
         changes.append(Change(name="drop non-finite rows", settings=(("preprocess.nonfinite", "drop"),)))
         changes.append(Change(name="impute non-finite inputs", settings=(("preprocess.nonfinite", "impute"),),
                               why="X's column mean over finite values; rows with a non-finite y dropped"))
-    if spec.loss.keras_class() in SQUARED_LOSSES:
-        changes.append(Change(name="Huber instead of " + spec.loss.name, groups=(("loss", "huber"),)))
-    if spec.loss.keras_class() in NAIVE_LOG_LOSSES:
-        changes.append(Change(name="Keras cross-entropy (from_logits) instead of " + spec.loss.name,
+    if loss_class(spec) in SQUARED_LOSSES:
+        changes.append(Change(name="Huber instead of " + loss_name(spec), groups=(("loss", "huber"),)))
+    if loss_class(spec) in NAIVE_LOG_LOSSES:
+        changes.append(Change(name="Keras cross-entropy (from_logits) instead of " + loss_name(spec),
                               groups=(("loss", "crossentropy"),), settings=(("loss.from_logits", True),)))
     if spec.train.precision != "float32":
         changes.append(Change(name="float32 instead of " + spec.train.precision,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nanbench.studies.diagnose import data_check
 from nanbench.summary.report import Report
 
 
@@ -23,6 +24,11 @@ def build(s: dict, command: str) -> Report:
     r.heading(2, "What happened")
     facts = [f"outcome at seed {s['seeds'][0]}: **{s['outcome']}**; seeds {s['seeds']}: {', '.join(s['outcomes'])}",
              f"verdict: **{s['verdict']}**"]
+    if s.get("loss"):
+        facts.append(f"loss: `{s['loss']}`")
+    if s.get("dead_output"):
+        facts.append(f"**{s['dead_output']}**")
+    facts += [f"data: {line}" for line in data_check.lines(s.get("data"))]
     if s.get("replication"):
         facts.append(f"seeds: {s['replication']}")
     n = len(s["seeds"])
@@ -41,7 +47,8 @@ def build(s: dict, command: str) -> Report:
         facts.append(f"global gradient norms {when}, last {len(s['grad_norm_history'])}: "
                      + ", ".join(_num(v) for v in s["grad_norm_history"]))
     for layer, norms in (s.get("layer_grad_norm_history") or {}).items():
-        facts.append(f"layer `{layer}`'s gradient norms, the same steps: " + ", ".join(_num(v) for v in norms))
+        if norms:  # none before a NaN at step 0
+            facts.append(f"layer `{layer}`'s gradient norms, the same steps: " + ", ".join(_num(v) for v in norms))
     if s.get("error"):
         facts.append(f"error: `{s['error']}`")
     r.bullets(facts)

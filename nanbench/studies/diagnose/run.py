@@ -24,6 +24,7 @@ from nanbench import vocab
 from nanbench.forensics import trained
 from nanbench.result import RunResult, finite_or_none
 from nanbench.spec import RunSpec
+from nanbench.studies.diagnose import data_check
 from nanbench.studies.boundary.search import is_stable
 from nanbench.studies.diagnose import rank, tries as trying
 from nanbench.studies.diagnose.catalogue import Evidence, catalogue, grad_norms_before
@@ -98,6 +99,7 @@ class Diagnosis:
     boundary_skipped: str | None = None  # why the boundary was not searched (boundary_skip)
     parent_run_id: str | None = None
     wall_s: float = 0.0
+    data: dict | None = None  # what is wrong in the data, by column and row (nanbench.studies.diagnose.data_check)
 
     @property
     def seeds(self) -> list[int]:
@@ -109,8 +111,24 @@ class Diagnosis:
 
     @property
     def nothing_to_fix(self) -> bool:
-        """The original trained in every seed."""
-        return self.original.trained_seeds == self.settings.seeds
+        """The original trained in every seed, and its gradients are not dead (:meth:`dead_output`)."""
+        return self.original.trained_seeds == self.settings.seeds and self.dead_output() is None
+
+    def dead_output(self) -> str | None:
+        """A finding when the reference run's global gradient norm is exactly 0 for its last steps
+        (at least min(history, steps) of them, >= 2; before any non-finite step): nothing learns,
+        e.g. a relu output layer that gives 0 on every row. None otherwise."""
+        ref = self.reference
+        if ref.series is None:
+            return None
+        step = ref.verdict.first_nonfinite_step if ref.verdict else None
+        norms = np.asarray(ref.series.grad_norm, dtype=np.float64)[:step]
+        nonzero = np.flatnonzero(norms != 0)
+        zeros = len(norms) - (int(nonzero[-1]) + 1 if len(nonzero) else 0)
+        if zeros < 2 or zeros < min(self.settings.history, len(norms)):
+            return None
+        return (f"dead output: every gradient norm is exactly 0 for the last {zeros} steps (the output gives 0 on "
+                "every row, e.g. a relu output layer, so nothing learns)")
 
     def remedies(self) -> list[Try]:
         return rank.ranked(self.singles + self.pairs)
@@ -169,6 +187,9 @@ class Diagnosis:
             "first_nonfinite_layer": _layer(ref, "first_nonfinite_layer"),
             "first_nonfinite_part": _layer(ref, "first_nonfinite_part"),
             "grad_norm_history": self.history(),
+            "dead_output": self.dead_output(),
+            "data": self.data,
+            "loss": loss_label(self.spec),
             "layer_grad_norm_history": self.layer_history(),
             "remedies": [remedy(t, self.settings.seeds) for t in self.remedies()],
             "avoids_nan_only": [remedy(t, self.settings.seeds) for t in self.avoids_nan_only()],
@@ -192,6 +213,15 @@ class Diagnosis:
 
     def to_json(self) -> str:
         return json.dumps(self.summary(), allow_nan=False)
+
+
+def loss_label(spec: RunSpec) -> str:
+    """The loss the runs trained with, as the report names it: a saved model's own compiled loss
+    (``compiled categorical_crossentropy``), else the loss option (``mse``)."""
+    if getattr(spec.loss, "compiled", None):
+        from nanbench.user_model import compiled_label
+        return f"compiled {compiled_label(spec.loss.compiled)} (the model's own)"
+    return spec.loss.name + (" (from_logits)" if spec.loss.from_logits else "")
 
 
 def per_seed(t: Try, seeds: list[int]) -> list[dict]:
@@ -284,6 +314,7 @@ def diagnose(spec: RunSpec, config: dict, settings: DiagnoseSpec, *, tracker=Non
     failure = "the diagnosis stopped before its end"
     try:
         trying.train([original], settings.seeds, device=device, side_by_side=side_by_side)
+        diagnosis.data = data_check.check_spec(spec)
         _log(tracker, diagnosis, original, "original")
         for line in describe_original(diagnosis):
             say(line)
@@ -346,6 +377,7 @@ def describe_original(d: Diagnosis) -> list[str]:
     s = d.summary()
     lines = [f"diagnose {d.name}: {n} seeds {d.seeds}: outcomes {', '.join(d.original.outcomes)} "
              f"({s['replication']})"]
+    lines.append(f"  loss: {s['loss']}")
     if d.original.distinct_runs < n:
         lines.append(f"  the {n} seeds ran {d.original.distinct_runs} distinct run(s)")
     bad = [p["seed"] for p in s["per_seed"] if p["nonfinite"]]
@@ -368,6 +400,9 @@ def describe_original(d: Diagnosis) -> list[str]:
             lines.append(f"    {layer}: " + ", ".join(_num(v) for v in norms))
     elif s["first_nonfinite_step"] == 0:
         lines.append("  no gradient norm before it: the very first step was non-finite")
+    if s["dead_output"]:
+        lines.append(f"  {s['dead_output']}")
+    lines += [f"  data: {line}" for line in data_check.lines(s["data"])]
     if d.nothing_to_fix:
         lines.append(f"  trains in every seed: {NOTHING_TO_FIX}")
     return lines

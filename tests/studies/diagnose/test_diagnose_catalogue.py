@@ -109,3 +109,22 @@ def test_a_users_model_is_read_for_its_activations(tmp_path):
     assert activation_names(rebuilt) == (("relu",), "linear")
     for a, b in zip(rebuilt.get_weights(), saved.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_saved_models_compiled_loss_is_read_for_the_loss_changes(tmp_path):
+    import keras
+    import numpy as np
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    np.savez(tmp_path / "c.npz", X=X, y=np.digitize(X[:, 0], [-0.5, 0.5]))
+    np.savez(tmp_path / "r.npz", X=X, y=X[:, 0])
+    for name, outputs, loss in (("cce", 3, "categorical_crossentropy"), ("mse", 1, "mse")):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(outputs, activation="relu")])
+        model.compile(loss=loss)
+        model.save(tmp_path / f"{name}.keras")
+    cce = changes_for("dataset=npz", f"dataset.path={tmp_path / 'c.npz'}", "model=keras",
+                      f"model.path={tmp_path / 'cce.keras'}")
+    assert not any(n.startswith("cross-entropy") for n in cce)  # it is one already
+    mse = changes_for("dataset=npz", f"dataset.path={tmp_path / 'r.npz'}", "dataset.task=regression", "model=keras",
+                      f"model.path={tmp_path / 'mse.keras'}")
+    assert mse["Huber instead of compiled mse"].groups == (("loss", "huber"),)

@@ -46,3 +46,32 @@ def test_replication_says_what_the_seeds_vary():
     keras_model = SPEC.replace(model={"name": "keras", "reinit": False})
     assert replication(keras_model).startswith("replication over shuffle order only (train.shuffle is off")
     assert replication(SPEC.replace(model={"name": "keras", "reinit": None})).startswith("seed 0 starts from the saved")
+
+
+def test_a_dead_output_is_a_finding_never_nothing_to_fix(tmp_path):
+    """A relu output layer off on every row (bias -10): every gradient is exactly 0, and the loss on
+    targets near 0 is already under converge_abs, so each seed 'converged': diagnose says dead."""
+    import keras
+    import numpy as np
+    from nanbench.run import execute
+    from nanbench.studies.diagnose.run import Diagnosis, describe_original
+    from nanbench.studies.diagnose.spec import DiagnoseSpec
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((32, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=1e-3 * rng.standard_normal(32))
+    keras.utils.set_random_seed(0)
+    off = keras.initializers.Constant(-10.0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="relu", bias_initializer=off)])
+    model.compile(loss="mse")
+    model.save(tmp_path / "m.keras")
+    spec = from_config(compose(["dataset=npz", f"dataset.path={tmp_path / 'd.npz'}", "dataset.task=regression",
+                                "model=keras", f"model.path={tmp_path / 'm.keras'}", "train.epochs=2",
+                                "train.engine=fused"]))
+    original = Try(None, spec, results=[execute(spec.replace(train={"seed": s})) for s in range(3)])
+    assert original.trained_seeds == 3  # 'converged' at every seed: the old answer was "nothing to fix"
+    d = Diagnosis(spec=spec, settings=DiagnoseSpec(seeds=3), name="dead", original=original)
+    s = d.summary()
+    assert not d.nothing_to_fix and s["verdict"] != "nothing to fix"
+    assert s["dead_output"].startswith("dead output: every gradient norm is exactly 0 for the last 2 steps")
+    assert s["loss"] == "compiled mse (the model's own)"
+    assert any(line.strip().startswith("dead output") for line in describe_original(d))
