@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from nanbench.config import compose
+from conftest import default_spec
 from nanbench.forensics import Verdict
 from nanbench.result import RunResult
-from nanbench.spec import from_config
 from nanbench.studies.diagnose.catalogue import Change
 from nanbench.studies.diagnose.rank import fixes, pairs, ranked
 from nanbench.studies.diagnose.tries import Try
-
-SPEC = from_config(compose([]))
 
 
 def run(outcome: str, final: float | None = None, initial: float = 10.0) -> RunResult:
     verdict = Verdict(outcome=outcome, first_nonfinite_step=None, first_nonfinite_source=None, first_inf_step=None,
                       first_nan_step=None, initial_loss=initial, final_loss=final, min_loss=final)
-    return RunResult(spec=SPEC, outcome=outcome, verdict=verdict)
+    return RunResult(spec=default_spec(), outcome=outcome, verdict=verdict)
 
 
 def planted(name: str, key: str, outcomes: list[tuple[str, float | None]], distance: float = 1.0,
             initial: float = 10.0) -> Try:
-    return Try(change=Change(name, settings=((key, 1),)), spec=SPEC, distance=distance,
+    return Try(change=Change(name, settings=((key, 1),)), spec=default_spec(), distance=distance,
                results=[run(o, f, initial) for o, f in outcomes])
 
 
