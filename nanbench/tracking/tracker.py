@@ -9,8 +9,6 @@ search's, a study's) are started and finished here too, so there is one way to m
 from __future__ import annotations
 
 import functools
-import os
-import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -35,40 +33,6 @@ def all_runs(client, exp_id: str, filter_string: str, view=None):
         token = page.token
         if not token:
             return
-
-
-class _FaultHook:
-    """A test hook (never set by nanbench itself): a fault at a known point of a sweep, instead of
-    a kill timed against training that must run long enough for the timer to land mid-sweep.
-
-    ``NANBENCH_TEST_KILL_AFTER=N``: once the process that records runs (a sweep's store process,
-    the process serving its workers, or the training process itself) has recorded N runs, it
-    sends SIGKILL to its whole process group: the sweep dies at once, as a lost machine would,
-    with exactly N runs recorded. ``NANBENCH_TEST_PAUSE_AFTER=N``: it stops itself (SIGSTOP)
-    instead, so a test can inject its own fault (kill the store process or a worker, start a
-    second sweep) and then SIGCONT it. Under KILL a batch that would cross N records only its
-    first runs (the rest are lost, as a real kill loses a batch it cuts off); under PAUSE the
-    batch is recorded whole, so a continued process loses nothing."""
-
-    def __init__(self):
-        self.recorded = 0
-        self.limit, self.action = float("inf"), None
-        for name, action in (("NANBENCH_TEST_KILL_AFTER", "kill"), ("NANBENCH_TEST_PAUSE_AFTER", "pause")):
-            if os.environ.get(name):
-                self.limit, self.action = int(os.environ[name]), action
-
-    def __call__(self, items: list) -> list:
-        return items[:max(self.limit - self.recorded, 1)] if self.action == "kill" else items
-
-    def fire(self) -> None:
-        action, self.action, self.limit = self.action, None, float("inf")  # once: a continued process records on
-        if action == "kill":
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-        elif action == "pause":
-            os.kill(os.getpid(), signal.SIGSTOP)
-
-
-fault_hook = _FaultHook()
 
 
 @functools.lru_cache(maxsize=8)
@@ -160,7 +124,6 @@ class Tracker:
         server) gets the client calls, one run at a time."""
         if not items:
             return []
-        items = fault_hook(items)
         exp_id = self.experiment_id(experiment or items[0][0].spec.tracking.experiment)
         records = [build_record(result, start, parent_run_id, tags, self.spec.log_steps) for result, start in items]
         if self.bulk:
@@ -181,9 +144,6 @@ class Tracker:
                 self._write_artifact(rec.run_id, rec.artifact_uri, "steps.csv", steps_csv(result))
             if not self.bulk:
                 self.client.set_terminated(rec.run_id, status=rec.status, end_time=rec.end_ms)
-        fault_hook.recorded += len(records)
-        if fault_hook.recorded >= fault_hook.limit:
-            fault_hook.fire()
         return [rec.run_id for rec in records]
 
     def start_parent(self, experiment: str, name: str, *, role: str = vocab.PARENT,

@@ -188,7 +188,7 @@ def test_an_adhoc_grid_over_datasets_and_preprocessing_is_one_job_per_optimizer(
 @pytest.mark.slow
 def test_a_folded_job_killed_midway_resumes_to_exactly_once(tmp_path, store):
     lrs = ",".join(f"{v:g}" for v in [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5])
-    # calls of 4 runs side by side; the kill hook (nanbench.tracking.tracker._FaultHook) SIGKILLs
+    # calls of 4 runs side by side; the kill hook (nanbench.tracking.protocol._FaultHook) SIGKILLs
     # the sweep once 5 runs are recorded: inside the one folded job, inside its second call
     grid = ["dataset=clean", "optimizer=sgd", f"optimizer.lr={lrs}", "train.epochs=3", "sweep.side_by_side=4"]
     cmd = _adhoc_cmd(store, tmp_path, *grid)
