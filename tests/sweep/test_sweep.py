@@ -18,7 +18,6 @@ from hydra_plugins.nanbench_sweeper.nanbench_sweeper import dispatch_batch_size,
 from nanbench.spec import from_config
 from nanbench.config import compose, sweep_jobs
 from nanbench.sweep import expand, inner_grid
-from nanbench.sweep.bookkeeping import PARENT_FILE
 
 SMOKE_RUNS = 24
 
