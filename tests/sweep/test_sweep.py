@@ -18,6 +18,7 @@ from conftest import ROOT, SWEEPS
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import dispatch_batch_size, structure_key
 from nanbench.spec import from_config
 from nanbench.config import compose, sweep_jobs
+from nanbench.sweep.bookkeeping import PARENT_FILE
 from nanbench.sweep import expand, inner_grid
 
 SMOKE_RUNS = 24
@@ -246,19 +247,21 @@ def test_a_bad_sweep_stops_before_any_store_with_one_line(tmp_path, overrides, k
 
 @pytest.mark.slow
 def test_a_second_sweep_of_the_same_experiment_is_refused_while_the_first_runs(tmp_path, store):
-    # the pause hook stops the first sweep's store process after its first recorded batch: the
-    # first sweep is certainly still running (its parent open, its lock held) when the second starts
+    # the pause hook stops the first sweep's store process after its first recorded batch, so the
+    # first sweep cannot end (its parent open, its lock held) until this test continues it
     first = subprocess.Popen(sweep_cmd(store, tmp_path, "sweep.summarize=false"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=ROOT, env=hooked(pause_after=1))
     try:
         deadline = time.time() + 300
-        paused = None
-        while paused is None and first.poll() is None and time.time() < deadline:
+        while not (tmp_path / "hydra" / PARENT_FILE).exists() and time.time() < deadline:
             time.sleep(0.2)
-            paused = next((pid for pid in _descendants(first.pid) if stopped(pid)), None)
-        assert paused is not None, "the first sweep never paused"
         second = subprocess.run(sweep_cmd(store, tmp_path / "2"), capture_output=True, text=True, cwd=ROOT,
                                 timeout=600)
+        paused = None
+        while paused is None and first.poll() is None and time.time() < deadline:
+            paused = next((pid for pid in _descendants(first.pid) if stopped(pid)), None)
+            time.sleep(0.2)
+        assert paused is not None, "the first sweep never paused"
         os.kill(paused, signal.SIGCONT)
         out, err = first.communicate(timeout=600)
     finally:
