@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -16,6 +17,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def compose_config(overrides: list[str] | None = None, config_name: str = "config"):
     """The composed DictConfig for `overrides`, exactly as `python -m nanbench` would see it."""
     return compose(list(overrides or []), config_name=config_name)
+
+
+@functools.cache
+def default_spec():
+    """The default config's RunSpec, composed once per test session when a test first needs it
+    (never at import: collecting the tests composes nothing)."""
+    from nanbench.spec import from_config
+    return from_config(compose_config())
 
 
 @pytest.fixture

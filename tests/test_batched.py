@@ -37,12 +37,13 @@ def _assert_identical(together, alone):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
 def test_every_clipping_and_loss_side_by_side_is_bit_identical_to_one_at_a_time(optimizer):
     # one call per loss: 4 clip kinds x 3 learning rates x 2 seeds side by side, from stable to
-    # runs that turn inf/NaN at different steps
+    # runs that turn inf/NaN at different steps (Hydra composes each clip kind once; the numbers
+    # are set on its spec: composing all 72 runs took longer than training them)
     for loss in ["mse", "mae", "huber"]:
-        specs = [_spec(f"optimizer={optimizer}", f"loss={loss}", f"clipping={clip}", f"optimizer.lr={lr}",
-                       f"train.seed={seed}")
-                 for clip, lr, seed in itertools.product(["none", "clipnorm", "global_clipnorm", "clipvalue"],
-                                                         [0.01, 3.0, 300.0], [0, 1])]
+        clips = {clip: _spec(f"optimizer={optimizer}", f"loss={loss}", f"clipping={clip}")
+                 for clip in ["none", "clipnorm", "global_clipnorm", "clipvalue"]}
+        specs = [clips[clip].replace(optimizer={"lr": lr}, train={"seed": seed})
+                 for clip, lr, seed in itertools.product(clips, [0.01, 3.0, 300.0], [0, 1])]
         datas = [load(s.dataset, s.preprocess) for s in specs]
         together = batched.train_together(specs, datas, "/CPU:0")
         for spec, data, out in zip(specs, datas, together):

@@ -146,29 +146,31 @@ def test_a_stale_server_pid_is_never_signalled(tmp_path):
 
 @pytest.mark.slow
 def test_cluster_check():
-    """`make cluster-check` itself: smoke through a two-node loopback Ray cluster into the server,
-    the worker node killed mid-way through a second sweep, the re-run: every configuration of
-    both grids FINISHED exactly once with its parent, nothing left running."""
+    """`make cluster-check` trimmed to its essentials: smoke through a two-node loopback Ray
+    cluster into the server, the worker node killed mid-sweep, the re-run: every configuration
+    FINISHED exactly once with its parent, nothing left running. (The full check first runs one
+    more, uninterrupted sweep; a re-run that ends 0 with every run is that case too.)"""
     from nanbench.cluster.check import CheckSetupError, run
     try:
-        record = run()
+        record = run(first_sweep=False)
     except CheckSetupError as exc:
         _cannot_start(str(exc))
     print(json.dumps(record))  # the line make cluster-check prints (pytest -s shows it)
-    assert record["runs_expected"] == 48
-    assert record["exit_first"] == 0
+    assert record["runs_expected"] == 24
+    assert record["exit_first"] is None  # not run
     assert record["killed_at_finished"] is not None, "the worker node was never killed mid-sweep"
     assert record["exit_killed"] == 1  # the lost node's job fails the sweep: parent FAILED, one line
     assert record["exit_rerun"] == 0
-    assert record["runs_finished"] == 48 and record["duplicates"] == 0
+    assert record["runs_finished"] == 24 and record["duplicates"] == 0
     assert record["parentless"] == 0 and record["running_left"] == 0
     assert record["killed_left"] == 0 and record["processes_left"] == 0
     assert record["ok"] is True
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def mlflow_server():
-    """A fresh PostgreSQL + mlflow server on free loopback ports, stopped after the test."""
+    """A fresh PostgreSQL + mlflow server on free loopback ports, shared by this module's tests
+    (each writes its own experiment) and stopped after the last."""
     from nanbench.cluster import group_pids, server
     from nanbench.cluster.check import free_port
     folder = Path(tempfile.mkdtemp(prefix="nb-server-test-"))

@@ -27,13 +27,24 @@ SMALL_MLP = ["dataset=clean", "dataset.n_samples=70", "dataset.n_features=4", "m
 def _pair(*overrides, problem=tuple(SMALL_MLP)):
     base = [*problem, "train.epochs=2", "train.batch_size=16", "optimizer.lr=0.05",
             "clipping.threshold=0.3", *overrides]
-    fit = execute(from_config(compose_config([*base, "train.engine=fit"])))
-    fast = execute(from_config(compose_config([*base, "train.engine=fused"])))
-    return fit, fast
+    fast = from_config(compose_config([*base, "train.engine=fused"]))  # composed once: Hydra costs as much as a run
+    return execute(fast.replace(train={"engine": "fit"})), execute(fast)
+
+
+# pairwise (a covering array of strength 2): every optimizer with every clipping, and every loss
+# with every optimizer and every clipping, in 16 runs instead of the 48 of the full product
+PAIRWISE = [(opt, clip, LOSSES[(i + j) % len(LOSSES)])
+            for i, opt in enumerate(OPTIMIZERS) for j, clip in enumerate(CLIPPING)]
+
+
+def test_the_pairwise_cases_hold_every_pair_of_factor_values():
+    for a, b in itertools.combinations(range(3), 2):
+        sizes = [len(OPTIMIZERS), len(CLIPPING), len(LOSSES)]
+        assert len({(case[a], case[b]) for case in PAIRWISE}) == sizes[a] * sizes[b]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer,clipping,loss", list(itertools.product(OPTIMIZERS, CLIPPING, LOSSES)))
+@pytest.mark.parametrize("optimizer,clipping,loss", PAIRWISE)
 def test_fused_matches_fit_per_epoch_within_1e_5(optimizer, clipping, loss):
     fit, fast = _pair(f"optimizer={optimizer}", f"clipping={clipping}", f"loss={loss}")
     assert fit.outcome == fast.outcome

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import pickle
+import signal
 
 from nanbench.tracking.sqlite import retry
 
@@ -17,6 +19,44 @@ MAX_BATCH = 256  # runs per transaction at most
 
 def log_batch(tracker, batch: list, experiment: str, parent_run_id: str | None, tags: dict) -> None:
     retry(lambda: tracker.log_many(batch, experiment=experiment, parent_run_id=parent_run_id, tags=tags))
+
+
+class _FaultHook:
+    """A test hook (nanbench never sets it): a fault at a known point of a sweep, instead of a
+    kill timed against training that must run long enough for the timer to land mid-sweep.
+
+    It acts in :func:`serve`, where the process that records a sweep's runs for its trainers
+    (the sweep's forked store process, or the sweep's process serving its joblib workers) writes
+    them. ``NANBENCH_TEST_KILL_AFTER=N``: once that process has recorded N runs, it sends
+    SIGKILL to its whole process group: the sweep dies at once, as on a lost machine, with
+    exactly N runs recorded (a batch that would cross N records only its first runs; the rest
+    are lost, as a real kill loses a batch it cuts off). ``NANBENCH_TEST_PAUSE_AFTER=N``: it
+    stops itself (SIGSTOP) after the batch that reaches N, so a test can inject its own fault
+    (kill the store process or a worker, start a second sweep) and then SIGCONT it. Either acts
+    once per process; a process recording its own runs (a lost store's sweep) is never stopped."""
+
+    def __init__(self):
+        self.recorded, self.limit, self.action = 0, None, None
+        for name, action in (("NANBENCH_TEST_KILL_AFTER", "kill"), ("NANBENCH_TEST_PAUSE_AFTER", "pause")):
+            if os.environ.get(name):
+                self.limit, self.action = int(os.environ[name]), action
+
+    def cut(self, batch: list) -> list:
+        """The part of `batch` to record before the kill."""
+        return batch[:max(self.limit - self.recorded, 1)] if self.action == "kill" else batch
+
+    def recorded_now(self, n: int) -> None:
+        self.recorded += n
+        if self.action is None or self.recorded < self.limit:
+            return
+        action, self.action = self.action, None  # once: a continued process records on
+        if action == "kill":
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        else:
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
+fault_hook = _FaultHook()
 
 
 class StoreLost(RuntimeError):
@@ -176,7 +216,9 @@ def serve(conn, tracking, lock=None, calls=None) -> None:
                 continue
             try:
                 with held:
+                    batch = fault_hook.cut(batch)
                     log_batch(tracker, batch, *key)
+                    fault_hook.recorded_now(len(batch))
             except Exception as exc:  # noqa: BLE001 - reported at the writer's close
                 errors.append(f"{type(exc).__name__}: {exc}")
 

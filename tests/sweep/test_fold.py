@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from mlflow.entities import ViewType
@@ -20,7 +19,6 @@ from conftest import ROOT
 from nanbench.config import CONF_DIR, SWEEPS_DIR, compose
 from nanbench.spec import from_config
 from nanbench.sweep.fold import FOLDS_FILE, data_nodes, fold, rows
-from nanbench.sweep.bookkeeping import PARENT_FILE
 from nanbench.sweep.grid import expand
 
 
@@ -207,24 +205,15 @@ def test_an_adhoc_grid_over_datasets_and_preprocessing_is_one_job_per_optimizer(
 @pytest.mark.slow
 def test_a_folded_job_killed_midway_resumes_to_exactly_once(tmp_path, store):
     lrs = ",".join(f"{v:g}" for v in [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5])
-    # calls of 4 runs side by side: the kill lands between calls, or inside one (its runs are lost)
-    grid = ["dataset=clean", "optimizer=sgd", f"optimizer.lr={lrs}", "train.epochs=300", "sweep.side_by_side=4"]
+    # calls of 4 runs side by side; the kill hook (nanbench.tracking.protocol._FaultHook) SIGKILLs
+    # the sweep once 5 runs are recorded: inside the one folded job, inside its second call
+    grid = ["dataset=clean", "optimizer=sgd", f"optimizer.lr={lrs}", "train.epochs=3", "sweep.side_by_side=4"]
     cmd = _adhoc_cmd(store, tmp_path, *grid)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        if not (tmp_path / "hydra" / PARENT_FILE).exists():
-            continue  # not before the sweep has made its store (see tests/test_sweep.py)
-        try:
-            if len(_children(store, "FINISHED")) >= 3:
-                break
-        except Exception:  # noqa: BLE001 - experiment not created yet
-            continue
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run(cmd, capture_output=True, cwd=ROOT, start_new_session=True, timeout=600,
+                          env={**os.environ, "NANBENCH_TEST_KILL_AFTER": "5"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     recorded = len(_children(store, "FINISHED"))
-    assert 0 < recorded < 12, "the kill must land inside the one folded job"
+    assert recorded == 5, "the kill must land inside the one folded job"
     rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     hashes = [r.data.tags["config_hash"] for r in _children(store, "FINISHED")]

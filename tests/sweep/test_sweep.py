@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -17,8 +18,8 @@ from conftest import ROOT, SWEEPS
 from hydra_plugins.nanbench_sweeper.nanbench_sweeper import dispatch_batch_size, structure_key
 from nanbench.spec import from_config
 from nanbench.config import compose, sweep_jobs
-from nanbench.sweep import expand, inner_grid
 from nanbench.sweep.bookkeeping import PARENT_FILE
+from nanbench.sweep import expand, inner_grid
 
 SMOKE_RUNS = 24
 
@@ -77,30 +78,36 @@ def test_smoke_sweep_records_every_run_once_under_one_parent(tmp_path, store):
     assert len([r for r in children(store) if r.info.lifecycle_stage == "active"]) == SMOKE_RUNS
 
 
+KILL_AFTER = 6
+
+
+def hooked(**hooks: int) -> dict:
+    """The environment of a sweep with nanbench's fault hooks set (nanbench.tracking.protocol._FaultHook):
+    NANBENCH_TEST_KILL_AFTER / NANBENCH_TEST_PAUSE_AFTER, so a fault lands at a known run."""
+    return {**os.environ, **{f"NANBENCH_TEST_{k.upper()}": str(v) for k, v in hooks.items()}}
+
+
+def stopped(pid: int) -> bool:
+    """Whether the process has stopped itself (state T: the pause hook)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "Tt"
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.slow
 def test_killed_sweep_resumes_to_exactly_once(tmp_path, store):
-    # long enough runs (~1 s each) that the kill lands between the first job's batch and the last
-    cmd = sweep_cmd(store, tmp_path, "train.epochs=600")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        time.sleep(0.5)
-        # not before the sweep has opened its new store: two processes migrating a new SQLite
-        # store at once break it (MLflow's migrations are not safe against each other)
-        if not (tmp_path / "hydra" / PARENT_FILE).exists():
-            continue
-        try:
-            if len(children(store)) >= 6:
-                break
-        except Exception:  # noqa: BLE001 - store or experiment not created yet
-            continue
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # the kill hook SIGKILLs the sweep's whole process group once KILL_AFTER runs are recorded:
+    # mid-sweep by construction, however fast the runs train
+    cmd = sweep_cmd(store, tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, cwd=ROOT, timeout=600, start_new_session=True,
+                          env=hooked(kill_after=KILL_AFTER))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     recorded = len(children(store, status="FINISHED"))
-    assert 0 < recorded < SMOKE_RUNS, "the kill must land mid-sweep"
+    assert recorded == KILL_AFTER, "the kill must land mid-sweep, after the runs the hook counted"
     rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{KILL_AFTER} configurations already FINISHED" in rerun.stdout
     finished = children(store, status="FINISHED")
     hashes = [r.data.tags["config_hash"] for r in finished]
     assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS  # 0 lost, 0 duplicated
@@ -147,8 +154,10 @@ def test_a_sweep_that_cannot_start_stops_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", [2, 4])
-def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):
+def test_parallel_workers_record_every_run_exactly_once(tmp_path, store):
+    # 2 workers, as many as CI's cores (4 on 2 cores only timeshared them); how the grid is dealt
+    # to more workers than that: test_parallel_dispatch_keeps_each_structure_group_in_one_batch
+    jobs = 2
     proc = subprocess.run(sweep_cmd(store, tmp_path, "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"),
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -156,10 +165,10 @@ def test_parallel_workers_record_every_run_exactly_once(tmp_path, store, jobs):
     hashes = [r.data.tags["config_hash"] for r in runs]
     assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS
     assert "locked" not in proc.stderr
-    if jobs == 2:  # whole structure groups per worker: each graph traced once, as with one process
-        structures = {(r.data.params["optimizer.name"], r.data.params["dataset.name"]) for r in runs}
-        traced = [r for r in runs if r.data.metrics["first_step_s"] > 0]
-        assert len(traced) == len(structures) == 4
+    # whole structure groups per worker: each graph traced once, as with one process
+    structures = {(r.data.params["optimizer.name"], r.data.params["dataset.name"]) for r in runs}
+    traced = [r for r in runs if r.data.metrics["first_step_s"] > 0]
+    assert len(traced) == len(structures) == 4
 
 
 def test_parallel_dispatch_keeps_each_structure_group_in_one_batch():
@@ -184,12 +193,25 @@ def _grid(name):
     return sweep_jobs(SWEEPS / f"{name}.yaml")
 
 
+def _pairwise(jobs: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Jobs of a grid that together hold every value of every axis and every pair of two axes'
+    values (greedy, in the grid's order: deterministic)."""
+    covers = [{(a,) for a in job} | set(itertools.combinations(job, 2)) for job in jobs]
+    need, chosen = set().union(*covers), []
+    while need:
+        best = max(range(len(jobs)), key=lambda i: len(covers[i] & need))
+        chosen.append(jobs[best])
+        need -= covers[best]
+    return chosen
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in SWEEPS.glob("*.yaml")))
 def test_every_sweep_file_composes_for_every_combination(name):
     jobs = _grid(name)
     assert jobs
-    step = max(1, len(jobs) // 40)  # compose a spread of jobs, every run of each
-    for job in jobs[::step]:
+    # compose the jobs that hold every pair of the grid's values (a stride of 40 jobs before:
+    # more composes, and no guarantee that a value met every other), every run of each
+    for job in _pairwise(jobs):
         cfg = compose(job, config_name=name, config_dir=SWEEPS)
         runs = expand(cfg)
         assert len(runs) == len(inner_grid(cfg))
@@ -225,14 +247,22 @@ def test_a_bad_sweep_stops_before_any_store_with_one_line(tmp_path, overrides, k
 
 @pytest.mark.slow
 def test_a_second_sweep_of_the_same_experiment_is_refused_while_the_first_runs(tmp_path, store):
-    first = subprocess.Popen(sweep_cmd(store, tmp_path, "train.epochs=300", "sweep.summarize=false"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # the pause hook stops the first sweep's store process after its first recorded batch, so the
+    # first sweep cannot end (its parent open, its lock held) until this test continues it
+    first = subprocess.Popen(sweep_cmd(store, tmp_path, "sweep.summarize=false"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=hooked(pause_after=1))
     try:
         deadline = time.time() + 300
         while not (tmp_path / "hydra" / PARENT_FILE).exists() and time.time() < deadline:
             time.sleep(0.2)
         second = subprocess.run(sweep_cmd(store, tmp_path / "2"), capture_output=True, text=True, cwd=ROOT,
                                 timeout=600)
+        paused = None
+        while paused is None and first.poll() is None and time.time() < deadline:
+            paused = next((pid for pid in _descendants(first.pid) if stopped(pid)), None)
+            time.sleep(0.2)
+        assert paused is not None, "the first sweep never paused"
+        os.kill(paused, signal.SIGCONT)
         out, err = first.communicate(timeout=600)
     finally:
         first.kill()
@@ -250,3 +280,17 @@ def test_a_second_sweep_of_the_same_experiment_is_refused_while_the_first_runs(t
     assert len(hashes) == SMOKE_RUNS and len(set(hashes)) == SMOKE_RUNS
     assert all(r.info.status == "FINISHED" for r in runs)
     assert [p.info.status for p in parents(store)] == ["FINISHED"]  # the live first was never KILLED
+
+
+def _descendants(pid: int) -> list[int]:
+    """The process's children, their children, ... (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out

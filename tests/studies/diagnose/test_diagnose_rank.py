@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from nanbench.config import compose
+from conftest import default_spec
 from nanbench.forensics import Verdict
 from nanbench.result import RunResult
-from nanbench.spec import from_config
 from nanbench.studies.diagnose.catalogue import Change
 import numpy as np
 
@@ -13,8 +12,6 @@ from nanbench.forensics import StepSeries
 from nanbench.studies.diagnose.rank import avoids_nan_only, fixes, pairs, ranked
 from nanbench.studies.diagnose.run import remedy
 from nanbench.studies.diagnose.tries import Try
-
-SPEC = from_config(compose([]))
 
 
 def run(outcome: str, final: float | None = None, initial: float = 10.0, losses=None) -> RunResult:
@@ -26,12 +23,12 @@ def run(outcome: str, final: float | None = None, initial: float = 10.0, losses=
         series = StepSeries(loss=np.asarray(losses, dtype=np.float64), grad_norm=np.ones(n), weight_norm=np.ones(n),
                             flags=np.zeros(n, dtype=np.int64), epoch_loss=np.asarray(losses[-1:]), steps_per_epoch=n,
                             initial_loss=initial, final_loss=final if final is not None else np.nan)
-    return RunResult(spec=SPEC, outcome=outcome, verdict=verdict, series=series)
+    return RunResult(spec=default_spec(), outcome=outcome, verdict=verdict, series=series)
 
 
 def planted(name: str, key: str, outcomes: list[tuple], distance: float = 1.0, initial: float = 10.0) -> Try:
     """A try whose seeds' runs are (outcome, final loss[, per-step losses])."""
-    return Try(change=Change(name, settings=((key, 1),)), spec=SPEC, distance=distance,
+    return Try(change=Change(name, settings=((key, 1),)), spec=default_spec(), distance=distance,
                results=[run(o[0], o[1], initial, *o[2:]) for o in outcomes])
 
 
