@@ -9,6 +9,11 @@ original (catalogue.distance). L / L0 rather than L itself: scaling y or swappin
 the loss's units, so raw final losses of two changes are not comparable, while the fraction of the
 initial loss left is (the same ratio nanbench's outcomes are judged by).
 
+For a regression with MSE or RMSE, a run also has to beat the best constant prediction (y's mean)
+by improve_fraction to count as trained (tries.only_constant): on a target far from 0, L0 is
+mostly the mean, and a model whose hidden units saturate learns the mean alone, cutting L / L0 a
+thousandfold while it predicts a constant.
+
 A change whose runs stayed finite (stable) but trained in no seed "avoids NaN, does not train": it
 is listed apart (:func:`avoids_nan_only`), never among the remedies, so it never ranks above one that
 trains; one whose loss grew (L / L0 > 1) is never a fix.

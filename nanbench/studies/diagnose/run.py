@@ -181,7 +181,7 @@ class Diagnosis:
             "per_seed": per_seed(self.original, self.seeds),
             "distinct_runs": self.original.distinct_runs,
             "replication": replication(self.spec),
-            "target_ratio": getattr(self.spec.outcome, "target_ratio", trying.TARGET_RATIO),
+            "target_ratio": self.spec.outcome.target_ratio,
             "first_nonfinite_step": v.first_nonfinite_step if v else None,
             "first_nonfinite_source": v.first_nonfinite_source if v else None,
             "first_nonfinite_layer": _layer(ref, "first_nonfinite_layer"),
@@ -251,8 +251,10 @@ def remedy(t: Try, n_seeds: int) -> dict:
             "seconds_to_target": finite_or_none(t.seconds_to_target),
             "verdict": ("trains" if t.trained_seeds == n_seeds else
                         f"trains in {t.trained_seeds} of {n_seeds} seeds" if t.trained_seeds else
-                        AVOIDS_NAN + ("; the loss grew" if rel is not None and rel > 1 else "")),
-            "outcomes": t.outcomes, "distance": t.distance, "why": t.change.why}
+                        AVOIDS_NAN + ("; the loss grew" if rel is not None and rel > 1 else "")
+                        + (f"; predicts no better than a constant in {t.constant_seeds} seed(s)"
+                           if t.constant_seeds else "")),
+            "constant_seeds": t.constant_seeds, "outcomes": t.outcomes, "distance": t.distance, "why": t.change.why}
 
 
 def _raw_data_nonfinite(spec: RunSpec) -> bool:

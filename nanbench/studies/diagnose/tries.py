@@ -22,44 +22,49 @@ from nanbench.studies.boundary.search import is_stable
 from nanbench.studies.diagnose.catalogue import Change, apply, distance
 from nanbench.vocab import NONFINITE_OUTCOMES
 
-TARGET_RATIO = 0.1  # outcome.target_ratio's default: time to target is the first step with L <= 0.1 L0
-
-
-def _recorded(result: RunResult, name: str) -> tuple[bool, object]:
-    """(True, value) where the run (or its verdict) records `name` itself (nanbench.forensics's
-    time to target), else (False, None)."""
-    for holder in (result, result.verdict):
-        if holder is not None and hasattr(holder, name):
-            return True, getattr(holder, name)
-    return False, None
-
-
 def steps_to_target(result: RunResult) -> int | None:
-    """The first step at which the run's loss fell to outcome.target_ratio x L0 (None: never).
+    """The first step after which the run's whole-data loss fell to outcome.target_ratio x L0, as
+    the run recorded it (nanbench.forensics.steps_to_target; None: never)."""
+    return result.steps_to_target
 
-    The run's own record (``steps_to_target``, the whole-data loss per step) where it has one;
-    else the first step whose batch loss is at most target_ratio x the initial whole-data loss:
-    the whole-data loss at that step's weights for a full batch, an estimate for mini-batches."""
-    has, recorded = _recorded(result, "steps_to_target")
-    if has:
-        return recorded
-    v, series = result.verdict, result.series
-    if not trained(result.outcome) or v is None or v.initial_loss is None or series is None:
+
+# value losses whose best constant prediction is y's mean (its loss: y's variance, or its root)
+MEAN_LOSSES = {"keras.losses.MeanSquaredError": False, "nanbench.losses.RootMeanSquaredError": True}
+
+
+def constant_loss(result: RunResult) -> float | None:
+    """The whole-data loss of the best constant prediction for this run's data (the mean of y as
+    trained, after any scaling of y), for a regression with MSE or RMSE; None otherwise. On a
+    target far from 0 (house prices), L0 is mostly the mean: a model that learns only the mean
+    (its hidden units saturated, say) cuts L / L0 a thousandfold and still predicts a constant."""
+    from nanbench.user_model import compiled_class
+    spec = result.spec
+    cls = compiled_class(spec.loss.compiled) if spec.loss.compiled else spec.loss.keras_class()
+    if spec.model.task != "regression" or cls not in MEAN_LOSSES:
         return None
-    ratio = getattr(result.spec.outcome, "target_ratio", TARGET_RATIO)
-    loss = np.asarray(series.loss, dtype=np.float64)
-    hits = np.flatnonzero(np.isfinite(loss) & (loss <= ratio * v.initial_loss))
-    return int(hits[0]) if hits.size else None
+    from nanbench.data import load
+    y = np.asarray(load(spec.dataset, spec.preprocess).y, dtype=np.float64)
+    y = y[np.all(np.isfinite(y), axis=1)] if y.ndim == 2 else y[np.isfinite(y)]
+    if not len(y):
+        return None
+    var = float(np.mean(np.var(y, axis=0)))
+    return math.sqrt(var) if MEAN_LOSSES[cls] else var
+
+
+def only_constant(result: RunResult) -> bool:
+    """Whether a finite run's final whole-data loss is no better than (1 - improve_fraction) x the
+    best constant prediction's (:func:`constant_loss`): its loss fell, but it explains nothing of
+    the target beyond its mean. Such a run avoids NaN; it does not fix the model."""
+    v = result.verdict
+    if v is None or v.final_loss is None:
+        return False
+    baseline = constant_loss(result)
+    return baseline is not None and v.final_loss > (1 - result.spec.outcome.improve_fraction) * baseline
 
 
 def seconds_to_target(result: RunResult) -> float | None:
-    """Wall seconds to target: the run's own record where it has one; else steps_to_target at the
-    run's steady-state steps per second (tracing excluded)."""
-    has, recorded = _recorded(result, "seconds_to_target")
-    if has:
-        return recorded
-    steps, rate = steps_to_target(result), result.steps_per_s
-    return steps / rate if steps is not None and rate else None
+    """Seconds to target, as the run recorded them (its steps to target at its steady-state speed)."""
+    return result.seconds_to_target
 
 
 def run_signature(result: RunResult) -> tuple:
@@ -91,8 +96,14 @@ class Try:
 
     @property
     def trained_seeds(self) -> int:
-        """Seeds whose run trained (finite and L <= (1 - improve_fraction) L0: nanbench.forensics.trained)."""
-        return sum(trained(r.outcome) for r in self.results)
+        """Seeds whose run trained (finite and L <= (1 - improve_fraction) L0: nanbench.forensics.trained)
+        and, where the best constant prediction's loss is known, beat it as well (:func:`only_constant`)."""
+        return sum(trained(r.outcome) and not only_constant(r) for r in self.results)
+
+    @property
+    def constant_seeds(self) -> int:
+        """Seeds whose run 'trained' by L / L0 but predicts no better than a constant."""
+        return sum(trained(r.outcome) and only_constant(r) for r in self.results)
 
     @property
     def finite_seeds(self) -> int:

@@ -15,8 +15,12 @@ from nanbench.studies.diagnose.tries import Try
 
 
 def run(outcome: str, final: float | None = None, initial: float = 10.0, losses=None) -> RunResult:
+    """A planted run; with `losses` (the whole data's loss after each step), its recorded time to
+    target is the first step at which that loss is at most 0.1 x the initial one."""
+    reached = None if losses is None else next((i for i, v in enumerate(losses) if v <= 0.1 * initial), None)
     verdict = Verdict(outcome=outcome, first_nonfinite_step=None, first_nonfinite_source=None, first_inf_step=None,
-                      first_nan_step=None, initial_loss=initial, final_loss=final, min_loss=final)
+                      first_nan_step=None, initial_loss=initial, final_loss=final, min_loss=final,
+                      steps_to_target=reached)
     series = None
     if losses is not None:
         n = len(losses)
@@ -86,3 +90,28 @@ def test_pairs_come_from_the_best_singles_and_never_touch_one_key_twice():
     got = [c.name for c in pairs([lr3, lr10, clip, worst], candidates=3)]
     # best first: lr/10 (2 seeds), lr/3 (1 seed, L/L0 0.5), clip (1 seed, 0.8); huber is not among the 3
     assert got == ["lr/10 + clip", "lr/3 + clip"]
+
+
+def test_a_change_that_learns_only_the_targets_mean_is_no_fix():
+    """Planted: an MSE regression whose 'trained' run ends at the loss of predicting y's mean (its
+    L / L0 tiny only because L0 is mostly the mean) is no fix; one below it is."""
+    from dataclasses import replace
+
+    from nanbench.data import load
+    from nanbench.studies.diagnose.tries import constant_loss, only_constant
+
+    spec = default_spec()
+    assert spec.model.task == "regression" and spec.loss.keras_class() == "keras.losses.MeanSquaredError"
+    y = load(spec.dataset, spec.preprocess).y
+    baseline = float(np.mean(np.var(np.asarray(y, dtype=np.float64), axis=0)))
+    mean_only = run("converged", baseline * 0.99, initial=baseline * 1000)
+    learns = run("converged", baseline * 0.5, initial=baseline * 1000)
+    assert constant_loss(mean_only) == baseline
+    assert only_constant(mean_only) and not only_constant(learns)
+    constant = Try(change=Change("hidden tanh", settings=(("a", 1),)), spec=spec, results=[mean_only] * 3)
+    real = Try(change=Change("scaling", settings=(("b", 1),)), spec=spec, results=[learns] * 3, distance=3.0)
+    assert constant.trained_seeds == 0 and constant.constant_seeds == 3 and real.trained_seeds == 3
+    assert [t.name for t in ranked([constant, real])] == ["scaling"]
+    assert remedy(constant, 3)["verdict"].endswith("predicts no better than a constant in 3 seed(s)")
+    huber = replace(spec, loss=replace(spec.loss, name="huber", cls="keras.losses.Huber"))
+    assert constant_loss(RunResult(spec=huber, outcome="converged")) is None  # no constant baseline known
