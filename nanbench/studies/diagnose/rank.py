@@ -9,9 +9,10 @@ original (catalogue.distance). L / L0 rather than L itself: scaling y or swappin
 the loss's units, so raw final losses of two changes are not comparable, while the fraction of the
 initial loss left is (the same ratio nanbench's outcomes are judged by).
 
-For a regression with MSE or RMSE, a run also has to beat the best constant prediction (y's mean)
-by improve_fraction to count as trained (tries.only_constant): on a target far from 0, L0 is
-mostly the mean, and a model whose hidden units saturate learns the mean alone, cutting L / L0 a
+For a regression with MSE or RMSE, among changes that trained in as many seeds, those whose runs
+end no better than the best constant prediction (y's mean) by improve_fraction come after the
+others (tries.only_constant, counted in Try.constant_seeds): on a target far from 0, L0 is mostly
+the mean, and a model whose hidden units saturate learns the mean alone, cutting L / L0 a
 thousandfold while it predicts a constant.
 
 A change whose runs stayed finite (stable) but trained in no seed "avoids NaN, does not train": it
@@ -32,7 +33,8 @@ def _finite_or_inf(value: float | None) -> float:
 
 
 def order_key(t: Try) -> tuple:
-    return (-t.trained_seeds, _finite_or_inf(t.relative_loss), _finite_or_inf(t.steps_to_target), t.distance, t.name)
+    return (-t.trained_seeds, t.constant_seeds, _finite_or_inf(t.relative_loss), _finite_or_inf(t.steps_to_target),
+            t.distance, t.name)
 
 
 def ranked(tries: list[Try]) -> list[Try]:
@@ -57,8 +59,8 @@ def candidate_key(t: Try) -> tuple:
     ones that got further (more seeds finite, then more steps before the first non-finite value):
     a change that removed one cause (the NaN rows) while another remains (a learning rate too
     large) is what a second change completes."""
-    trained_, rel, ttt, dist, name = order_key(t)
-    return (trained_, -t.stable_seeds, rel, -t.finite_seeds, -t.progress, dist, name)
+    trained_, constant, rel, ttt, dist, name = order_key(t)
+    return (trained_, constant, -t.stable_seeds, rel, -t.finite_seeds, -t.progress, dist, name)
 
 
 def pairs(singles: list[Try], candidates: int) -> list[Change]:

@@ -251,9 +251,8 @@ def remedy(t: Try, n_seeds: int) -> dict:
             "seconds_to_target": finite_or_none(t.seconds_to_target),
             "verdict": ("trains" if t.trained_seeds == n_seeds else
                         f"trains in {t.trained_seeds} of {n_seeds} seeds" if t.trained_seeds else
-                        AVOIDS_NAN + ("; the loss grew" if rel is not None and rel > 1 else "")
-                        + (f"; predicts no better than a constant in {t.constant_seeds} seed(s)"
-                           if t.constant_seeds else "")),
+                        AVOIDS_NAN + ("; the loss grew" if rel is not None and rel > 1 else ""))
+            + (f"; predicts no better than a constant in {t.constant_seeds} seed(s)" if t.constant_seeds else ""),
             "constant_seeds": t.constant_seeds, "outcomes": t.outcomes, "distance": t.distance, "why": t.change.why}
 
 
