@@ -79,7 +79,7 @@ def build(s: dict, command: str) -> Report:
             return f"{min(count, 1)}/1 distinct run ({n} identical seeds)"
         return f"{count}/{n}" + (f" ({distinct} distinct runs)" if distinct < n else "")
 
-    rows = [{"rank": i, "change": m["change"], "verdict": m["verdict"],
+    rows = [{"rank": i, "change": m["change"], "verdict": m.get("verdict", ""),
              "trained seeds": seeds_cell(m["trained_seeds"], m),
              "median L/L0": _num(m["relative_loss"]), "steps to target": _num(m["steps_to_target"], "{:.0f}"),
              "seconds to target": _num(m["seconds_to_target"], "{:.2g}"), "final loss": _num(m["final_loss"]),
