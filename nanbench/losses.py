@@ -188,7 +188,7 @@ class Builder(keras.losses.Loss):
 class Compiled(keras.losses.Loss):
     """The loss a saved model was compiled with (``loss=compiled``, what ``loss=auto`` resolves to
     for a ``model=keras`` file saved compiled): ``compiled`` is the JSON of
-    nanbench.user_model.compiled_loss. A name (``"categorical_crossentropy"``) is Keras's function
+    nanbench.user_loss.compiled_loss. A name (``"categorical_crossentropy"``) is Keras's function
     of that name averaged over the batch, as ``compile`` does; a serialized class is deserialized by
     Keras (built-in classes only: a custom one is the one-line error asking for loss=builder); a
     single loss weight multiplies it, as ``compile(loss_weights=...)`` does for one output."""

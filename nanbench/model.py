@@ -225,7 +225,7 @@ def build_loss(spec: LossSpec, model: ModelSpec | None = None) -> keras.losses.L
     With the run's `model`: a loss that compares values (mse, mae, ...) on a multiclass model
     takes the labels one-hot encoded (nanbench.losses.OnOneHot), as MSE on one-hot labels does."""
     from nanbench.spec import CLASSIFICATION_LOSSES, USER_LOSS
-    from nanbench.user_model import compiled_class
+    from nanbench.user_loss import compiled_class
     loss = _build_loss(spec)
     if spec.compiled is not None:  # the saved model's loss: one-hot labels unless it takes integers (sparse)
         takes_labels = compiled_class(spec.compiled).endswith("SparseCategoricalCrossentropy")

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from nanbench.dataspec import (DATASET_KINDS, TASKS, BundledLabels, ConstantFeatureData, DatasetSpec,
                                LabelledData, LinearData, NanInputsData, OutlierData, SeparableData,
                                SequenceData, UnscaledData, UserData, dataset_spec)
-from nanbench.user_model import check_loss_keys, compiled_class, resolve_loss
+from nanbench.user_loss import check_loss_keys, compiled_class, resolve_loss
 from nanbench.validate import (NOT_A_FACTOR, OMITTED_AT_DEFAULT, ConfigError, at_omitted_default, build as _build,
                                check_number, is_factor, keras_class, one_of, option_class, same_option)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from nanbench.config import ROOT
 
 # lowest first; a module may import only from its own floor or lower ones
-FLOORS = ["nanbench.vocab", "nanbench.config", "nanbench.validate", "nanbench.user_data", "nanbench.user_model",
+FLOORS = ["nanbench.vocab", "nanbench.config", "nanbench.validate", "nanbench.user_data", "nanbench.user_model", "nanbench.user_loss",
           "nanbench.dataspec", "nanbench.spec", "nanbench.forensics",
           "nanbench.data", "nanbench.losses", "nanbench.model", "nanbench.step", "nanbench.locate", "nanbench.engines", "nanbench.result",
           "nanbench.run", "nanbench.tracking", "nanbench.summary", "nanbench.cluster", "nanbench.sweep",

@@ -71,7 +71,7 @@ def run_name(spec) -> str:
     clip = "noclip" if spec.clipping.kind == "none" else f"{spec.clipping.kind}={spec.clipping.threshold:g}"
     loss = spec.loss.name + ("-logits" if getattr(spec.loss, "from_logits", False) else "")
     if getattr(spec.loss, "compiled", None):  # model=keras's own loss: which one (compiled categorical_crossentropy)
-        from nanbench.user_model import compiled_label
+        from nanbench.user_loss import compiled_label
         loss = f"compiled {compiled_label(spec.loss.compiled)}"
     parts = [f"{spec.dataset.name}/{spec.preprocess.scaler}", model,
              f"{spec.optimizer.name} lr={spec.optimizer.lr:g}", clip, loss]

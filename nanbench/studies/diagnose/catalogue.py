@@ -83,13 +83,13 @@ class Change:
 
 def loss_class(spec) -> str:
     """The Keras class of the run's loss: a saved model's compiled loss's own (loss=compiled), else the option's."""
-    from nanbench.user_model import compiled_class
+    from nanbench.user_loss import compiled_class
     return compiled_class(spec.loss.compiled) if getattr(spec.loss, "compiled", None) else spec.loss.keras_class()
 
 
 def loss_name(spec) -> str:
     """The run's loss in a change's name: ``compiled categorical_crossentropy``, else the option's name."""
-    from nanbench.user_model import compiled_label
+    from nanbench.user_loss import compiled_label
     return f"compiled {compiled_label(spec.loss.compiled)}" if getattr(spec.loss, "compiled", None) else spec.loss.name
 
 def _text(value: Any) -> str:

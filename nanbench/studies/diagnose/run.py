@@ -219,7 +219,7 @@ def loss_label(spec: RunSpec) -> str:
     """The loss the runs trained with, as the report names it: a saved model's own compiled loss
     (``compiled categorical_crossentropy``), else the loss option (``mse``)."""
     if getattr(spec.loss, "compiled", None):
-        from nanbench.user_model import compiled_label
+        from nanbench.user_loss import compiled_label
         return f"compiled {compiled_label(spec.loss.compiled)} (the model's own)"
     return spec.loss.name + (" (from_logits)" if spec.loss.from_logits else "")
 

@@ -37,7 +37,7 @@ def constant_loss(result: RunResult) -> float | None:
     trained, after any scaling of y), for a regression with MSE or RMSE; None otherwise. On a
     target far from 0 (house prices), L0 is mostly the mean: a model that learns only the mean
     (its hidden units saturated, say) cuts L / L0 a thousandfold and still predicts a constant."""
-    from nanbench.user_model import compiled_class
+    from nanbench.user_loss import compiled_class
     spec = result.spec
     cls = compiled_class(spec.loss.compiled) if spec.loss.compiled else spec.loss.keras_class()
     if spec.model.task != "regression" or cls not in MEAN_LOSSES:
