@@ -53,7 +53,10 @@ def hold() -> None:
 
 
 def restore() -> None:
-    """The handlers this process had before the sweep (once it is closed)."""
+    """The handlers this process had before the sweep (once it is closed); the sweep's signal is
+    forgotten with them (the next sweep in this process starts unstopped)."""
+    global received
+    received = None
     for signum, handler in _previous.items():
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     _previous.clear()

@@ -101,6 +101,7 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
     start = time.time()
     try:
         for call in execute_calls(pending, side_by_side=side_by_side):
+            stopped()
             for _, result in call:
                 try:
                     writer.put(result, start)
@@ -133,6 +134,15 @@ def run_job(cfg: DictConfig) -> dict[str, int]:
         print(f"[job {hydra_cfg.job.num + 1}/{total_jobs}] {overrides}: {line} "
               f"({trained / elapsed if elapsed > 0 else 0:.1f} runs/s)", flush=True)
     return counts
+
+
+def stopped() -> None:
+    """Raise the user's interrupt here if one arrived and was swallowed on its way (a signal's
+    handler that raised inside a callback or a finalizer, where Python only prints it): the
+    sweep stops between calls rather than training on (nanbench.sweep.interrupts)."""
+    from nanbench.sweep import interrupts
+    if interrupts.received is not None:
+        raise interrupts.Interrupted(interrupts.received)
 
 
 def store_lost(cfg: DictConfig, store, exc: BaseException):

@@ -25,3 +25,22 @@ def test_a_signal_is_an_interrupt_with_its_exit_status(signum, status):
         interrupts.restore()
     assert {s: signal.getsignal(s) for s in interrupts.SIGNALS} == before
     assert interrupts.signal_of(KeyboardInterrupt()) == signal.SIGINT  # Python's own Ctrl-C
+
+
+def test_a_swallowed_interrupt_stops_the_job_between_calls_and_is_forgotten_after_the_sweep():
+    """A signal whose handler raised where Python only prints the exception (a callback, a
+    finalizer) has still been received: the job loop raises it between calls. restore() forgets
+    it, so a later sweep in this process is not stopped by it."""
+    from nanbench.sweep.jobs import stopped
+
+    interrupts.install()
+    try:
+        stopped()  # nothing received: nothing raised
+        interrupts.received = signal.SIGHUP
+        with pytest.raises(interrupts.Interrupted) as caught:
+            stopped()
+        assert caught.value.signum == signal.SIGHUP
+    finally:
+        interrupts.restore()
+    assert interrupts.received is None
+    stopped()
